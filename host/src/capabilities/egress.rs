@@ -1,0 +1,305 @@
+//! The egress policy: which addresses a plugin's HTTP request may reach.
+//!
+//! Deny by default. Loopback, private, link-local (cloud metadata
+//! included), shared (CGNAT), multicast, broadcast, reserved and
+//! documentation ranges, and IPv6 forms that embed an IPv4 address, are
+//! refused unless the operator allows the network. Names are resolved by
+//! [`EgressResolver`], which checks every address and hands reqwest only
+//! checked ones, so the connection goes to the address that was checked
+//! (no DNS-rebinding window). IP literals never reach a resolver and are
+//! checked with [`EgressPolicy::check_ip`].
+//!
+//! Which *hosts* a plugin may name is decided per plugin in
+//! [`super::http`]; this module only judges addresses.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// What kind of address an IP is, for the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressClass {
+    /// Globally routable: allowed.
+    Public,
+    /// `0.0.0.0/8`, `::`.
+    Unspecified,
+    /// `127.0.0.0/8`, `::1`.
+    Loopback,
+    /// RFC 1918 and IPv6 unique-local `fc00::/7`.
+    Private,
+    /// `169.254.0.0/16` (cloud metadata lives here), `fe80::/10`.
+    LinkLocal,
+    /// Shared address space `100.64.0.0/10` (carrier-grade NAT).
+    SharedCgnat,
+    /// `224.0.0.0/4`, `ff00::/8`.
+    Multicast,
+    /// `255.255.255.255`.
+    Broadcast,
+    /// Documentation, benchmarking, protocol-assignment and reserved ranges.
+    Reserved,
+    /// IPv6 that carries an IPv4 address (mapped, compatible, NAT64, 6to4,
+    /// Teredo): refused so no IPv4 check can be bypassed through IPv6.
+    EmbeddedIpv4,
+}
+
+impl AddressClass {
+    /// Lower-case name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            AddressClass::Public => "public",
+            AddressClass::Unspecified => "unspecified",
+            AddressClass::Loopback => "loopback",
+            AddressClass::Private => "private",
+            AddressClass::LinkLocal => "link-local",
+            AddressClass::SharedCgnat => "shared (CGNAT)",
+            AddressClass::Multicast => "multicast",
+            AddressClass::Broadcast => "broadcast",
+            AddressClass::Reserved => "reserved",
+            AddressClass::EmbeddedIpv4 => "IPv6 with an embedded IPv4 address",
+        }
+    }
+}
+
+/// Classifies an address.
+pub fn classify(ip: IpAddr) -> AddressClass {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> AddressClass {
+    let [a, b, c, _] = ip.octets();
+    match (a, b, c) {
+        (0, _, _) => AddressClass::Unspecified,
+        (127, _, _) => AddressClass::Loopback,
+        (10, _, _) | (172, 16..=31, _) | (192, 168, _) => AddressClass::Private,
+        (169, 254, _) => AddressClass::LinkLocal,
+        (100, 64..=127, _) => AddressClass::SharedCgnat,
+        (224..=239, _, _) => AddressClass::Multicast,
+        _ if ip == Ipv4Addr::BROADCAST => AddressClass::Broadcast,
+        (240..=255, _, _)
+        | (192, 0, 0 | 2)
+        | (192, 88, 99)
+        | (198, 18 | 19, _)
+        | (198, 51, 100)
+        | (203, 0, 113) => AddressClass::Reserved,
+        _ => AddressClass::Public,
+    }
+}
+
+fn classify_v6(ip: Ipv6Addr) -> AddressClass {
+    let segments = ip.segments();
+    if ip.is_unspecified() {
+        AddressClass::Unspecified
+    } else if ip.is_loopback() {
+        AddressClass::Loopback
+    } else if embedded_ipv4(ip).is_some() {
+        AddressClass::EmbeddedIpv4
+    } else if segments[0] & 0xfe00 == 0xfc00 {
+        AddressClass::Private
+    } else if segments[0] & 0xffc0 == 0xfe80 || segments[0] & 0xffc0 == 0xfec0 {
+        AddressClass::LinkLocal
+    } else if segments[0] & 0xff00 == 0xff00 {
+        AddressClass::Multicast
+    } else if (segments[0] == 0x2001 && segments[1] == 0x0db8)
+        || (segments[0] == 0x0100 && segments[1..4] == [0, 0, 0])
+        || segments[0] & 0xe000 != 0x2000
+    {
+        // Documentation, discard-only, and everything outside 2000::/3,
+        // the only global unicast space allocated.
+        AddressClass::Reserved
+    } else {
+        AddressClass::Public
+    }
+}
+
+/// The IPv4 address carried by an IPv6 one, in any of the forms that
+/// route to it.
+pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    if let Some(mapped) = ip.to_ipv4_mapped() {
+        Some(mapped)
+    } else if s[..6] == [0, 0, 0, 0, 0, 0] {
+        Some(low) // IPv4-compatible ::a.b.c.d (:: and ::1 are handled before)
+    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..3] == [0x64, 0xff9b, 1] {
+        Some(low) // NAT64, well-known and local-use prefixes
+    } else if s[0] == 0x2002 {
+        Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8))
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        Some(Ipv4Addr::from(!u32::from(low))) // Teredo: client address, inverted
+    } else {
+        None
+    }
+}
+
+/// A destination the policy refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{host} resolves to {ip}, a {} address, which the egress policy does not allow", class.name())]
+pub struct EgressDenied {
+    /// The host as the request named it.
+    pub host: String,
+    /// The refused address.
+    pub ip: IpAddr,
+    /// Why it is refused.
+    pub class: AddressClass,
+}
+
+/// The operator's address policy.
+#[derive(Debug, Clone, Default)]
+pub struct EgressPolicy {
+    allow_networks: Vec<IpNet>,
+    trusted_hosts: HashSet<String>,
+}
+
+impl EgressPolicy {
+    /// A policy allowing public addresses, plus `allow_networks`, plus any
+    /// address of `trusted_hosts`.
+    pub fn new(allow_networks: Vec<IpNet>, trusted_hosts: impl IntoIterator<Item = String>) -> Self {
+        EgressPolicy {
+            allow_networks,
+            trusted_hosts: trusted_hosts.into_iter().map(|h| normalize_host(&h)).collect(),
+        }
+    }
+
+    /// Whether `ip` may be reached. An allowed network matches the address
+    /// itself or the IPv4 address it embeds.
+    ///
+    /// # Errors
+    /// [`EgressDenied`] naming the address class.
+    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), EgressDenied> {
+        let embedded = match ip {
+            IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        let allowed = self
+            .allow_networks
+            .iter()
+            .any(|net| net.contains(&ip) || embedded.is_some_and(|e| net.contains(&e)));
+        match classify(ip) {
+            _ if allowed => Ok(()),
+            AddressClass::Public => Ok(()),
+            class => Err(EgressDenied { host: host.to_owned(), ip, class }),
+        }
+    }
+
+    /// Checks every address `host` resolved to: one refused address refuses
+    /// the host (a name must not mix public and internal addresses).
+    ///
+    /// # Errors
+    /// [`EgressDenied`] for the first refused address.
+    pub fn check_resolved(&self, host: &str, addrs: &[SocketAddr]) -> Result<(), EgressDenied> {
+        if self.trusted_hosts.contains(&normalize_host(host)) {
+            return Ok(());
+        }
+        addrs.iter().try_for_each(|addr| self.check_ip(host, addr.ip()))
+    }
+}
+
+/// Lower case, without a trailing dot: how host names are compared.
+pub fn normalize_host(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// reqwest's resolver for plugin traffic: resolves with the system
+/// resolver, then lets through only names whose every address passes the
+/// policy. reqwest connects to exactly the addresses returned here.
+#[derive(Debug, Clone)]
+pub struct EgressResolver {
+    policy: Arc<EgressPolicy>,
+}
+
+impl EgressResolver {
+    /// A resolver enforcing `policy`.
+    pub fn new(policy: Arc<EgressPolicy>) -> Self {
+        EgressResolver { policy }
+    }
+}
+
+impl Resolve for EgressResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = Arc::clone(&self.policy);
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            policy.check_resolved(&host, &addrs)?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn internal_ranges_are_refused_and_public_ones_allowed() {
+        let policy = EgressPolicy::default();
+        let refused = [
+            ("127.0.0.1", AddressClass::Loopback),
+            ("10.1.2.3", AddressClass::Private),
+            ("172.31.255.1", AddressClass::Private),
+            ("192.168.0.1", AddressClass::Private),
+            ("169.254.169.254", AddressClass::LinkLocal),
+            ("100.64.0.1", AddressClass::SharedCgnat),
+            ("224.0.0.1", AddressClass::Multicast),
+            ("255.255.255.255", AddressClass::Broadcast),
+            ("0.0.0.0", AddressClass::Unspecified),
+            ("198.18.0.1", AddressClass::Reserved),
+            ("::", AddressClass::Unspecified),
+            ("::1", AddressClass::Loopback),
+            ("fd00::1", AddressClass::Private),
+            ("fe80::1", AddressClass::LinkLocal),
+            ("ff02::1", AddressClass::Multicast),
+            ("::ffff:127.0.0.1", AddressClass::EmbeddedIpv4),
+            ("::ffff:8.8.8.8", AddressClass::EmbeddedIpv4),
+            ("::127.0.0.1", AddressClass::EmbeddedIpv4),
+            ("64:ff9b::a9fe:a9fe", AddressClass::EmbeddedIpv4),
+            ("2002:7f00:1::", AddressClass::EmbeddedIpv4),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", AddressClass::EmbeddedIpv4),
+            ("2001:db8::1", AddressClass::Reserved),
+        ];
+        for (text, class) in refused {
+            let denied = policy.check_ip("h", ip(text)).unwrap_err();
+            assert_eq!(denied.class, class, "{text}");
+        }
+        for text in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111"] {
+            assert!(policy.check_ip("h", ip(text)).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_is_extracted_from_every_form() {
+        let v4 = |text: &str| embedded_ipv4(text.parse().unwrap());
+        assert_eq!(v4("::ffff:169.254.169.254"), Some(Ipv4Addr::new(169, 254, 169, 254)));
+        assert_eq!(v4("64:ff9b::7f00:1"), Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(v4("2002:a9fe:a9fe::1"), Some(Ipv4Addr::new(169, 254, 169, 254)));
+        assert_eq!(v4("2001:0:4136:e378:8000:63bf:80ff:fffe"), Some(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(v4("2606:4700::1111"), None);
+    }
+
+    #[test]
+    fn allowed_networks_open_exactly_what_they_cover() {
+        let policy = EgressPolicy::new(vec!["127.0.0.1/32".parse().unwrap()], []);
+        assert!(policy.check_ip("h", ip("127.0.0.1")).is_ok());
+        assert!(policy.check_ip("h", ip("::ffff:127.0.0.1")).is_ok());
+        assert!(policy.check_ip("h", ip("127.0.0.2")).is_err());
+        assert!(policy.check_ip("h", ip("169.254.169.254")).is_err());
+    }
+
+    #[test]
+    fn a_name_with_one_internal_address_is_refused_unless_trusted() {
+        let addrs: Vec<SocketAddr> = vec!["8.8.8.8:0".parse().unwrap(), "10.0.0.1:0".parse().unwrap()];
+        let policy = EgressPolicy::new(Vec::new(), ["Gateway.internal.".to_owned()]);
+        assert_eq!(policy.check_resolved("evil.example", &addrs).unwrap_err().ip, ip("10.0.0.1"));
+        assert!(policy.check_resolved("gateway.internal", &addrs).is_ok());
+    }
+}

@@ -1,0 +1,23 @@
+//! The `tocsin` subcommands. Each returns an [`Exit`] status; errors in the
+//! input (unreadable file, bad JSON, invalid plugin for `notify`) come back
+//! as `Err` and exit 2 with the message.
+
+pub mod check;
+pub mod notify;
+
+/// Exit statuses of the commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Valid (`check`) or delivered (`notify`).
+    Success = 0,
+    /// Invalid (`check`) or not delivered (`notify`).
+    Failure = 1,
+    /// Bad usage or input.
+    Usage = 2,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        std::process::ExitCode::from(exit as u8)
+    }
+}

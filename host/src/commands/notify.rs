@@ -1,0 +1,129 @@
+//! `tocsin notify`: runs one notification through the sandbox, with the
+//! configured limits, and prints one JSON line saying what happened.
+
+use std::io::Read as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use ipnet::IpNet;
+use serde_json::{Value, json};
+
+use super::Exit;
+use crate::alarm::{Alarm, Delivery};
+use crate::capabilities::egress::normalize_host;
+use crate::config::Config;
+use crate::registry::{self, builtin};
+use crate::sandbox::{CallError, Sandbox};
+
+/// The alarm used when `--alarm` is not given (`examples/alarm.json`).
+const SAMPLE_ALARM: &str = include_str!("../../../examples/alarm.json");
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct NotifyArgs {
+    /// A built-in name (`log`, `http`, `test`) or a path to a `.wasm`.
+    pub plugin: String,
+    /// The action URL.
+    pub action: String,
+    /// Alarm JSON file, `-` for stdin, none for the sample alarm.
+    pub alarm: Option<PathBuf>,
+    /// Hosts granted for this run, loopback or private included.
+    pub allow_hosts: Vec<String>,
+}
+
+/// Runs the notification: exit 0 when delivered, 1 when not.
+///
+/// # Errors
+/// Bad input: unreadable or invalid alarm, unknown plugin, a file that is
+/// not a valid notifier.
+pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
+    let alarm = read_alarm(args.alarm.as_deref())?;
+    let (name, bytes) = plugin_bytes(&args.plugin)?;
+    grant_hosts(&mut config, &name, &args.allow_hosts);
+    let sandbox = Sandbox::new(&config).context("cannot start the sandbox")?;
+    let plugin = sandbox
+        .load(registry::spec_for(&name, None, &config), &bytes)
+        .with_context(|| format!("cannot load plugin {}", args.plugin))?;
+    let delivery = Delivery::one_off();
+    let invocation = sandbox.invoke(&plugin, &args.action, &alarm, &delivery).await;
+    let error = invocation.result.as_ref().err().map(error_json);
+    let report = json!({
+        "outcome": if invocation.result.is_ok() { "delivered" } else { "failed" },
+        "plugin": name,
+        "action": tocsin_guest_sdk::action::display(&args.action),
+        "alarm_id": alarm.alarm_id,
+        "delivery_id": delivery.id,
+        "request_id": delivery.request_id(),
+        "elapsed_ms": invocation.elapsed.as_secs_f64() * 1e3,
+        "fuel_used": invocation.fuel_used,
+        "error": error,
+        "http_requests": invocation.http_requests,
+        "limits_hit": invocation.limits_hit,
+        "log_dropped": invocation.log_dropped,
+        "log_truncated": invocation.log_truncated,
+        "logs": invocation.logs,
+    });
+    println!("{report}");
+    Ok(if invocation.result.is_ok() { Exit::Success } else { Exit::Failure })
+}
+
+fn error_json(error: &CallError) -> Value {
+    let mut value =
+        json!({"kind": error.kind(), "retryable": error.is_retryable(), "message": error.to_string()});
+    match error {
+        CallError::Limit { limit, .. } => value["limit"] = json!(limit),
+        CallError::Retryable { retry_after: Some(after), .. } => {
+            value["retry_after_ms"] = json!(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+        }
+        _ => {}
+    }
+    value
+}
+
+fn read_alarm(path: Option<&Path>) -> anyhow::Result<Alarm> {
+    let (text, source) = match path {
+        None => (SAMPLE_ALARM.to_owned(), "the sample alarm".to_owned()),
+        Some(path) if path == Path::new("-") => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("cannot read the alarm from stdin")?;
+            (text, "stdin".to_owned())
+        }
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read alarm file {}", path.display()))?,
+            path.display().to_string(),
+        ),
+    };
+    serde_json::from_str(&text).with_context(|| format!("invalid alarm JSON in {source}"))
+}
+
+/// The plugin's name and component: a built-in, or a `.wasm` file named
+/// after its stem.
+fn plugin_bytes(plugin: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    if let Some(bytes) = builtin::component(plugin) {
+        return Ok((plugin.to_owned(), bytes.to_vec()));
+    }
+    let path = Path::new(plugin);
+    if path.extension().is_none() && !plugin.contains('/') {
+        bail!("unknown plugin {plugin:?}: use a built-in (log, http, test) or a path to a .wasm component");
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
+    let name = path.file_stem().map_or_else(|| plugin.to_owned(), |stem| stem.to_string_lossy().into_owned());
+    Ok((name, bytes))
+}
+
+/// `--allow-host`: grants each host to the plugin and lets the egress
+/// policy reach it even when it is loopback or private, as an operator's
+/// configuration would.
+fn grant_hosts(config: &mut Config, plugin: &str, hosts: &[String]) {
+    for host in hosts {
+        let host = normalize_host(host);
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => config.egress.allow_networks.push(IpNet::from(ip)),
+            Err(_) => config.egress.trusted_hosts.push(host.clone()),
+        }
+        config.plugins.entry(plugin.to_owned()).or_default().allow_hosts.push(bare.to_owned());
+    }
+}

@@ -1,0 +1,108 @@
+//! Which plugin handles which action scheme.
+//!
+//! The built-ins (`log`, `test`, `http` for `http` and `https`) are built
+//! from `notifiers/` with the host and embedded in its binary. Aodh's other
+//! schemes (`trust+http`, `trust+https`, `zaqar`, `trust+zaqar`,
+//! `trust+heat`) are reserved for the platform and refused clearly until
+//! tocsin implements them.
+
+pub mod validate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::capabilities::egress::normalize_host;
+use crate::capabilities::http::HttpGrants;
+use crate::config::Config;
+use crate::sandbox::{Plugin, PluginSpec, Sandbox};
+use validate::LoadError;
+
+/// The built-in components, embedded by `build.rs`.
+pub mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_components.rs"));
+
+    /// The built-in notifier named `name` (`log`, `http`, `test`).
+    pub fn component(name: &str) -> Option<&'static [u8]> {
+        match name {
+            "log" => Some(LOG),
+            "http" => Some(HTTP),
+            "test" => Some(TEST),
+            _ => None,
+        }
+    }
+
+    /// Built-in plugin name → the schemes it serves.
+    pub const SCHEMES: &[(&str, &[&str])] =
+        &[("log", &["log"]), ("test", &["test"]), ("http", &["http", "https"])];
+}
+
+/// Aodh's schemes that need Keystone or other services: reserved for the
+/// platform, not implemented yet.
+pub const RESERVED_SCHEMES: &[&str] = &["trust+http", "trust+https", "zaqar", "trust+zaqar", "trust+heat"];
+
+/// Why an action's scheme has no plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// Nobody registered the scheme (Aodh: "Action … is unknown").
+    #[error("no notifier is registered for scheme {0:?}")]
+    Unknown(String),
+    /// Aodh has it, tocsin does not implement it yet.
+    #[error("scheme {0:?} is reserved for a platform notifier that tocsin does not implement yet")]
+    NotImplemented(String),
+}
+
+/// The settings a plugin named `name` is loaded with: its limits and
+/// grants from `config`. The built-in `http` notifier may switch TLS
+/// verification off (Aodh's `aodh-alarm-ssl-verify=0`) unless the
+/// operator says otherwise.
+pub fn spec_for(name: &str, tenant: Option<String>, config: &Config) -> PluginSpec {
+    let plugin = config.plugins.get(name);
+    let allowed_hosts =
+        plugin.map(|p| p.allow_hosts.iter().map(|h| normalize_host(h)).collect()).unwrap_or_default();
+    let allow_insecure_tls =
+        plugin.and_then(|p| p.allow_insecure_tls).unwrap_or(name == "http" && tenant.is_none());
+    PluginSpec {
+        name: name.to_owned(),
+        tenant,
+        limits: config.limits_for(name),
+        grants: HttpGrants { allowed_hosts, allow_insecure_tls },
+    }
+}
+
+/// Scheme → loaded plugin.
+#[derive(Debug, Default)]
+pub struct Registry {
+    by_scheme: HashMap<String, Arc<Plugin>>,
+}
+
+impl Registry {
+    /// A registry holding the built-in notifiers, compiled for `sandbox`.
+    ///
+    /// # Errors
+    /// [`LoadError`] if a built-in does not load: a build defect.
+    pub fn with_builtins(sandbox: &Sandbox, config: &Config) -> Result<Self, LoadError> {
+        let mut registry = Registry::default();
+        for (name, schemes) in builtin::SCHEMES {
+            let bytes = builtin::component(name).unwrap_or_default();
+            let plugin = Arc::new(sandbox.load(spec_for(name, None, config), bytes)?);
+            for scheme in *schemes {
+                registry.by_scheme.insert((*scheme).to_owned(), Arc::clone(&plugin));
+            }
+        }
+        Ok(registry)
+    }
+
+    /// The plugin for `scheme` (lower case, as Python's `urlsplit` gives it).
+    ///
+    /// # Errors
+    /// [`ResolveError`]: unknown, or reserved and not implemented.
+    pub fn resolve(&self, scheme: &str) -> Result<Arc<Plugin>, ResolveError> {
+        if let Some(plugin) = self.by_scheme.get(scheme) {
+            return Ok(Arc::clone(plugin));
+        }
+        if RESERVED_SCHEMES.contains(&scheme) {
+            return Err(ResolveError::NotImplemented(scheme.to_owned()));
+        }
+        Err(ResolveError::Unknown(scheme.to_owned()))
+    }
+}

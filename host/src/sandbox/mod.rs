@@ -1,0 +1,434 @@
+//! The sandbox: runs one plugin call in a fresh wasmtime store, within its
+//! limits.
+//!
+//! Three lifetimes (as wasmtime's and Spin's hosts have them):
+//! - process: one [`Engine`] (component model, fuel, pooling allocator)
+//!   and one [`Linker`] holding the capabilities;
+//! - plugin: compiled once into a [`Plugin`] (a pre-instantiated
+//!   [`NotifierPre`]) when loaded;
+//! - call: a fresh [`Store`] with its own limits, WASI context and
+//!   capability state, dropped after the call, so nothing leaks between
+//!   alarms or tenants.
+//!
+//! Limits per call: memory ([`limits::MemoryLimiter`]), CPU (fuel, guest
+//! work only), a wall-clock deadline covering host calls too (a timeout
+//! around the whole call; fuel yields let it interrupt a spinning guest),
+//! log and HTTP caps (in the capabilities). Hitting one is a typed
+//! [`CallError::Limit`]; the host and other calls carry on.
+
+pub mod bindings;
+pub mod limits;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+use wasmtime::component::Linker;
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::alarm::{Alarm, Delivery};
+use crate::capabilities::egress::EgressPolicy;
+use crate::capabilities::http::{CallHttp, HttpCapability, HttpGrants, HttpSetupError};
+use crate::capabilities::log::{CallIdentity, CallLog, LogBuffer, LogLine};
+use crate::config::Config;
+use crate::registry::validate::{self, ComponentInfo, LoadError};
+use bindings::NotifierPre;
+use bindings::exports::tocsin::notifier::handler::NotifyError;
+use bindings::tocsin::notifier::log::Level;
+use bindings::tocsin::notifier::types as wit;
+use limits::{Limit, Limits, MemoryLimitExceeded, MemoryLimiter};
+use state::StoreState;
+
+/// Fuel between yields to the async runtime: lets the wall-clock deadline
+/// interrupt a guest that never calls the host (about a millisecond).
+const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
+
+/// Why the sandbox could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot create the wasm engine: {0}")]
+    Engine(String),
+    /// The HTTP capability could not be built.
+    #[error(transparent)]
+    Http(#[from] HttpSetupError),
+}
+
+/// How one call ended, when it did not deliver.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin reported a failure worth retrying.
+    #[error("retryable failure: {reason}")]
+    Retryable {
+        /// The plugin's reason.
+        reason: String,
+        /// The plugin's hint of when to retry.
+        retry_after: Option<Duration>,
+    },
+    /// The plugin reported a failure a retry cannot fix.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+    /// The call hit a limit and was stopped.
+    #[error("{limit} limit exceeded: {detail}")]
+    Limit {
+        /// Which limit.
+        limit: Limit,
+        /// What happened, for the log.
+        detail: String,
+    },
+    /// The plugin trapped (a panic, `unreachable`, a bad memory access).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The plugin could not be instantiated (e.g. the instance pool is full).
+    #[error("cannot instantiate plugin: {0}")]
+    Instantiate(String),
+}
+
+impl CallError {
+    /// Whether a later attempt may succeed: the plugin said so, the
+    /// deadline passed, or no instance was available. Memory, CPU, stack
+    /// and traps are permanent.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CallError::Retryable { .. } | CallError::Instantiate(_) => true,
+            CallError::Limit { limit, .. } => limit.is_retryable(),
+            CallError::Permanent(_) | CallError::Trap(_) => false,
+        }
+    }
+
+    /// Short name of the kind of failure, for output and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Retryable { .. } => "retryable",
+            CallError::Permanent(_) => "permanent",
+            CallError::Limit { .. } => "limit",
+            CallError::Trap(_) => "trap",
+            CallError::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// What a plugin is loaded with.
+#[derive(Debug, Clone, Default)]
+pub struct PluginSpec {
+    /// Name used in logs and configuration.
+    pub name: String,
+    /// Owning tenant; none for the platform's plugins.
+    pub tenant: Option<String>,
+    /// Limits of each call.
+    pub limits: Limits,
+    /// HTTP grants beyond the action URL's host.
+    pub grants: HttpGrants,
+}
+
+/// A loaded plugin: compiled, checked and pre-instantiated.
+pub struct Plugin {
+    name: Arc<str>,
+    tenant: Option<Arc<str>>,
+    limits: Limits,
+    grants: Arc<HttpGrants>,
+    pre: NotifierPre<StoreState>,
+    log: Arc<LogBuffer>,
+    info: ComponentInfo,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// What the component imports and exports.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.info
+    }
+
+    /// Its recent log lines, across calls.
+    pub fn recent_logs(&self) -> Vec<LogLine> {
+        self.log.recent()
+    }
+}
+
+/// The result of one call, with what the plugin did during it.
+#[derive(Debug)]
+pub struct Invocation {
+    /// `Ok` when delivered.
+    pub result: Result<(), CallError>,
+    /// Wall time of the call, instantiation included.
+    pub elapsed: Duration,
+    /// Fuel the guest burned.
+    pub fuel_used: u64,
+    /// Lines the plugin logged in this call (stderr included).
+    pub logs: Vec<LogLine>,
+    /// Lines dropped by the log caps.
+    pub log_dropped: u64,
+    /// Lines truncated by the log caps.
+    pub log_truncated: u64,
+    /// HTTP requests sent.
+    pub http_requests: u32,
+    /// Limits hit without stopping the call (log, HTTP), and the one that
+    /// stopped it, if any.
+    pub limits_hit: Vec<Limit>,
+}
+
+/// The process's wasm runtime; see the module docs.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    http: Arc<HttpCapability>,
+    log_buffer_lines: usize,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// The engine, linker and HTTP machinery for `config`.
+    ///
+    /// # Errors
+    /// [`SandboxError`] when wasmtime refuses the configuration (e.g. the
+    /// pool cannot be reserved) or TLS files are invalid.
+    pub fn new(config: &Config) -> Result<Self, SandboxError> {
+        let engine =
+            Engine::new(&engine_config(config)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        crate::capabilities::link_all(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let policy = Arc::new(EgressPolicy::new(
+            config.egress.allow_networks.clone(),
+            config.egress.trusted_hosts.iter().cloned(),
+        ));
+        let http = Arc::new(HttpCapability::new(&config.http, policy)?);
+        Ok(Sandbox { engine, linker, http, log_buffer_lines: config.sandbox.log_buffer_lines })
+    }
+
+    /// Compiles and checks a component without loading it.
+    ///
+    /// # Errors
+    /// [`LoadError`] saying what is wrong, naming a refused import.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        let component = validate::compile(&self.engine, bytes)?;
+        validate::check(&self.engine, &component)
+    }
+
+    /// Compiles, checks and pre-instantiates a plugin.
+    ///
+    /// # Errors
+    /// [`LoadError`]: not a component, a refused import, no `notifier`
+    /// export of a supported version.
+    pub fn load(&self, spec: PluginSpec, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        let component = validate::compile(&self.engine, bytes)?;
+        let info = validate::check(&self.engine, &component)?;
+        let instance_pre =
+            self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = NotifierPre::new(instance_pre).map_err(|e| LoadError::MissingExport(format!("{e:#}")))?;
+        Ok(Plugin {
+            name: spec.name.into(),
+            tenant: spec.tenant.map(Into::into),
+            limits: spec.limits,
+            grants: Arc::new(spec.grants),
+            pre,
+            log: Arc::new(LogBuffer::new(self.log_buffer_lines)),
+            info,
+        })
+    }
+
+    /// Runs `plugin` for one action of one alarm, in a fresh store.
+    pub async fn invoke(
+        &self,
+        plugin: &Plugin,
+        action: &str,
+        alarm: &Alarm,
+        delivery: &Delivery,
+    ) -> Invocation {
+        let span = tracing::info_span!("sandbox", plugin = %plugin.name, tenant = plugin.tenant.as_deref().unwrap_or(""),
+            alarm_id = %alarm.alarm_id, action = %tocsin_guest_sdk::action::display(action));
+        self.invoke_in_span(plugin, action, alarm, delivery).instrument(span).await
+    }
+
+    async fn invoke_in_span(
+        &self,
+        plugin: &Plugin,
+        action: &str,
+        alarm: &Alarm,
+        delivery: &Delivery,
+    ) -> Invocation {
+        let started = Instant::now();
+        let limits = plugin.limits;
+        let identity = CallIdentity {
+            plugin: Arc::clone(&plugin.name),
+            tenant: plugin.tenant.clone(),
+            alarm_id: alarm.alarm_id.clone(),
+        };
+        let state = StoreState::new(
+            MemoryLimiter::new(&limits),
+            CallLog::new(identity, Arc::clone(&plugin.log), &limits),
+            CallHttp::new(Arc::clone(&self.http), Arc::clone(&plugin.grants), action, &limits),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let fuel_ready = store
+            .set_fuel(limits.fuel)
+            .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
+        let result = match fuel_ready {
+            Err(error) => Err(CallError::Instantiate(format!("{error:#}"))),
+            Ok(()) => {
+                let call = call_notify(&mut store, &plugin.pre, action, alarm, delivery);
+                match tokio::time::timeout(limits.deadline(), call).await {
+                    Err(_elapsed) => Err(CallError::Limit {
+                        limit: Limit::Deadline,
+                        detail: format!("the call ran past its {} ms deadline", limits.deadline_ms),
+                    }),
+                    Ok(result) => result,
+                }
+            }
+        };
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let state = store.into_data();
+        finish(state, result, started.elapsed(), fuel_used)
+    }
+}
+
+/// Instantiates and calls `notify`, classifying what went wrong.
+async fn call_notify(
+    store: &mut Store<StoreState>,
+    pre: &NotifierPre<StoreState>,
+    action: &str,
+    alarm: &Alarm,
+    delivery: &Delivery,
+) -> Result<(), CallError> {
+    let instance = pre.instantiate_async(&mut *store).await.map_err(|e| classify_error(&e, true))?;
+    let wit_alarm = wit::Alarm {
+        alarm_id: alarm.alarm_id.clone(),
+        alarm_name: alarm.alarm_name.clone(),
+        severity: alarm.severity.clone(),
+        previous: alarm.previous.clone(),
+        current: alarm.current.clone(),
+        reason: alarm.reason.clone(),
+        reason_data: alarm.reason_data.as_ref().map(ToString::to_string),
+    };
+    let wit_delivery = wit::Delivery {
+        id: delivery.id.clone(),
+        request_id: delivery.request_id(),
+        attempt: delivery.attempt,
+        tenant: delivery.tenant.clone(),
+    };
+    let returned = instance
+        .tocsin_notifier_handler()
+        .call_notify(&mut *store, action, &wit_alarm, &wit_delivery)
+        .await
+        .map_err(|e| classify_error(&e, false))?;
+    returned.map_err(|error| match error {
+        NotifyError::Retryable(retry) => CallError::Retryable {
+            reason: retry.reason,
+            retry_after: retry.retry_after_ms.map(Duration::from_millis),
+        },
+        NotifyError::Permanent(reason) => CallError::Permanent(reason),
+    })
+}
+
+/// Turns a wasmtime error into the limit it hit, or a trap.
+fn classify_error(error: &wasmtime::Error, instantiating: bool) -> CallError {
+    if let Some(hit) = error.downcast_ref::<MemoryLimitExceeded>() {
+        return CallError::Limit { limit: Limit::Memory, detail: hit.to_string() };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => {
+            CallError::Limit { limit: Limit::Cpu, detail: "the plugin ran out of fuel".into() }
+        }
+        Some(Trap::StackOverflow) => {
+            CallError::Limit { limit: Limit::Stack, detail: "the plugin overflowed its stack".into() }
+        }
+        Some(trap) => CallError::Trap(trap.to_string()),
+        None if instantiating => CallError::Instantiate(format!("{error:#}")),
+        None => CallError::Trap(format!("{error:#}")),
+    }
+}
+
+/// Forwards captured stdout/stderr to the log, logs the outcome and
+/// gathers what the call did.
+fn finish(
+    mut state: StoreState,
+    result: Result<(), CallError>,
+    elapsed: Duration,
+    fuel_used: u64,
+) -> Invocation {
+    for (pipe, level, stream) in
+        [(&state.stdout, Level::Info, "stdout"), (&state.stderr, Level::Warn, "stderr")]
+    {
+        let contents = pipe.contents();
+        for line in String::from_utf8_lossy(&contents).lines().filter(|l| !l.trim().is_empty()) {
+            state.log.record(level, line, &[("stream".to_owned(), stream.to_owned())]);
+        }
+    }
+    let mut limits_hit = std::mem::take(&mut state.http.limits_hit);
+    if state.log.hit_limit() {
+        limits_hit.push(Limit::Log);
+    }
+    if let Err(CallError::Limit { limit, .. }) = &result {
+        limits_hit.push(*limit);
+    }
+    let elapsed_ms = elapsed.as_secs_f64() * 1e3;
+    match &result {
+        Ok(()) => {
+            tracing::info!(outcome = "delivered", elapsed_ms, fuel_used, "sandbox: Notification delivered.")
+        }
+        Err(error) => tracing::warn!(
+            outcome = "failed", kind = error.kind(), retryable = error.is_retryable(), elapsed_ms, error = %error,
+            "sandbox: Notification failed."
+        ),
+    }
+    if state.log.dropped > 0 {
+        tracing::warn!(dropped = state.log.dropped, "sandbox: Plugin log lines dropped by the log limits.");
+    }
+    Invocation {
+        result,
+        elapsed,
+        fuel_used,
+        logs: std::mem::take(&mut state.log.lines),
+        log_dropped: state.log.dropped,
+        log_truncated: state.log.truncated,
+        http_requests: state.http.requests,
+        limits_hit,
+    }
+}
+
+/// The engine configuration: component model, fuel, the stack limit and
+/// (by default) the pooling allocator sized to `sandbox.instances`.
+fn engine_config(config: &Config) -> wasmtime::Config {
+    let mut engine = wasmtime::Config::new();
+    engine.wasm_component_model(true);
+    engine.consume_fuel(true);
+    engine.max_wasm_stack(config.sandbox.max_wasm_stack_bytes);
+    if config.sandbox.pooling {
+        let instances = config.sandbox.instances;
+        let mut pool = PoolingAllocationConfig::default();
+        // A Rust std component holds a few core instances (the program and
+        // WASI adapter shims), one or two memories and a few tables.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(8))
+            .total_stacks(instances)
+            .max_memory_size(usize::try_from(config.sandbox.max_memory_bytes).unwrap_or(usize::MAX));
+        engine.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    engine
+}

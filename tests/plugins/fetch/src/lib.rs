@@ -1,0 +1,29 @@
+//! Fetches the URL in the action's `target` query parameter and logs what
+//! it got (`fetch: status=… bytes=…` or `fetch: error=…`). Used to probe
+//! the egress policy: denied hosts, metadata and loopback addresses, an
+//! endpoint that never answers, a huge response body.
+
+use tocsin_guest_sdk::http::Request;
+use tocsin_guest_sdk::{Alarm, Delivery, Notifier, NotifyError, action, export_notifier, log};
+
+struct Fetch;
+
+impl Notifier for Fetch {
+    fn notify(action: String, _alarm: Alarm, _delivery: Delivery) -> Result<(), NotifyError> {
+        let split = action::split(&action).map_err(|e| NotifyError::permanent(e.to_string()))?;
+        let target =
+            split.query_value("target").ok_or_else(|| NotifyError::permanent("no target= in the action"))?;
+        match Request::get(target).send() {
+            Ok(response) => {
+                log::info(format!("fetch: status={} bytes={}", response.status, response.body.len()));
+                Ok(())
+            }
+            Err(error) => {
+                log::warn(format!("fetch: error={error:?}"));
+                Err(error.into())
+            }
+        }
+    }
+}
+
+export_notifier!(Fetch);

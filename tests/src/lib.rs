@@ -1,0 +1,84 @@
+//! Test harness for tocsin's integration tests: the misbehaving plugins
+//! built from source, a [`TestHost`] that loads plugins into a real
+//! sandbox, and a [`webhook::Webhook`] server on 127.0.0.1 that records
+//! exactly what it receives.
+
+pub mod webhook;
+
+use std::path::Path;
+
+use tocsin::alarm::{Alarm, Delivery};
+use tocsin::config::Config;
+use tocsin::registry::{self, builtin, validate::LoadError};
+use tocsin::sandbox::{Invocation, Plugin, Sandbox};
+
+/// Paths of the test plugins, built from `tests/plugins/` by `build.rs`.
+pub mod plugins {
+    include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+}
+
+/// The real captured OpenStack fixtures beside the repository.
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openstack").join(name)
+}
+
+/// The sample alarm of `examples/alarm.json` (the alarm of aodh's captured
+/// requests).
+pub fn sample_alarm() -> Alarm {
+    let text = include_str!("../../examples/alarm.json");
+    serde_json::from_str(text).unwrap_or_else(|error| panic!("examples/alarm.json is invalid: {error}"))
+}
+
+/// A sandbox with a configuration the test adjusts.
+#[derive(Debug)]
+pub struct TestHost {
+    /// The configuration the sandbox was built with.
+    pub config: Config,
+    /// The sandbox.
+    pub sandbox: Sandbox,
+}
+
+impl TestHost {
+    /// A host with the default configuration changed by `configure`; the
+    /// pool is kept small so tests stay light.
+    pub fn new(configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::default();
+        config.sandbox.instances = 8;
+        configure(&mut config);
+        let sandbox = Sandbox::new(&config).unwrap_or_else(|error| panic!("sandbox: {error}"));
+        TestHost { config, sandbox }
+    }
+
+    /// Loads a built-in notifier by name, with its configured settings.
+    pub fn builtin(&self, name: &str) -> Plugin {
+        let bytes = builtin::component(name).unwrap_or_else(|| panic!("no built-in {name}"));
+        self.sandbox
+            .load(registry::spec_for(name, None, &self.config), bytes)
+            .unwrap_or_else(|error| panic!("built-in {name}: {error}"))
+    }
+
+    /// Loads a component file as plugin `name`, with its configured settings.
+    pub fn load(&self, name: &str, path: &str) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("{path}: {error}"));
+        self.sandbox.load(registry::spec_for(name, None, &self.config), &bytes)
+    }
+
+    /// Runs `plugin` for `action` with the sample alarm and a fresh delivery.
+    pub async fn notify(&self, plugin: &Plugin, action: &str) -> Invocation {
+        self.sandbox.invoke(plugin, action, &sample_alarm(), &Delivery::one_off()).await
+    }
+
+    /// Asserts that the host still works: the built-in `test` notifier
+    /// delivers and records the alarm.
+    pub async fn assert_healthy(&self) {
+        let plugin = self.builtin("test");
+        let run = self.notify(&plugin, "test://").await;
+        assert_eq!(run.result, Ok(()), "a well-behaved call after the misbehaving one must succeed");
+        assert!(run.logs[0].message.contains(&sample_alarm().alarm_id));
+    }
+}
+
+/// The messages of an invocation's log lines.
+pub fn messages(run: &Invocation) -> Vec<&str> {
+    run.logs.iter().map(|line| line.message.as_str()).collect()
+}

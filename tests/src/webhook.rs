@@ -1,0 +1,138 @@
+//! A webhook receiver on 127.0.0.1 for tests: records each request exactly
+//! as it arrived (header order and case kept) and answers as told.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Largest request the receiver reads.
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// How the receiver answers.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// This status, extra headers and body.
+    Status(u16, Vec<(String, String)>, Vec<u8>),
+    /// Accept the request and never answer.
+    Hang,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Headers in arrival order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// The first value of a header, case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running receiver; stops when dropped.
+#[derive(Debug)]
+pub struct Webhook {
+    /// `127.0.0.1:port`.
+    pub addr: std::net::SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Webhook {
+    /// Starts a receiver answering every request with `reply`.
+    pub async fn start(reply: Reply) -> std::io::Result<Webhook> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&received);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, reply.clone(), Arc::clone(&log)));
+            }
+        });
+        Ok(Webhook { addr, received, task })
+    }
+
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The requests received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(mut stream: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Received>>>) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    // Bounded: a request is at most MAX_REQUEST_BYTES and must arrive in 10 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let request = loop {
+        if let Some(request) = parse(&buffer) {
+            break request;
+        }
+        if buffer.len() > MAX_REQUEST_BYTES {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buffer.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    };
+    if let Ok(mut log) = log.lock() {
+        log.push(request);
+    }
+    match reply {
+        Reply::Hang => tokio::time::sleep(Duration::from_secs(60)).await,
+        Reply::Status(status, headers, body) => {
+            let mut head =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+            for (name, value) in headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&body).await;
+            let _ = stream.shutdown().await;
+        }
+    }
+}
+
+/// A complete request in `buffer`, if there is one.
+fn parse(buffer: &[u8]) -> Option<Received> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(head_len) = request.parse(buffer).ok()? else {
+        return None;
+    };
+    let headers: Vec<(String, String)> = request
+        .headers
+        .iter()
+        .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+        .collect();
+    let length = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let body = buffer.get(head_len..head_len + length)?.to_vec();
+    Some(Received { method: request.method?.to_owned(), target: request.path?.to_owned(), headers, body })
+}

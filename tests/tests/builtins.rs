@@ -1,0 +1,177 @@
+//! The built-in notifiers against Aodh's real output: the `log` line word
+//! for word, the REST request against the captured `http-post-*.raw`, and
+//! the status table.
+
+use std::time::Duration;
+
+use tocsin::alarm::{Alarm, Delivery};
+use tocsin::sandbox::CallError;
+use tocsin_tests::webhook::{Received, Reply, Webhook};
+use tocsin_tests::{TestHost, fixture, messages, sample_alarm};
+
+/// A host whose `http` notifier may reach 127.0.0.1, as `--allow-host
+/// 127.0.0.1` grants it.
+fn loopback_host() -> TestHost {
+    TestHost::new(|config| {
+        config.egress.allow_networks.push("127.0.0.1/32".parse().unwrap());
+        config.plugins.entry("http".into()).or_default().allow_hosts.push("127.0.0.1".into());
+    })
+}
+
+/// A captured raw request, parsed.
+fn captured(name: &str) -> Received {
+    let raw = std::fs::read(fixture(name)).unwrap();
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(head) = request.parse(&raw).unwrap() else { panic!("incomplete {name}") };
+    Received {
+        method: request.method.unwrap().to_owned(),
+        target: request.path.unwrap().to_owned(),
+        headers: request
+            .headers
+            .iter()
+            .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+            .collect(),
+        body: raw[head..].to_vec(),
+    }
+}
+
+fn json_keys(body: &[u8]) -> Vec<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap();
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn log_writes_aodhs_line_word_for_word() {
+    let lines = std::fs::read_to_string(fixture("aodh-notifier-log-lines.txt")).unwrap();
+    let aodh = lines.lines().find_map(|l| l.strip_prefix("INFO aodh.notifier.log ")).unwrap();
+    let host = TestHost::new(|_| {});
+    let plugin = host.builtin("log");
+    let run = host.notify(&plugin, "log://").await;
+    assert_eq!(run.result, Ok(()));
+    assert_eq!(messages(&run), [aodh]);
+    assert_eq!(run.logs[0].level, "info");
+}
+
+#[tokio::test]
+async fn log_prints_none_for_a_juno_alarm_and_hides_credentials() {
+    let juno: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("juno-no-name/cast-1.decoded.json")).unwrap()).unwrap();
+    let text = serde_json::from_str::<serde_json::Value>(juno["oslo.message"].as_str().unwrap()).unwrap();
+    let alarm: Alarm = serde_json::from_value(text["args"]["data"].clone()).unwrap();
+    let host = TestHost::new(|_| {});
+    let plugin = host.builtin("log");
+    let run = host.sandbox.invoke(&plugin, "log://ops:pw@sink/x", &alarm, &Delivery::one_off()).await;
+    let line = messages(&run)[0].to_owned();
+    assert!(line.starts_with(&format!("Notifying alarm None {} of None priority", alarm.alarm_id)), "{line}");
+    assert!(line.contains("with action log://***@sink/x because"), "{line}");
+}
+
+#[tokio::test]
+async fn http_sends_aodhs_request() {
+    let hook = Webhook::start(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();
+    let host = loopback_host();
+    let plugin = host.builtin("http");
+    let delivery = Delivery::one_off();
+    let run = host.sandbox.invoke(&plugin, &hook.url("/alarm?x=1"), &sample_alarm(), &delivery).await;
+    assert_eq!(run.result, Ok(()));
+    let aodh = captured("http-post-200.raw");
+    let ours = &hook.received()[0];
+    assert_eq!(ours.method, aodh.method);
+    assert_eq!(ours.target, aodh.target);
+    assert_eq!(ours.header("content-type"), aodh.header("content-type"));
+    let request_id = ours.header("x-openstack-request-id").unwrap();
+    let aodh_id = aodh.header("x-openstack-request-id").unwrap();
+    assert_eq!(request_id.len(), aodh_id.len());
+    assert!(request_id.starts_with("req-") && uuid_like(&request_id[4..]), "{request_id}");
+    assert_eq!(request_id, delivery.request_id());
+    assert_eq!(json_keys(&ours.body), json_keys(&aodh.body));
+    assert_eq!(String::from_utf8_lossy(&ours.body), String::from_utf8_lossy(&aodh.body), "byte for byte");
+    assert_eq!(ours.header("content-length"), aodh.header("content-length"));
+    assert_eq!(ours.header("authorization"), None);
+    let logged = messages(&run);
+    assert!(logged[0].ends_with(&format!("request-id: {request_id}")), "{logged:?}");
+    assert_eq!(logged[1], format!("Notifying alarm <{}> gets response: 200 OK.", sample_alarm().alarm_id));
+}
+
+fn uuid_like(text: &str) -> bool {
+    text.len() == 36
+        && text
+            .chars()
+            .enumerate()
+            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+}
+
+#[tokio::test]
+async fn http_turns_url_credentials_into_basic_auth() {
+    let hook = Webhook::start(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();
+    let host = loopback_host();
+    let plugin = host.builtin("http");
+    let action = format!("http://user:s3cret@{}/hook", hook.addr);
+    let run = host.notify(&plugin, &action).await;
+    assert_eq!(run.result, Ok(()));
+    let aodh = captured("http-post-basic-auth.raw");
+    let ours = &hook.received()[0];
+    assert_eq!(ours.target, aodh.target);
+    assert_eq!(ours.header("authorization"), aodh.header("authorization"));
+    assert_eq!(ours.body, aodh.body);
+    assert!(messages(&run).iter().all(|line| !line.contains("s3cret")), "credentials never logged");
+}
+
+async fn status_result(status: u16, headers: Vec<(String, String)>) -> (Result<(), CallError>, Vec<String>) {
+    let hook = Webhook::start(Reply::Status(status, headers, Vec::new())).await.unwrap();
+    let host = loopback_host();
+    let plugin = host.builtin("http");
+    let run = host.notify(&plugin, &hook.url("/x")).await;
+    (run.result.clone(), messages(&run).into_iter().map(str::to_owned).collect())
+}
+
+#[tokio::test]
+async fn http_statuses_decide_through_the_sdk_classifier() {
+    let (result, _) = status_result(503, vec![("Retry-After".into(), "7".into())]).await;
+    assert_eq!(
+        result,
+        Err(CallError::Retryable { reason: "HTTP 503".into(), retry_after: Some(Duration::from_secs(7)) })
+    );
+    let (result, _) = status_result(429, Vec::new()).await;
+    assert_eq!(result, Err(CallError::Retryable { reason: "HTTP 429".into(), retry_after: None }));
+    for status in [400, 404, 501, 505] {
+        let (result, _) = status_result(status, Vec::new()).await;
+        assert_eq!(result, Err(CallError::Permanent(format!("HTTP {status}"))));
+    }
+    let (result, lines) = status_result(410, Vec::new()).await;
+    assert_eq!(result, Err(CallError::Permanent("HTTP 410".into())));
+    assert!(lines.iter().any(|l| l.contains("Endpoint gone")), "{lines:?}");
+    let (result, _) = status_result(204, Vec::new()).await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test]
+async fn http_to_a_refused_port_is_retryable() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let host = loopback_host();
+    let plugin = host.builtin("http");
+    let run = host.notify(&plugin, &format!("http://127.0.0.1:{port}/x")).await;
+    match run.result {
+        Err(CallError::Retryable { reason, .. }) => assert!(reason.contains("connect"), "{reason}"),
+        other => panic!("expected retryable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn test_records_the_notification_for_reading_back() {
+    let host = TestHost::new(|_| {});
+    let plugin = host.builtin("test");
+    let delivery = Delivery::one_off();
+    let run = host.sandbox.invoke(&plugin, "test://", &sample_alarm(), &delivery).await;
+    assert_eq!(run.result, Ok(()));
+    let recorded: serde_json::Value = serde_json::from_str(&plugin.recent_logs()[0].message).unwrap();
+    assert_eq!(recorded["action"], "test://");
+    assert_eq!(recorded["alarm_id"], sample_alarm().alarm_id);
+    assert_eq!(recorded["reason_data"]["most_recent"], 97.0);
+    assert_eq!(recorded["delivery_id"], delivery.id);
+    assert_eq!(recorded["request_id"], delivery.request_id());
+}

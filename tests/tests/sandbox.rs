@@ -1,0 +1,157 @@
+//! Misbehaving plugins, each built from source: every one is stopped by
+//! the limit it hits (or refused at load), with a typed error naming it,
+//! and a well-behaved call on the same host succeeds afterwards.
+
+use std::time::Duration;
+
+use tocsin::registry::validate::LoadError;
+use tocsin::sandbox::CallError;
+use tocsin::sandbox::limits::Limit;
+use tocsin_tests::{TestHost, messages, plugins};
+
+fn assert_limit(result: &Result<(), CallError>, expected: Limit) {
+    match result {
+        Err(error @ CallError::Limit { limit, .. }) => {
+            assert_eq!(*limit, expected, "{error}");
+            assert_eq!(error.is_retryable(), expected == Limit::Deadline);
+        }
+        other => panic!("expected the {expected} limit, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_the_cpu_limit() {
+    let host = TestHost::new(|c| c.limits.fuel = 50_000_000);
+    let plugin = host.load("spin", plugins::SPIN).unwrap();
+    let run = host.notify(&plugin, "spin://").await;
+    assert_limit(&run.result, Limit::Cpu);
+    assert!(run.fuel_used >= 50_000_000, "fuel used {}", run.fuel_used);
+    host.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_the_deadline_when_fuel_is_plentiful() {
+    let host = TestHost::new(|c| {
+        c.limits.fuel = u64::MAX / 2;
+        c.limits.deadline_ms = 300;
+    });
+    let plugin = host.load("spin", plugins::SPIN).unwrap();
+    let run = host.notify(&plugin, "spin://").await;
+    assert_limit(&run.result, Limit::Deadline);
+    assert!(run.elapsed < Duration::from_secs(10), "stopped after {:?}", run.elapsed);
+    host.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn memory_growth_past_the_limit_is_stopped() {
+    let host = TestHost::new(|c| c.limits.memory_bytes = 8 << 20);
+    let plugin = host.load("memory-bomb", plugins::MEMORY_BOMB).unwrap();
+    let run = host.notify(&plugin, "bomb://").await;
+    assert_limit(&run.result, Limit::Memory);
+    let Err(CallError::Limit { detail, .. }) = &run.result else { unreachable!() };
+    assert!(detail.contains(&(8u64 << 20).to_string()), "{detail}");
+    host.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn unbounded_recursion_is_stopped_by_the_stack_limit() {
+    let host = TestHost::new(|_| {});
+    let plugin = host.load("recursion", plugins::RECURSION).unwrap();
+    let run = host.notify(&plugin, "recursion://").await;
+    assert_limit(&run.result, Limit::Stack);
+    host.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_panic_is_a_permanent_trap_and_its_message_reaches_the_log() {
+    let host = TestHost::new(|_| {});
+    let plugin = host.load("panic", plugins::PANIC).unwrap();
+    let run = host.notify(&plugin, "panic://").await;
+    match &run.result {
+        Err(error @ CallError::Trap(_)) => assert!(!error.is_retryable()),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    let stderr = run.logs.iter().find(|l| l.fields.iter().any(|(k, v)| k == "stream" && v == "stderr"));
+    let stderr = stderr.expect("the panic message is forwarded from stderr");
+    assert!(stderr.message.contains("plugin gave up on alarm"), "{}", stderr.message);
+    assert_eq!(stderr.level, "warn");
+    host.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_log_flood_is_capped_dropped_and_counted_and_the_call_completes() {
+    let host = TestHost::new(|c| {
+        c.limits.log_lines = 10;
+        c.limits.log_line_bytes = 256;
+    });
+    let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
+    let run = host.notify(&plugin, "flood://").await;
+    assert_eq!(run.result, Ok(()));
+    assert_eq!(run.logs.len(), 10);
+    assert_eq!(run.log_dropped, 100_000 - 10);
+    assert_eq!(run.log_truncated, 10);
+    assert!(run.limits_hit.contains(&Limit::Log));
+    for line in &run.logs {
+        assert!(line.message.len() <= 256 + '…'.len_utf8(), "line of {} bytes", line.message.len());
+        assert!(!line.message.contains('\u{1b}'), "control characters are escaped");
+    }
+    assert_eq!(plugin.recent_logs().len(), 10, "the ring buffer holds what was kept");
+    host.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_component_importing_wasi_sockets_is_refused_at_load_naming_the_import() {
+    let host = TestHost::new(|_| {});
+    match host.load("sockets", plugins::SOCKETS) {
+        Err(LoadError::ForbiddenImport(import)) => assert!(import.starts_with("wasi:sockets/"), "{import}"),
+        other => panic!("expected a refused import, got {other:?}"),
+    }
+    host.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn reading_files_finds_nothing_and_the_call_completes() {
+    let host = TestHost::new(|_| {});
+    let plugin = host.load("read-file", plugins::READ_FILE).unwrap();
+    let run = host.notify(&plugin, "read-file://").await;
+    assert_eq!(run.result, Ok(()));
+    let lines = messages(&run);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for line in &lines {
+        assert!(line.contains("error="), "the plugin saw something: {line}");
+    }
+    assert!(run.logs.iter().all(|l| l.level == "info"), "{lines:?}");
+    host.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn the_environment_is_empty() {
+    let host = TestHost::new(|_| {});
+    let plugin = host.load("env", plugins::ENV).unwrap();
+    let run = host.notify(&plugin, "env://").await;
+    assert_eq!(run.result, Ok(()));
+    assert_eq!(messages(&run), ["env: vars=0 args=0 home=None names=[]"]);
+    host.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_core_module_is_refused_as_not_a_component() {
+    let host = TestHost::new(|_| {});
+    let core_module = b"\0asm\x01\0\0\0";
+    match host.sandbox.load(Default::default(), core_module) {
+        Err(LoadError::NotAComponent(why)) => assert!(why.contains("wasm32-wasip2"), "{why}"),
+        other => panic!("expected NotAComponent, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn calls_do_not_share_state() {
+    let host = TestHost::new(|_| {});
+    let plugin = host.builtin("test");
+    let first = host.notify(&plugin, "test://one").await;
+    let second = host.notify(&plugin, "test://two").await;
+    assert_eq!((first.result, second.result), (Ok(()), Ok(())));
+    assert_eq!(second.logs.len(), 1, "each call logs only its own line");
+    assert!(second.logs[0].message.contains("test://two"));
+    assert_eq!(plugin.recent_logs().len(), 2);
+}

@@ -44,7 +44,7 @@ pub mod bindings {
         path: "../wit",
         world: "notifier",
         pub_export_macro: true,
-        export_macro_name: "export_notifier",
+        export_macro_name: "export_notifier_bindings",
         default_bindings_module: "tocsin_guest_sdk::bindings",
     });
 }
@@ -54,7 +54,20 @@ pub use bindings::tocsin::notifier::types::{Alarm, Delivery, NotifyError, Retry}
 
 /// Exports your type as the component's notifier: `export_notifier!(MyType);`
 /// where `MyType` implements [`Notifier`]. Call it once per plugin crate.
-pub use bindings::export_notifier;
+///
+/// The export exists only when building for WebAssembly: a native build of
+/// the same crate (to run its unit tests, say) carries no exports.
+#[macro_export]
+macro_rules! export_notifier {
+    ($ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::export_notifier_bindings!($ty);
+        // Natively, still check that the type is a notifier (and use it).
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(String, $crate::Alarm, $crate::Delivery) -> Result<(), $crate::NotifyError> =
+            <$ty as $crate::Notifier>::notify;
+    };
+}
 
 impl NotifyError {
     /// A failure a retry may fix, with an optional hint of when to retry.

@@ -2,6 +2,8 @@
 //! for word, the REST request against the captured `http-post-*.raw`, and
 //! the status table.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use std::time::Duration;
 
 use tocsin::alarm::{Alarm, Delivery};

@@ -2,6 +2,8 @@
 //! plugin (built from source): refusals reach the plugin as `http-error`
 //! values, never traps, and nothing is sent to a refused destination.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use tocsin::config::Config;
 use tocsin::sandbox::CallError;
 use tocsin::sandbox::limits::Limit;
@@ -45,7 +47,7 @@ async fn a_host_that_is_not_granted_is_denied() {
     let hook = ok_webhook().await;
     let host = host_granting(&[], allow_loopback);
     let seen = fetch_error(&host, &hook.url("/")).await;
-    assert!(seen.starts_with("fetch: error=Denied(") && seen.contains("not granted"), "{seen}");
+    assert!(seen.starts_with("fetch: error=HttpError::Denied(") && seen.contains("not granted"), "{seen}");
     assert!(hook.received().is_empty());
     host.assert_healthy().await;
 }
@@ -125,7 +127,7 @@ async fn the_http_timeout_reaches_the_plugin_as_a_retryable_error() {
         config.http.timeout_ms = 200;
     });
     let seen = fetch_error(&host, &hook.url("/")).await;
-    assert_eq!(seen, "fetch: error=Timeout");
+    assert_eq!(seen, "fetch: error=HttpError::Timeout");
 }
 
 #[tokio::test]
@@ -135,7 +137,7 @@ async fn a_huge_response_body_is_refused_past_the_cap() {
     let plugin = host.load("fetch", plugins::FETCH).unwrap();
     let run = host.notify(&plugin, &format!("fetch://probe/?target={}", hook.url("/"))).await;
     assert!(matches!(run.result, Err(CallError::Permanent(_))), "{:?}", run.result);
-    assert!(messages(&run)[0].starts_with("fetch: error=TooLarge("), "{:?}", messages(&run));
+    assert!(messages(&run)[0].starts_with("fetch: error=HttpError::TooLarge("), "{:?}", messages(&run));
     assert_eq!(run.limits_hit, [Limit::HttpResponseBody]);
     host.assert_healthy().await;
 }
@@ -148,6 +150,6 @@ async fn requests_past_the_per_call_limit_are_refused() {
         config.limits.http_requests = 0;
     });
     let seen = fetch_error(&host, &hook.url("/")).await;
-    assert!(seen.starts_with("fetch: error=LimitExceeded("), "{seen}");
+    assert!(seen.starts_with("fetch: error=HttpError::LimitExceeded("), "{seen}");
     assert!(hook.received().is_empty());
 }

@@ -2,6 +2,8 @@
 //! the limit it hits (or refused at load), with a typed error naming it,
 //! and a well-behaved call on the same host succeeds afterwards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use std::time::Duration;
 
 use tocsin::registry::validate::LoadError;

@@ -124,10 +124,13 @@ pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if let Some(mapped) = ip.to_ipv4_mapped() {
         Some(mapped)
-    } else if s[..6] == [0, 0, 0, 0, 0, 0] {
-        Some(low) // IPv4-compatible ::a.b.c.d (:: and ::1 are handled before)
-    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..3] == [0x64, 0xff9b, 1] {
-        Some(low) // NAT64, well-known and local-use prefixes
+    } else if s[..6] == [0, 0, 0, 0, 0, 0]
+        || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+        || s[..3] == [0x64, 0xff9b, 1]
+    {
+        // IPv4-compatible `::a.b.c.d` (`::` and `::1` are classified
+        // before this is asked), and NAT64's well-known and local prefixes.
+        Some(low)
     } else if s[0] == 0x2002 {
         Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8))
     } else if s[0] == 0x2001 && s[1] == 0 {

@@ -373,9 +373,11 @@ fn finish(
     for (pipe, level, stream) in
         [(&state.stdout, Level::Info, "stdout"), (&state.stderr, Level::Warn, "stderr")]
     {
+        // One record per stream: a panic message spans several lines.
         let contents = pipe.contents();
-        for line in String::from_utf8_lossy(&contents).lines().filter(|l| !l.trim().is_empty()) {
-            state.log.record(level, line, &[("stream".to_owned(), stream.to_owned())]);
+        let text = String::from_utf8_lossy(&contents);
+        if !text.trim().is_empty() {
+            state.log.record(level, text.trim_end(), &[("stream".to_owned(), stream.to_owned())]);
         }
     }
     let mut limits_hit = std::mem::take(&mut state.http.limits_hit);

@@ -37,6 +37,22 @@ pub fn to_python_json(value: &Value) -> Vec<u8> {
     out
 }
 
+/// Python's `repr(float)`: the shortest digits that round-trip, in decimal
+/// notation when the exponent is in `-4..16` (`97.0`, `0.0001`), else in
+/// scientific notation with a signed two-digit exponent (`1e+16`, `1e-05`).
+fn python_float_repr(value: f64) -> String {
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if (-4..16).contains(&exponent) {
+        let decimal = format!("{value}");
+        if decimal.contains('.') { decimal } else { format!("{decimal}.0") }
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    }
+}
+
 /// serde_json formatter with Python's defaults.
 struct PythonFormatter;
 
@@ -68,14 +84,7 @@ impl Formatter for PythonFormatter {
     }
 
     fn write_f64<W: ?Sized + Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
-        let text = serde_json::Number::from_f64(value).map_or_else(|| "null".to_owned(), |n| n.to_string());
-        match text.split_once('e') {
-            Some((mantissa, exponent)) => {
-                let (sign, digits) = exponent.strip_prefix('-').map_or(("+", exponent), |d| ("-", d));
-                write!(writer, "{mantissa}e{sign}{digits:0>2}")
-            }
-            None => writer.write_all(text.as_bytes()),
-        }
+        writer.write_all(python_float_repr(value).as_bytes())
     }
 }
 
@@ -104,11 +113,13 @@ mod tests {
 
     #[test]
     fn python_escapes_and_float_forms() {
-        let value: Value =
-            serde_json::from_str(r#"{"s": "é😀\u007f\n\"", "a": [1e16, 1e-5, 0.5, -2]}"#).unwrap();
+        let value: Value = serde_json::from_str(
+            r#"{"s": "é😀\u007f\n\"", "a": [1e16, 1e-5, 0.5, -2, 1e15, 0.0001, 1.5e-7, 97.0, -0.0]}"#,
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(to_python_json(&value)).unwrap(),
-            r#"{"s": "\u00e9\ud83d\ude00\u007f\n\"", "a": [1e+16, 1e-05, 0.5, -2]}"#
+            r#"{"s": "\u00e9\ud83d\ude00\u007f\n\"", "a": [1e+16, 1e-05, 0.5, -2, 1000000000000000.0, 0.0001, 1.5e-07, 97.0, -0.0]}"#
         );
     }
 }

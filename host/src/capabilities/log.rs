@@ -111,12 +111,10 @@ impl CallLog {
         self.dropped > 0 || self.truncated > 0
     }
 
-    /// Records one line, within the caps.
+    /// Records one line, within the caps: past the line count or the byte
+    /// budget it is dropped, past the line length it is cut.
     pub fn record(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
-        let size = message.len() as u64 + fields.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
-        if self.lines.len() >= self.max_lines as usize
-            || self.bytes.saturating_add(size.min(self.max_line_bytes as u64)) > self.max_bytes
-        {
+        if self.lines.len() >= self.max_lines as usize {
             self.dropped += 1;
             return;
         }
@@ -131,7 +129,12 @@ impl CallLog {
             self.truncated += 1;
         }
         let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (escape(k), escape(v))).collect();
-        self.bytes += message.len() as u64;
+        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if self.bytes + size as u64 > self.max_bytes {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += size as u64;
         let line = LogLine { level: level_name(level), message, fields };
         self.emit(level, &line);
         self.buffer.push(line.clone());
@@ -219,14 +222,14 @@ mod tests {
 
     #[test]
     fn long_lines_are_truncated_and_bytes_capped() {
-        let limits = Limits { log_line_bytes: 8, log_bytes: 20, ..Limits::default() };
+        let limits = Limits { log_line_bytes: 8, log_bytes: 25, ..Limits::default() };
         let (mut log, _) = call_log(limits);
         log.record(Level::Warn, "ééééééééé", &[]);
         assert_eq!(log.lines[0].message, "éééé…");
         assert_eq!(log.truncated, 1);
         log.record(Level::Info, "0123456789", &[]);
         log.record(Level::Info, "0123456789", &[]);
-        assert_eq!(log.dropped, 1, "the third line would pass 20 bytes");
+        assert_eq!(log.dropped, 1, "11 + 10 bytes fit in 25, a third line would not");
     }
 
     #[test]

@@ -1,0 +1,168 @@
+//! The `tocsin` binary: `check` and `notify`, their output and exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use tocsin_tests::webhook::{Reply, Webhook};
+use tocsin_tests::{fixture, plugins};
+
+fn tocsin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(args)
+        .env("TOCSIN_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn json_line(output: &Output) -> Value {
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn repo_file(path: &str) -> String {
+    format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn notify_log_prints_aodhs_line() {
+    let output = tocsin(&[
+        "notify",
+        "--plugin",
+        "log",
+        "--action",
+        "log://",
+        "--alarm",
+        &repo_file("examples/alarm.json"),
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let report = json_line(&output);
+    assert_eq!(report["outcome"], "delivered");
+    assert_eq!(report["error"], Value::Null);
+    let aodh = std::fs::read_to_string(fixture("aodh-notifier-log-lines.txt")).unwrap();
+    let aodh = aodh.lines().find_map(|l| l.strip_prefix("INFO aodh.notifier.log ")).unwrap();
+    assert_eq!(report["logs"][0]["message"], aodh);
+}
+
+#[tokio::test]
+async fn notify_http_posts_to_an_allowed_loopback_host() {
+    let hook = Webhook::start(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();
+    let action = hook.url("/alarm?x=1");
+    let output = tokio::task::spawn_blocking(move || {
+        tocsin(&["notify", "--plugin", "http", "--action", &action, "--allow-host", "127.0.0.1"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = json_line(&output);
+    let received = hook.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].target, "/alarm?x=1");
+    assert_eq!(received[0].header("x-openstack-request-id"), report["request_id"].as_str());
+    assert_eq!(report["http_requests"], 1);
+}
+
+#[tokio::test]
+async fn notify_http_without_allow_host_is_denied_and_exits_1() {
+    let hook = Webhook::start(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();
+    let action = hook.url("/alarm");
+    let output =
+        tokio::task::spawn_blocking(move || tocsin(&["notify", "--plugin", "http", "--action", &action]))
+            .await
+            .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report = json_line(&output);
+    assert_eq!(report["outcome"], "failed");
+    assert_eq!(report["error"]["kind"], "permanent");
+    assert!(report["error"]["message"].as_str().unwrap().contains("loopback"), "{report}");
+    assert!(hook.received().is_empty());
+}
+
+#[test]
+fn notify_reports_the_limit_a_plugin_hit() {
+    let output = tocsin(&["notify", "--plugin", plugins::SPIN, "--action", "spin://"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json_line(&output);
+    assert_eq!(report["plugin"], "tocsin_plugin_spin");
+    assert_eq!(report["error"]["kind"], "limit");
+    assert_eq!(report["error"]["limit"], "cpu");
+    assert_eq!(report["error"]["retryable"], false);
+    assert_eq!(report["limits_hit"], serde_json::json!(["cpu"]));
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_json = dir.path().join("alarm.json");
+    std::fs::write(&bad_json, "{not json").unwrap();
+    let missing = dir.path().join("missing.json");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["notify", "--plugin", "log", "--action", "log://", "--alarm", bad_json.to_str().unwrap()],
+            "invalid alarm JSON",
+        ),
+        (
+            &["notify", "--plugin", "log", "--action", "log://", "--alarm", missing.to_str().unwrap()],
+            "cannot read alarm file",
+        ),
+        (&["notify", "--plugin", "nosuch", "--action", "log://"], "unknown plugin"),
+        (&["notify", "--plugin", plugins::SOCKETS, "--action", "x://"], "wasi:sockets"),
+    ];
+    for (args, expected) in cases {
+        let output = tocsin(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let output = tocsin(&["notify", "--plugin", "log"]);
+    assert_eq!(output.status.code(), Some(2), "clap usage error");
+}
+
+#[test]
+fn check_accepts_a_notifier_and_refuses_what_it_must_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.wasm");
+    std::fs::write(&log, tocsin::registry::builtin::LOG).unwrap();
+    let output = tocsin(&["check", log.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    let report = json_line(&output);
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["exports"], serde_json::json!(["tocsin:notifier/handler@0.1.0"]));
+    assert!(report["imports"].as_array().unwrap().iter().any(|i| i == "tocsin:notifier/log@0.1.0"));
+
+    let output = tocsin(&["check", plugins::SOCKETS]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json_line(&output);
+    assert_eq!(report["valid"], false);
+    assert!(report["error"].as_str().unwrap().contains("import wasi:sockets/"), "{report}");
+
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let output = tocsin(&["check", core.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(json_line(&output)["error"].as_str().unwrap().contains("not a WebAssembly component"));
+
+    let output = tocsin(&["check", dir.path().join("absent.wasm").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn unknown_config_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tocsin.toml");
+    std::fs::write(&config, "[limits]\nmemroy_bytes = 1\n").unwrap();
+    let output =
+        tocsin(&["--config", config.to_str().unwrap(), "notify", "--plugin", "log", "--action", "log://"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("memroy_bytes"));
+    let output = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["notify", "--plugin", "log", "--action", "log://"])
+        .env("TOCSIN_LIMITS__NO_SUCH", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "unknown environment keys are refused too");
+}

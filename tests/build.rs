@@ -16,6 +16,7 @@ const PLUGINS: &[(&str, &str, &str)] = &[
     ("SOCKETS", "tocsin-plugin-sockets", "tests/plugins/sockets"),
     ("READ_FILE", "tocsin-plugin-read-file", "tests/plugins/read-file"),
     ("ENV", "tocsin-plugin-env", "tests/plugins/env"),
+    ("COUNTER", "tocsin-plugin-counter", "tests/plugins/counter"),
 ];
 
 fn main() {

@@ -1,5 +1,4 @@
 //! Instantiate + call latency of the built-in `log` notifier, with the
-#![allow(clippy::expect_used)] // a benchmark that cannot set up has nothing to measure
 //! pooling and the on-demand allocator, against a native Rust function
 //! doing the same formatting (the notifier's own `aodh_line`, compiled
 //! natively), all measured in the same run.
@@ -8,12 +7,14 @@
 //! the ratio to native. Each sample is one complete call: a fresh store,
 //! instantiation, `notify`, the log capability, teardown.
 
+#![allow(clippy::expect_used)] // a benchmark that cannot set up has nothing to measure
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use tocsin::alarm::{Alarm, Delivery};
 use tocsin::config::Config;
-use tocsin::registry::{self, builtin};
+use tocsin::registry::{self, Origin, builtin};
 use tocsin::sandbox::Sandbox;
 
 const WARMUP: usize = 2_000;
@@ -39,7 +40,10 @@ fn sandbox_samples(runtime: &tokio::runtime::Runtime, pooling: bool, alarm: &Ala
     config.sandbox.instances = 16;
     let sandbox = Sandbox::new(&config).expect("sandbox");
     let plugin = sandbox
-        .load(registry::spec_for("log", None, &config), builtin::component("log").expect("built-in log"))
+        .load(
+            registry::spec_for("log", Origin::Builtin, None, &config),
+            builtin::component("log").expect("built-in log"),
+        )
         .expect("load log");
     let delivery = Delivery::one_off();
     runtime.block_on(async {

@@ -14,6 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::capabilities::egress::validate_host_entry;
 use crate::sandbox::limits::{LimitOverrides, Limits};
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
@@ -182,6 +183,13 @@ impl Config {
                 "rest_notifier_certificate_file and rest_notifier_certificate_key go together".into(),
             );
         }
+        let hosts =
+            self.egress.trusted_hosts.iter().chain(self.plugins.values().flat_map(|p| &p.allow_hosts));
+        for host in hosts {
+            if let Err(why) = validate_host_entry(host) {
+                return fail(why);
+            }
+        }
         let no_overrides = LimitOverrides::default();
         let plugins = std::iter::once(("<defaults>", &no_overrides))
             .chain(self.plugins.iter().map(|(name, plugin)| (name.as_str(), &plugin.limits)));
@@ -193,8 +201,15 @@ impl Config {
                     limits.memory_bytes, self.sandbox.max_memory_bytes
                 ));
             }
-            if limits.deadline_ms == 0 || limits.fuel == 0 {
-                return fail(format!("plugin {name}: deadline_ms and fuel must be above 0"));
+            if limits.fuel == 0 {
+                return fail(format!("plugin {name}: fuel must be above 0"));
+            }
+            if limits.deadline_ms <= self.http.max_timeout_ms {
+                return fail(format!(
+                    "plugin {name}: deadline_ms ({}) must exceed http.max_timeout_ms ({}), so that a slow \
+                     webhook fails as an HTTP timeout the plugin reports, not as a killed call",
+                    limits.deadline_ms, self.http.max_timeout_ms
+                ));
             }
         }
         Ok(())
@@ -263,5 +278,9 @@ mod tests {
         assert!(error.to_string().contains("plugin big"), "{error}");
         let error = load_toml("[http]\ntimeout_ms = 20000\n").unwrap_err();
         assert!(error.to_string().contains("max_timeout_ms"), "{error}");
+        let error = load_toml("[limits]\ndeadline_ms = 5000\n").unwrap_err();
+        assert!(error.to_string().contains("must exceed http.max_timeout_ms"), "{error}");
+        let error = load_toml("[plugins.x]\nallow_hosts = [\"hooks.example.com:8443\"]\n").unwrap_err();
+        assert!(error.to_string().contains("not a bare host"), "{error}");
     }
 }

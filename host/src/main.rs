@@ -34,9 +34,10 @@ enum Command {
     /// Run one notification through the sandbox and print the outcome as
     /// one JSON line. Exit 0 delivered, 1 failed, 2 bad input.
     Notify {
-        /// A built-in notifier (log, http, test) or a path to a `.wasm`.
+        /// A built-in notifier (log, http, test) or a path to a `.wasm`;
+        /// by default the built-in for the action's scheme.
         #[arg(long)]
-        plugin: String,
+        plugin: Option<String>,
         /// The action URL, e.g. `log://` or `https://hooks.example/alarm`.
         #[arg(long)]
         action: String,

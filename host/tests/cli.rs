@@ -165,4 +165,35 @@ fn unknown_config_keys_are_refused() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "unknown environment keys are refused too");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no_such"));
+}
+
+#[test]
+fn notify_without_plugin_uses_the_builtin_for_the_scheme_and_refuses_reserved_ones() {
+    let output = tocsin(&["notify", "--action", "log://"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(json_line(&output)["plugin"], "log");
+    let output = tocsin(&["notify", "--action", "trust+http://trust:delete@127.0.0.1/hook"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("reserved"));
+}
+
+#[tokio::test]
+async fn environment_proxies_are_ignored() {
+    let proxy = Webhook::start(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();
+    let hook = Webhook::start(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();
+    let (action, proxy_url) = (hook.url("/alarm"), proxy.url("/"));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["notify", "--plugin", "http", "--action", &action, "--allow-host", "127.0.0.1"])
+            .envs([("HTTP_PROXY", &proxy_url), ("http_proxy", &proxy_url), ("ALL_PROXY", &proxy_url)])
+            .env("NO_PROXY", "")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(hook.received().len(), 1);
+    assert!(proxy.received().is_empty(), "the proxy from the environment was used");
 }

@@ -15,6 +15,8 @@ const MAX_REQUEST_BYTES: usize = 1 << 20;
 pub enum Reply {
     /// This status, extra headers and body.
     Status(u16, Vec<(String, String)>, Vec<u8>),
+    /// This status and body, sent with chunked encoding (no length).
+    Chunked(u16, Vec<u8>),
     /// Accept the request and never answer.
     Hang,
 }
@@ -111,6 +113,18 @@ async fn serve(mut stream: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Received>
             head.push_str("\r\n");
             let _ = stream.write_all(head.as_bytes()).await;
             let _ = stream.write_all(&body).await;
+            let _ = stream.shutdown().await;
+        }
+        Reply::Chunked(status, body) => {
+            let head =
+                format!("HTTP/1.1 {status} X\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes()).await;
+            for chunk in body.chunks(64 << 10) {
+                let _ = stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await;
+                let _ = stream.write_all(chunk).await;
+                let _ = stream.write_all(b"\r\n").await;
+            }
+            let _ = stream.write_all(b"0\r\n\r\n").await;
             let _ = stream.shutdown().await;
         }
     }

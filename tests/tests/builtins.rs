@@ -177,3 +177,46 @@ async fn test_records_the_notification_for_reading_back() {
     assert_eq!(recorded["delivery_id"], delivery.id);
     assert_eq!(recorded["request_id"], delivery.request_id());
 }
+
+#[tokio::test]
+async fn http_refuses_a_request_body_past_the_cap() {
+    let hook = Webhook::start(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();
+    let host = TestHost::new(|config| {
+        config.egress.allow_networks.push("127.0.0.1/32".parse().unwrap());
+        config.plugins.entry("http".into()).or_default().allow_hosts.push("127.0.0.1".into());
+        config.limits.http_request_body_bytes = 100;
+    });
+    let plugin = host.builtin("http");
+    let run = host.notify(&plugin, &hook.url("/x")).await;
+    match run.result {
+        Err(CallError::Permanent(reason)) => {
+            assert!(reason.contains("exceeds the limit of 100 bytes"), "{reason}")
+        }
+        other => panic!("expected a permanent failure, got {other:?}"),
+    }
+    assert!(hook.received().is_empty());
+}
+
+#[tokio::test]
+async fn the_registry_serves_builtins_and_refuses_reserved_and_unknown_schemes() {
+    use tocsin::registry::{Registry, ResolveError};
+    let host = TestHost::new(|_| {});
+    let registry = Registry::with_builtins(&host.sandbox, &host.config).unwrap();
+    for (action, plugin) in
+        [("log://", "log"), ("test://", "test"), ("http://h/", "http"), ("HTTPS://h/", "http")]
+    {
+        assert_eq!(registry.resolve_action(action).unwrap().name(), plugin, "{action}");
+    }
+    for scheme in ["trust+http", "trust+https", "zaqar", "trust+zaqar", "trust+heat"] {
+        let action = format!("{scheme}://trust@h/");
+        assert_eq!(
+            registry.resolve_action(&action).unwrap_err(),
+            ResolveError::NotImplemented(scheme.into())
+        );
+    }
+    assert_eq!(
+        registry.resolve_action("nosuchscheme://x").unwrap_err(),
+        ResolveError::Unknown("nosuchscheme".into())
+    );
+    assert!(matches!(registry.resolve_action("http://[::1/x"), Err(ResolveError::Unparsable(_))));
+}

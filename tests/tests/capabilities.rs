@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use tocsin::config::Config;
-use tocsin::sandbox::CallError;
 use tocsin::sandbox::limits::Limit;
+use tocsin::sandbox::{CallError, Invocation};
 use tocsin_tests::webhook::{Reply, Webhook};
 use tocsin_tests::{TestHost, messages, plugins};
 
@@ -28,18 +28,28 @@ async fn ok_webhook() -> Webhook {
     Webhook::start(Reply::Status(200, Vec::new(), b"ok".to_vec())).await.unwrap()
 }
 
-/// Runs `fetch` against `target` and returns the error the plugin saw.
-async fn fetch_error(host: &TestHost, target: &str) -> String {
+/// Runs `fetch` with the action's query `query` (`target=…&…`).
+async fn fetch(host: &TestHost, query: &str) -> Invocation {
     let plugin = host.load("fetch", plugins::FETCH).unwrap();
-    let run = host.notify(&plugin, &format!("fetch://probe/?target={target}")).await;
+    host.notify(&plugin, &format!("fetch://probe/?{query}")).await
+}
+
+/// The one line `fetch` logged, after checking that the call failed
+/// permanently (a refusal is a value the plugin handles, not a trap).
+fn refused(run: &Invocation) -> String {
     assert!(
-        matches!(run.result, Err(CallError::Permanent(_) | CallError::Retryable { .. })),
-        "a refusal is a value the plugin handles, not a trap: {:?}",
+        matches!(run.result, Err(CallError::Permanent(_))),
+        "expected a permanent failure: {:?}",
         run.result
     );
-    let lines = messages(&run);
+    let lines = messages(run);
     assert_eq!(lines.len(), 1, "{lines:?}");
     lines[0].to_owned()
+}
+
+/// Runs `fetch` against `target` and returns the refusal the plugin saw.
+async fn fetch_error(host: &TestHost, target: &str) -> String {
+    refused(&fetch(host, &format!("target={target}")).await)
 }
 
 #[tokio::test]
@@ -68,8 +78,7 @@ async fn loopback_is_denied_unless_the_operator_allows_it() {
     assert!(hook.received().is_empty(), "nothing may reach a denied address");
 
     let allowed = host_granting(&["127.0.0.1"], allow_loopback);
-    let plugin = allowed.load("fetch", plugins::FETCH).unwrap();
-    let run = allowed.notify(&plugin, &format!("fetch://probe/?target={}", hook.url("/"))).await;
+    let run = fetch(&allowed, &format!("target={}", hook.url("/"))).await;
     assert_eq!(run.result, Ok(()));
     assert_eq!(messages(&run), ["fetch: status=200 bytes=2"]);
     assert_eq!(hook.received().len(), 1);
@@ -79,13 +88,15 @@ async fn loopback_is_denied_unless_the_operator_allows_it() {
 async fn other_spellings_of_loopback_are_denied() {
     let hook = ok_webhook().await;
     let port = hook.addr.port();
-    let host = host_granting(&["127.0.0.1", "[::ffff:7f00:1]", "0.0.0.0"], |_| {});
+    let host = host_granting(&["127.0.0.1", "[::ffff:7f00:1]", "0.0.0.0", "::1", "64:ff9b::7f00:1"], |_| {});
     for target in [
         format!("http://2130706433:{port}/"),
         format!("http://0x7f.1:{port}/"),
         format!("http://0177.0.0.1:{port}/"),
         format!("http://[::ffff:127.0.0.1]:{port}/"),
         format!("http://0.0.0.0:{port}/"),
+        format!("http://[::1]:{port}/"),
+        format!("http://[64:ff9b::7f00:1]:{port}/"),
     ] {
         let seen = fetch_error(&host, &target).await;
         assert!(seen.contains("Denied("), "{target}: {seen}");
@@ -126,19 +137,21 @@ async fn the_http_timeout_reaches_the_plugin_as_a_retryable_error() {
         allow_loopback(config);
         config.http.timeout_ms = 200;
     });
-    let seen = fetch_error(&host, &hook.url("/")).await;
-    assert_eq!(seen, "fetch: error=HttpError::Timeout");
+    let run = fetch(&host, &format!("target={}", hook.url("/"))).await;
+    assert!(matches!(run.result, Err(CallError::Retryable { .. })), "{:?}", run.result);
+    assert_eq!(messages(&run), ["fetch: error=HttpError::Timeout"]);
 }
 
 #[tokio::test]
 async fn a_huge_response_body_is_refused_past_the_cap() {
-    let hook = Webhook::start(Reply::Status(200, Vec::new(), vec![b'x'; 4 << 20])).await.unwrap();
+    let sized = Webhook::start(Reply::Status(200, Vec::new(), vec![b'x'; 4 << 20])).await.unwrap();
+    let chunked = Webhook::start(Reply::Chunked(200, vec![b'x'; 4 << 20])).await.unwrap();
     let host = host_granting(&["127.0.0.1"], allow_loopback);
-    let plugin = host.load("fetch", plugins::FETCH).unwrap();
-    let run = host.notify(&plugin, &format!("fetch://probe/?target={}", hook.url("/"))).await;
-    assert!(matches!(run.result, Err(CallError::Permanent(_))), "{:?}", run.result);
-    assert!(messages(&run)[0].starts_with("fetch: error=HttpError::TooLarge("), "{:?}", messages(&run));
-    assert_eq!(run.limits_hit, [Limit::HttpResponseBody]);
+    for hook in [&sized, &chunked] {
+        let run = fetch(&host, &format!("target={}", hook.url("/"))).await;
+        assert!(refused(&run).starts_with("fetch: error=HttpError::TooLarge("));
+        assert_eq!(run.limits_hit, [Limit::HttpResponseBody]);
+    }
     host.assert_healthy().await;
 }
 
@@ -152,4 +165,85 @@ async fn requests_past_the_per_call_limit_are_refused() {
     let seen = fetch_error(&host, &hook.url("/")).await;
     assert!(seen.starts_with("fetch: error=HttpError::LimitExceeded("), "{seen}");
     assert!(hook.received().is_empty());
+}
+
+#[tokio::test]
+async fn operator_exceptions_do_not_extend_to_the_action_host() {
+    let hook = ok_webhook().await;
+    // The operator opened 127.0.0.1 but did not grant it to `fetch`: an
+    // alarm naming it in its action URL must not reach it.
+    let host = host_granting(&[], allow_loopback);
+    let plugin = host.load("fetch", plugins::FETCH).unwrap();
+    let action = format!("fetch://127.0.0.1/?target={}", hook.url("/"));
+    let run = host.notify(&plugin, &action).await;
+    let seen = refused(&run);
+    assert!(seen.contains("Denied(") && seen.contains("loopback"), "{seen}");
+    assert!(hook.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_trusted_host_granted_to_the_plugin_is_reachable() {
+    let hook = ok_webhook().await;
+    let host = host_granting(&["localhost"], |config| config.egress.trusted_hosts.push("localhost".into()));
+    let run = fetch(&host, &format!("target=http://localhost:{}/", hook.addr.port())).await;
+    assert_eq!(run.result, Ok(()));
+    assert_eq!(hook.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_plugin_without_the_grant_cannot_switch_tls_verification_off() {
+    let host = host_granting(&["127.0.0.1"], allow_loopback);
+    let seen = refused(&fetch(&host, "target=https://127.0.0.1:9/&insecure=1").await);
+    assert!(seen.contains("may not switch TLS verification off"), "{seen}");
+}
+
+#[tokio::test]
+async fn routing_headers_are_refused() {
+    let hook = ok_webhook().await;
+    let host = host_granting(&["127.0.0.1"], allow_loopback);
+    let seen = refused(&fetch(&host, &format!("target={}&header=host", hook.url("/"))).await);
+    assert!(seen.contains("InvalidRequest(") && seen.contains("host"), "{seen}");
+    assert!(hook.received().is_empty());
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_by_default() {
+    let redirect =
+        Reply::Status(302, vec![("location".into(), "http://169.254.169.254/".into())], Vec::new());
+    let hook = Webhook::start(redirect).await.unwrap();
+    let host = host_granting(&["127.0.0.1"], allow_loopback);
+    let run = fetch(&host, &format!("target={}", hook.url("/"))).await;
+    assert_eq!(run.result, Ok(()));
+    assert_eq!(messages(&run), ["fetch: status=302 bytes=0"]);
+    assert_eq!(run.http_requests, 1);
+}
+
+#[tokio::test]
+async fn followed_redirects_are_checked_at_every_hop() {
+    let to_metadata =
+        Reply::Status(302, vec![("location".into(), "http://169.254.169.254/latest/".into())], Vec::new());
+    let metadata_hop = Webhook::start(to_metadata).await.unwrap();
+    let final_hook = ok_webhook().await;
+    let to_final = Reply::Status(307, vec![("location".into(), final_hook.url("/final"))], Vec::new());
+    let final_hop = Webhook::start(to_final).await.unwrap();
+    let host = host_granting(&["127.0.0.1", "169.254.169.254"], |config| {
+        allow_loopback(config);
+        config.http.max_redirects = 3;
+    });
+
+    let seen = fetch_error(&host, &metadata_hop.url("/")).await;
+    assert!(seen.contains("Denied(") && seen.contains("link-local"), "{seen}");
+
+    let run = fetch(&host, &format!("target={}&auth=1", final_hop.url("/start"))).await;
+    assert_eq!(run.result, Ok(()));
+    assert_eq!(messages(&run), ["fetch: status=200 bytes=2"]);
+    assert_eq!(run.http_requests, 2, "a hop counts as a request");
+    assert_eq!(final_hop.received()[0].header("authorization"), Some("Bearer s3cret"));
+    let arrived = &final_hook.received()[0];
+    assert_eq!(arrived.target, "/final");
+    assert_eq!(
+        arrived.header("authorization"),
+        None,
+        "credentials never follow a redirect to another origin"
+    );
 }

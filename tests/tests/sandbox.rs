@@ -9,6 +9,7 @@ use std::time::Duration;
 use tocsin::registry::validate::LoadError;
 use tocsin::sandbox::CallError;
 use tocsin::sandbox::limits::Limit;
+use tocsin_tests::webhook::{Reply, Webhook};
 use tocsin_tests::{TestHost, messages, plugins};
 
 fn assert_limit(result: &Result<(), CallError>, expected: Limit) {
@@ -149,11 +150,45 @@ async fn a_core_module_is_refused_as_not_a_component() {
 #[tokio::test]
 async fn calls_do_not_share_state() {
     let host = TestHost::new(|_| {});
-    let plugin = host.builtin("test");
-    let first = host.notify(&plugin, "test://one").await;
-    let second = host.notify(&plugin, "test://two").await;
-    assert_eq!((first.result, second.result), (Ok(()), Ok(())));
-    assert_eq!(second.logs.len(), 1, "each call logs only its own line");
-    assert!(second.logs[0].message.contains("test://two"));
-    assert_eq!(plugin.recent_logs().len(), 2);
+    let plugin = host.load("counter", plugins::COUNTER).unwrap();
+    for _ in 0..3 {
+        let run = host.notify(&plugin, "counter://").await;
+        assert_eq!(run.result, Ok(()));
+        assert_eq!(messages(&run), ["calls=1"], "each call starts from a fresh instance");
+    }
+}
+
+#[tokio::test]
+async fn a_log_flood_cannot_outlive_the_deadline() {
+    let host = TestHost::new(|c| c.limits.deadline_ms = 1);
+    let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
+    let run = host.notify(&plugin, "flood://").await;
+    assert_limit(&run.result, Limit::Deadline);
+    host.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_full_instance_pool_is_a_retryable_busy_error_not_a_hang() {
+    let hook = Webhook::start(Reply::Hang).await.unwrap();
+    let host = TestHost::new(|c| {
+        c.sandbox.instances = 1;
+        c.limits.deadline_ms = 1_500;
+        c.egress.allow_networks.push("127.0.0.1/32".parse().unwrap());
+        c.plugins.entry("fetch".into()).or_default().allow_hosts.push("127.0.0.1".into());
+    });
+    let fetch = host.load("fetch", plugins::FETCH).unwrap();
+    let test = host.builtin("test");
+    let action = format!("fetch://probe/?target={}", hook.url("/"));
+    let hanging = host.notify(&fetch, &action);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        host.notify(&test, "test://").await
+    };
+    let (hanging, second) = tokio::join!(hanging, second);
+    assert_limit(&hanging.result, Limit::Deadline);
+    match &second.result {
+        Err(error @ CallError::Busy(_)) => assert!(error.is_retryable()),
+        other => panic!("expected Busy while the only slot is taken, got {other:?}"),
+    }
+    host.assert_healthy().await;
 }

@@ -10,7 +10,10 @@
 //! checked with [`EgressPolicy::check_ip`].
 //!
 //! Which *hosts* a plugin may name is decided per plugin in
-//! [`super::http`]; this module only judges addresses.
+//! [`super::http`]; this module judges addresses. The operator's
+//! exceptions (allowed networks, trusted hosts) apply only to hosts the
+//! operator granted the plugin explicitly, never to a host that merely
+//! appears in an alarm's action URL, which any alarm author controls.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -165,24 +168,27 @@ impl EgressPolicy {
     pub fn new(allow_networks: Vec<IpNet>, trusted_hosts: impl IntoIterator<Item = String>) -> Self {
         EgressPolicy {
             allow_networks,
-            trusted_hosts: trusted_hosts.into_iter().map(|h| normalize_host(&h)).collect(),
+            trusted_hosts: trusted_hosts.into_iter().map(|h| host_key(&h)).collect(),
         }
     }
 
-    /// Whether `ip` may be reached. An allowed network matches the address
-    /// itself or the IPv4 address it embeds.
+    /// Whether `ip` may be reached. With `exceptions`, the operator's
+    /// allowed networks apply (an allowed network matches the address
+    /// itself or the IPv4 address it embeds); without, only public
+    /// addresses pass.
     ///
     /// # Errors
     /// [`EgressDenied`] naming the address class.
-    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), EgressDenied> {
+    pub fn check_ip(&self, host: &str, ip: IpAddr, exceptions: bool) -> Result<(), EgressDenied> {
         let embedded = match ip {
             IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
             IpAddr::V4(_) => None,
         };
-        let allowed = self
-            .allow_networks
-            .iter()
-            .any(|net| net.contains(&ip) || embedded.is_some_and(|e| net.contains(&e)));
+        let allowed = exceptions
+            && self
+                .allow_networks
+                .iter()
+                .any(|net| net.contains(&ip) || embedded.is_some_and(|e| net.contains(&e)));
         match classify(ip) {
             _ if allowed => Ok(()),
             AddressClass::Public => Ok(()),
@@ -191,21 +197,43 @@ impl EgressPolicy {
     }
 
     /// Checks every address `host` resolved to: one refused address refuses
-    /// the host (a name must not mix public and internal addresses).
+    /// the host (a name must not mix public and internal addresses). With
+    /// `exceptions`, trusted hosts and allowed networks apply.
     ///
     /// # Errors
     /// [`EgressDenied`] for the first refused address.
-    pub fn check_resolved(&self, host: &str, addrs: &[SocketAddr]) -> Result<(), EgressDenied> {
-        if self.trusted_hosts.contains(&normalize_host(host)) {
+    pub fn check_resolved(
+        &self,
+        host: &str,
+        addrs: &[SocketAddr],
+        exceptions: bool,
+    ) -> Result<(), EgressDenied> {
+        if exceptions && self.trusted_hosts.contains(&host_key(host)) {
             return Ok(());
         }
-        addrs.iter().try_for_each(|addr| self.check_ip(host, addr.ip()))
+        addrs.iter().try_for_each(|addr| self.check_ip(host, addr.ip(), exceptions))
     }
 }
 
-/// Lower case, without a trailing dot: how host names are compared.
-pub fn normalize_host(host: &str) -> String {
-    host.trim_end_matches('.').to_ascii_lowercase()
+/// How hosts are compared in grants and policies: lower case, without a
+/// trailing dot or IPv6 brackets (`Example.COM.` → `example.com`,
+/// `[::1]` → `::1`).
+pub fn host_key(host: &str) -> String {
+    host.trim_end_matches('.').trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
+}
+
+/// Checks that a configured host entry is a bare host name or address
+/// (no scheme, port, path or user info), so it can ever match.
+///
+/// # Errors
+/// A message naming what is wrong with `entry`.
+pub fn validate_host_entry(entry: &str) -> Result<(), String> {
+    let key = host_key(entry);
+    let is_ip = key.parse::<IpAddr>().is_ok();
+    if key.is_empty() || (!is_ip && key.contains([':', '/', '@', '?', '#', ' '])) {
+        return Err(format!("{entry:?} is not a bare host name or IP address (no scheme, port or path)"));
+    }
+    Ok(())
 }
 
 /// reqwest's resolver for plugin traffic: resolves with the system
@@ -214,22 +242,25 @@ pub fn normalize_host(host: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct EgressResolver {
     policy: Arc<EgressPolicy>,
+    exceptions: bool,
 }
 
 impl EgressResolver {
-    /// A resolver enforcing `policy`.
-    pub fn new(policy: Arc<EgressPolicy>) -> Self {
-        EgressResolver { policy }
+    /// A resolver enforcing `policy`, with or without the operator's
+    /// exceptions (only for hosts explicitly granted to the plugin).
+    pub fn new(policy: Arc<EgressPolicy>, exceptions: bool) -> Self {
+        EgressResolver { policy, exceptions }
     }
 }
 
 impl Resolve for EgressResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = Arc::clone(&self.policy);
+        let exceptions = self.exceptions;
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            policy.check_resolved(&host, &addrs)?;
+            policy.check_resolved(&host, &addrs, exceptions)?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
@@ -271,11 +302,11 @@ mod tests {
             ("2001:db8::1", AddressClass::Reserved),
         ];
         for (text, class) in refused {
-            let denied = policy.check_ip("h", ip(text)).unwrap_err();
+            let denied = policy.check_ip("h", ip(text), true).unwrap_err();
             assert_eq!(denied.class, class, "{text}");
         }
         for text in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111"] {
-            assert!(policy.check_ip("h", ip(text)).is_ok(), "{text}");
+            assert!(policy.check_ip("h", ip(text), false).is_ok(), "{text}");
         }
     }
 
@@ -292,17 +323,31 @@ mod tests {
     #[test]
     fn allowed_networks_open_exactly_what_they_cover() {
         let policy = EgressPolicy::new(vec!["127.0.0.1/32".parse().unwrap()], []);
-        assert!(policy.check_ip("h", ip("127.0.0.1")).is_ok());
-        assert!(policy.check_ip("h", ip("::ffff:127.0.0.1")).is_ok());
-        assert!(policy.check_ip("h", ip("127.0.0.2")).is_err());
-        assert!(policy.check_ip("h", ip("169.254.169.254")).is_err());
+        assert!(policy.check_ip("h", ip("127.0.0.1"), true).is_ok());
+        assert!(policy.check_ip("h", ip("::ffff:127.0.0.1"), true).is_ok());
+        assert!(policy.check_ip("h", ip("127.0.0.1"), false).is_err(), "exceptions only when asked for");
+        assert!(policy.check_ip("h", ip("127.0.0.2"), true).is_err());
+        assert!(policy.check_ip("h", ip("169.254.169.254"), true).is_err());
     }
 
     #[test]
     fn a_name_with_one_internal_address_is_refused_unless_trusted() {
         let addrs: Vec<SocketAddr> = vec!["8.8.8.8:0".parse().unwrap(), "10.0.0.1:0".parse().unwrap()];
         let policy = EgressPolicy::new(Vec::new(), ["Gateway.internal.".to_owned()]);
-        assert_eq!(policy.check_resolved("evil.example", &addrs).unwrap_err().ip, ip("10.0.0.1"));
-        assert!(policy.check_resolved("gateway.internal", &addrs).is_ok());
+        assert_eq!(policy.check_resolved("evil.example", &addrs, true).unwrap_err().ip, ip("10.0.0.1"));
+        assert!(policy.check_resolved("gateway.internal", &addrs, true).is_ok());
+        assert!(policy.check_resolved("gateway.internal", &addrs, false).is_err());
+    }
+
+    #[test]
+    fn host_entries_must_be_bare_hosts() {
+        assert_eq!(host_key("[::1]"), "::1");
+        assert_eq!(host_key("Hooks.Example.COM."), "hooks.example.com");
+        for good in ["hooks.example.com", "127.0.0.1", "::1", "[::1]"] {
+            assert!(validate_host_entry(good).is_ok(), "{good}");
+        }
+        for bad in ["hooks.example.com:8443", "https://hooks.example.com", "a/b", "u@h", ""] {
+            assert!(validate_host_entry(bad).is_err(), "{bad}");
+        }
     }
 }

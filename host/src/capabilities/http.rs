@@ -1,25 +1,54 @@
 //! The `http` capability: the host performs a plugin's HTTP request with
 //! reqwest, behind the grant check and the egress policy.
 //!
-//! Order of checks for each request (and each redirect hop): request
-//! count, body size, URL shape, host grant (the action URL's host or one
-//! the plugin was granted), address policy, TLS option. A refusal is an
-//! `http-error` value the plugin receives, never a trap. Environment
-//! proxies are ignored; redirects are followed only when the operator sets
-//! `http.max_redirects`.
+//! Checks for each request, before anything leaves the host: the call's
+//! deadline and request count, the method, headers (no `host` or
+//! hop-by-hop headers) and body size, the URL (http/https, no user info),
+//! the host grant (the action URL's host or one granted to the plugin),
+//! the address policy, and the TLS option. Each redirect hop (only when
+//! the operator sets `http.max_redirects`) is checked again, never
+//! downgrades https to http, and drops credentials when it changes origin.
+//! A refusal is an `http-error` value the plugin receives, never a trap.
+//! Environment proxies are ignored.
+//!
+//! The operator's exceptions to the address policy apply only to hosts the
+//! operator granted the plugin by name, and the operator's REST-notifier TLS
+//! settings (client certificate, CA bundle, `rest_notifier_ssl_verify`)
+//! only to the built-in `http` notifier: tenant plugins never present the
+//! operator's certificate.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue,
+};
 use reqwest::{Client, Method, StatusCode, Url};
 
-use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, normalize_host};
+use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, host_key};
 use crate::config::HttpConfig;
 use crate::sandbox::bindings::tocsin::notifier::http::{Host, HttpError, Request, Response};
-use crate::sandbox::limits::{Limit, Limits};
+use crate::sandbox::limits::{Limit, Limits, check_deadline};
 
-/// Why the HTTP clients could not be built.
+/// Longest method name accepted.
+const MAX_METHOD_BYTES: usize = 32;
+
+/// Headers a plugin may not set: the host owns routing and framing.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "proxy-connection",
+];
+
+/// Why the HTTP capability could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSetupError {
     /// A CA bundle, certificate or key file could not be read.
@@ -35,18 +64,42 @@ pub enum HttpSetupError {
     Client(#[from] reqwest::Error),
 }
 
-/// The process-wide HTTP machinery shared by every call: two connection
-/// pools (certificate verification on and off) and the policy.
+/// Which connection pool a request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClientKind {
+    /// The operator's REST-notifier TLS settings (built-in `http` only).
+    operator_tls: bool,
+    /// Verify server certificates.
+    verify: bool,
+    /// Apply the operator's address exceptions (explicitly granted host).
+    exceptions: bool,
+}
+
+impl ClientKind {
+    fn index(self) -> usize {
+        usize::from(self.operator_tls) << 2 | usize::from(self.verify) << 1 | usize::from(self.exceptions)
+    }
+}
+
+/// The operator's TLS material for the built-in REST notifier.
+#[derive(Debug, Default)]
+struct OperatorTls {
+    roots: Vec<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+}
+
+/// The process-wide HTTP machinery shared by every call: connection pools
+/// per [`ClientKind`], built on first use, and the policy.
 #[derive(Debug)]
 pub struct HttpCapability {
-    verified: Client,
-    unverified: Client,
+    clients: [OnceLock<Client>; 8],
+    operator_tls: OperatorTls,
     policy: Arc<EgressPolicy>,
     config: HttpConfig,
 }
 
 impl HttpCapability {
-    /// Builds the clients from the operator's configuration.
+    /// Reads the operator's TLS material and checks that it builds.
     ///
     /// # Errors
     /// [`HttpSetupError`] when TLS files are unreadable or invalid.
@@ -55,50 +108,69 @@ impl HttpCapability {
             std::fs::read(path)
                 .map_err(|source| HttpSetupError::Read { path: path.display().to_string(), source })
         };
-        let mut roots = Vec::new();
+        let mut operator_tls = OperatorTls::default();
         if let Some(path) = &config.rest_notifier_ca_bundle_certificate_path {
-            roots = reqwest::Certificate::from_pem_bundle(&read(path)?)?;
+            operator_tls.roots = reqwest::Certificate::from_pem_bundle(&read(path)?)?;
         }
-        let identity = match (&config.rest_notifier_certificate_file, &config.rest_notifier_certificate_key) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read(cert)?;
-                pem.push(b'\n');
-                pem.extend(read(key)?);
-                Some(reqwest::Identity::from_pem(&pem)?)
+        if let (Some(cert), Some(key)) =
+            (&config.rest_notifier_certificate_file, &config.rest_notifier_certificate_key)
+        {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            operator_tls.identity = Some(reqwest::Identity::from_pem(&pem)?);
+        }
+        let capability =
+            HttpCapability { clients: Default::default(), operator_tls, policy, config: config.clone() };
+        if !capability.operator_tls.roots.is_empty() || capability.operator_tls.identity.is_some() {
+            // Surface bad TLS material at start-up, not at the first alarm.
+            capability.build(ClientKind { operator_tls: true, verify: true, exceptions: false })?;
+        }
+        Ok(capability)
+    }
+
+    fn build(&self, kind: ClientKind) -> Result<Client, reqwest::Error> {
+        let mut builder = Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(EgressResolver::new(Arc::clone(&self.policy), kind.exceptions)))
+            .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(!kind.verify);
+        if kind.operator_tls {
+            if !self.operator_tls.roots.is_empty() {
+                // As Aodh's `verify=<bundle>`: trust the bundle only.
+                builder = builder.tls_certs_only(self.operator_tls.roots.iter().cloned());
             }
-            _ => None,
-        };
-        let build = |verify: bool| -> Result<Client, reqwest::Error> {
-            let mut builder = Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .dns_resolver(Arc::new(EgressResolver::new(Arc::clone(&policy))))
-                .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
-                .danger_accept_invalid_certs(!verify);
-            for root in &roots {
-                builder = builder.add_root_certificate(root.clone());
-            }
-            if let Some(identity) = &identity {
+            if let Some(identity) = &self.operator_tls.identity {
                 builder = builder.identity(identity.clone());
             }
-            builder.build()
-        };
-        Ok(HttpCapability {
-            verified: build(true)?,
-            unverified: build(false)?,
-            policy,
-            config: config.clone(),
-        })
+        }
+        builder.build()
+    }
+
+    fn client(&self, kind: ClientKind) -> Result<Client, HttpError> {
+        let slot = &self.clients[kind.index()];
+        if let Some(client) = slot.get() {
+            return Ok(client.clone());
+        }
+        let client = self
+            .build(kind)
+            .map_err(|error| HttpError::Tls(format!("cannot build the HTTP client: {error}")))?;
+        Ok(slot.get_or_init(|| client).clone())
     }
 }
 
 /// What one plugin may do over HTTP besides reaching its action's host.
 #[derive(Debug, Clone, Default)]
 pub struct HttpGrants {
-    /// Extra host names (normalized) the plugin may call.
+    /// Extra hosts (see [`host_key`]) the plugin may call; the operator's
+    /// address exceptions apply to these only.
     pub allowed_hosts: Vec<String>,
     /// May the plugin switch TLS verification off for a request?
     pub allow_insecure_tls: bool,
+    /// Use the operator's REST-notifier TLS settings: for the built-in
+    /// `http` notifier only.
+    pub operator_tls: bool,
 }
 
 /// HTTP state of one call.
@@ -107,28 +179,32 @@ pub struct CallHttp {
     capability: Arc<HttpCapability>,
     grants: Arc<HttpGrants>,
     action_host: Option<String>,
+    deadline: Instant,
     max_requests: u32,
     max_request_body: u64,
     max_response_body: u64,
-    /// Requests sent in this call.
+    /// Requests the plugin asked for in this call (refused ones included).
     pub requests: u32,
     /// Limits hit in this call (reported with the call's outcome).
     pub limits_hit: Vec<Limit>,
 }
 
 impl CallHttp {
-    /// HTTP state for one call delivering to `action`.
+    /// HTTP state for one call delivering to `action`; host calls after
+    /// `deadline` trap.
     pub fn new(
         capability: Arc<HttpCapability>,
         grants: Arc<HttpGrants>,
         action: &str,
         limits: &Limits,
+        deadline: Instant,
     ) -> Self {
-        let action_host = Url::parse(action).ok().and_then(|url| url.host_str().map(normalize_host));
+        let action_host = Url::parse(action).ok().and_then(|url| url.host_str().map(host_key));
         CallHttp {
             capability,
             grants,
             action_host,
+            deadline,
             max_requests: limits.http_requests,
             max_request_body: limits.http_request_body_bytes,
             max_response_body: limits.http_response_body_bytes,
@@ -143,8 +219,10 @@ impl CallHttp {
         }
     }
 
-    /// Checks the grant and the policy for one destination.
-    fn check_destination(&self, url: &Url) -> Result<(), HttpError> {
+    /// Checks the grant and the policy for one destination; returns
+    /// whether the operator's exceptions apply (the host was granted to the
+    /// plugin by name).
+    fn check_destination(&self, url: &Url) -> Result<bool, HttpError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(HttpError::InvalidRequest(format!("scheme {:?} is not http or https", url.scheme())));
         }
@@ -153,16 +231,13 @@ impl CallHttp {
                 "credentials in the URL are refused; send an authorization header".into(),
             ));
         }
-        let host = match url.host() {
-            Some(host) => host,
-            None => return Err(HttpError::InvalidRequest("the URL has no host".into())),
+        let Some(host) = url.host() else {
+            return Err(HttpError::InvalidRequest("the URL has no host".into()));
         };
-        let name = normalize_host(&host.to_string());
-        let bare = name.trim_start_matches('[').trim_end_matches(']');
-        let granted = self.action_host.as_deref() == Some(name.as_str())
-            || self.grants.allowed_hosts.iter().any(|allowed| allowed == &name || allowed == bare);
-        if !granted {
-            return Err(HttpError::Denied(format!("host {name} is not granted to this plugin")));
+        let key = host_key(&host.to_string());
+        let explicitly_granted = self.grants.allowed_hosts.contains(&key);
+        if !explicitly_granted && self.action_host.as_deref() != Some(key.as_str()) {
+            return Err(HttpError::Denied(format!("host {key} is not granted to this plugin")));
         }
         let ip = match host {
             url::Host::Ipv4(ip) => Some(ip.into()),
@@ -172,15 +247,21 @@ impl CallHttp {
         if let Some(ip) = ip {
             self.capability
                 .policy
-                .check_ip(&name, ip)
+                .check_ip(&key, ip, explicitly_granted)
                 .map_err(|denied| HttpError::Denied(denied.to_string()))?;
         }
-        Ok(())
+        Ok(explicitly_granted)
     }
 
     async fn perform(&mut self, request: Request) -> Result<Response, HttpError> {
-        let capability = Arc::clone(&self.capability);
-        let config = &capability.config;
+        if self.requests >= self.max_requests {
+            self.hit(Limit::HttpRequests);
+            return Err(HttpError::LimitExceeded(format!(
+                "at most {} HTTP requests per call",
+                self.max_requests
+            )));
+        }
+        self.requests += 1;
         if request.body.len() as u64 > self.max_request_body {
             self.hit(Limit::HttpRequestBody);
             return Err(HttpError::TooLarge(format!(
@@ -189,7 +270,14 @@ impl CallHttp {
                 self.max_request_body
             )));
         }
-        let verify = request.options.verify_tls.unwrap_or(config.rest_notifier_ssl_verify);
+        if request.method.len() > MAX_METHOD_BYTES {
+            return Err(HttpError::InvalidRequest("method name too long".into()));
+        }
+        let capability = Arc::clone(&self.capability);
+        let config = &capability.config;
+        let operator_tls = self.grants.operator_tls;
+        let default_verify = !operator_tls || config.rest_notifier_ssl_verify;
+        let verify = request.options.verify_tls.unwrap_or(default_verify);
         if request.options.verify_tls == Some(false) && !self.grants.allow_insecure_tls {
             return Err(HttpError::Denied("this plugin may not switch TLS verification off".into()));
         }
@@ -203,44 +291,55 @@ impl CallHttp {
             .map_err(|_| HttpError::InvalidRequest(format!("invalid method {:?}", request.method)))?;
         let mut url = Url::parse(&request.url)
             .map_err(|error| HttpError::InvalidRequest(format!("invalid URL: {error}")))?;
-        let headers = parse_headers(&request.headers)?;
+        let mut headers = parse_headers(&request.headers)?;
         let mut body = request.body;
-        let client = if verify { &capability.verified } else { &capability.unverified };
         let mut redirects = 0;
         loop {
-            if self.requests >= self.max_requests {
-                self.hit(Limit::HttpRequests);
-                return Err(HttpError::LimitExceeded(format!(
-                    "at most {} HTTP requests per call",
-                    self.max_requests
-                )));
-            }
-            self.check_destination(&url)?;
-            self.requests += 1;
+            let exceptions = self.check_destination(&url)?;
+            let client = capability.client(ClientKind { operator_tls, verify, exceptions })?;
             let sent =
                 client.request(method.clone(), url.clone()).headers(headers.clone()).body(body.clone());
             let response = tokio::time::timeout(timeout, self.exchange(sent))
                 .await
                 .map_err(|_| HttpError::Timeout)??;
-            let location =
-                response.headers.iter().find(|(name, _)| name == LOCATION.as_str()).map(|(_, v)| v.clone());
             let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
-            match location {
-                Some(location) if status.is_redirection() && redirects < config.max_redirects => {
-                    redirects += 1;
-                    url = url.join(&location).map_err(|error| {
-                        HttpError::InvalidRequest(format!("invalid redirect location: {error}"))
-                    })?;
-                    if status == StatusCode::SEE_OTHER
-                        || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
-                            && method == Method::POST)
-                    {
-                        method = Method::GET;
-                        body = Vec::new();
-                    }
-                }
-                _ => return Ok(response),
+            let location =
+                response.headers.iter().find(|(name, _)| name == "location").map(|(_, v)| v.clone());
+            let Some(location) =
+                location.filter(|_| status.is_redirection() && redirects < config.max_redirects)
+            else {
+                return Ok(response);
+            };
+            redirects += 1;
+            if self.requests >= self.max_requests {
+                self.hit(Limit::HttpRequests);
+                return Err(HttpError::LimitExceeded(format!(
+                    "at most {} HTTP requests per call (redirects count)",
+                    self.max_requests
+                )));
             }
+            self.requests += 1;
+            let next = url
+                .join(&location)
+                .map_err(|error| HttpError::InvalidRequest(format!("invalid redirect location: {error}")))?;
+            if url.scheme() == "https" && next.scheme() != "https" {
+                return Err(HttpError::Denied(format!("redirect from https to {} refused", next.scheme())));
+            }
+            if next.origin() != url.origin() {
+                for name in [AUTHORIZATION, COOKIE] {
+                    headers.remove(name);
+                }
+            }
+            if status == StatusCode::SEE_OTHER
+                || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                    && method == Method::POST)
+            {
+                method = Method::GET;
+                body = Vec::new();
+                headers.remove(CONTENT_TYPE);
+                headers.remove(CONTENT_LENGTH);
+            }
+            url = next;
         }
     }
 
@@ -275,10 +374,10 @@ impl CallHttp {
 
 impl Host for CallHttp {
     async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
-        let method = request.method.clone();
+        check_deadline(self.deadline)?;
         let result = self.perform(request).await;
         if let Err(error) = &result {
-            tracing::debug!(method, error = %error, "capability.http: request failed.");
+            tracing::debug!(error = %error, "capability.http: Request failed.");
         }
         Ok(result)
     }
@@ -288,7 +387,12 @@ fn parse_headers(headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| HttpError::InvalidRequest(format!("invalid header name {name:?}")))?;
+            .map_err(|_| HttpError::InvalidRequest("invalid header name".into()))?;
+        if FORBIDDEN_HEADERS.contains(&name.as_str()) {
+            return Err(HttpError::InvalidRequest(format!(
+                "header {name} is set by the host, not by plugins"
+            )));
+        }
         let value = HeaderValue::from_str(value)
             .map_err(|_| HttpError::InvalidRequest(format!("invalid value for header {name}")))?;
         map.append(name, value);
@@ -320,5 +424,31 @@ fn map_error(error: reqwest::Error) -> HttpError {
         HttpError::InvalidRequest(detail)
     } else {
         HttpError::Connect(detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_and_framing_headers_are_refused() {
+        for name in ["Host", "transfer-encoding", "Content-Length", "proxy-authorization"] {
+            let headers = [(name.to_owned(), "x".to_owned())];
+            assert!(matches!(parse_headers(&headers), Err(HttpError::InvalidRequest(_))), "{name}");
+        }
+        let headers = [("authorization".to_owned(), "Basic eA==".to_owned())];
+        assert_eq!(parse_headers(&headers).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn every_client_kind_has_its_own_slot() {
+        let mut seen = std::collections::HashSet::new();
+        for bits in 0..8u8 {
+            let kind =
+                ClientKind { operator_tls: bits & 4 != 0, verify: bits & 2 != 0, exceptions: bits & 1 != 0 };
+            assert!(seen.insert(kind.index()));
+            assert!(kind.index() < 8);
+        }
     }
 }

@@ -9,11 +9,12 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::sandbox::bindings::tocsin::notifier::log::{Host, Level};
-use crate::sandbox::limits::Limits;
+use crate::sandbox::limits::{Limits, check_deadline};
 
 /// Who is logging: the fields every plugin line carries.
 #[derive(Debug, Clone)]
@@ -73,11 +74,16 @@ impl LogBuffer {
     }
 }
 
+/// Most `key=value` fields kept per line; further fields are dropped and
+/// the line counted as truncated.
+const MAX_FIELDS: usize = 16;
+
 /// Log state of one call: the per-call caps and what was kept and dropped.
 #[derive(Debug)]
 pub struct CallLog {
     identity: CallIdentity,
     buffer: Arc<LogBuffer>,
+    deadline: Instant,
     max_lines: u32,
     max_bytes: u64,
     max_line_bytes: usize,
@@ -86,16 +92,18 @@ pub struct CallLog {
     pub lines: Vec<LogLine>,
     /// Lines dropped because a cap was reached.
     pub dropped: u64,
-    /// Lines cut to the maximum length.
+    /// Lines cut to the maximum length (or with fields dropped).
     pub truncated: u64,
 }
 
 impl CallLog {
-    /// Log state for one call of the plugin owning `buffer`.
-    pub fn new(identity: CallIdentity, buffer: Arc<LogBuffer>, limits: &Limits) -> Self {
+    /// Log state for one call of the plugin owning `buffer`; host calls
+    /// after `deadline` trap.
+    pub fn new(identity: CallIdentity, buffer: Arc<LogBuffer>, limits: &Limits, deadline: Instant) -> Self {
         CallLog {
             identity,
             buffer,
+            deadline,
             max_lines: limits.log_lines,
             max_bytes: limits.log_bytes,
             max_line_bytes: usize::try_from(limits.log_line_bytes).unwrap_or(usize::MAX),
@@ -118,22 +126,33 @@ impl CallLog {
             self.dropped += 1;
             return;
         }
-        let mut message = escape(message);
-        if message.len() > self.max_line_bytes {
-            let mut end = self.max_line_bytes;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
-            self.truncated += 1;
-        }
-        let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (escape(k), escape(v))).collect();
+        self.record_within_bytes(level, message, fields);
+    }
+
+    /// Records what the guest wrote to stdout or stderr (a panic message,
+    /// typically) even when the line count is reached: it is the one line
+    /// that explains a trap. The byte budget and line length still apply.
+    pub fn record_output(&mut self, level: Level, text: &str, stream: &str) {
+        self.record_within_bytes(level, text, &[("stream".to_owned(), stream.to_owned())]);
+    }
+
+    fn record_within_bytes(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
+        let mut cut = false;
+        let message = bounded(message, self.max_line_bytes, &mut cut);
+        cut |= fields.len() > MAX_FIELDS;
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .take(MAX_FIELDS)
+            .map(|(k, v)| {
+                (bounded(k, self.max_line_bytes, &mut cut), bounded(v, self.max_line_bytes, &mut cut))
+            })
+            .collect();
         let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         if self.bytes + size as u64 > self.max_bytes {
             self.dropped += 1;
             return;
         }
+        self.truncated += u64::from(cut);
         self.bytes += size as u64;
         let line = LogLine { level: level_name(level), message, fields };
         self.emit(level, &line);
@@ -164,6 +183,7 @@ impl CallLog {
 
 impl Host for CallLog {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        check_deadline(self.deadline)?;
         self.record(level, &message, &fields);
         Ok(())
     }
@@ -179,18 +199,57 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// Escapes control characters (`\n`, `\u{1b}`…) so one plugin line stays
-/// one log line and cannot carry terminal sequences.
+/// Characters that would let one plugin line pose as several, or reorder
+/// what a reader sees: control characters, line and paragraph separators,
+/// and bidirectional overrides.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Escapes the characters of [`needs_escape`] (`\n` → `\\n`,
+/// ESC → `\\u{1b}`) so one plugin line stays one log line and cannot carry
+/// terminal sequences.
 pub fn escape(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(needs_escape) {
         return text.to_owned();
     }
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() { c.escape_default().collect() } else { vec![c] };
-            escaped
-        })
-        .collect()
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+/// `text` escaped and cut to at most `max` bytes (plus `…` when cut);
+/// sets `cut` when it was. Only the first `max` bytes are ever escaped, so
+/// a huge input costs no more than a short one.
+pub fn bounded(text: &str, max: usize, cut: &mut bool) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = escape(&text[..end]);
+    let mut was_cut = end < text.len();
+    if out.len() > max {
+        let mut end = max;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        was_cut = true;
+    }
+    if was_cut {
+        out.push('…');
+        *cut = true;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -200,13 +259,45 @@ mod tests {
     fn call_log(limits: Limits) -> (CallLog, Arc<LogBuffer>) {
         let buffer = Arc::new(LogBuffer::new(3));
         let identity = CallIdentity { plugin: "p".into(), tenant: None, alarm_id: "a".into() };
-        (CallLog::new(identity, Arc::clone(&buffer), &limits), buffer)
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        (CallLog::new(identity, Arc::clone(&buffer), &limits, deadline), buffer)
     }
 
     #[test]
-    fn control_characters_are_escaped() {
+    fn control_separator_and_bidi_characters_are_escaped() {
         assert_eq!(escape("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(escape("x\u{2028}y\u{202e}z"), "x\\u{2028}y\\u{202e}z");
         assert_eq!(escape("plain é"), "plain é");
+    }
+
+    #[test]
+    fn bounded_cuts_before_escaping_and_marks_the_cut() {
+        let mut cut = false;
+        assert_eq!(bounded("short", 10, &mut cut), "short");
+        assert!(!cut);
+        assert_eq!(bounded(&"\n".repeat(1_000_000), 8, &mut cut), "\\n\\n\\n\\n…");
+        assert!(cut);
+    }
+
+    #[test]
+    fn fields_are_capped_in_number_and_length() {
+        let (mut log, _) = call_log(Limits { log_line_bytes: 4, ..Limits::default() });
+        let fields: Vec<(String, String)> = (0..20).map(|i| (format!("k{i}"), "value".to_owned())).collect();
+        log.record(Level::Info, "m", &fields);
+        assert_eq!(log.lines[0].fields.len(), 16);
+        assert_eq!(log.lines[0].fields[0], ("k0".to_owned(), "valu…".to_owned()));
+        assert_eq!(log.truncated, 1);
+    }
+
+    #[test]
+    fn output_is_recorded_past_the_line_cap() {
+        let (mut log, _) = call_log(Limits { log_lines: 1, ..Limits::default() });
+        log.record(Level::Info, "one", &[]);
+        log.record(Level::Info, "two", &[]);
+        log.record_output(Level::Warn, "panicked at x", "stderr");
+        assert_eq!(log.lines.len(), 2);
+        assert_eq!(log.lines[1].message, "panicked at x");
+        assert_eq!(log.dropped, 1);
     }
 
     #[test]
@@ -229,7 +320,7 @@ mod tests {
         assert_eq!(log.truncated, 1);
         log.record(Level::Info, "0123456789", &[]);
         log.record(Level::Info, "0123456789", &[]);
-        assert_eq!(log.dropped, 1, "11 + 10 bytes fit in 25, a third line would not");
+        assert_eq!(log.dropped, 1, "two cut lines of 11 bytes fit in 25, a third would not");
     }
 
     #[test]

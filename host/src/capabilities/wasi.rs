@@ -5,17 +5,24 @@
 //! `wasi:random` and `wasi:filesystem` even when it uses none of them, so
 //! instantiation needs them linked. Each plugin's context is empty: no
 //! environment variables, no arguments, no preopened directories (so no
-//! file can be opened), stdin closed; stdout and stderr are captured into
-//! bounded pipes that the sandbox forwards to the plugin's log.
+//! file can be opened), stdin closed; stdout and stderr are captured
+//! ([`CapturedOutput`], excess dropped) and forwarded to the plugin's log.
 //! `wasi:sockets` is never linked (a component importing it is refused at
 //! load, see [`crate::registry::validate`]), nor is `wasi:http`.
 
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::WasiView;
-use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::random::WasiRandom;
 
 /// WASI packages a plugin may import (any version): what standard
@@ -58,4 +65,102 @@ pub fn link<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<(
     cli::terminal_stdout::add_to_linker::<T, WasiCli>(linker, T::cli)?;
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(linker, T::cli)?;
     Ok(())
+}
+
+/// A guest's stdout or stderr: keeps the first `capacity` bytes for the
+/// log and silently drops (and counts) the rest, so a chatty guest is never
+/// failed by its output. Clones share the buffer.
+#[derive(Debug, Clone)]
+pub struct CapturedOutput {
+    capacity: usize,
+    buffer: Arc<Mutex<Captured>>,
+}
+
+/// What a [`CapturedOutput`] holds.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// The kept bytes.
+    pub bytes: Vec<u8>,
+    /// Bytes written past the capacity.
+    pub dropped: u64,
+}
+
+impl CapturedOutput {
+    /// An empty capture keeping at most `capacity` bytes.
+    pub fn new(capacity: usize) -> Self {
+        CapturedOutput { capacity, buffer: Arc::default() }
+    }
+
+    /// Takes what was captured.
+    pub fn take(&self) -> Captured {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
+        self.buffer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        let mut captured = self.lock();
+        let room = self.capacity.saturating_sub(captured.bytes.len());
+        let kept = bytes.len().min(room);
+        captured.bytes.extend_from_slice(&bytes[..kept]);
+        captured.dropped += (bytes.len() - kept) as u64;
+    }
+}
+
+/// Bytes a guest may write per `write` call: any value works since every
+/// write is accepted; this is what `check-write` reports.
+const WRITE_BUDGET: usize = 64 << 10;
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for CapturedOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(WRITE_BUDGET)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CapturedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for CapturedOutput {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
 }

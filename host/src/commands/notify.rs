@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::Exit;
 use crate::alarm::{Alarm, Delivery};
-use crate::capabilities::egress::normalize_host;
+use crate::capabilities::egress::host_key;
 use crate::config::Config;
-use crate::registry::{self, builtin};
+use crate::registry::{self, Origin, RESERVED_SCHEMES, builtin};
 use crate::sandbox::{CallError, Sandbox};
 
 /// The alarm used when `--alarm` is not given (`examples/alarm.json`).
@@ -22,8 +22,9 @@ const SAMPLE_ALARM: &str = include_str!("../../../examples/alarm.json");
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct NotifyArgs {
-    /// A built-in name (`log`, `http`, `test`) or a path to a `.wasm`.
-    pub plugin: String,
+    /// A built-in name (`log`, `http`, `test`) or a path to a `.wasm`;
+    /// none picks the built-in registered for the action's scheme.
+    pub plugin: Option<String>,
     /// The action URL.
     pub action: String,
     /// Alarm JSON file, `-` for stdin, none for the sample alarm.
@@ -39,12 +40,15 @@ pub struct NotifyArgs {
 /// not a valid notifier.
 pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
     let alarm = read_alarm(args.alarm.as_deref())?;
-    let (name, bytes) = plugin_bytes(&args.plugin)?;
+    let (name, origin, bytes) = match &args.plugin {
+        Some(plugin) => plugin_bytes(plugin)?,
+        None => builtin_for(&args.action)?,
+    };
     grant_hosts(&mut config, &name, &args.allow_hosts);
     let sandbox = Sandbox::new(&config).context("cannot start the sandbox")?;
     let plugin = sandbox
-        .load(registry::spec_for(&name, None, &config), &bytes)
-        .with_context(|| format!("cannot load plugin {}", args.plugin))?;
+        .load(registry::spec_for(&name, origin, None, &config), &bytes)
+        .with_context(|| format!("cannot load plugin {name}"))?;
     let delivery = Delivery::one_off();
     let invocation = sandbox.invoke(&plugin, &args.action, &alarm, &delivery).await;
     let error = invocation.result.as_ref().err().map(error_json);
@@ -66,6 +70,28 @@ pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
     });
     println!("{report}");
     Ok(if invocation.result.is_ok() { Exit::Success } else { Exit::Failure })
+}
+
+/// The built-in registered for the action's scheme, as the service picks
+/// it (reserved and unknown schemes refused).
+fn builtin_for(action: &str) -> anyhow::Result<(String, Origin, Vec<u8>)> {
+    let split = tocsin_guest_sdk::action::split(action).map_err(|error| {
+        anyhow::anyhow!("unable to parse action {}: {error}", tocsin_guest_sdk::action::display(action))
+    })?;
+    if RESERVED_SCHEMES.contains(&split.scheme.as_str()) {
+        bail!(
+            "scheme {:?} is reserved for a platform notifier that tocsin does not implement yet",
+            split.scheme
+        );
+    }
+    let name = builtin::SCHEMES
+        .iter()
+        .find(|(_, schemes)| schemes.contains(&split.scheme.as_str()))
+        .map(|(name, _)| *name)
+        .ok_or_else(|| {
+            anyhow::anyhow!("no built-in notifier handles scheme {:?}; pass --plugin", split.scheme)
+        })?;
+    plugin_bytes(name)
 }
 
 fn error_json(error: &CallError) -> Value {
@@ -98,11 +124,11 @@ fn read_alarm(path: Option<&Path>) -> anyhow::Result<Alarm> {
     serde_json::from_str(&text).with_context(|| format!("invalid alarm JSON in {source}"))
 }
 
-/// The plugin's name and component: a built-in, or a `.wasm` file named
-/// after its stem.
-fn plugin_bytes(plugin: &str) -> anyhow::Result<(String, Vec<u8>)> {
+/// The plugin's name, origin and component: a built-in, or a `.wasm`
+/// file named after its stem.
+fn plugin_bytes(plugin: &str) -> anyhow::Result<(String, Origin, Vec<u8>)> {
     if let Some(bytes) = builtin::component(plugin) {
-        return Ok((plugin.to_owned(), bytes.to_vec()));
+        return Ok((plugin.to_owned(), Origin::Builtin, bytes.to_vec()));
     }
     let path = Path::new(plugin);
     if path.extension().is_none() && !plugin.contains('/') {
@@ -110,7 +136,7 @@ fn plugin_bytes(plugin: &str) -> anyhow::Result<(String, Vec<u8>)> {
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
     let name = path.file_stem().map_or_else(|| plugin.to_owned(), |stem| stem.to_string_lossy().into_owned());
-    Ok((name, bytes))
+    Ok((name, Origin::External, bytes))
 }
 
 /// `--allow-host`: grants each host to the plugin and lets the egress
@@ -118,12 +144,11 @@ fn plugin_bytes(plugin: &str) -> anyhow::Result<(String, Vec<u8>)> {
 /// configuration would.
 fn grant_hosts(config: &mut Config, plugin: &str, hosts: &[String]) {
     for host in hosts {
-        let host = normalize_host(host);
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        match bare.parse::<IpAddr>() {
+        let key = host_key(host);
+        match key.parse::<IpAddr>() {
             Ok(ip) => config.egress.allow_networks.push(IpNet::from(ip)),
-            Err(_) => config.egress.trusted_hosts.push(host.clone()),
+            Err(_) => config.egress.trusted_hosts.push(key.clone()),
         }
-        config.plugins.entry(plugin.to_owned()).or_default().allow_hosts.push(bare.to_owned());
+        config.plugins.entry(plugin.to_owned()).or_default().allow_hosts.push(key);
     }
 }

@@ -11,7 +11,7 @@ pub mod validate;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::capabilities::egress::normalize_host;
+use crate::capabilities::egress::host_key;
 use crate::capabilities::http::HttpGrants;
 use crate::config::Config;
 use crate::sandbox::{Plugin, PluginSpec, Sandbox};
@@ -43,6 +43,9 @@ pub const RESERVED_SCHEMES: &[&str] = &["trust+http", "trust+https", "zaqar", "t
 /// Why an action's scheme has no plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
+    /// The action URL cannot be parsed (Aodh: "Unable to parse action").
+    #[error("unable to parse action {0}")]
+    Unparsable(String),
     /// Nobody registered the scheme (Aodh: "Action … is unknown").
     #[error("no notifier is registered for scheme {0:?}")]
     Unknown(String),
@@ -51,21 +54,31 @@ pub enum ResolveError {
     NotImplemented(String),
 }
 
-/// The settings a plugin named `name` is loaded with: its limits and
-/// grants from `config`. The built-in `http` notifier may switch TLS
-/// verification off (Aodh's `aodh-alarm-ssl-verify=0`) unless the
-/// operator says otherwise.
-pub fn spec_for(name: &str, tenant: Option<String>, config: &Config) -> PluginSpec {
+/// Where a plugin comes from: its origin, not its name, decides what the
+/// platform grants it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Embedded in the host binary, built from `notifiers/`.
+    Builtin,
+    /// Anything else: a file, a tenant upload.
+    External,
+}
+
+/// The settings a plugin named `name` is loaded with: its limits and the
+/// hosts granted to it in `config`. The embedded `http` notifier also gets
+/// the operator's REST-notifier TLS settings and may switch verification
+/// off (Aodh's `aodh-alarm-ssl-verify=0`), unless the operator says otherwise.
+pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, config: &Config) -> PluginSpec {
     let plugin = config.plugins.get(name);
     let allowed_hosts =
-        plugin.map(|p| p.allow_hosts.iter().map(|h| normalize_host(h)).collect()).unwrap_or_default();
-    let allow_insecure_tls =
-        plugin.and_then(|p| p.allow_insecure_tls).unwrap_or(name == "http" && tenant.is_none());
+        plugin.map(|p| p.allow_hosts.iter().map(|h| host_key(h)).collect()).unwrap_or_default();
+    let rest_notifier = origin == Origin::Builtin && name == "http";
+    let allow_insecure_tls = plugin.and_then(|p| p.allow_insecure_tls).unwrap_or(rest_notifier);
     PluginSpec {
         name: name.to_owned(),
         tenant,
         limits: config.limits_for(name),
-        grants: HttpGrants { allowed_hosts, allow_insecure_tls },
+        grants: HttpGrants { allowed_hosts, allow_insecure_tls, operator_tls: rest_notifier },
     }
 }
 
@@ -84,12 +97,24 @@ impl Registry {
         let mut registry = Registry::default();
         for (name, schemes) in builtin::SCHEMES {
             let bytes = builtin::component(name).unwrap_or_default();
-            let plugin = Arc::new(sandbox.load(spec_for(name, None, config), bytes)?);
+            let plugin = Arc::new(sandbox.load(spec_for(name, Origin::Builtin, None, config), bytes)?);
             for scheme in *schemes {
                 registry.by_scheme.insert((*scheme).to_owned(), Arc::clone(&plugin));
             }
         }
         Ok(registry)
+    }
+
+    /// The plugin for the scheme of `action` (lower case, as Python's
+    /// `urlsplit` gives it).
+    ///
+    /// # Errors
+    /// [`ResolveError`]: unparsable, unknown, or reserved and not implemented.
+    pub fn resolve_action(&self, action: &str) -> Result<Arc<Plugin>, ResolveError> {
+        let split = tocsin_guest_sdk::action::split(action).map_err(|error| {
+            ResolveError::Unparsable(format!("{}: {error}", tocsin_guest_sdk::action::display(action)))
+        })?;
+        self.resolve(&split.scheme)
     }
 
     /// The plugin for `scheme` (lower case, as Python's `urlsplit` gives it).

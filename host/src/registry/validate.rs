@@ -41,6 +41,10 @@ pub enum LoadError {
     /// It does not export the notifier interface of a supported version.
     #[error("missing export: {0}")]
     MissingExport(String),
+    /// It exports the notifier interface, but with other types than the
+    /// host's version of the contract.
+    #[error("the notifier export does not match the contract: {0}")]
+    ExportMismatch(String),
     /// Its imports could not be satisfied by the host's linker.
     #[error("cannot link the component: {0}")]
     Link(String),

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime::ResourceLimiter;
 
 /// The limits of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,38 +158,75 @@ impl std::fmt::Display for Limit {
 /// The error a memory or table growth past the limit traps with; the
 /// sandbox recognises it to report [`Limit::Memory`].
 #[derive(Debug, thiserror::Error)]
-#[error("memory limit of {limit_bytes} bytes exceeded (wanted {wanted_bytes})")]
+#[error("{what} limit of {limit} exceeded (wanted {wanted} in all)")]
 pub struct MemoryLimitExceeded {
+    /// `linear memory bytes` or `table elements`.
+    pub what: &'static str,
     /// The configured limit.
-    pub limit_bytes: u64,
-    /// The size the guest asked to grow to.
-    pub wanted_bytes: usize,
+    pub limit: u64,
+    /// The total the guest asked to grow to.
+    pub wanted: u64,
 }
 
-/// Enforces [`Limits::memory_bytes`] through wasmtime's [`StoreLimits`]
-/// with `trap_on_grow_failure`, and turns a refused growth into a
-/// [`MemoryLimitExceeded`] trap so the hit is classified, not a bare trap.
+/// The error a host call made past the call's deadline traps with: a guest
+/// that keeps the host busy in synchronous host calls (which the async
+/// timeout cannot interrupt) is stopped there. Reported as
+/// [`Limit::Deadline`].
+#[derive(Debug, thiserror::Error)]
+#[error("the call ran past its deadline inside a host call")]
+pub struct DeadlineExceeded;
+
+/// Traps with [`DeadlineExceeded`] once `deadline` has passed.
+///
+/// # Errors
+/// The trap, past the deadline.
+pub fn check_deadline(deadline: std::time::Instant) -> wasmtime::Result<()> {
+    if std::time::Instant::now() > deadline { Err(wasmtime::Error::new(DeadlineExceeded)) } else { Ok(()) }
+}
+
+/// Table elements a call may hold across all its tables: far above what
+/// a compiled Rust or C program needs, far below what would hurt the host.
+const MAX_TABLE_ELEMENTS: u64 = 100_000;
+
+/// Most core instances, tables and memories one store may create. A Rust
+/// `std` component has a handful of each; these match the pool's
+/// per-component maxima (see `sandbox::engine_config`).
+pub const MAX_CORE_INSTANCES: u32 = 16;
+/// See [`MAX_CORE_INSTANCES`].
+pub const MAX_MEMORIES: u32 = 2;
+/// See [`MAX_CORE_INSTANCES`].
+pub const MAX_TABLES: u32 = 8;
+
+/// Enforces [`Limits::memory_bytes`] over the sum of all linear memories
+/// of the call (a component may hold several), and a table-element cap.
+/// A refused growth traps (as wasmtime's `trap_on_grow_failure` does) with
+/// a [`MemoryLimitExceeded`], so the hit is classified, not a bare trap.
 #[derive(Debug)]
 pub struct MemoryLimiter {
-    inner: StoreLimits,
-    limit_bytes: u64,
+    memory_limit: u64,
+    memory_total: u64,
+    table_total: u64,
 }
 
 impl MemoryLimiter {
     /// A limiter for one call.
     pub fn new(limits: &Limits) -> Self {
-        let memory = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
-        MemoryLimiter {
-            inner: StoreLimitsBuilder::new()
-                .memory_size(memory)
-                .table_elements(100_000)
-                .instances(64)
-                .tables(64)
-                .memories(16)
-                .trap_on_grow_failure(true)
-                .build(),
-            limit_bytes: limits.memory_bytes,
+        MemoryLimiter { memory_limit: limits.memory_bytes, memory_total: 0, table_total: 0 }
+    }
+
+    fn grow(
+        total: &mut u64,
+        limit: u64,
+        what: &'static str,
+        current: usize,
+        desired: usize,
+    ) -> wasmtime::Result<bool> {
+        let wanted = total.saturating_add(desired.saturating_sub(current) as u64);
+        if wanted > limit {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded { what, limit, wanted }));
         }
+        *total = wanted;
+        Ok(true)
     }
 }
 
@@ -198,36 +235,30 @@ impl ResourceLimiter for MemoryLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        maximum: Option<usize>,
+        _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        match self.inner.memory_growing(current, desired, maximum) {
-            Ok(true) => Ok(true),
-            Ok(false) | Err(_) => Err(wasmtime::Error::new(MemoryLimitExceeded {
-                limit_bytes: self.limit_bytes,
-                wanted_bytes: desired,
-            })),
-        }
+        Self::grow(&mut self.memory_total, self.memory_limit, "linear memory bytes", current, desired)
     }
 
     fn table_growing(
         &mut self,
         current: usize,
         desired: usize,
-        maximum: Option<usize>,
+        _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+        Self::grow(&mut self.table_total, MAX_TABLE_ELEMENTS, "table elements", current, desired)
     }
 
     fn instances(&self) -> usize {
-        self.inner.instances()
+        MAX_CORE_INSTANCES as usize
     }
 
     fn tables(&self) -> usize {
-        self.inner.tables()
+        MAX_TABLES as usize
     }
 
     fn memories(&self) -> usize {
-        self.inner.memories()
+        MAX_MEMORIES as usize
     }
 }
 
@@ -258,6 +289,15 @@ mod tests {
         assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
         let error = limiter.memory_growing(1 << 20, 2 << 20, None).unwrap_err();
         let hit = error.downcast_ref::<MemoryLimitExceeded>().unwrap();
-        assert_eq!(hit.limit_bytes, 1 << 20);
+        assert_eq!(hit.limit, 1 << 20);
+    }
+
+    #[test]
+    fn the_memory_limit_covers_all_memories_of_the_call() {
+        let mut limiter = MemoryLimiter::new(&Limits { memory_bytes: 3 << 20, ..Limits::default() });
+        assert!(limiter.memory_growing(0, 2 << 20, None).unwrap(), "first memory");
+        assert!(limiter.memory_growing(0, 1 << 20, None).unwrap(), "second memory");
+        assert!(limiter.memory_growing(1 << 20, (1 << 20) + 1, None).is_err(), "one byte over in all");
+        assert!(limiter.table_growing(0, 100_001, None).is_err());
     }
 }

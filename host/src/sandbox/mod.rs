@@ -24,24 +24,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::Linker;
-use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store,
+    Trap,
+};
 
 use crate::alarm::{Alarm, Delivery};
 use crate::capabilities::egress::EgressPolicy;
 use crate::capabilities::http::{CallHttp, HttpCapability, HttpGrants, HttpSetupError};
-use crate::capabilities::log::{CallIdentity, CallLog, LogBuffer, LogLine};
+use crate::capabilities::log::{CallIdentity, CallLog, LogBuffer, LogLine, bounded};
 use crate::config::Config;
 use crate::registry::validate::{self, ComponentInfo, LoadError};
 use bindings::NotifierPre;
 use bindings::exports::tocsin::notifier::handler::NotifyError;
 use bindings::tocsin::notifier::log::Level;
 use bindings::tocsin::notifier::types as wit;
-use limits::{Limit, Limits, MemoryLimitExceeded, MemoryLimiter};
+use limits::{DeadlineExceeded, Limit, Limits, MemoryLimitExceeded, MemoryLimiter};
 use state::StoreState;
 
 /// Fuel between yields to the async runtime: lets the wall-clock deadline
 /// interrupt a guest that never calls the host (about a millisecond).
 const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
+
+/// Longest failure reason kept from a plugin.
+const MAX_REASON_BYTES: usize = 1024;
 
 /// Bytes of each pooled memory slot kept resident between calls.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
@@ -82,20 +88,23 @@ pub enum CallError {
     /// The plugin trapped (a panic, `unreachable`, a bad memory access).
     #[error("plugin trapped: {0}")]
     Trap(String),
-    /// The plugin could not be instantiated (e.g. the instance pool is full).
+    /// Every instance slot of the pool is in use: try again shortly.
+    #[error("no free instance slot: {0}")]
+    Busy(String),
+    /// The plugin could not be instantiated (its start-up failed).
     #[error("cannot instantiate plugin: {0}")]
     Instantiate(String),
 }
 
 impl CallError {
     /// Whether a later attempt may succeed: the plugin said so, the
-    /// deadline passed, or no instance was available. Memory, CPU, stack
-    /// and traps are permanent.
+    /// deadline passed, or no instance slot was free. Memory, CPU, stack,
+    /// traps and failed start-ups are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
-            CallError::Retryable { .. } | CallError::Instantiate(_) => true,
+            CallError::Retryable { .. } | CallError::Busy(_) => true,
             CallError::Limit { limit, .. } => limit.is_retryable(),
-            CallError::Permanent(_) | CallError::Trap(_) => false,
+            CallError::Permanent(_) | CallError::Trap(_) | CallError::Instantiate(_) => false,
         }
     }
 
@@ -106,6 +115,7 @@ impl CallError {
             CallError::Permanent(_) => "permanent",
             CallError::Limit { .. } => "limit",
             CallError::Trap(_) => "trap",
+            CallError::Busy(_) => "busy",
             CallError::Instantiate(_) => "instantiate",
         }
     }
@@ -221,13 +231,13 @@ impl Sandbox {
         Ok(Sandbox { engine, linker, http, log_buffer_lines: config.sandbox.log_buffer_lines })
     }
 
-    /// Compiles and checks a component without loading it.
+    /// Compiles, checks and links a component without loading it: exactly
+    /// what [`Sandbox::load`] does, so `check` and `load` agree.
     ///
     /// # Errors
     /// [`LoadError`] saying what is wrong, naming a refused import.
     pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
-        let component = validate::compile(&self.engine, bytes)?;
-        validate::check(&self.engine, &component)
+        self.prepare(bytes).map(|(info, _)| info)
     }
 
     /// Compiles, checks and pre-instantiates a plugin.
@@ -236,11 +246,7 @@ impl Sandbox {
     /// [`LoadError`]: not a component, a refused import, no `notifier`
     /// export of a supported version.
     pub fn load(&self, spec: PluginSpec, bytes: &[u8]) -> Result<Plugin, LoadError> {
-        let component = validate::compile(&self.engine, bytes)?;
-        let info = validate::check(&self.engine, &component)?;
-        let instance_pre =
-            self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = NotifierPre::new(instance_pre).map_err(|e| LoadError::MissingExport(format!("{e:#}")))?;
+        let (info, pre) = self.prepare(bytes)?;
         Ok(Plugin {
             name: spec.name.into(),
             tenant: spec.tenant.map(Into::into),
@@ -250,6 +256,15 @@ impl Sandbox {
             log: Arc::new(LogBuffer::new(self.log_buffer_lines)),
             info,
         })
+    }
+
+    fn prepare(&self, bytes: &[u8]) -> Result<(ComponentInfo, NotifierPre<StoreState>), LoadError> {
+        let component = validate::compile(&self.engine, bytes)?;
+        let info = validate::check(&self.engine, &component)?;
+        let instance_pre =
+            self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = NotifierPre::new(instance_pre).map_err(|e| LoadError::ExportMismatch(format!("{e:#}")))?;
+        Ok((info, pre))
     }
 
     /// Runs `plugin` for one action of one alarm, in a fresh store.
@@ -268,6 +283,7 @@ impl Sandbox {
     ) -> Invocation {
         let started = Instant::now();
         let limits = plugin.limits;
+        let deadline = started + limits.deadline();
         let identity = CallIdentity {
             plugin: Arc::clone(&plugin.name),
             tenant: plugin.tenant.clone(),
@@ -275,8 +291,8 @@ impl Sandbox {
         };
         let state = StoreState::new(
             MemoryLimiter::new(&limits),
-            CallLog::new(identity, Arc::clone(&plugin.log), &limits),
-            CallHttp::new(Arc::clone(&self.http), Arc::clone(&plugin.grants), action, &limits),
+            CallLog::new(identity, Arc::clone(&plugin.log), &limits, deadline),
+            CallHttp::new(Arc::clone(&self.http), Arc::clone(&plugin.grants), action, &limits, deadline),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -284,10 +300,10 @@ impl Sandbox {
             .set_fuel(limits.fuel)
             .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
         let result = match fuel_ready {
-            Err(error) => Err(CallError::Instantiate(format!("{error:#}"))),
+            Err(error) => Err(CallError::Trap(format!("{error:#}"))),
             Ok(()) => {
                 let call = call_notify(&mut store, &plugin.pre, action, alarm, delivery);
-                match tokio::time::timeout(limits.deadline(), call).await {
+                match tokio::time::timeout_at(deadline.into(), call).await {
                     Err(_elapsed) => Err(CallError::Limit {
                         limit: Limit::Deadline,
                         detail: format!("the call ran past its {} ms deadline", limits.deadline_ms),
@@ -331,19 +347,28 @@ async fn call_notify(
         .call_notify(&mut *store, action, &wit_alarm, &wit_delivery)
         .await
         .map_err(|e| classify_error(&e, false))?;
+    // The reason is the plugin's text: escaped and bounded before it
+    // reaches a log line or a dead-letter record.
+    let mut cut = false;
     returned.map_err(|error| match error {
         NotifyError::Retryable(retry) => CallError::Retryable {
-            reason: retry.reason,
+            reason: bounded(&retry.reason, MAX_REASON_BYTES, &mut cut),
             retry_after: retry.retry_after_ms.map(Duration::from_millis),
         },
-        NotifyError::Permanent(reason) => CallError::Permanent(reason),
+        NotifyError::Permanent(reason) => CallError::Permanent(bounded(&reason, MAX_REASON_BYTES, &mut cut)),
     })
 }
 
-/// Turns a wasmtime error into the limit it hit, or a trap.
+/// Turns a wasmtime error into the limit it hit, a full pool, or a trap.
 fn classify_error(error: &wasmtime::Error, instantiating: bool) -> CallError {
     if let Some(hit) = error.downcast_ref::<MemoryLimitExceeded>() {
         return CallError::Limit { limit: Limit::Memory, detail: hit.to_string() };
+    }
+    if let Some(hit) = error.downcast_ref::<DeadlineExceeded>() {
+        return CallError::Limit { limit: Limit::Deadline, detail: hit.to_string() };
+    }
+    if let Some(full) = error.downcast_ref::<PoolConcurrencyLimitError>() {
+        return CallError::Busy(full.to_string());
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => {
@@ -366,14 +391,21 @@ fn finish(
     elapsed: Duration,
     fuel_used: u64,
 ) -> Invocation {
-    for (pipe, level, stream) in
+    for (output, level, stream) in
         [(&state.stdout, Level::Info, "stdout"), (&state.stderr, Level::Warn, "stderr")]
     {
         // One record per stream: a panic message spans several lines.
-        let contents = pipe.contents();
-        let text = String::from_utf8_lossy(&contents);
+        let captured = output.take();
+        let text = String::from_utf8_lossy(&captured.bytes);
         if !text.trim().is_empty() {
-            state.log.record(level, text.trim_end(), &[("stream".to_owned(), stream.to_owned())]);
+            state.log.record_output(level, text.trim_end(), stream);
+        }
+        if captured.dropped > 0 {
+            tracing::debug!(
+                stream,
+                dropped_bytes = captured.dropped,
+                "sandbox: Plugin output past the cap dropped."
+            );
         }
     }
     let mut limits_hit = std::mem::take(&mut state.http.limits_hit);
@@ -418,12 +450,17 @@ fn engine_config(config: &Config) -> wasmtime::Config {
     if config.sandbox.pooling {
         let instances = config.sandbox.instances;
         let mut pool = PoolingAllocationConfig::default();
-        // A Rust std component holds a few core instances (the program and
-        // WASI adapter shims), one or two memories and a few tables.
-        pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(8))
-            .total_memories(instances.saturating_mul(2))
-            .total_tables(instances.saturating_mul(8))
+        // Per-component maxima (checked when a component is compiled, so an
+        // oversized one is refused at load) and totals sized so that
+        // `instances` calls of the largest allowed component fit at once:
+        // one plugin cannot take the slots of the others.
+        pool.max_core_instances_per_component(limits::MAX_CORE_INSTANCES)
+            .max_memories_per_component(limits::MAX_MEMORIES)
+            .max_tables_per_component(limits::MAX_TABLES)
+            .total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(limits::MAX_CORE_INSTANCES))
+            .total_memories(instances.saturating_mul(limits::MAX_MEMORIES))
+            .total_tables(instances.saturating_mul(limits::MAX_TABLES))
             .total_stacks(instances)
             .max_memory_size(usize::try_from(config.sandbox.max_memory_bytes).unwrap_or(usize::MAX))
             // Reset the first pages of a slot with memset (only the pages

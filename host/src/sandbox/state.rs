@@ -3,15 +3,23 @@
 //! after it, so nothing leaks between alarms or tenants.
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::http::CallHttp;
 use crate::capabilities::log::CallLog;
+use crate::capabilities::wasi::CapturedOutput;
 use crate::sandbox::limits::MemoryLimiter;
 
-/// Bytes of guest stdout/stderr kept per call (a panic message fits).
-const OUTPUT_PIPE_BYTES: usize = 16 << 10;
+/// Bytes of guest stdout/stderr kept per call (a panic message fits);
+/// the rest is dropped.
+const OUTPUT_BYTES: usize = 16 << 10;
+
+/// Most bytes one `wasi:random` call returns (wasmtime's default is
+/// 64 MiB of host memory per call). Seeds and ids need a few dozen.
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
+
+/// Most WASI resources (streams, pollables) a call may hold at once.
+const MAX_RESOURCES: usize = 1024;
 
 /// Data of one store.
 pub struct StoreState {
@@ -26,18 +34,24 @@ pub struct StoreState {
     /// The `http` capability's state.
     pub http: CallHttp,
     /// Guest stdout, forwarded to the log after the call.
-    pub stdout: MemoryOutputPipe,
+    pub stdout: CapturedOutput,
     /// Guest stderr (panic messages), forwarded to the log after the call.
-    pub stderr: MemoryOutputPipe,
+    pub stderr: CapturedOutput,
 }
 
 impl StoreState {
     /// State for one call.
     pub fn new(limiter: MemoryLimiter, log: CallLog, http: CallHttp) -> Self {
-        let stdout = MemoryOutputPipe::new(OUTPUT_PIPE_BYTES);
-        let stderr = MemoryOutputPipe::new(OUTPUT_PIPE_BYTES);
-        let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build();
-        StoreState { wasi, table: ResourceTable::new(), limiter, log, http, stdout, stderr }
+        let stdout = CapturedOutput::new(OUTPUT_BYTES);
+        let stderr = CapturedOutput::new(OUTPUT_BYTES);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .max_random_size(MAX_RANDOM_BYTES)
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        StoreState { wasi, table, limiter, log, http, stdout, stderr }
     }
 }
 

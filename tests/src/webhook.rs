@@ -1,11 +1,15 @@
 //! A webhook receiver on 127.0.0.1 for tests: records each request exactly
-//! as it arrived (header order and case kept) and answers as told.
+//! as it arrived (header order and case kept) and answers as told, over
+//! plain HTTP or TLS with a certificate made for the test.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Largest request the receiver reads.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -46,28 +50,62 @@ impl Received {
 pub struct Webhook {
     /// `127.0.0.1:port`.
     pub addr: std::net::SocketAddr,
+    /// PEM of the self-signed certificate, for a TLS receiver.
+    pub certificate_pem: Option<String>,
     received: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Webhook {
-    /// Starts a receiver answering every request with `reply`.
+    /// Starts a plain-HTTP receiver answering every request with `reply`.
     pub async fn start(reply: Reply) -> std::io::Result<Webhook> {
+        Self::listen(reply, None, None).await
+    }
+
+    /// Starts an HTTPS receiver with a fresh self-signed certificate for
+    /// `127.0.0.1`, answering every request with `reply`.
+    pub async fn start_tls(reply: Reply) -> std::io::Result<Webhook> {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+            .map_err(std::io::Error::other)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+        let config = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(certified.cert.der().to_vec())], key)
+            .map_err(std::io::Error::other)?;
+        Self::listen(reply, Some(TlsAcceptor::from(Arc::new(config))), Some(certified.cert.pem())).await
+    }
+
+    async fn listen(
+        reply: Reply,
+        tls: Option<TlsAcceptor>,
+        certificate_pem: Option<String>,
+    ) -> std::io::Result<Webhook> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&received);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, reply.clone(), Arc::clone(&log)));
+                let (reply, log, tls) = (reply.clone(), Arc::clone(&log), tls.clone());
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve(stream, reply, log).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve(stream, reply, log).await;
+                            }
+                        }
+                    }
+                });
             }
         });
-        Ok(Webhook { addr, received, task })
+        Ok(Webhook { addr, certificate_pem, received, task })
     }
 
-    /// `http://127.0.0.1:port{path}`.
+    /// `http://127.0.0.1:port{path}`, or `https://` for a TLS receiver.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.certificate_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// The requests received so far.
@@ -82,7 +120,11 @@ impl Drop for Webhook {
     }
 }
 
-async fn serve(mut stream: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Received>>>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    reply: Reply,
+    log: Arc<Mutex<Vec<Received>>>,
+) {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     // Bounded: a request is at most MAX_REQUEST_BYTES and must arrive in 10 s.

@@ -410,8 +410,7 @@ fn map_error(error: reqwest::Error) -> HttpError {
         if let Some(denied) = cause.downcast_ref::<EgressDenied>() {
             return HttpError::Denied(denied.to_string());
         }
-        let io_inner = cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
-        tls |= cause.is::<rustls::Error>() || io_inner.is_some_and(|inner| inner.is::<rustls::Error>());
+        tls |= is_tls_failure(cause);
         detail.push_str(": ");
         detail.push_str(&cause.to_string());
         source = cause.source();
@@ -427,6 +426,21 @@ fn map_error(error: reqwest::Error) -> HttpError {
     }
 }
 
+/// Whether `cause` is a rustls error, possibly wrapped in (nested)
+/// `io::Error`s, whose `source()` skips the error they wrap.
+fn is_tls_failure(cause: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = cause;
+    loop {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        match current.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => current = inner,
+            None => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,6 +453,15 @@ mod tests {
         }
         let headers = [("authorization".to_owned(), "Basic eA==".to_owned())];
         assert_eq!(parse_headers(&headers).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn tls_failures_are_found_inside_nested_io_errors() {
+        let rustls_error = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, rustls_error));
+        assert!(is_tls_failure(&nested));
+        assert!(!is_tls_failure(&std::io::Error::other("connection reset")));
     }
 
     #[test]

@@ -168,10 +168,10 @@ async fn test_records_the_notification_for_reading_back() {
     let host = TestHost::new(|_| {});
     let plugin = host.builtin("test");
     let delivery = Delivery::one_off();
-    let run = host.sandbox.invoke(&plugin, "test://", &sample_alarm(), &delivery).await;
+    let run = host.sandbox.invoke(&plugin, "test://ops:pw@sink/x", &sample_alarm(), &delivery).await;
     assert_eq!(run.result, Ok(()));
     let recorded: serde_json::Value = serde_json::from_str(&plugin.recent_logs()[0].message).unwrap();
-    assert_eq!(recorded["action"], "test://");
+    assert_eq!(recorded["action"], "test://***@sink/x", "recorded as logged, credentials redacted");
     assert_eq!(recorded["alarm_id"], sample_alarm().alarm_id);
     assert_eq!(recorded["reason_data"]["most_recent"], 97.0);
     assert_eq!(recorded["delivery_id"], delivery.id);

@@ -118,7 +118,7 @@ async fn an_endpoint_that_never_answers_is_cut_by_the_wall_deadline() {
     let hook = Webhook::start(Reply::Hang).await.unwrap();
     let host = host_granting(&["127.0.0.1"], |config| {
         allow_loopback(config);
-        config.limits.deadline_ms = 500;
+        config.plugins.entry("fetch".into()).or_default().limits.deadline_ms = Some(500);
     });
     let plugin = host.load("fetch", plugins::FETCH).unwrap();
     let run = host.notify(&plugin, &format!("fetch://probe/?target={}", hook.url("/"))).await;

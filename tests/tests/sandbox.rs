@@ -24,7 +24,7 @@ fn assert_limit(result: &Result<(), CallError>, expected: Limit) {
 
 #[tokio::test]
 async fn an_infinite_loop_is_stopped_by_the_cpu_limit() {
-    let host = TestHost::new(|c| c.limits.fuel = 50_000_000);
+    let host = TestHost::new(|c| c.plugins.entry("spin".into()).or_default().limits.fuel = Some(50_000_000));
     let plugin = host.load("spin", plugins::SPIN).unwrap();
     let run = host.notify(&plugin, "spin://").await;
     assert_limit(&run.result, Limit::Cpu);
@@ -35,8 +35,9 @@ async fn an_infinite_loop_is_stopped_by_the_cpu_limit() {
 #[tokio::test]
 async fn an_infinite_loop_is_stopped_by_the_deadline_when_fuel_is_plentiful() {
     let host = TestHost::new(|c| {
-        c.limits.fuel = u64::MAX / 2;
-        c.limits.deadline_ms = 300;
+        let spin = &mut c.plugins.entry("spin".into()).or_default().limits;
+        spin.fuel = Some(u64::MAX / 2);
+        spin.deadline_ms = Some(300);
     });
     let plugin = host.load("spin", plugins::SPIN).unwrap();
     let run = host.notify(&plugin, "spin://").await;
@@ -47,7 +48,9 @@ async fn an_infinite_loop_is_stopped_by_the_deadline_when_fuel_is_plentiful() {
 
 #[tokio::test]
 async fn memory_growth_past_the_limit_is_stopped() {
-    let host = TestHost::new(|c| c.limits.memory_bytes = 8 << 20);
+    let host = TestHost::new(|c| {
+        c.plugins.entry("memory-bomb".into()).or_default().limits.memory_bytes = Some(8 << 20)
+    });
     let plugin = host.load("memory-bomb", plugins::MEMORY_BOMB).unwrap();
     let run = host.notify(&plugin, "bomb://").await;
     assert_limit(&run.result, Limit::Memory);
@@ -84,8 +87,9 @@ async fn a_panic_is_a_permanent_trap_and_its_message_reaches_the_log() {
 #[tokio::test]
 async fn a_log_flood_is_capped_dropped_and_counted_and_the_call_completes() {
     let host = TestHost::new(|c| {
-        c.limits.log_lines = 10;
-        c.limits.log_line_bytes = 256;
+        let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
+        flood.log_lines = Some(10);
+        flood.log_line_bytes = Some(256);
     });
     let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
     let run = host.notify(&plugin, "flood://").await;
@@ -160,7 +164,8 @@ async fn calls_do_not_share_state() {
 
 #[tokio::test]
 async fn a_log_flood_cannot_outlive_the_deadline() {
-    let host = TestHost::new(|c| c.limits.deadline_ms = 1);
+    let host =
+        TestHost::new(|c| c.plugins.entry("log-flood".into()).or_default().limits.deadline_ms = Some(1));
     let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
     let run = host.notify(&plugin, "flood://").await;
     assert_limit(&run.result, Limit::Deadline);
@@ -172,7 +177,7 @@ async fn a_full_instance_pool_is_a_retryable_busy_error_not_a_hang() {
     let hook = Webhook::start(Reply::Hang).await.unwrap();
     let host = TestHost::new(|c| {
         c.sandbox.instances = 1;
-        c.limits.deadline_ms = 1_500;
+        c.plugins.entry("fetch".into()).or_default().limits.deadline_ms = Some(3_000);
         c.egress.allow_networks.push("127.0.0.1/32".parse().unwrap());
         c.plugins.entry("fetch".into()).or_default().allow_hosts.push("127.0.0.1".into());
     });
@@ -181,7 +186,13 @@ async fn a_full_instance_pool_is_a_retryable_busy_error_not_a_hang() {
     let action = format!("fetch://probe/?target={}", hook.url("/"));
     let hanging = host.notify(&fetch, &action);
     let second = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Once the webhook has the request, the first call holds the slot.
+        for _ in 0..100 {
+            if !hook.received().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         host.notify(&test, "test://").await
     };
     let (hanging, second) = tokio::join!(hanging, second);

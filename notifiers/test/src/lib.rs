@@ -5,7 +5,7 @@
 //! the plugin's log buffer.
 
 use tocsin_guest_sdk::log::{self, Level};
-use tocsin_guest_sdk::{Alarm, Delivery, Notifier, NotifyError, export_notifier};
+use tocsin_guest_sdk::{Alarm, Delivery, Notifier, NotifyError, action, export_notifier};
 
 /// The `test` notifier.
 #[derive(Debug)]
@@ -21,13 +21,14 @@ impl Notifier for TestNotifier {
 export_notifier!(TestNotifier);
 
 /// The recorded notification: Aodh's test notifier keeps the same fields.
+/// The action is recorded as log lines show it, credentials redacted.
 pub fn record(action: &str, alarm: &Alarm, delivery: &Delivery) -> String {
     let reason_data = alarm
         .reason_data
         .as_deref()
         .map(|text| serde_json::from_str(text).unwrap_or(serde_json::Value::String(text.to_owned())));
     serde_json::json!({
-        "action": action,
+        "action": action::display(action),
         "alarm_id": alarm.alarm_id,
         "alarm_name": alarm.alarm_name,
         "severity": alarm.severity,

@@ -7,6 +7,7 @@
 //! names Aodh has (`rest_notifier_*`) keep Aodh's meanings.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -14,7 +15,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::egress::validate_host_entry;
+use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::sandbox::limits::{LimitOverrides, Limits};
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
@@ -183,6 +184,11 @@ impl Config {
                 "rest_notifier_certificate_file and rest_notifier_certificate_key go together".into(),
             );
         }
+        if let Some(ip) = self.egress.trusted_hosts.iter().find(|h| host_key(h).parse::<IpAddr>().is_ok()) {
+            return fail(format!(
+                "egress.trusted_hosts holds the address {ip}: list addresses in egress.allow_networks"
+            ));
+        }
         let hosts =
             self.egress.trusted_hosts.iter().chain(self.plugins.values().flat_map(|p| &p.allow_hosts));
         for host in hosts {
@@ -282,5 +288,7 @@ mod tests {
         assert!(error.to_string().contains("must exceed http.max_timeout_ms"), "{error}");
         let error = load_toml("[plugins.x]\nallow_hosts = [\"hooks.example.com:8443\"]\n").unwrap_err();
         assert!(error.to_string().contains("not a bare host"), "{error}");
+        let error = load_toml("[egress]\ntrusted_hosts = [\"10.0.0.1\"]\n").unwrap_err();
+        assert!(error.to_string().contains("allow_networks"), "{error}");
     }
 }

@@ -120,6 +120,17 @@ fn bad_input_exits_2_with_a_clear_message() {
     }
     let output = tocsin(&["notify", "--plugin", "log"]);
     assert_eq!(output.status.code(), Some(2), "clap usage error");
+
+    let impostor = dir.path().join("http.wasm");
+    std::fs::write(&impostor, tocsin::registry::builtin::LOG).unwrap();
+    let output = tocsin(&["notify", "--plugin", impostor.to_str().unwrap(), "--action", "http://h/"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("name of a built-in"));
+
+    let output =
+        tocsin(&["notify", "--plugin", "http", "--action", "http://127.0.0.1/", "--allow-host", "127.1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("\"127.0.0.1\""), "suggests the URL form");
 }
 
 #[test]

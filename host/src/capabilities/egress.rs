@@ -61,7 +61,7 @@ impl AddressClass {
             AddressClass::Multicast => "multicast",
             AddressClass::Broadcast => "broadcast",
             AddressClass::Reserved => "reserved",
-            AddressClass::EmbeddedIpv4 => "IPv6 with an embedded IPv4 address",
+            AddressClass::EmbeddedIpv4 => "IPv6 with embedded IPv4",
         }
     }
 }
@@ -145,7 +145,7 @@ pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 
 /// A destination the policy refused.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{host} resolves to {ip}, a {} address, which the egress policy does not allow", class.name())]
+#[error("{host} resolves to {ip} ({}), which the egress policy does not allow", class.name())]
 pub struct EgressDenied {
     /// The host as the request named it.
     pub host: String,
@@ -216,24 +216,44 @@ impl EgressPolicy {
 }
 
 /// How hosts are compared in grants and policies: lower case, without a
-/// trailing dot or IPv6 brackets (`Example.COM.` → `example.com`,
-/// `[::1]` → `::1`).
+/// trailing dot or IPv6 brackets, and addresses written as the URL parser
+/// writes them (`Example.COM.` → `example.com`, `[::1]` → `::1`,
+/// `::ffff:127.0.0.1` → `::ffff:7f00:1`).
 pub fn host_key(host: &str) -> String {
-    host.trim_end_matches('.').trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
+    let trimmed = host.trim_end_matches('.');
+    let bare = trimmed.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => url::Host::<String>::Ipv6(v6).to_string().trim_matches(['[', ']']).to_owned(),
+        Err(_) => trimmed.to_ascii_lowercase(),
+    }
 }
 
-/// Checks that a configured host entry is a bare host name or address
-/// (no scheme, port, path or user info), so it can ever match.
+/// Checks that a configured host entry is a bare host name or address in
+/// the form URLs give it (no scheme, port, path or wildcard; `127.0.0.1`,
+/// not `127.1`), so that it can ever match.
 ///
 /// # Errors
 /// A message naming what is wrong with `entry`.
 pub fn validate_host_entry(entry: &str) -> Result<(), String> {
     let key = host_key(entry);
-    let is_ip = key.parse::<IpAddr>().is_ok();
-    if key.is_empty() || (!is_ip && key.contains([':', '/', '@', '?', '#', ' '])) {
-        return Err(format!("{entry:?} is not a bare host name or IP address (no scheme, port or path)"));
+    if key.parse::<IpAddr>().is_ok() {
+        return Ok(()); // `host_key` writes addresses as URLs do
     }
-    Ok(())
+    let parsed = (!key.is_empty() && !key.contains(':'))
+        .then(|| url::Host::parse(&key).ok())
+        .flatten()
+        .map(|host| host_key(&host.to_string()));
+    let plain = |name: &str| name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    match parsed {
+        Some(parsed) if parsed == key && plain(&key) => Ok(()),
+        Some(parsed) if parsed != key && plain(&parsed) => {
+            Err(format!("{entry:?} is written {parsed:?} in URLs; use that form"))
+        }
+        _ => Err(format!(
+            "{entry:?} is not a bare host name or IP address (no scheme, port, path or wildcard)"
+        )),
+    }
 }
 
 /// reqwest's resolver for plugin traffic: resolves with the system
@@ -343,10 +363,22 @@ mod tests {
     fn host_entries_must_be_bare_hosts() {
         assert_eq!(host_key("[::1]"), "::1");
         assert_eq!(host_key("Hooks.Example.COM."), "hooks.example.com");
-        for good in ["hooks.example.com", "127.0.0.1", "::1", "[::1]"] {
+        assert_eq!(host_key("::ffff:127.0.0.1"), "::ffff:7f00:1");
+        assert_eq!(host_key("0:0::1"), "::1");
+        for good in
+            ["hooks.example.com", "127.0.0.1", "::1", "[::1]", "::ffff:127.0.0.1", "Hooks.Example.com"]
+        {
             assert!(validate_host_entry(good).is_ok(), "{good}");
         }
-        for bad in ["hooks.example.com:8443", "https://hooks.example.com", "a/b", "u@h", ""] {
+        for bad in [
+            "hooks.example.com:8443",
+            "https://hooks.example.com",
+            "a/b",
+            "u@h",
+            "",
+            "127.1",
+            "*.example.com",
+        ] {
             assert!(validate_host_entry(bad).is_err(), "{bad}");
         }
     }

@@ -20,18 +20,33 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{
-    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue,
-};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, StatusCode, Url};
 
 use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, host_key};
 use crate::config::HttpConfig;
 use crate::sandbox::bindings::tocsin::notifier::http::{Host, HttpError, Request, Response};
-use crate::sandbox::limits::{Limit, Limits, check_deadline};
+use crate::sandbox::limits::{Limit, Limits};
 
 /// Longest method name accepted.
 const MAX_METHOD_BYTES: usize = 32;
+
+/// Longest URL accepted.
+const MAX_URL_BYTES: usize = 8 << 10;
+
+/// Most headers, and most header bytes, a request may carry: headers must
+/// not become a way around the body cap.
+const MAX_HEADERS: usize = 64;
+/// See [`MAX_HEADERS`].
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Headers kept when a redirect leads to another origin: nothing that
+/// could carry a credential for the first one.
+const CROSS_ORIGIN_HEADERS: &[&str] = &["accept", "content-type", "user-agent", "x-openstack-request-id"];
+
+/// Time kept back from the call's deadline when sizing an HTTP timeout, so
+/// the plugin sees `timeout` and can report it before the call is killed.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
 /// Headers a plugin may not set: the host owns routing and framing.
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -190,8 +205,8 @@ pub struct CallHttp {
 }
 
 impl CallHttp {
-    /// HTTP state for one call delivering to `action`; host calls after
-    /// `deadline` trap.
+    /// HTTP state for one call delivering to `action`; no request outlives
+    /// `deadline`.
     pub fn new(
         capability: Arc<HttpCapability>,
         grants: Arc<HttpGrants>,
@@ -270,44 +285,54 @@ impl CallHttp {
                 self.max_request_body
             )));
         }
-        if request.method.len() > MAX_METHOD_BYTES {
-            return Err(HttpError::InvalidRequest("method name too long".into()));
+        if request.method.len() > MAX_METHOD_BYTES || request.url.len() > MAX_URL_BYTES {
+            return Err(HttpError::InvalidRequest("method or URL too long".into()));
         }
-        let capability = Arc::clone(&self.capability);
-        let config = &capability.config;
+        let config = &self.capability.config;
         let operator_tls = self.grants.operator_tls;
         let default_verify = !operator_tls || config.rest_notifier_ssl_verify;
         let verify = request.options.verify_tls.unwrap_or(default_verify);
         if request.options.verify_tls == Some(false) && !self.grants.allow_insecure_tls {
             return Err(HttpError::Denied("this plugin may not switch TLS verification off".into()));
         }
-        let timeout = Duration::from_millis(
-            request
-                .options
-                .timeout_ms
-                .map_or(config.timeout_ms, |ms| u64::from(ms).min(config.max_timeout_ms)),
-        );
-        let mut method = Method::from_bytes(request.method.as_bytes())
+        // One timeout for the request and its redirects, never past the
+        // call's deadline: the plugin gets `timeout`, not a killed call.
+        let asked = request
+            .options
+            .timeout_ms
+            .map_or(config.timeout_ms, |ms| u64::from(ms).min(config.max_timeout_ms));
+        let left = self.deadline.saturating_duration_since(Instant::now()).saturating_sub(DEADLINE_MARGIN);
+        let timeout = Duration::from_millis(asked).min(left);
+        let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|_| HttpError::InvalidRequest(format!("invalid method {:?}", request.method)))?;
-        let mut url = Url::parse(&request.url)
+        let url = Url::parse(&request.url)
             .map_err(|error| HttpError::InvalidRequest(format!("invalid URL: {error}")))?;
-        let mut headers = parse_headers(&request.headers)?;
-        let mut body = request.body;
+        let headers = parse_headers(&request.headers)?;
+        let exchange = Exchange { method, url, headers, body: request.body, operator_tls, verify };
+        tokio::time::timeout(timeout, self.follow(exchange)).await.map_err(|_| HttpError::Timeout)?
+    }
+
+    /// Sends the request, then follows redirects as far as the operator
+    /// allows, checking each hop as a new request.
+    async fn follow(&mut self, mut exchange: Exchange) -> Result<Response, HttpError> {
+        let capability = Arc::clone(&self.capability);
+        let max_redirects = capability.config.max_redirects;
         let mut redirects = 0;
         loop {
-            let exceptions = self.check_destination(&url)?;
-            let client = capability.client(ClientKind { operator_tls, verify, exceptions })?;
-            let sent =
-                client.request(method.clone(), url.clone()).headers(headers.clone()).body(body.clone());
-            let response = tokio::time::timeout(timeout, self.exchange(sent))
-                .await
-                .map_err(|_| HttpError::Timeout)??;
+            let exceptions = self.check_destination(&exchange.url)?;
+            let kind =
+                ClientKind { operator_tls: exchange.operator_tls, verify: exchange.verify, exceptions };
+            let sent = capability
+                .client(kind)?
+                .request(exchange.method.clone(), exchange.url.clone())
+                .headers(exchange.headers.clone())
+                .body(exchange.body.clone());
+            let response = self.exchange(sent).await?;
             let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+            let followable = matches!(response.status, 301 | 302 | 303 | 307 | 308);
             let location =
                 response.headers.iter().find(|(name, _)| name == "location").map(|(_, v)| v.clone());
-            let Some(location) =
-                location.filter(|_| status.is_redirection() && redirects < config.max_redirects)
-            else {
+            let Some(location) = location.filter(|_| followable && redirects < max_redirects) else {
                 return Ok(response);
             };
             redirects += 1;
@@ -319,27 +344,7 @@ impl CallHttp {
                 )));
             }
             self.requests += 1;
-            let next = url
-                .join(&location)
-                .map_err(|error| HttpError::InvalidRequest(format!("invalid redirect location: {error}")))?;
-            if url.scheme() == "https" && next.scheme() != "https" {
-                return Err(HttpError::Denied(format!("redirect from https to {} refused", next.scheme())));
-            }
-            if next.origin() != url.origin() {
-                for name in [AUTHORIZATION, COOKIE] {
-                    headers.remove(name);
-                }
-            }
-            if status == StatusCode::SEE_OTHER
-                || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
-                    && method == Method::POST)
-            {
-                method = Method::GET;
-                body = Vec::new();
-                headers.remove(CONTENT_TYPE);
-                headers.remove(CONTENT_LENGTH);
-            }
-            url = next;
+            exchange.redirect(status, &location)?;
         }
     }
 
@@ -372,9 +377,55 @@ impl CallHttp {
     }
 }
 
+/// One request being sent, and how it changes along redirects.
+#[derive(Debug)]
+struct Exchange {
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    operator_tls: bool,
+    verify: bool,
+}
+
+impl Exchange {
+    /// Moves the request to `location` as a client following a redirect
+    /// with `status` does, but stricter: never from https to http; to
+    /// another origin only the headers of [`CROSS_ORIGIN_HEADERS`], without
+    /// the operator's client certificate and with verification back on.
+    fn redirect(&mut self, status: StatusCode, location: &str) -> Result<(), HttpError> {
+        let next = self
+            .url
+            .join(location)
+            .map_err(|error| HttpError::InvalidRequest(format!("invalid redirect location: {error}")))?;
+        if self.url.scheme() == "https" && next.scheme() != "https" {
+            return Err(HttpError::Denied(format!("redirect from https to {} refused", next.scheme())));
+        }
+        if next.origin() != self.url.origin() {
+            let kept: HeaderMap = std::mem::take(&mut self.headers)
+                .into_iter()
+                .filter_map(|(name, value)| Some((name?, value)))
+                .filter(|(name, _)| CROSS_ORIGIN_HEADERS.contains(&name.as_str()))
+                .collect();
+            self.headers = kept;
+            self.operator_tls = false;
+            self.verify = true;
+        }
+        if status == StatusCode::SEE_OTHER
+            || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                && self.method == Method::POST)
+        {
+            self.method = Method::GET;
+            self.body = Vec::new();
+            self.headers.remove(CONTENT_TYPE);
+        }
+        self.url = next;
+        Ok(())
+    }
+}
+
 impl Host for CallHttp {
     async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
-        check_deadline(self.deadline)?;
         let result = self.perform(request).await;
         if let Err(error) = &result {
             tracing::debug!(error = %error, "capability.http: Request failed.");
@@ -384,6 +435,12 @@ impl Host for CallHttp {
 }
 
 fn parse_headers(headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
+    let bytes: usize = headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Err(HttpError::TooLarge(format!(
+            "at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} header bytes per request"
+        )));
+    }
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
@@ -403,6 +460,8 @@ fn parse_headers(headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
 /// Maps a reqwest failure to what the plugin is told, looking through the
 /// error's causes for a policy refusal or a TLS failure.
 fn map_error(error: reqwest::Error) -> HttpError {
+    // The URL may hold secrets (a token in the query): never repeat it.
+    let error = error.without_url();
     let mut detail = error.to_string();
     let mut source = std::error::Error::source(&error);
     let mut tls = false;

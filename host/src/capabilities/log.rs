@@ -9,12 +9,11 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::sandbox::bindings::tocsin::notifier::log::{Host, Level};
-use crate::sandbox::limits::{Limits, check_deadline};
+use crate::sandbox::limits::Limits;
 
 /// Who is logging: the fields every plugin line carries.
 #[derive(Debug, Clone)]
@@ -83,7 +82,6 @@ const MAX_FIELDS: usize = 16;
 pub struct CallLog {
     identity: CallIdentity,
     buffer: Arc<LogBuffer>,
-    deadline: Instant,
     max_lines: u32,
     max_bytes: u64,
     max_line_bytes: usize,
@@ -97,13 +95,11 @@ pub struct CallLog {
 }
 
 impl CallLog {
-    /// Log state for one call of the plugin owning `buffer`; host calls
-    /// after `deadline` trap.
-    pub fn new(identity: CallIdentity, buffer: Arc<LogBuffer>, limits: &Limits, deadline: Instant) -> Self {
+    /// Log state for one call of the plugin owning `buffer`.
+    pub fn new(identity: CallIdentity, buffer: Arc<LogBuffer>, limits: &Limits) -> Self {
         CallLog {
             identity,
             buffer,
-            deadline,
             max_lines: limits.log_lines,
             max_bytes: limits.log_bytes,
             max_line_bytes: usize::try_from(limits.log_line_bytes).unwrap_or(usize::MAX),
@@ -183,7 +179,6 @@ impl CallLog {
 
 impl Host for CallLog {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
-        check_deadline(self.deadline)?;
         self.record(level, &message, &fields);
         Ok(())
     }
@@ -259,8 +254,7 @@ mod tests {
     fn call_log(limits: Limits) -> (CallLog, Arc<LogBuffer>) {
         let buffer = Arc::new(LogBuffer::new(3));
         let identity = CallIdentity { plugin: "p".into(), tenant: None, alarm_id: "a".into() };
-        let deadline = Instant::now() + std::time::Duration::from_secs(60);
-        (CallLog::new(identity, Arc::clone(&buffer), &limits, deadline), buffer)
+        (CallLog::new(identity, Arc::clone(&buffer), &limits), buffer)
     }
 
     #[test]

@@ -109,13 +109,20 @@ impl CapturedOutput {
     }
 }
 
-/// Bytes a guest may write per `write` call: any value works since every
-/// write is accepted; this is what `check-write` reports.
+/// Bytes a guest may write per `write` call, as `check-write` reports. A
+/// larger write breaks the stream contract and traps: the host would
+/// otherwise copy whatever size the guest passes.
 const WRITE_BUDGET: usize = 64 << 10;
 
 #[wasmtime_wasi::async_trait]
 impl OutputStream for CapturedOutput {
     fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        if bytes.len() > WRITE_BUDGET {
+            return Err(StreamError::Trap(wasmtime::format_err!(
+                "write of {} bytes exceeds the permitted {WRITE_BUDGET}",
+                bytes.len()
+            )));
+        }
         self.append(&bytes);
         Ok(())
     }

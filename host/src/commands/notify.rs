@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::Exit;
 use crate::alarm::{Alarm, Delivery};
-use crate::capabilities::egress::host_key;
+use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::config::Config;
 use crate::registry::{self, Origin, RESERVED_SCHEMES, builtin};
 use crate::sandbox::{CallError, Sandbox};
@@ -44,7 +44,12 @@ pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
         Some(plugin) => plugin_bytes(plugin)?,
         None => builtin_for(&args.action)?,
     };
-    grant_hosts(&mut config, &name, &args.allow_hosts);
+    if origin == Origin::External && builtin::component(&name).is_some() {
+        bail!(
+            "plugin file {name}.wasm has the name of a built-in notifier; rename it so it cannot take the built-in's settings"
+        );
+    }
+    grant_hosts(&mut config, &name, &args.allow_hosts)?;
     let sandbox = Sandbox::new(&config).context("cannot start the sandbox")?;
     let plugin = sandbox
         .load(registry::spec_for(&name, origin, None, &config), &bytes)
@@ -142,8 +147,9 @@ fn plugin_bytes(plugin: &str) -> anyhow::Result<(String, Origin, Vec<u8>)> {
 /// `--allow-host`: grants each host to the plugin and lets the egress
 /// policy reach it even when it is loopback or private, as an operator's
 /// configuration would.
-fn grant_hosts(config: &mut Config, plugin: &str, hosts: &[String]) {
+fn grant_hosts(config: &mut Config, plugin: &str, hosts: &[String]) -> anyhow::Result<()> {
     for host in hosts {
+        validate_host_entry(host).map_err(|why| anyhow::anyhow!("--allow-host: {why}"))?;
         let key = host_key(host);
         match key.parse::<IpAddr>() {
             Ok(ip) => config.egress.allow_networks.push(IpNet::from(ip)),
@@ -151,4 +157,5 @@ fn grant_hosts(config: &mut Config, plugin: &str, hosts: &[String]) {
         }
         config.plugins.entry(plugin.to_owned()).or_default().allow_hosts.push(key);
     }
+    Ok(())
 }

@@ -13,6 +13,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::capabilities::wasi::ALLOWED_WASI_PACKAGES;
+use crate::sandbox::limits::{MAX_MEMORIES, MAX_TABLES};
 
 /// The contract versions this host serves.
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
@@ -45,6 +46,9 @@ pub enum LoadError {
     /// host's version of the contract.
     #[error("the notifier export does not match the contract: {0}")]
     ExportMismatch(String),
+    /// It needs more memories or tables than a call may have.
+    #[error("the component is too large for the sandbox: {0}")]
+    TooLarge(String),
     /// Its imports could not be satisfied by the host's linker.
     #[error("cannot link the component: {0}")]
     Link(String),
@@ -102,6 +106,25 @@ pub fn check(engine: &Engine, component: &Component) -> Result<ComponentInfo, Lo
         )));
     }
     Ok(info)
+}
+
+/// Checks that the component fits the per-call maxima whatever the
+/// allocator: the pool enforces them at compile time, the on-demand
+/// allocator only when a call instantiates it.
+///
+/// # Errors
+/// [`LoadError::TooLarge`] naming the resource.
+pub fn check_resources(component: &Component) -> Result<(), LoadError> {
+    let Some(required) = component.resources_required() else {
+        return Ok(());
+    };
+    if required.num_memories > MAX_MEMORIES || required.num_tables > MAX_TABLES {
+        return Err(LoadError::TooLarge(format!(
+            "{} memories and {} tables; a notifier may have at most {MAX_MEMORIES} and {MAX_TABLES}",
+            required.num_memories, required.num_tables
+        )));
+    }
+    Ok(())
 }
 
 /// Whether one import name is allowed.

@@ -197,36 +197,59 @@ pub const MAX_MEMORIES: u32 = 2;
 /// See [`MAX_CORE_INSTANCES`].
 pub const MAX_TABLES: u32 = 8;
 
+/// A running total against a limit, for one kind of growable resource.
+#[derive(Debug)]
+struct Budget {
+    what: &'static str,
+    limit: u64,
+    total: u64,
+    /// The last growth approved, given back if wasmtime then fails it (a
+    /// memory's own declared maximum is checked after the limiter).
+    last: u64,
+}
+
+impl Budget {
+    fn new(what: &'static str, limit: u64) -> Self {
+        Budget { what, limit, total: 0, last: 0 }
+    }
+
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current) as u64;
+        let wanted = self.total.saturating_add(growth);
+        if wanted > self.limit {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                what: self.what,
+                limit: self.limit,
+                wanted,
+            }));
+        }
+        self.total = wanted;
+        self.last = growth;
+        Ok(true)
+    }
+
+    fn give_back(&mut self) {
+        self.total -= std::mem::take(&mut self.last);
+    }
+}
+
 /// Enforces [`Limits::memory_bytes`] over the sum of all linear memories
 /// of the call (a component may hold several), and a table-element cap.
 /// A refused growth traps (as wasmtime's `trap_on_grow_failure` does) with
 /// a [`MemoryLimitExceeded`], so the hit is classified, not a bare trap.
 #[derive(Debug)]
 pub struct MemoryLimiter {
-    memory_limit: u64,
-    memory_total: u64,
-    table_total: u64,
+    memory: Budget,
+    tables: Budget,
 }
 
 impl MemoryLimiter {
     /// A limiter for one call.
     pub fn new(limits: &Limits) -> Self {
-        MemoryLimiter { memory_limit: limits.memory_bytes, memory_total: 0, table_total: 0 }
-    }
-
-    fn grow(
-        total: &mut u64,
-        limit: u64,
-        what: &'static str,
-        current: usize,
-        desired: usize,
-    ) -> wasmtime::Result<bool> {
-        let wanted = total.saturating_add(desired.saturating_sub(current) as u64);
-        if wanted > limit {
-            return Err(wasmtime::Error::new(MemoryLimitExceeded { what, limit, wanted }));
+        MemoryLimiter {
+            memory: Budget::new("linear memory bytes", limits.memory_bytes),
+            tables: Budget::new("table elements", MAX_TABLE_ELEMENTS),
         }
-        *total = wanted;
-        Ok(true)
     }
 }
 
@@ -237,7 +260,12 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Self::grow(&mut self.memory_total, self.memory_limit, "linear memory bytes", current, desired)
+        self.memory.grow(current, desired)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory.give_back();
+        Ok(())
     }
 
     fn table_growing(
@@ -246,7 +274,12 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Self::grow(&mut self.table_total, MAX_TABLE_ELEMENTS, "table elements", current, desired)
+        self.tables.grow(current, desired)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.tables.give_back();
+        Ok(())
     }
 
     fn instances(&self) -> usize {
@@ -299,5 +332,13 @@ mod tests {
         assert!(limiter.memory_growing(0, 1 << 20, None).unwrap(), "second memory");
         assert!(limiter.memory_growing(1 << 20, (1 << 20) + 1, None).is_err(), "one byte over in all");
         assert!(limiter.table_growing(0, 100_001, None).is_err());
+    }
+
+    #[test]
+    fn a_growth_that_fails_later_is_given_back() {
+        let mut limiter = MemoryLimiter::new(&Limits { memory_bytes: 2 << 20, ..Limits::default() });
+        assert!(limiter.memory_growing(0, 2 << 20, None).unwrap());
+        limiter.memory_grow_failed(wasmtime::format_err!("past the declared maximum")).unwrap();
+        assert!(limiter.memory_growing(0, 2 << 20, None).unwrap(), "the failed growth no longer counts");
     }
 }

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::Linker;
 use wasmtime::{
-    Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store,
-    Trap,
+    CallHook, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
+    PoolingAllocationConfig, Store, Trap,
 };
 
 use crate::alarm::{Alarm, Delivery};
@@ -39,7 +39,7 @@ use bindings::NotifierPre;
 use bindings::exports::tocsin::notifier::handler::NotifyError;
 use bindings::tocsin::notifier::log::Level;
 use bindings::tocsin::notifier::types as wit;
-use limits::{DeadlineExceeded, Limit, Limits, MemoryLimitExceeded, MemoryLimiter};
+use limits::{DeadlineExceeded, Limit, Limits, MemoryLimitExceeded, MemoryLimiter, check_deadline};
 use state::StoreState;
 
 /// Fuel between yields to the async runtime: lets the wall-clock deadline
@@ -261,6 +261,7 @@ impl Sandbox {
     fn prepare(&self, bytes: &[u8]) -> Result<(ComponentInfo, NotifierPre<StoreState>), LoadError> {
         let component = validate::compile(&self.engine, bytes)?;
         let info = validate::check(&self.engine, &component)?;
+        validate::check_resources(&component)?;
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = NotifierPre::new(instance_pre).map_err(|e| LoadError::ExportMismatch(format!("{e:#}")))?;
@@ -291,11 +292,19 @@ impl Sandbox {
         };
         let state = StoreState::new(
             MemoryLimiter::new(&limits),
-            CallLog::new(identity, Arc::clone(&plugin.log), &limits, deadline),
+            CallLog::new(identity, Arc::clone(&plugin.log), &limits),
             CallHttp::new(Arc::clone(&self.http), Arc::clone(&plugin.grants), action, &limits, deadline),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        // Every host call (the capabilities and WASI alike) first checks the
+        // deadline: the async timeout below can only fire when the guest
+        // yields, and a guest looping over cheap calls that make the host
+        // copy large buffers would yield rarely.
+        store.call_hook(move |_, hook| match hook {
+            CallHook::CallingHost => check_deadline(deadline),
+            _ => Ok(()),
+        });
         let fuel_ready = store
             .set_fuel(limits.fuel)
             .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));

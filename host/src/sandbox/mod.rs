@@ -407,7 +407,7 @@ fn finish(
         let captured = output.take();
         let text = String::from_utf8_lossy(&captured.bytes);
         if !text.trim().is_empty() {
-            state.log.record_output(level, text.trim_end(), stream);
+            state.log.record_output(level, text.trim(), stream);
         }
         if captured.dropped > 0 {
             tracing::debug!(

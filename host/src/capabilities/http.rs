@@ -268,15 +268,21 @@ impl CallHttp {
         Ok(explicitly_granted)
     }
 
-    async fn perform(&mut self, request: Request) -> Result<Response, HttpError> {
+    /// Counts one request (a redirect hop is one) against the per-call cap.
+    fn count_request(&mut self) -> Result<(), HttpError> {
         if self.requests >= self.max_requests {
             self.hit(Limit::HttpRequests);
             return Err(HttpError::LimitExceeded(format!(
-                "at most {} HTTP requests per call",
+                "at most {} HTTP requests per call, redirects included",
                 self.max_requests
             )));
         }
         self.requests += 1;
+        Ok(())
+    }
+
+    async fn perform(&mut self, request: Request) -> Result<Response, HttpError> {
+        self.count_request()?;
         if request.body.len() as u64 > self.max_request_body {
             self.hit(Limit::HttpRequestBody);
             return Err(HttpError::TooLarge(format!(
@@ -336,14 +342,7 @@ impl CallHttp {
                 return Ok(response);
             };
             redirects += 1;
-            if self.requests >= self.max_requests {
-                self.hit(Limit::HttpRequests);
-                return Err(HttpError::LimitExceeded(format!(
-                    "at most {} HTTP requests per call (redirects count)",
-                    self.max_requests
-                )));
-            }
-            self.requests += 1;
+            self.count_request()?;
             exchange.redirect(status, &location)?;
         }
     }

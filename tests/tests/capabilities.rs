@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use std::time::Duration;
-
 use tocsin::config::Config;
 use tocsin::sandbox::limits::Limit;
 use tocsin::sandbox::{CallError, Invocation};
@@ -119,7 +117,8 @@ async fn a_name_resolving_to_loopback_is_denied_by_the_resolver() {
 async fn an_endpoint_that_never_answers_is_cut_at_the_wall_deadline() {
     // The HTTP timeout (10 s) is longer than the call's deadline (500 ms):
     // the request is cut when the deadline comes, and the plugin is told
-    // `timeout` in time to report a retryable failure.
+    // `timeout` in time to report a retryable failure (had the 10 s timeout
+    // run, the call would have ended as `limit: deadline` instead).
     let hook = Webhook::start(Reply::Hang).await.unwrap();
     let host = host_granting(&["127.0.0.1"], |config| {
         allow_loopback(config);
@@ -131,7 +130,6 @@ async fn an_endpoint_that_never_answers_is_cut_at_the_wall_deadline() {
         other => panic!("expected a retryable failure, got {other:?}"),
     }
     assert_eq!(messages(&run), ["fetch: error=HttpError::Timeout"]);
-    assert!(run.elapsed < Duration::from_millis(500), "cut after {:?}", run.elapsed);
     assert_eq!(hook.received().len(), 1, "the request was sent, the answer never came");
     host.assert_healthy().await;
 }

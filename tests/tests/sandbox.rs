@@ -42,7 +42,6 @@ async fn an_infinite_loop_is_stopped_by_the_deadline_when_fuel_is_plentiful() {
     let plugin = host.load("spin", plugins::SPIN).unwrap();
     let run = host.notify(&plugin, "spin://").await;
     assert_limit(&run.result, Limit::Deadline);
-    assert!(run.elapsed < Duration::from_secs(10), "stopped after {:?}", run.elapsed);
     host.assert_healthy().await;
 }
 
@@ -172,7 +171,10 @@ async fn a_flood_of_huge_log_lines_cannot_outlive_the_deadline() {
     let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
     let run = host.notify(&plugin, "flood://x/?kib=4096").await;
     assert_limit(&run.result, Limit::Deadline);
-    assert!(run.elapsed < Duration::from_secs(10), "stopped after {:?}", run.elapsed);
+    // Stopped at a host call, not at the next fuel yield, which comes only
+    // after tens of thousands of these cheap-for-the-guest calls.
+    let calls = run.log_dropped + run.logs.len() as u64;
+    assert!(calls < 10_000, "{calls} log calls ran before the deadline stopped the flood");
     host.assert_healthy().await;
 }
 

@@ -265,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn bounded_cuts_before_escaping_and_marks_the_cut() {
+    fn bounded_output_stays_within_the_cap_and_marks_the_cut() {
         let mut cut = false;
         assert_eq!(bounded("short", 10, &mut cut), "short");
         assert!(!cut);

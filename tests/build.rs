@@ -17,6 +17,7 @@ const PLUGINS: &[(&str, &str, &str)] = &[
     ("READ_FILE", "tocsin-plugin-read-file", "tests/plugins/read-file"),
     ("ENV", "tocsin-plugin-env", "tests/plugins/env"),
     ("COUNTER", "tocsin-plugin-counter", "tests/plugins/counter"),
+    ("WASI_HTTP", "tocsin-plugin-wasi-http", "tests/plugins/wasi-http"),
 ];
 
 fn main() {

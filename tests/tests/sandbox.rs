@@ -106,11 +106,19 @@ async fn a_log_flood_is_capped_dropped_and_counted_and_the_call_completes() {
 }
 
 #[tokio::test]
-async fn a_component_importing_wasi_sockets_is_refused_at_load_naming_the_import() {
+async fn components_importing_wasi_sockets_or_wasi_http_are_refused_at_load_naming_the_import() {
     let host = TestHost::new(|_| {});
-    match host.load("sockets", plugins::SOCKETS) {
-        Err(LoadError::ForbiddenImport(import)) => assert!(import.starts_with("wasi:sockets/"), "{import}"),
-        other => panic!("expected a refused import, got {other:?}"),
+    for (name, path, package) in
+        [("sockets", plugins::SOCKETS, "wasi:sockets/"), ("wasi-http", plugins::WASI_HTTP, "wasi:http/")]
+    {
+        match host.load(name, path) {
+            Err(error @ LoadError::ForbiddenImport(_)) => {
+                let LoadError::ForbiddenImport(import) = &error else { unreachable!() };
+                assert!(import.starts_with(package), "{name}: {import}");
+                assert!(error.to_string().contains(import.as_str()), "the message names the import: {error}");
+            }
+            other => panic!("{name}: expected a refused import, got {other:?}"),
+        }
     }
     host.assert_healthy().await;
 }

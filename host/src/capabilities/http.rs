@@ -20,6 +20,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, StatusCode, Url};
 
@@ -314,7 +315,8 @@ impl CallHttp {
         let url = Url::parse(&request.url)
             .map_err(|error| HttpError::InvalidRequest(format!("invalid URL: {error}")))?;
         let headers = parse_headers(&request.headers)?;
-        let exchange = Exchange { method, url, headers, body: request.body, operator_tls, verify };
+        let exchange =
+            Exchange { method, url, headers, body: Bytes::from(request.body), operator_tls, verify };
         tokio::time::timeout(timeout, self.follow(exchange)).await.map_err(|_| HttpError::Timeout)?
     }
 
@@ -382,7 +384,8 @@ struct Exchange {
     method: Method,
     url: Url,
     headers: HeaderMap,
-    body: Vec<u8>,
+    /// Shared, so sending it again after a redirect does not copy it.
+    body: Bytes,
     operator_tls: bool,
     verify: bool,
 }
@@ -415,7 +418,7 @@ impl Exchange {
                 && self.method == Method::POST)
         {
             self.method = Method::GET;
-            self.body = Vec::new();
+            self.body = Bytes::new();
             self.headers.remove(CONTENT_TYPE);
         }
         self.url = next;

@@ -226,18 +226,11 @@ pub fn escape(text: &str) -> String {
 /// sets `cut` when it was. Only the first `max` bytes are ever escaped, so
 /// a huge input costs no more than a short one.
 pub fn bounded(text: &str, max: usize, cut: &mut bool) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(max);
     let mut out = escape(&text[..end]);
     let mut was_cut = end < text.len();
     if out.len() > max {
-        let mut end = max;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
+        out.truncate(out.floor_char_boundary(max));
         was_cut = true;
     }
     if was_cut {

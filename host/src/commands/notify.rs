@@ -13,7 +13,7 @@ use super::Exit;
 use crate::alarm::{Alarm, Delivery};
 use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::config::Config;
-use crate::registry::{self, Origin, RESERVED_SCHEMES, builtin};
+use crate::registry::{self, Origin, builtin};
 use crate::sandbox::{CallError, Sandbox};
 
 /// The alarm used when `--alarm` is not given (`examples/alarm.json`).
@@ -42,7 +42,9 @@ pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
     let alarm = read_alarm(args.alarm.as_deref())?;
     let (name, origin, bytes) = match &args.plugin {
         Some(plugin) => plugin_bytes(plugin)?,
-        None => builtin_for(&args.action)?,
+        None => plugin_bytes(
+            registry::builtin_for_action(&args.action).map_err(|e| anyhow::anyhow!("{e}; pass --plugin"))?,
+        )?,
     };
     if origin == Origin::External && builtin::component(&name).is_some() {
         bail!(
@@ -75,28 +77,6 @@ pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
     });
     println!("{report}");
     Ok(if invocation.result.is_ok() { Exit::Success } else { Exit::Failure })
-}
-
-/// The built-in registered for the action's scheme, as the service picks
-/// it (reserved and unknown schemes refused).
-fn builtin_for(action: &str) -> anyhow::Result<(String, Origin, Vec<u8>)> {
-    let split = tocsin_guest_sdk::action::split(action).map_err(|error| {
-        anyhow::anyhow!("unable to parse action {}: {error}", tocsin_guest_sdk::action::display(action))
-    })?;
-    if RESERVED_SCHEMES.contains(&split.scheme.as_str()) {
-        bail!(
-            "scheme {:?} is reserved for a platform notifier that tocsin does not implement yet",
-            split.scheme
-        );
-    }
-    let name = builtin::SCHEMES
-        .iter()
-        .find(|(_, schemes)| schemes.contains(&split.scheme.as_str()))
-        .map(|(name, _)| *name)
-        .ok_or_else(|| {
-            anyhow::anyhow!("no built-in notifier handles scheme {:?}; pass --plugin", split.scheme)
-        })?;
-    plugin_bytes(name)
 }
 
 fn error_json(error: &CallError) -> Value {

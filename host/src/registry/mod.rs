@@ -111,10 +111,7 @@ impl Registry {
     /// # Errors
     /// [`ResolveError`]: unparsable, unknown, or reserved and not implemented.
     pub fn resolve_action(&self, action: &str) -> Result<Arc<Plugin>, ResolveError> {
-        let split = tocsin_guest_sdk::action::split(action).map_err(|error| {
-            ResolveError::Unparsable(format!("{}: {error}", tocsin_guest_sdk::action::display(action)))
-        })?;
-        self.resolve(&split.scheme)
+        self.resolve(&scheme_of(action)?)
     }
 
     /// The plugin for `scheme` (lower case, as Python's `urlsplit` gives it).
@@ -125,9 +122,56 @@ impl Registry {
         if let Some(plugin) = self.by_scheme.get(scheme) {
             return Ok(Arc::clone(plugin));
         }
-        if RESERVED_SCHEMES.contains(&scheme) {
-            return Err(ResolveError::NotImplemented(scheme.to_owned()));
-        }
-        Err(ResolveError::Unknown(scheme.to_owned()))
+        Err(unresolved(scheme))
+    }
+}
+
+/// The scheme of an action URL, lower case, as Python's `urlsplit` gives it.
+///
+/// # Errors
+/// [`ResolveError::Unparsable`] naming the (redacted) action.
+pub fn scheme_of(action: &str) -> Result<String, ResolveError> {
+    tocsin_guest_sdk::action::split(action).map(|split| split.scheme).map_err(|error| {
+        ResolveError::Unparsable(format!("{}: {error}", tocsin_guest_sdk::action::display(action)))
+    })
+}
+
+/// The built-in notifier for the scheme of `action`, without compiling
+/// anything (for one-off runs).
+///
+/// # Errors
+/// [`ResolveError`]: unparsable, unknown, or reserved and not implemented.
+pub fn builtin_for_action(action: &str) -> Result<&'static str, ResolveError> {
+    let scheme = scheme_of(action)?;
+    builtin::SCHEMES
+        .iter()
+        .find(|(_, schemes)| schemes.contains(&scheme.as_str()))
+        .map(|(name, _)| *name)
+        .ok_or_else(|| unresolved(&scheme))
+}
+
+/// Why a scheme that no plugin serves has none.
+fn unresolved(scheme: &str) -> ResolveError {
+    if RESERVED_SCHEMES.contains(&scheme) {
+        ResolveError::NotImplemented(scheme.to_owned())
+    } else {
+        ResolveError::Unknown(scheme.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_found_by_action_scheme_and_others_refused() {
+        assert_eq!(builtin_for_action("log://"), Ok("log"));
+        assert_eq!(builtin_for_action("HTTPS://h/x"), Ok("http"));
+        assert_eq!(
+            builtin_for_action("trust+heat://t@h/"),
+            Err(ResolveError::NotImplemented("trust+heat".into()))
+        );
+        assert_eq!(builtin_for_action("nosuch://x"), Err(ResolveError::Unknown("nosuch".into())));
+        assert!(matches!(builtin_for_action("http://[::1/x"), Err(ResolveError::Unparsable(_))));
     }
 }

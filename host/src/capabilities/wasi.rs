@@ -171,3 +171,19 @@ impl StdoutStream for CapturedOutput {
         Box::new(self.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_past_the_capacity_is_dropped_and_counted_and_oversized_writes_trap() {
+        let mut output = CapturedOutput::new(4);
+        output.write(Bytes::from_static(b"abc")).unwrap();
+        output.write(Bytes::from_static(b"defg")).unwrap();
+        assert!(matches!(output.write(Bytes::from(vec![0; WRITE_BUDGET + 1])), Err(StreamError::Trap(_))));
+        let captured = output.take();
+        assert_eq!(captured.bytes, b"abcd");
+        assert_eq!(captured.dropped, 3);
+    }
+}

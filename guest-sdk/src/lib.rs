@@ -8,6 +8,7 @@
 //! - the types of the contract: [`Alarm`], [`Delivery`], [`NotifyError`];
 //! - [`log`]: one function per level;
 //! - [`http`]: a request builder with a JSON helper;
+//! - [`json`]: JSON bytes exactly as Python's `json.dumps` writes them;
 //! - [`status::classify`]: the HTTP status table that decides whether a
 //!   failed delivery is worth retrying;
 //! - [`action`]: Aodh-compatible handling of action URLs (display with
@@ -32,6 +33,7 @@
 
 pub mod action;
 pub mod http;
+pub mod json;
 pub mod log;
 pub mod status;
 

@@ -1,0 +1,88 @@
+//! JSON written the way Python's `json.dumps` writes it: `", "` and `": "`
+//! separators, non-ASCII escaped as `\uXXXX`, floats in Python's `repr`.
+//! Receivers built for OpenStack sometimes compare or sign these bytes, so
+//! a notifier that replaces a Python one can send exactly the same body.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::ser::Formatter;
+
+/// Serializes `value` as Python's `json.dumps(value)` would.
+pub fn to_python_json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    // Writing a `Value` into a `Vec` cannot fail: keys are strings and the
+    // writer is infallible.
+    let _ = value.serialize(&mut serializer);
+    out
+}
+
+/// Python's `repr(float)`: the shortest digits that round-trip, in decimal
+/// notation when the exponent is in `-4..16` (`97.0`, `0.0001`), else in
+/// scientific notation with a signed two-digit exponent (`1e+16`, `1e-05`).
+fn python_float_repr(value: f64) -> String {
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if (-4..16).contains(&exponent) {
+        let decimal = format!("{value}");
+        if decimal.contains('.') { decimal } else { format!("{decimal}.0") }
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    }
+}
+
+/// serde_json formatter with Python's defaults.
+struct PythonFormatter;
+
+impl Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        if first { Ok(()) } else { writer.write_all(b", ") }
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        if first { Ok(()) } else { writer.write_all(b", ") }
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        writer.write_all(b": ")
+    }
+
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        for c in fragment.chars() {
+            if (' '..='~').contains(&c) {
+                writer.write_all(&[c as u8])?;
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_f64<W: ?Sized + Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        writer.write_all(python_float_repr(value).as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_escapes_and_float_forms() {
+        let value: Value = serde_json::from_str(
+            r#"{"s": "é😀\u007f\n\"", "a": [1e16, 1e-5, 0.5, -2, 1e15, 0.0001, 1.5e-7, 97.0, -0.0]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(to_python_json(&value)).unwrap(),
+            r#"{"s": "\u00e9\ud83d\ude00\u007f\n\"", "a": [1e+16, 1e-05, 0.5, -2, 1000000000000000.0, 0.0001, 1.5e-07, 97.0, -0.0]}"#
+        );
+    }
+}

@@ -21,6 +21,7 @@ pub mod alarm;
 pub mod capabilities;
 pub mod commands;
 pub mod config;
+pub mod message;
 pub mod registry;
 pub mod sandbox;
 pub mod telemetry;

@@ -7,7 +7,7 @@
 //! names Aodh has (`rest_notifier_*`) keep Aodh's meanings.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -48,6 +48,229 @@ pub struct Config {
     /// Per-plugin settings, by plugin name (the built-ins are `log`,
     /// `http`, `test`; a plugin loaded from a file is named after its stem).
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// The RabbitMQ broker, with oslo.messaging's option names.
+    pub broker: BrokerConfig,
+    /// Which OpenStack messages `tocsin serve` consumes.
+    pub intake: IntakeConfig,
+    /// How many deliveries run at once.
+    pub dispatch: DispatchConfig,
+    /// Retries, dead letters and tocsin's own queues.
+    pub delivery: DeliveryConfig,
+    /// The local HTTP endpoint of `tocsin serve` (health, metrics).
+    pub api: ApiConfig,
+}
+
+/// The broker connection and the declarations of the intake queues, with
+/// the names and meanings of oslo.messaging's `transport_url` and
+/// `[oslo_messaging_rabbit]` options.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// oslo's `transport_url`:
+    /// `rabbit://user:pass@host1:5672,user:pass@host2:5672/vhost`; hosts
+    /// are tried in order; `?ssl=1` turns TLS on.
+    pub transport_url: String,
+    /// Declare the intake exchanges and queues durable (oslo default false:
+    /// a broker restart then loses queued alarms).
+    pub amqp_durable_queues: bool,
+    /// Declare the intake exchanges and queues auto-delete.
+    pub amqp_auto_delete: bool,
+    /// Mirrored queues of old RabbitMQ (`x-ha-policy: all`).
+    pub rabbit_ha_queues: bool,
+    /// Quorum queues (`x-queue-type: quorum`, always durable).
+    pub rabbit_quorum_queue: bool,
+    /// `x-expires` of the per-host fanout queue, in seconds.
+    pub rabbit_transient_queues_ttl: u32,
+    /// Unacknowledged messages per consumer (oslo's name). Must not exceed
+    /// `dispatch.concurrency`.
+    pub rabbit_qos_prefetch_count: u16,
+    /// Connect with TLS (`amqps`).
+    pub ssl: bool,
+    /// PEM CA bundle that signs the broker's certificate.
+    pub ssl_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for brokers that require one.
+    pub ssl_cert_file: Option<PathBuf>,
+    /// Its private key (PEM, PKCS#8).
+    pub ssl_key_file: Option<PathBuf>,
+    /// Heartbeat timeout in seconds (oslo's name); 0 turns heartbeats off.
+    pub heartbeat_timeout_threshold: u16,
+    /// Check the intake queues exist (passive declares) instead of
+    /// declaring them: for brokers whose queues an operator manages.
+    pub passive_declare: bool,
+    /// First wait before reconnecting, in ms; it doubles up to
+    /// `reconnect_max_ms`.
+    pub reconnect_initial_ms: u64,
+    /// Longest wait between reconnection attempts, in ms.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            transport_url: "rabbit://guest:guest@127.0.0.1:5672/".into(),
+            amqp_durable_queues: false,
+            amqp_auto_delete: false,
+            rabbit_ha_queues: false,
+            rabbit_quorum_queue: false,
+            rabbit_transient_queues_ttl: 1800,
+            rabbit_qos_prefetch_count: 32,
+            ssl: false,
+            ssl_ca_file: None,
+            ssl_cert_file: None,
+            ssl_key_file: None,
+            heartbeat_timeout_threshold: 60,
+            passive_declare: false,
+            reconnect_initial_ms: 250,
+            reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+/// The OpenStack messages consumed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// This host's name, oslo's `host`: it names the `<topic>.<host>`
+    /// queue and the per-host fanout queue. Defaults to the hostname.
+    pub host: String,
+    /// Largest message body decoded, in bytes; bigger ones are dead-lettered.
+    pub max_message_bytes: usize,
+    /// Completed message ids remembered to skip repeats (oslo keeps 16).
+    pub completed_ids: usize,
+    /// On SIGTERM/SIGINT, how long messages in flight may take to finish,
+    /// in ms; the broker redelivers what is left.
+    pub shutdown_grace_ms: u64,
+    /// RPC casts (Ceilometer, Aodh 1.x).
+    pub rpc: RpcIntakeConfig,
+    /// `alarm.update` notifications (Aodh 2.x and later).
+    pub notification: NotificationIntakeConfig,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            max_message_bytes: 1 << 20,
+            completed_ids: 4096,
+            shutdown_grace_ms: 35_000,
+            rpc: RpcIntakeConfig::default(),
+            notification: NotificationIntakeConfig::default(),
+        }
+    }
+}
+
+/// The RPC intake: queues `<topic>` (shared by all hosts), `<topic>.<host>`
+/// and the fanout queue `<topic>_fanout_<host>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcIntakeConfig {
+    /// Consume RPC casts.
+    pub enabled: bool,
+    /// oslo's `control_exchange` of the evaluator (`ceilometer`; `aodh`
+    /// for Aodh 1.x).
+    pub exchange: String,
+    /// `notifier_rpc_topic`.
+    pub topic: String,
+}
+
+impl Default for RpcIntakeConfig {
+    fn default() -> Self {
+        RpcIntakeConfig { enabled: true, exchange: "ceilometer".into(), topic: "alarm_notifier".into() }
+    }
+}
+
+/// The notification intake: queue `<topic>.sample` on the exchange.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationIntakeConfig {
+    /// Consume `alarm.update` notifications.
+    pub enabled: bool,
+    /// oslo's `control_exchange` of Aodh.
+    pub exchange: String,
+    /// Aodh's `notifier_topic`.
+    pub topic: String,
+}
+
+impl Default for NotificationIntakeConfig {
+    fn default() -> Self {
+        NotificationIntakeConfig { enabled: true, exchange: "aodh".into(), topic: "alarming".into() }
+    }
+}
+
+/// Concurrency of deliveries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// Deliveries running at once in this process: at most
+    /// `sandbox.instances`.
+    pub concurrency: u32,
+    /// Deliveries running at once per plugin.
+    pub per_plugin: u32,
+    /// Deliveries running at once per destination host.
+    pub per_host: u32,
+    /// How long a delivery waits for a per-plugin or per-host slot before
+    /// it is handed to the first retry tier (without counting an attempt),
+    /// so one slow destination never holds up other alarms; in ms.
+    pub slot_wait_ms: u64,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig { concurrency: 64, per_plugin: 64, per_host: 16, slot_wait_ms: 1_000 }
+    }
+}
+
+/// The delivery policy and tocsin's own queues (always durable).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Prefix of tocsin's queues: `<prefix>.deliveries` (work queue),
+    /// `<prefix>.retry.<delay>` (tiers), `<prefix>.dead-letters`.
+    pub queue_prefix: String,
+    /// Delays of the retry tiers, in ms, ascending: a retry waits in the
+    /// smallest tier at least as long as its backoff.
+    pub retry_tiers_ms: Vec<u64>,
+    /// Backoff before the second attempt, in ms; it doubles per attempt
+    /// (full jitter) up to the largest tier.
+    pub backoff_initial_ms: u64,
+    /// Longest retry-after hint honoured, in ms.
+    pub retry_after_max_ms: u64,
+    /// Attempts of one delivery, the first included, before it is
+    /// dead-lettered.
+    pub max_attempts: u32,
+    /// Time after the first attempt past which no retry is scheduled, in ms.
+    pub horizon_ms: u64,
+    /// (alarm, action) pairs remembered to drop retries superseded by a
+    /// newer state change.
+    pub supersede_window: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            queue_prefix: "tocsin".into(),
+            retry_tiers_ms: vec![1_000, 5_000, 30_000, 120_000, 600_000, 3_600_000],
+            backoff_initial_ms: 1_000,
+            retry_after_max_ms: 3_600_000,
+            max_attempts: 10,
+            horizon_ms: 24 * 3_600_000,
+            supersede_window: 65_536,
+        }
+    }
+}
+
+/// The HTTP endpoint of `tocsin serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
 }
 
 /// The engine and its pooling allocator.
@@ -196,6 +419,7 @@ impl Config {
                 return fail(why);
             }
         }
+        self.validate_service()?;
         let no_overrides = LimitOverrides::default();
         let plugins = std::iter::once(("<defaults>", &no_overrides))
             .chain(self.plugins.iter().map(|(name, plugin)| (name.as_str(), &plugin.limits)));
@@ -217,6 +441,50 @@ impl Config {
                     limits.deadline_ms, self.http.max_timeout_ms
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Rules of the service settings: prefetch ≤ dispatch concurrency ≤ the
+    /// instance pool, sane retry tiers, a usable broker URL.
+    fn validate_service(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError::Inconsistent(message));
+        let (prefetch, dispatch) = (self.broker.rabbit_qos_prefetch_count, &self.dispatch);
+        if prefetch == 0 || u32::from(prefetch) > dispatch.concurrency {
+            return fail(format!(
+                "broker.rabbit_qos_prefetch_count ({prefetch}) must be between 1 and dispatch.concurrency ({})",
+                dispatch.concurrency
+            ));
+        }
+        if dispatch.concurrency > self.sandbox.instances {
+            return fail(format!(
+                "dispatch.concurrency ({}) exceeds sandbox.instances ({}): deliveries would wait for instance slots",
+                dispatch.concurrency, self.sandbox.instances
+            ));
+        }
+        if dispatch.per_plugin == 0 || dispatch.per_host == 0 {
+            return fail("dispatch.per_plugin and dispatch.per_host must be at least 1".into());
+        }
+        let tiers = &self.delivery.retry_tiers_ms;
+        if tiers.is_empty() || tiers[0] == 0 || tiers.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return fail(format!(
+                "delivery.retry_tiers_ms ({tiers:?}) must be non-empty, above 0 and ascending"
+            ));
+        }
+        if self.delivery.max_attempts == 0 {
+            return fail("delivery.max_attempts must be at least 1".into());
+        }
+        if self.delivery.queue_prefix.is_empty() || self.delivery.queue_prefix.starts_with("amq.") {
+            return fail("delivery.queue_prefix must be non-empty and not start with amq.".into());
+        }
+        if self.intake.host.is_empty() {
+            return fail("intake.host is empty and the hostname could not be read: set it".into());
+        }
+        if self.broker.ssl_cert_file.is_some() != self.broker.ssl_key_file.is_some() {
+            return fail("broker.ssl_cert_file and broker.ssl_key_file go together".into());
+        }
+        if let Err(error) = crate::intake::transport::TransportUrl::parse(&self.broker.transport_url) {
+            return fail(format!("broker.transport_url: {error}"));
         }
         Ok(())
     }

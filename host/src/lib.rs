@@ -18,10 +18,15 @@
 //! - [`telemetry`]: logging setup.
 
 pub mod alarm;
+pub mod api;
 pub mod capabilities;
 pub mod commands;
 pub mod config;
+pub mod delivery;
+pub mod dispatch;
+pub mod intake;
 pub mod message;
+pub mod metrics;
 pub mod registry;
 pub mod sandbox;
 pub mod telemetry;

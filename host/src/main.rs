@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::ValueEnum;
 use clap::{Parser, Subcommand};
-use tocsin::commands::{self, Exit, notify::NotifyArgs};
+use tocsin::commands::{self, Exit, notify::NotifyArgs, publish::PublishArgs};
 use tocsin::config::Config;
+use tocsin::message::WireFormat;
 use tocsin::telemetry::{self, LogFormat};
 
 /// OpenStack alarm notifications through sandboxed WebAssembly notifiers.
@@ -25,6 +27,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the service: consume OpenStack alarm messages from the broker
+    /// and deliver every action through its sandboxed notifier, until
+    /// SIGTERM or SIGINT.
+    Serve,
+    /// Publish alarm messages as an OpenStack evaluator does
+    /// (byte-compatible with oslo.messaging) and wait for the broker's
+    /// confirmations.
+    Publish {
+        /// `rpc` (a `notify_alarm` cast, as Ceilometer and Aodh 1.x send)
+        /// or `notification` (`alarm.update`, as Aodh 2.x and later send).
+        #[arg(long, value_enum, default_value = "notification")]
+        format: Format,
+        /// The alarm as JSON (Aodh's fields), a file or `-` for stdin;
+        /// the sample alarm when absent.
+        #[arg(long)]
+        alarm: Option<PathBuf>,
+        /// An action URL of the alarm; repeat for several.
+        #[arg(long = "action", required = true)]
+        actions: Vec<String>,
+        /// How many messages to send, each with fresh ids.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
     /// Check that a component is a notifier tocsin will run; print what it
     /// imports and exports. Exit 0 valid, 1 invalid.
     Check {
@@ -51,6 +76,13 @@ enum Command {
     },
 }
 
+/// The wire formats `publish` writes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Rpc,
+    Notification,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -58,6 +90,14 @@ async fn main() -> ExitCode {
     let result = match Config::load(cli.config.as_deref()) {
         Err(error) => Err(anyhow::Error::new(error).context("cannot load the configuration")),
         Ok(config) => match cli.command {
+            Command::Serve => commands::serve::run(config).await,
+            Command::Publish { format, alarm, actions, count } => {
+                let format = match format {
+                    Format::Rpc => WireFormat::Rpc,
+                    Format::Notification => WireFormat::Notification,
+                };
+                commands::publish::run(&config, PublishArgs { format, alarm, actions, count }).await
+            }
             Command::Check { plugin } => commands::check::run(&config, &plugin),
             Command::Notify { plugin, action, alarm, allow_hosts } => {
                 commands::notify::run(config, NotifyArgs { plugin, action, alarm, allow_hosts }).await

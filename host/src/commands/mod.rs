@@ -4,6 +4,8 @@
 
 pub mod check;
 pub mod notify;
+pub mod publish;
+pub mod serve;
 
 /// Exit statuses of the commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -92,7 +92,7 @@ fn error_json(error: &CallError) -> Value {
     value
 }
 
-fn read_alarm(path: Option<&Path>) -> anyhow::Result<Alarm> {
+pub(super) fn read_alarm(path: Option<&Path>) -> anyhow::Result<Alarm> {
     let (text, source) = match path {
         None => (SAMPLE_ALARM.to_owned(), "the sample alarm".to_owned()),
         Some(path) if path == Path::new("-") => {

@@ -160,6 +160,11 @@ impl Plugin {
         &self.name
     }
 
+    /// The tenant that owns it; none for the platform's.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
     /// Its limits.
     pub fn limits(&self) -> &Limits {
         &self.limits

@@ -1,0 +1,76 @@
+//! `tocsin serve`: the service. Consumes OpenStack alarm messages from
+//! the broker, delivers each action through its sandboxed notifier, and
+//! answers health and metrics requests, until SIGTERM or SIGINT.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::Exit;
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::dispatch::{Dispatcher, Sandboxed};
+use crate::intake::{Intake, Status};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::sandbox::Sandbox;
+
+/// Runs the service: exit 0 after a clean shutdown.
+///
+/// # Errors
+/// The sandbox, the built-in notifiers or the API address cannot be set
+/// up, or the broker's queues do not match the configuration.
+pub async fn run(config: Config) -> anyhow::Result<Exit> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::default());
+    let status = Arc::new(Status::default());
+    let sandbox = Sandbox::new(&config).context("cannot start the sandbox")?;
+    let registry =
+        Registry::with_builtins(&sandbox, &config).context("cannot load the built-in notifiers")?;
+    let dispatcher =
+        Arc::new(Dispatcher::new(Sandboxed { sandbox, registry }, &config.dispatch, Arc::clone(&metrics)));
+    let intake =
+        Arc::new(Intake::new(Arc::clone(&config), dispatcher, Arc::clone(&metrics), Arc::clone(&status))?);
+    let listener = TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on api.listen {}", config.api.listen))?;
+    tracing::info!(listen = %config.api.listen, host = %config.intake.host, "serve: Starting.");
+    let shutdown = CancellationToken::new();
+    let api = tokio::spawn(api::serve(listener, ApiState { metrics, status }, shutdown.clone()));
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let grace = Duration::from_millis(config.intake.shutdown_grace_ms);
+    let result = intake.run(shutdown.clone(), grace).await;
+    shutdown.cancel();
+    match api.await {
+        Ok(Err(error)) => tracing::warn!(error = %error, "serve: The API server failed."),
+        Err(error) => tracing::warn!(error = %error, "serve: The API server task failed."),
+        Ok(Ok(())) => {}
+    }
+    result.context("the intake stopped")?;
+    tracing::info!("serve: Stopped.");
+    Ok(Exit::Success)
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "serve: Cannot watch SIGTERM.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let signal = tokio::select! {
+        () = terminate => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    };
+    tracing::info!(signal, "serve: Stopping.");
+    shutdown.cancel();
+}

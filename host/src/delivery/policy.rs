@@ -1,0 +1,149 @@
+//! When a failed delivery is tried again: exponential backoff with full
+//! jitter, a retry-after hint honoured up to a cap, rounded up to a fixed
+//! retry tier; bounded attempts and horizon.
+
+use std::time::Duration;
+
+use crate::config::DeliveryConfig;
+
+/// What happens after a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Wait in tier `tier` (index into the tiers) for `delay`.
+    Retry {
+        /// Index of the tier queue.
+        tier: usize,
+        /// That tier's delay.
+        delay: Duration,
+    },
+    /// No more attempts: dead-letter with this reason.
+    GiveUp(String),
+}
+
+/// The retry policy of the configuration.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    tiers: Vec<Duration>,
+    initial: Duration,
+    retry_after_max: Duration,
+    max_attempts: u32,
+    horizon: Duration,
+}
+
+impl RetryPolicy {
+    /// The policy `delivery` configures (validated: tiers ascending and
+    /// non-empty).
+    pub fn new(delivery: &DeliveryConfig) -> Self {
+        RetryPolicy {
+            tiers: delivery.retry_tiers_ms.iter().copied().map(Duration::from_millis).collect(),
+            initial: Duration::from_millis(delivery.backoff_initial_ms),
+            retry_after_max: Duration::from_millis(delivery.retry_after_max_ms),
+            max_attempts: delivery.max_attempts,
+            horizon: Duration::from_millis(delivery.horizon_ms),
+        }
+    }
+
+    /// The tier delays, shortest first.
+    pub fn tiers(&self) -> &[Duration] {
+        &self.tiers
+    }
+
+    /// After attempt `attempt` (1-based) failed, `age` after the first
+    /// attempt began, with the plugin's retry-after `hint`.
+    pub fn decide(&self, attempt: u32, age: Duration, hint: Option<Duration>) -> Decision {
+        if attempt >= self.max_attempts {
+            return Decision::GiveUp(format!("gave up after {attempt} attempts"));
+        }
+        let longest = self.tiers.last().copied().unwrap_or(self.initial);
+        let ceiling = self.initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(longest);
+        let jittered = Duration::from_millis(rand::random_range(0..=millis(ceiling)));
+        let wanted = jittered.max(hint.map_or(Duration::ZERO, |hint| hint.min(self.retry_after_max)));
+        let (tier, delay) = self.tier_for(wanted);
+        if age.saturating_add(delay) > self.horizon {
+            return Decision::GiveUp(format!(
+                "the retry horizon of {} s would pass before the next attempt",
+                self.horizon.as_secs()
+            ));
+        }
+        Decision::Retry { tier, delay }
+    }
+
+    /// The shortest tier at least `wanted` long (the longest when none is).
+    pub fn tier_for(&self, wanted: Duration) -> (usize, Duration) {
+        let index =
+            self.tiers.iter().position(|tier| *tier >= wanted).unwrap_or(self.tiers.len().saturating_sub(1));
+        (index, self.tiers.get(index).copied().unwrap_or(wanted))
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A tier's queue-name suffix: `1s`, `30s`, `2m`, `1h`, or `1500ms`.
+pub fn tier_label(delay: Duration) -> String {
+    let ms = millis(delay);
+    match ms {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::new(&DeliveryConfig::default())
+    }
+
+    #[test]
+    fn delays_round_up_to_a_tier_and_grow_with_attempts() {
+        let policy = policy();
+        for _ in 0..200 {
+            let Decision::Retry { delay, .. } = policy.decide(1, Duration::ZERO, None) else { panic!() };
+            assert_eq!(delay, Duration::from_secs(1), "first backoff ≤ 1 s rounds up to the 1 s tier");
+            let Decision::Retry { delay, .. } = policy.decide(6, Duration::ZERO, None) else { panic!() };
+            assert!(
+                delay <= Duration::from_secs(120),
+                "6th backoff ≤ 32 s: at most the 2 min tier, got {delay:?}"
+            );
+        }
+        let tiers: Vec<Duration> = (0..400)
+            .filter_map(|_| match policy.decide(6, Duration::ZERO, None) {
+                Decision::Retry { delay, .. } => Some(delay),
+                Decision::GiveUp(_) => None,
+            })
+            .collect();
+        assert!(tiers.contains(&Duration::from_secs(30)), "jitter spreads retries over tiers");
+        assert_eq!(policy.tier_for(Duration::from_secs(7200)), (5, Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        let policy = policy();
+        let hinted = policy.decide(1, Duration::ZERO, Some(Duration::from_secs(90)));
+        assert_eq!(hinted, Decision::Retry { tier: 3, delay: Duration::from_secs(120) });
+        let capped = policy.decide(1, Duration::ZERO, Some(Duration::from_secs(86_400 * 30)));
+        assert_eq!(capped, Decision::Retry { tier: 5, delay: Duration::from_secs(3600) });
+    }
+
+    #[test]
+    fn attempts_and_horizon_are_bounded() {
+        let policy = policy();
+        assert!(
+            matches!(policy.decide(10, Duration::ZERO, None), Decision::GiveUp(why) if why.contains("10 attempts"))
+        );
+        let late = policy.decide(2, Duration::from_millis(24 * 3_600_000 - 500), None);
+        assert!(matches!(late, Decision::GiveUp(why) if why.contains("horizon")));
+    }
+
+    #[test]
+    fn tier_labels() {
+        let labels: Vec<String> =
+            [1_000, 30_000, 120_000, 3_600_000, 1_500].map(|ms| tier_label(Duration::from_millis(ms))).into();
+        assert_eq!(labels, ["1s", "30s", "2m", "1h", "1500ms"]);
+    }
+}

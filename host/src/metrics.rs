@@ -1,0 +1,150 @@
+//! The Prometheus metrics `tocsin serve` exposes on `/metrics`, with a
+//! small label set (plugin, tenant, outcome), so their number stays
+//! bounded whatever the traffic.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of one delivery's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// The plugin's name (`-` when no plugin was resolved).
+    pub plugin: String,
+    /// Its tenant (empty for the platform's).
+    pub tenant: String,
+    /// `delivered`, `retried`, `deferred`, `dead_lettered`, `superseded`.
+    pub outcome: &'static str,
+}
+
+/// Labels of the plugin a latency belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// The plugin's name.
+    pub plugin: String,
+}
+
+/// Labels of a received message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct MessageLabels {
+    /// `cast`, `call`, `notification`, `retry` or `unknown`.
+    pub kind: &'static str,
+    /// `accepted`, `ignored`, `duplicate`, `no_action`, `undecodable`.
+    pub outcome: &'static str,
+}
+
+/// Labels of a dead letter or a retry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// A short stable code (`permanent`, `gave-up`, `unknown-scheme`, a
+    /// decode error code, or a tier such as `5s` for retries).
+    pub reason: String,
+}
+
+/// Labels of a consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// The queue consumed.
+    pub queue: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.5, 16))
+}
+
+/// Every metric of the service, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Deliveries by plugin and outcome.
+    pub deliveries: Family<DeliveryLabels, Counter>,
+    /// Time of one attempt, by plugin, in seconds.
+    pub delivery_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    /// Messages received, by kind and outcome.
+    pub messages: Family<MessageLabels, Counter>,
+    /// Retries scheduled, by tier.
+    pub retries: Family<ReasonLabels, Counter>,
+    /// Dead letters written, by reason.
+    pub dead_letters: Family<ReasonLabels, Counter>,
+    /// 1 while the queue has a consumer, 0 otherwise.
+    pub consumers: Family<QueueLabels, Gauge>,
+    /// 1 while connected to the broker.
+    pub broker_connected: Gauge,
+    /// Connections to the broker made since start.
+    pub broker_connections: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tocsin");
+        let metrics = Metrics {
+            deliveries: Family::default(),
+            delivery_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            messages: Family::default(),
+            retries: Family::default(),
+            dead_letters: Family::default(),
+            consumers: Family::default(),
+            broker_connected: Gauge::default(),
+            broker_connections: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("deliveries", "Deliveries by plugin and outcome", metrics.deliveries.clone());
+        registry.register(
+            "delivery_duration_seconds",
+            "Time of one delivery attempt in the sandbox",
+            metrics.delivery_seconds.clone(),
+        );
+        registry.register("messages", "OpenStack and retry messages received", metrics.messages.clone());
+        registry.register("retries", "Retries scheduled, by tier", metrics.retries.clone());
+        registry.register(
+            "dead_letters",
+            "Messages and deliveries dead-lettered",
+            metrics.dead_letters.clone(),
+        );
+        registry.register("consumer_active", "1 while the queue is consumed", metrics.consumers.clone());
+        registry.register(
+            "broker_connected",
+            "1 while connected to the broker",
+            metrics.broker_connected.clone(),
+        );
+        registry.register(
+            "broker_connections",
+            "Broker connections opened",
+            metrics.broker_connections.clone(),
+        );
+        Metrics { registry, ..metrics }
+    }
+}
+
+impl Metrics {
+    /// Counts a delivery outcome of `plugin`.
+    pub fn delivery(&self, plugin: &str, tenant: Option<&str>, outcome: &'static str) {
+        let labels = DeliveryLabels {
+            plugin: plugin.to_owned(),
+            tenant: tenant.unwrap_or_default().to_owned(),
+            outcome,
+        };
+        self.deliveries.get_or_create(&labels).inc();
+    }
+
+    /// Counts a received message.
+    pub fn message(&self, kind: &'static str, outcome: &'static str) {
+        self.messages.get_or_create(&MessageLabels { kind, outcome }).inc();
+    }
+
+    /// Counts a dead letter.
+    pub fn dead_letter(&self, reason: &str) {
+        self.dead_letters.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

@@ -3,6 +3,8 @@
 //! sandbox, and a [`webhook::Webhook`] server on 127.0.0.1 that records
 //! exactly what it receives.
 
+pub mod broker;
+pub mod service;
 pub mod webhook;
 
 use std::path::Path;

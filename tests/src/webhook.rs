@@ -23,6 +23,25 @@ pub enum Reply {
     Chunked(u16, Vec<u8>),
     /// Accept the request and never answer.
     Hang,
+    /// The n-th request gets the n-th reply; the last one repeats.
+    Script(Vec<Reply>),
+}
+
+impl Reply {
+    /// An empty-bodied answer with this status.
+    pub fn status(status: u16) -> Reply {
+        Reply::Status(status, Vec::new(), Vec::new())
+    }
+
+    /// The reply to request number `index` (0-based).
+    fn nth(&self, index: usize) -> Reply {
+        match self {
+            Reply::Script(replies) => {
+                replies.get(index).or(replies.last()).map_or(Reply::status(200), |reply| reply.nth(index))
+            }
+            other => other.clone(),
+        }
+    }
 }
 
 /// One request as received.
@@ -141,10 +160,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             _ => return,
         }
     };
-    if let Ok(mut log) = log.lock() {
-        log.push(request);
-    }
-    match reply {
+    let index = match log.lock() {
+        Ok(mut log) => {
+            log.push(request);
+            log.len() - 1
+        }
+        Err(_) => 0,
+    };
+    match reply.nth(index) {
+        Reply::Script(_) => {}
         Reply::Hang => tokio::time::sleep(Duration::from_secs(60)).await,
         Reply::Status(status, headers, body) => {
             let mut head =

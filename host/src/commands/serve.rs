@@ -37,7 +37,8 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     let listener = TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen on api.listen {}", config.api.listen))?;
-    tracing::info!(listen = %config.api.listen, host = %config.intake.host, "serve: Starting.");
+    let listen = listener.local_addr().context("cannot read the API address")?;
+    tracing::info!(%listen, host = %config.intake.host, "serve: Starting.");
     let shutdown = CancellationToken::new();
     let api = tokio::spawn(api::serve(listener, ApiState { metrics, status }, shutdown.clone()));
     tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -1,0 +1,315 @@
+//! `tocsin serve` against the real RabbitMQ and real HTTP sinks on
+//! 127.0.0.1: captured OpenStack messages delivered, retries that keep the
+//! delivery id, dead letters with reasons, poison messages, competing
+//! consumers, shutdown. Each test runs in its own virtual host.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use serde_json::Value;
+use tocsin::alarm::Delivery;
+use tocsin_tests::broker::{TestVhost, eventually};
+use tocsin_tests::fixture;
+use tocsin_tests::service::{Service, test_config};
+use tocsin_tests::webhook::{Received, Reply, Webhook};
+
+const TOCSIN: &str = env!("CARGO_BIN_EXE_tocsin");
+
+/// Every captured message with an action to `http://127.0.0.1:8080/alarm`.
+const FIXTURES: &[&str] = &[
+    "cast-1",
+    "cast-2",
+    "juno-no-name/cast-1",
+    "oslo-context/cast-1",
+    "call-1",
+    "call-2",
+    "fanout-cast-1",
+    "fanout-cast-2",
+    "notification-1",
+    "notification-2",
+    "notification-v1-1",
+    "notification-v1-2",
+];
+
+async fn serve(vhost: &TestVhost, extra: &str) -> Service {
+    Service::start(TOCSIN, &test_config(&vhost.transport_url(), "test-host", extra)).await
+}
+
+/// The captured properties of a fixture, as lapin properties.
+fn properties(meta: &Value) -> BasicProperties {
+    let captured = &meta["properties"];
+    let mut properties = BasicProperties::default()
+        .with_content_type(captured["content_type"].as_str().unwrap().into())
+        .with_content_encoding(captured["content_encoding"].as_str().unwrap().into())
+        .with_delivery_mode(u8::try_from(captured["delivery_mode"].as_u64().unwrap()).unwrap())
+        .with_priority(0)
+        .with_headers(FieldTable::default());
+    if let Some(expiration) = captured["expiration"].as_str() {
+        properties = properties.with_expiration(expiration.into());
+    }
+    properties
+}
+
+/// Publishes a captured message as it was captured, its action pointed at
+/// `sink` instead of the capture's `127.0.0.1:8080`. Returns the inner
+/// message's `_unique_id`.
+async fn publish_fixture(vhost: &TestVhost, stem: &str, sink: &Webhook) -> String {
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{stem}.meta.json"))).unwrap())
+            .unwrap();
+    let body = std::fs::read_to_string(fixture(&format!("{stem}.body.bin"))).unwrap();
+    let body = body.replace("127.0.0.1:8080", &sink.addr.to_string());
+    let exchange = meta["exchange"].as_str().unwrap();
+    let routing_key = meta["routing_key"].as_str().unwrap();
+    vhost.publish(exchange, routing_key, properties(&meta), body.as_bytes()).await;
+    let unique = body.split("_unique_id\\\": \\\"").nth(1).or_else(|| body.split("_unique_id\": \"").nth(1));
+    unique.unwrap().chars().take(32).collect()
+}
+
+/// The body aodh's REST notifier sends for a captured message: its seven
+/// alarm fields in aodh's order (absent ones null), as `json.dumps` writes
+/// them.
+fn aodh_body(stem: &str) -> Vec<u8> {
+    let decoded: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{stem}.decoded.json"))).unwrap())
+            .unwrap();
+    let inner = decoded.get("oslo.message(parsed)").unwrap_or(&decoded);
+    let data = inner.get("payload").unwrap_or(&inner["args"]["data"]);
+    let mut body = serde_json::Map::new();
+    for key in ["alarm_name", "alarm_id", "severity", "previous", "current", "reason", "reason_data"] {
+        body.insert(key.into(), data.get(key).cloned().unwrap_or(Value::Null));
+    }
+    tocsin_guest_sdk::json::to_python_json(&Value::Object(body))
+}
+
+fn header_text(headers: &FieldTable, key: &str) -> String {
+    match headers.inner().get(&ShortString::from(key)) {
+        Some(AMQPValue::LongString(text)) => text.to_string(),
+        other => panic!("header {key}: {other:?}"),
+    }
+}
+
+async fn wait_for_requests(sink: &Webhook, count: usize) -> Vec<Received> {
+    let arrived = eventually(Duration::from_secs(30), async || sink.received().len() >= count).await;
+    assert!(arrived, "{} of {count} requests arrived", sink.received().len());
+    sink.received()
+}
+
+#[tokio::test]
+async fn every_captured_message_is_delivered_with_aodhs_body_and_headers() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::status(200)).await.unwrap();
+    let service = serve(&vhost, "").await;
+    let mut unique_ids = Vec::new();
+    for stem in FIXTURES {
+        unique_ids.push(publish_fixture(&vhost, stem, &sink).await);
+    }
+    let received = wait_for_requests(&sink, FIXTURES.len()).await;
+    let aodh = std::fs::read(fixture("http-post-200.raw")).unwrap();
+    let aodh_body_200 = &aodh[aodh.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    let by_request_id: HashMap<&str, &Received> =
+        received.iter().map(|r| (r.header("x-openstack-request-id").unwrap(), r)).collect();
+    for (stem, unique_id) in FIXTURES.iter().zip(&unique_ids) {
+        let request_id = Delivery { id: format!("{unique_id}.0"), attempt: 1, tenant: None }.request_id();
+        let request = by_request_id
+            .get(request_id.as_str())
+            .unwrap_or_else(|| panic!("{stem}: no request {request_id}"));
+        assert_eq!((request.method.as_str(), request.target.as_str()), ("POST", "/alarm"), "{stem}");
+        assert_eq!(request.header("content-type"), Some("application/json"), "{stem}");
+        let expected = aodh_body(stem);
+        assert_eq!(String::from_utf8_lossy(&request.body), String::from_utf8_lossy(&expected), "{stem}");
+        if *stem == "cast-1" {
+            assert_eq!(request.body, aodh_body_200, "the body of aodh's captured request, byte for byte");
+        }
+    }
+    let log_lines = eventually(Duration::from_secs(10), async || {
+        service
+            .logs()
+            .iter()
+            .filter(|l| {
+                l["plugin"] == "log"
+                    && l["message"].as_str().is_some_and(|m| m.starts_with("Notifying alarm"))
+            })
+            .count()
+            == FIXTURES.len()
+    })
+    .await;
+    assert!(log_lines, "one log:// line per message: {}", service.log_text());
+    assert_eq!(sink.received().len(), FIXTURES.len(), "each message delivered once");
+}
+
+#[tokio::test]
+async fn a_503_is_retried_with_the_same_delivery_and_a_400_is_dead_lettered() {
+    let vhost = TestVhost::create();
+    let flaky =
+        Webhook::start(Reply::Script(vec![Reply::status(503), Reply::status(503), Reply::status(200)]))
+            .await
+            .unwrap();
+    let refusing = Webhook::start(Reply::status(400)).await.unwrap();
+    let service = serve(&vhost, "").await;
+    let output = std::process::Command::new(TOCSIN)
+        .args(["publish", "--action", &flaky.url("/hook"), "--action", &refusing.url("/hook")])
+        .env("TOCSIN_BROKER__TRANSPORT_URL", vhost.transport_url())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let attempts = wait_for_requests(&flaky, 3).await;
+    let ids: Vec<&str> = attempts.iter().map(|r| r.header("x-openstack-request-id").unwrap()).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "one request id across attempts: {ids:?}");
+    assert_eq!(attempts.iter().map(|r| &r.body).collect::<std::collections::HashSet<_>>().len(), 1);
+    let delivered = eventually(Duration::from_secs(10), async || {
+        service.lines_with("dispatch: Delivered.").iter().any(|l| l["attempt"] == 3)
+    })
+    .await;
+    assert!(delivered, "delivered on the third attempt: {}", service.log_text());
+    let attempt_ids: Vec<Value> = service
+        .logs()
+        .into_iter()
+        .filter(|l| {
+            l["delivery_id"].as_str().is_some_and(|id| id.ends_with(".0")) && l["attempt"].is_number()
+        })
+        .map(|l| l["delivery_id"].clone())
+        .collect();
+    assert!(attempt_ids.len() >= 3 && attempt_ids.iter().all(|id| *id == attempt_ids[0]), "{attempt_ids:?}");
+
+    let dead =
+        eventually(Duration::from_secs(10), async || vhost.depth("tocsin.dead-letters").await == 1).await;
+    assert!(dead, "the 400 is dead-lettered: {}", service.log_text());
+    let letters = vhost.drain("tocsin.dead-letters").await;
+    let headers = letters[0].delivery.properties.headers().clone().unwrap();
+    assert_eq!(header_text(&headers, "x-tocsin-reason-code"), "permanent");
+    assert!(header_text(&headers, "x-tocsin-reason").contains("400"), "{headers:?}");
+    let record: Value = serde_json::from_slice(&letters[0].delivery.data).unwrap();
+    assert_eq!(record["action"], refusing.url("/hook"));
+    assert!(record["delivery_id"].as_str().unwrap().ends_with(".1"));
+    assert_eq!(refusing.received().len(), 1, "a permanent failure is not retried");
+}
+
+#[tokio::test]
+async fn poison_messages_are_dead_lettered_and_delivery_goes_on() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::status(200)).await.unwrap();
+    let service = serve(&vhost, "").await;
+    let json = BasicProperties::default().with_content_type("application/json".into());
+    let cast = |data: String| {
+        let inner = format!(
+            r#"{{"method": "notify_alarm", "args": {{"data": {data}}}, "_unique_id": "{}"}}"#,
+            uuid_hex()
+        );
+        serde_json::to_vec(&serde_json::json!({"oslo.version": "2.0", "oslo.message": inner})).unwrap()
+    };
+    let alarm = |actions: &str| {
+        format!(
+            r#"{{"alarm_id": "a1", "previous": "ok", "current": "alarm", "reason": "r", "actions": {actions}}}"#
+        )
+    };
+    let poison: Vec<(&str, Vec<u8>)> = vec![
+        ("not-json", b"this is not json".to_vec()),
+        ("envelope-version", br#"{"oslo.version": "3.0", "oslo.message": "{}"}"#.to_vec()),
+        ("invalid-field", cast(r#"{"previous": "ok"}"#.into())),
+        ("too-large", vec![b' '; 10 << 20]),
+        ("unparsable-action", cast(alarm(r#"["http://[::1"]"#))),
+        ("unknown-scheme", cast(alarm(r#"["gopher://example.com/"]"#))),
+    ];
+    for (_, body) in &poison {
+        vhost.publish("ceilometer", "alarm_notifier", json.clone(), body).await;
+    }
+    vhost
+        .publish(
+            "ceilometer",
+            "alarm_notifier",
+            json.clone(),
+            &cast(alarm(&format!(r#"["{}"]"#, sink.url("/ok")))),
+        )
+        .await;
+    wait_for_requests(&sink, 1).await;
+    let all_dead = eventually(Duration::from_secs(10), async || {
+        vhost.depth("tocsin.dead-letters").await as usize == poison.len()
+    })
+    .await;
+    assert!(all_dead, "{}", service.log_text());
+    let letters = vhost.drain("tocsin.dead-letters").await;
+    let mut codes: Vec<String> = letters
+        .iter()
+        .map(|m| header_text(&m.delivery.properties.headers().clone().unwrap(), "x-tocsin-reason-code"))
+        .collect();
+    codes.sort();
+    let mut expected: Vec<&str> = poison.iter().map(|(code, _)| *code).collect();
+    expected.sort();
+    assert_eq!(codes, expected);
+    let big = letters
+        .iter()
+        .find(|m| m.delivery.data.len() == 10 << 20)
+        .expect("the 10 MiB body is kept as it came");
+    let headers = big.delivery.properties.headers().clone().unwrap();
+    assert_eq!(header_text(&headers, "x-tocsin-routing-key"), "alarm_notifier");
+    assert!(service.lines_with("Action gopher for alarm a1 is unknown, cannot notify").len() == 1);
+    assert_eq!(vhost.depth("alarm_notifier").await, 0, "nothing is left requeued");
+}
+
+#[tokio::test]
+async fn two_services_share_the_queue_and_handle_each_message_once() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::status(200)).await.unwrap();
+    let config = |host: &str| test_config(&vhost.transport_url(), host, "");
+    let first = Service::start(TOCSIN, &config("host-a")).await;
+    let second = Service::start(TOCSIN, &config("host-b")).await;
+    let count = 200;
+    let output = std::process::Command::new(TOCSIN)
+        .args(["publish", "--count", &count.to_string(), "--action", &sink.url("/shared")])
+        .env("TOCSIN_BROKER__TRANSPORT_URL", vhost.transport_url())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let received = wait_for_requests(&sink, count).await;
+    let ids: std::collections::HashSet<&str> =
+        received.iter().map(|r| r.header("x-openstack-request-id").unwrap()).collect();
+    assert_eq!(ids.len(), count, "every message handled once");
+    let sample = r#"tocsin_deliveries_total{plugin="http",tenant="",outcome="delivered"}"#;
+    let (a, b) = (first.metric(sample).await, second.metric(sample).await);
+    assert_eq!(a + b, count as f64);
+    assert!(a > 0.0 && b > 0.0, "both hosts did work: {a} and {b}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_a_declaration_mismatch_is_named() {
+    let vhost = TestVhost::create();
+    let mut service = serve(&vhost, "").await;
+    let status = service.terminate(Duration::from_secs(20)).expect("exits after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", service.log_text());
+    assert_eq!(service.lines_with("serve: Stopped.").len(), 1);
+
+    // The queues now exist non-durable: a durable declaration must fail
+    // with the queue and the argument named.
+    let config = test_config(&vhost.transport_url(), "test-host", "");
+    let config = config.replace("[broker]\n", "[broker]\namqp_durable_queues = true\n");
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(TOCSIN)
+            .arg("serve")
+            .env("TOCSIN_CONFIG", write_temp(&config).path())
+            .output(),
+    )
+    .await
+    .expect("serve exits on a mismatch")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("exchange ceilometer") || stderr.contains("queue alarm_notifier"), "{stderr}");
+    assert!(stderr.contains("durable"), "the argument is named: {stderr}");
+}
+
+fn write_temp(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+fn uuid_hex() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

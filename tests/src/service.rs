@@ -1,0 +1,167 @@
+//! A real `tocsin serve` process for tests: its configuration written to a
+//! temporary file, its JSON log captured, its API address read from that
+//! log, and SIGTERM or SIGKILL when the test says so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::broker::eventually;
+
+/// The service settings tests share: fast retry tiers, loopback egress
+/// granted to the built-in `http` notifier,
+/// a small pool, the API on a free port. `extra` is appended TOML.
+pub fn test_config(transport_url: &str, host: &str, extra: &str) -> String {
+    format!(
+        r#"
+[broker]
+transport_url = "{transport_url}"
+reconnect_initial_ms = 100
+reconnect_max_ms = 1000
+rabbit_qos_prefetch_count = 16
+
+[intake]
+host = "{host}"
+shutdown_grace_ms = 10000
+
+[sandbox]
+instances = 16
+
+[dispatch]
+concurrency = 16
+
+[delivery]
+retry_tiers_ms = [200, 400, 800]
+backoff_initial_ms = 100
+
+[egress]
+allow_networks = ["127.0.0.1/32"]
+
+[plugins.http]
+allow_hosts = ["127.0.0.1"]
+
+[api]
+listen = "127.0.0.1:0"
+{extra}
+"#
+    )
+}
+
+/// A running `tocsin serve`; killed when dropped.
+#[derive(Debug)]
+pub struct Service {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+    /// `http://127.0.0.1:port` of its API.
+    pub api: String,
+}
+
+impl Service {
+    /// Starts `binary serve` with `config` and waits until it is ready
+    /// (consuming), at most 30 s.
+    pub async fn start(binary: &str, config: &str) -> Service {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let config_path = dir.path().join("tocsin.toml");
+        std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("write config: {e}"));
+        let log = dir.path().join("serve.log");
+        let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
+        let child = Command::new(binary)
+            .args(["--log-format", "json", "serve"])
+            .env("TOCSIN_CONFIG", &config_path)
+            .env("TOCSIN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
+        let mut service = Service { child, log, _dir: dir, api: String::new() };
+        let mut api = None;
+        let started = eventually(Duration::from_secs(30), async || {
+            api = service.logs().iter().find_map(|line| {
+                (line["message"] == "serve: Starting.")
+                    .then(|| line["listen"].as_str().map(str::to_owned))
+                    .flatten()
+            });
+            api.is_some()
+        })
+        .await;
+        assert!(started, "tocsin serve did not start: {}", service.log_text());
+        service.api = format!("http://{}", api.unwrap_or_default());
+        let ready = eventually(Duration::from_secs(30), async || service.get("/readyz").await.0 == 200).await;
+        assert!(ready, "tocsin serve did not get ready: {}", service.log_text());
+        service
+    }
+
+    /// `GET path` on the API: status and body (0 when unreachable).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("client: {e}"));
+        match client.get(format!("{}{path}", self.api)).timeout(Duration::from_secs(5)).send().await {
+            Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    /// The value of a metric sample line `name{labels}` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// The log so far, one JSON object per line.
+    pub fn logs(&self) -> Vec<Value> {
+        self.log_text().lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+    }
+
+    /// The log so far, as text.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Log lines whose `message` is `message`.
+    pub fn lines_with(&self, message: &str) -> Vec<Value> {
+        self.logs().into_iter().filter(|line| line["message"] == message).collect()
+    }
+
+    /// SIGTERM, then waits up to `limit` for the exit status.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        signal(self.child.id(), "TERM");
+        wait(&mut self.child, limit)
+    }
+
+    /// SIGKILL, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Where its log is.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status();
+}
+
+fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}

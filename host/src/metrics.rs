@@ -75,6 +75,9 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     /// Connections to the broker made since start.
     pub broker_connections: Counter,
+    /// Messages the broker delivered again (after a crash or a lost
+    /// connection): their deliveries may repeat, with the same ids.
+    pub redeliveries: Counter,
 }
 
 impl Default for Metrics {
@@ -89,6 +92,7 @@ impl Default for Metrics {
             consumers: Family::default(),
             broker_connected: Gauge::default(),
             broker_connections: Counter::default(),
+            redeliveries: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("deliveries", "Deliveries by plugin and outcome", metrics.deliveries.clone());
@@ -114,6 +118,11 @@ impl Default for Metrics {
             "broker_connections",
             "Broker connections opened",
             metrics.broker_connections.clone(),
+        );
+        registry.register(
+            "redeliveries",
+            "Messages the broker delivered again",
+            metrics.redeliveries.clone(),
         );
         Metrics { registry, ..metrics }
     }

@@ -25,6 +25,8 @@ pub enum Reply {
     Hang,
     /// The n-th request gets the n-th reply; the last one repeats.
     Script(Vec<Reply>),
+    /// This reply, after a pause.
+    Delayed(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -167,8 +169,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Err(_) => 0,
     };
-    match reply.nth(index) {
-        Reply::Script(_) => {}
+    let mut reply = reply.nth(index);
+    while let Reply::Delayed(pause, inner) = reply {
+        tokio::time::sleep(pause).await;
+        reply = *inner;
+    }
+    match reply {
+        Reply::Script(_) | Reply::Delayed(..) => {}
         Reply::Hang => tokio::time::sleep(Duration::from_secs(60)).await,
         Reply::Status(status, headers, body) => {
             let mut head =

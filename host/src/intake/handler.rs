@@ -26,6 +26,9 @@ impl<N: Notifiers> Intake<N> {
     /// Handles one message, then acks it, or requeues it when its
     /// outcomes could not all be handed to the broker.
     pub(super) async fn handle(&self, source: Source, message: Message, publisher: &Publisher) {
+        if message.redelivered {
+            self.metrics.redeliveries.inc();
+        }
         let handled = match source {
             Source::OpenStack => self.handle_openstack(&message, publisher).await,
             Source::Work => self.handle_record(&message, publisher).await,

@@ -276,6 +276,42 @@ async fn two_services_share_the_queue_and_handle_each_message_once() {
     assert!(a > 0.0 && b > 0.0, "both hosts did work: {a} and {b}");
 }
 
+/// The venv with the real oslo.messaging (`scripts/oslo-venv`).
+fn oslo_python() -> std::path::PathBuf {
+    let python = std::env::var_os("TOCSIN_OSLO_PYTHON").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/oslo-venv/bin/python"),
+        std::path::PathBuf::from,
+    );
+    assert!(python.exists(), "{} is missing: run scripts/oslo-venv (scripts/test does)", python.display());
+    python
+}
+
+#[tokio::test]
+async fn the_real_oslo_messaging_client_casts_fanouts_and_notifies() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::status(200)).await.unwrap();
+    let _service = serve(&vhost, "").await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/oslo/send_alarms.py");
+    let sent = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(oslo_python())
+            .arg(script)
+            .args([&vhost.transport_url(), &sink.url("/oslo"), "test-host"])
+            .output(),
+    )
+    .await
+    .expect("the oslo.messaging sender finishes")
+    .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let received = wait_for_requests(&sink, 4).await;
+    let mut alarm_ids: Vec<String> = received
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["alarm_id"].as_str().unwrap().to_owned())
+        .collect();
+    alarm_ids.sort();
+    assert_eq!(alarm_ids, ["oslo-cast", "oslo-fanout", "oslo-host", "oslo-notification"]);
+}
+
 #[tokio::test]
 async fn sigterm_stops_cleanly_and_a_declaration_mismatch_is_named() {
     let vhost = TestVhost::create();

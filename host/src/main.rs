@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::ValueEnum;
 use clap::{Parser, Subcommand};
+use tocsin::commands::dlq::DlqAction;
 use tocsin::commands::{self, Exit, notify::NotifyArgs, publish::PublishArgs};
 use tocsin::config::Config;
 use tocsin::message::WireFormat;
@@ -50,6 +51,12 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         count: u32,
     },
+    /// Show, replay or remove dead letters: deliveries that failed for
+    /// good and messages that could not be decoded, each with its reason.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqCommand,
+    },
     /// Check that a component is a notifier tocsin will run; print what it
     /// imports and exports. Exit 0 valid, 1 invalid.
     Check {
@@ -76,6 +83,26 @@ enum Command {
     },
 }
 
+/// What `dlq` does.
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Print dead letters, one JSON line each, leaving them in place.
+    List {
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Deliver dead letters again: deliveries with a fresh retry budget,
+    /// messages to where they were first published.
+    Replay {
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Remove every dead letter.
+    Purge,
+}
+
 /// The wire formats `publish` writes.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Format {
@@ -91,6 +118,14 @@ async fn main() -> ExitCode {
         Err(error) => Err(anyhow::Error::new(error).context("cannot load the configuration")),
         Ok(config) => match cli.command {
             Command::Serve => commands::serve::run(config).await,
+            Command::Dlq { action } => {
+                let (action, limit) = match action {
+                    DlqCommand::List { limit } => (DlqAction::List, limit),
+                    DlqCommand::Replay { limit } => (DlqAction::Replay, limit),
+                    DlqCommand::Purge => (DlqAction::Purge, None),
+                };
+                commands::dlq::run(&config, action, limit).await
+            }
             Command::Publish { format, alarm, actions, count } => {
                 let format = match format {
                     Format::Rpc => WireFormat::Rpc,

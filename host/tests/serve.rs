@@ -276,6 +276,58 @@ async fn two_services_share_the_queue_and_handle_each_message_once() {
     assert!(a > 0.0 && b > 0.0, "both hosts did work: {a} and {b}");
 }
 
+fn tocsin_cli(vhost: &TestVhost, args: &[&str]) -> String {
+    let output = std::process::Command::new(TOCSIN)
+        .args(args)
+        .env("TOCSIN_BROKER__TRANSPORT_URL", vhost.transport_url())
+        .env("TOCSIN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "tocsin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn dead_letters_can_be_listed_replayed_and_purged() {
+    let vhost = TestVhost::create();
+    let refusing = Webhook::start(Reply::status(400)).await.unwrap();
+    let service = serve(&vhost, "").await;
+    tocsin_cli(&vhost, &["publish", "--format", "rpc", "--action", &refusing.url("/no")]);
+    let json = BasicProperties::default().with_content_type("application/json".into());
+    vhost.publish("aodh", "alarming.sample", json, b"{not json").await;
+    let both =
+        eventually(Duration::from_secs(10), async || vhost.depth("tocsin.dead-letters").await == 2).await;
+    assert!(both, "{}", service.log_text());
+
+    let listed: Vec<Value> = tocsin_cli(&vhost, &["dlq", "list"])
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2);
+    let delivery = listed.iter().find(|l| l["kind"] == "delivery").unwrap();
+    assert_eq!(delivery["reason_code"], "permanent");
+    assert!(delivery["reason"].as_str().unwrap().contains("400"), "{delivery}");
+    assert_eq!(delivery["action"], refusing.url("/no"));
+    let message = listed.iter().find(|l| l["kind"] == "message").unwrap();
+    assert_eq!(
+        (&message["reason_code"], &message["exchange"], &message["routing_key"]),
+        (&"not-json".into(), &"aodh".into(), &"alarming.sample".into())
+    );
+    assert_eq!(vhost.depth("tocsin.dead-letters").await, 2, "listing leaves them in place");
+
+    let replayed: Value = serde_json::from_str(&tocsin_cli(&vhost, &["dlq", "replay"])).unwrap();
+    assert_eq!((&replayed["replayed_deliveries"], &replayed["replayed_messages"]), (&1.into(), &1.into()));
+    let again = eventually(Duration::from_secs(10), async || refusing.received().len() == 2).await;
+    assert!(again, "the replayed delivery is attempted again: {}", service.log_text());
+    let back =
+        eventually(Duration::from_secs(10), async || vhost.depth("tocsin.dead-letters").await == 2).await;
+    assert!(back, "both fail again and are dead-lettered again");
+
+    let purged: Value = serde_json::from_str(&tocsin_cli(&vhost, &["dlq", "purge"])).unwrap();
+    assert_eq!(purged["purged"], 2);
+    assert_eq!(vhost.depth("tocsin.dead-letters").await, 0);
+}
+
 /// The venv with the real oslo.messaging (`scripts/oslo-venv`).
 fn oslo_python() -> std::path::PathBuf {
     let python = std::env::var_os("TOCSIN_OSLO_PYTHON").map_or_else(

@@ -3,6 +3,7 @@
 //! as `Err` and exit 2 with the message.
 
 pub mod check;
+pub mod dlq;
 pub mod notify;
 pub mod publish;
 pub mod serve;

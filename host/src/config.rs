@@ -541,6 +541,21 @@ mod tests {
     }
 
     #[test]
+    fn prefetch_dispatch_and_pool_must_nest_and_the_broker_url_parse() {
+        let error = load_toml("[broker]\nrabbit_qos_prefetch_count = 100\n").unwrap_err();
+        assert!(error.to_string().contains("dispatch.concurrency (64)"), "{error}");
+        let error = load_toml("[dispatch]\nconcurrency = 65\n").unwrap_err();
+        assert!(error.to_string().contains("sandbox.instances (64)"), "{error}");
+        let error = load_toml("[delivery]\nretry_tiers_ms = [5000, 1000]\n").unwrap_err();
+        assert!(error.to_string().contains("ascending"), "{error}");
+        let error = load_toml("[broker]\ntransport_url = \"kafka://h\"\n").unwrap_err();
+        assert!(error.to_string().contains("broker.transport_url"), "{error}");
+        let config = load_toml("[broker]\nrabbit_qos_prefetch_count = 8\n[dispatch]\nconcurrency = 8\n").unwrap();
+        assert_eq!(config.broker.rabbit_qos_prefetch_count, 8);
+        assert!(!config.intake.host.is_empty(), "the host defaults to the hostname");
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let error = load_toml("[limits]\nmemroy_bytes = 1\n").unwrap_err();
         assert!(error.to_string().contains("memroy_bytes"), "{error}");

@@ -217,6 +217,7 @@ impl<N: Notifiers> Dispatcher<N> {
             }
             Err(error) => {
                 let retryable = error.is_retryable();
+                self.metrics.delivery(name, tenant, if retryable { "retryable" } else { "failed" });
                 tracing::error!(
                     alarm_id, action = %shown, plugin = name, tenant, delivery_id = %record.delivery_id,
                     attempt, outcome = if retryable { "retryable" } else { "failed" }, elapsed_ms,

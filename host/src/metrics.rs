@@ -16,7 +16,8 @@ pub struct DeliveryLabels {
     pub plugin: String,
     /// Its tenant (empty for the platform's).
     pub tenant: String,
-    /// `delivered`, `retried`, `deferred`, `dead_lettered`, `superseded`.
+    /// `delivered`, `retryable` or `failed` (an attempt that failed),
+    /// `deferred` (no slot came free), `dead_lettered` (no plugin).
     pub outcome: &'static str,
 }
 

@@ -276,6 +276,76 @@ async fn two_services_share_the_queue_and_handle_each_message_once() {
     assert!(a > 0.0 && b > 0.0, "both hosts did work: {a} and {b}");
 }
 
+#[tokio::test]
+async fn a_newer_state_change_supersedes_a_pending_retry() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::Script(vec![Reply::status(503), Reply::status(200)])).await.unwrap();
+    let config = test_config(&vhost.transport_url(), "test-host", "")
+        .replace("retry_tiers_ms = [200, 400, 800]", "retry_tiers_ms = [2000]");
+    let service = Service::start(TOCSIN, &config).await;
+    tocsin_cli(&vhost, &["publish", "--action", &sink.url("/state")]);
+    wait_for_requests(&sink, 1).await;
+    let mut newer = tocsin_tests::sample_alarm();
+    (newer.previous, newer.current) = ("alarm".into(), "ok".into());
+    let file = write_temp(&serde_json::to_string(&newer).unwrap());
+    tocsin_cli(
+        &vhost,
+        &["publish", "--alarm", file.path().to_str().unwrap(), "--action", &sink.url("/state")],
+    );
+    let superseded = eventually(Duration::from_secs(20), async || {
+        !service
+            .lines_with(
+                "intake: A newer state change of this alarm went to this action; the stale retry is dropped.",
+            )
+            .is_empty()
+    })
+    .await;
+    assert!(superseded, "{}", service.log_text());
+    let states: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["current"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["alarm", "ok"], "the receiver ends on the newest state, the stale retry never sent");
+    assert_eq!(service.metric(r#"tocsin_messages_total{kind="retry",outcome="superseded"}"#).await, 1.0);
+}
+
+#[tokio::test]
+async fn a_hanging_webhook_does_not_hold_up_other_alarms() {
+    let vhost = TestVhost::create();
+    let hanging = Webhook::start(Reply::Hang).await.unwrap();
+    let healthy = Webhook::start(Reply::status(200)).await.unwrap();
+    let config = test_config(&vhost.transport_url(), "test-host", "")
+        .replace("[dispatch]\n", "[dispatch]\nper_host = 2\nslot_wait_ms = 100\n");
+    let service = Service::start(TOCSIN, &config).await;
+    let alarms = 40;
+    tocsin_cli(
+        &vhost,
+        &[
+            "publish",
+            "--count",
+            &alarms.to_string(),
+            "--action",
+            &hanging.url("/slow"),
+            "--action",
+            &healthy.url("/fast"),
+        ],
+    );
+    wait_for_requests(&healthy, alarms).await;
+    // Every healthy action arrived while no hanging request had ended (each
+    // would end as a retryable timeout after http.timeout_ms = 10 s): none
+    // waited for the hanging webhook.
+    let http =
+        |outcome: &str| format!(r#"tocsin_deliveries_total{{plugin="http",tenant="",outcome="{outcome}"}}"#);
+    assert_eq!(service.metric(&http("retryable")).await, 0.0, "{}", service.log_text());
+    assert_eq!(service.metric(&http("delivered")).await, alarms as f64);
+    assert!(
+        service.metric(&http("deferred")).await >= 1.0,
+        "the busy destination's deliveries were deferred"
+    );
+    assert!(hanging.received().len() <= 2 + 2, "at most per_host requests hang at once (+ retries)");
+}
+
 fn tocsin_cli(vhost: &TestVhost, args: &[&str]) -> String {
     let output = std::process::Command::new(TOCSIN)
         .args(args)

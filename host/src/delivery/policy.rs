@@ -68,6 +68,19 @@ impl RetryPolicy {
         Decision::Retry { tier, delay }
     }
 
+    /// A delivery that found no free slot waits in the first tier, without
+    /// counting an attempt, unless that would pass the horizon.
+    pub fn defer(&self, age: Duration) -> Decision {
+        let (tier, delay) = self.tier_for(Duration::ZERO);
+        if age.saturating_add(delay) > self.horizon {
+            return Decision::GiveUp(format!(
+                "the retry horizon of {} s passed while its destination stayed busy",
+                self.horizon.as_secs()
+            ));
+        }
+        Decision::Retry { tier, delay }
+    }
+
     /// The shortest tier at least `wanted` long (the longest when none is).
     pub fn tier_for(&self, wanted: Duration) -> (usize, Duration) {
         let index =
@@ -138,6 +151,15 @@ mod tests {
         );
         let late = policy.decide(2, Duration::from_millis(24 * 3_600_000 - 500), None);
         assert!(matches!(late, Decision::GiveUp(why) if why.contains("horizon")));
+    }
+
+    #[test]
+    fn deferrals_use_the_first_tier_within_the_horizon() {
+        let policy = policy();
+        assert_eq!(policy.defer(Duration::ZERO), Decision::Retry { tier: 0, delay: Duration::from_secs(1) });
+        assert!(
+            matches!(policy.defer(Duration::from_secs(24 * 3600)), Decision::GiveUp(why) if why.contains("busy"))
+        );
     }
 
     #[test]

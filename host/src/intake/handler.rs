@@ -182,14 +182,18 @@ impl<N: Notifiers> Intake<N> {
         record: &DeliveryRecord,
         publisher: &Publisher,
     ) -> Result<(), PublishError> {
-        let own = &self.topology.own;
         match self.dispatcher.deliver(record).await {
             Outcome::Delivered => Ok(()),
             Outcome::Failed { code, reason } => self.dead_letter(record, code, &reason, publisher).await,
-            Outcome::Deferred { reason } => {
-                let next = DeliveryRecord { last_error: Some(reason), ..record.clone() };
-                self.schedule(&next, 0, publisher).await
-            }
+            Outcome::Deferred { reason } => match self.policy.defer(age_of(record)) {
+                Decision::Retry { tier, .. } => {
+                    let next = DeliveryRecord { last_error: Some(reason), ..record.clone() };
+                    self.schedule(&next, tier, publisher).await
+                }
+                Decision::GiveUp(why) => {
+                    self.dead_letter(record, "gave-up", &format!("{why}; {reason}"), publisher).await
+                }
+            },
             Outcome::Retry { reason, retry_after } => {
                 let age =
                     Duration::from_millis(u64::try_from(now_ms() - record.first_attempt_ms).unwrap_or(0));
@@ -200,7 +204,7 @@ impl<N: Notifiers> Intake<N> {
                             last_error: Some(reason),
                             ..record.clone()
                         };
-                        self.schedule(&next, tier.min(own.tiers.len().saturating_sub(1)), publisher).await
+                        self.schedule(&next, tier, publisher).await
                     }
                     Decision::GiveUp(why) => {
                         self.dead_letter(
@@ -251,4 +255,9 @@ impl<N: Notifiers> Intake<N> {
         self.metrics.dead_letter(code);
         Ok(())
     }
+}
+
+/// Time since the delivery's first attempt began.
+fn age_of(record: &DeliveryRecord) -> Duration {
+    Duration::from_millis(u64::try_from(now_ms().saturating_sub(record.first_attempt_ms)).unwrap_or(0))
 }

@@ -62,15 +62,7 @@ fn sandbox_samples(runtime: &tokio::runtime::Runtime, pooling: bool, alarm: &Ala
 }
 
 fn native_samples(alarm: &Alarm) -> Vec<Duration> {
-    let wit_alarm = tocsin_guest_sdk::Alarm {
-        alarm_id: alarm.alarm_id.clone(),
-        alarm_name: alarm.alarm_name.clone(),
-        severity: alarm.severity.clone(),
-        previous: alarm.previous.clone(),
-        current: alarm.current.clone(),
-        reason: alarm.reason.clone(),
-        reason_data: alarm.reason_data.as_ref().map(ToString::to_string),
-    };
+    let wit_alarm = alarm.to_sdk();
     (0..WARMUP + SAMPLES)
         .map(|_| {
             let started = Instant::now();

@@ -34,6 +34,22 @@ pub struct Alarm {
     pub reason_data: Option<serde_json::Value>,
 }
 
+impl Alarm {
+    /// The alarm as the guest SDK types it, to run a notifier's own code
+    /// natively (the benchmarks' baseline).
+    pub fn to_sdk(&self) -> tocsin_guest_sdk::Alarm {
+        tocsin_guest_sdk::Alarm {
+            alarm_id: self.alarm_id.clone(),
+            alarm_name: self.alarm_name.clone(),
+            severity: self.severity.clone(),
+            previous: self.previous.clone(),
+            current: self.current.clone(),
+            reason: self.reason.clone(),
+            reason_data: self.reason_data.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
 fn text_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

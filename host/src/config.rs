@@ -550,7 +550,8 @@ mod tests {
         assert!(error.to_string().contains("ascending"), "{error}");
         let error = load_toml("[broker]\ntransport_url = \"kafka://h\"\n").unwrap_err();
         assert!(error.to_string().contains("broker.transport_url"), "{error}");
-        let config = load_toml("[broker]\nrabbit_qos_prefetch_count = 8\n[dispatch]\nconcurrency = 8\n").unwrap();
+        let config =
+            load_toml("[broker]\nrabbit_qos_prefetch_count = 8\n[dispatch]\nconcurrency = 8\n").unwrap();
         assert_eq!(config.broker.rabbit_qos_prefetch_count, 8);
         assert!(!config.intake.host.is_empty(), "the host defaults to the hostname");
     }

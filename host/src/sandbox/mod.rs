@@ -432,7 +432,7 @@ fn finish(
     let elapsed_ms = elapsed.as_secs_f64() * 1e3;
     match &result {
         Ok(()) => {
-            tracing::info!(outcome = "delivered", elapsed_ms, fuel_used, "sandbox: Notification delivered.")
+            tracing::debug!(outcome = "delivered", elapsed_ms, fuel_used, "sandbox: Notification delivered.")
         }
         Err(error) => tracing::warn!(
             outcome = "failed", kind = error.kind(), retryable = error.is_retryable(), elapsed_ms, error = %error,

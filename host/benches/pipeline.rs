@@ -1,0 +1,316 @@
+//! The whole pipeline against the real RabbitMQ on 127.0.0.1:5672:
+//! broker → intake (decode, ack after the outcome) → dispatch → notifier →
+//! `log` line or HTTP POST to a keep-alive sink on 127.0.0.1. Each case
+//! runs twice in the same run: with the wasm sandbox, and with the
+//! sandbox replaced by the same notifier code compiled natively (the
+//! limit), so the ratio shows what the sandbox costs.
+//!
+//! `cargo bench -p tocsin --bench pipeline` (after `scripts/rabbitmq`).
+//! - throughput: pre-fill the queue with `TOCSIN_BENCH_ALARMS` alarms
+//!   (default 20,000, one action each), start the intake, time until all
+//!   are delivered;
+//! - latency: publish at 1,000 alarms/s for 5 s, measure publish →
+//!   delivered, p50 and p99.
+//!
+//! `TOCSIN_BENCH_CASES=log-sandbox,http-native` runs only those cases (for
+//! profiling one of them).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot set up has nothing to measure
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lapin::BasicProperties;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use tocsin::alarm::{Alarm, Delivery};
+use tocsin::config::Config;
+use tocsin::dispatch::{Dispatcher, Notifiers, Sandboxed};
+use tocsin::intake::topology::Topology;
+use tocsin::intake::{Intake, Status};
+use tocsin::message::{self, Stamps, WireFormat};
+use tocsin::metrics::Metrics;
+use tocsin::registry::{self, Registry, ResolveError};
+use tocsin::sandbox::{CallError, Sandbox};
+use tocsin_tests::broker::TestVhost;
+use tokio_util::sync::CancellationToken;
+
+const LATENCY_RATE: u64 = 1_000;
+const LATENCY_SECONDS: u64 = 5;
+
+/// The built-in notifiers' own code, compiled natively: no sandbox.
+struct Native {
+    client: reqwest::Client,
+}
+
+impl Notifiers for Native {
+    type Plugin = &'static str;
+
+    fn resolve(&self, action: &str) -> Result<Arc<&'static str>, ResolveError> {
+        registry::builtin_for_action(action).map(Arc::new)
+    }
+
+    fn identity<'a>(plugin: &'a &'static str) -> (&'a str, Option<&'a str>) {
+        (plugin, None)
+    }
+
+    async fn invoke(
+        &self,
+        plugin: &&'static str,
+        action: &str,
+        alarm: &Alarm,
+        delivery: &Delivery,
+    ) -> Result<(), CallError> {
+        let alarm = alarm.to_sdk();
+        if *plugin == "log" {
+            tracing::info!(target: "tocsin::plugin", plugin = "log", "{}", tocsin_notifier_log::aodh_line(action, &alarm));
+            return Ok(());
+        }
+        let response = self
+            .client
+            .post(action)
+            .header("content-type", "application/json")
+            .header("x-openstack-request-id", delivery.request_id())
+            .body(tocsin_notifier_http::aodh_body(&alarm))
+            .send()
+            .await
+            .map_err(|e| CallError::Retryable { reason: e.to_string(), retry_after: None })?;
+        match response.status().is_success() {
+            true => Ok(()),
+            false => Err(CallError::Permanent(response.status().to_string())),
+        }
+    }
+}
+
+/// Counts deliveries and records publish → delivered from the alarm's
+/// reason (`t=<unix ns>`).
+struct Timed<N> {
+    inner: N,
+    delivered: AtomicU64,
+    latencies: Mutex<Vec<Duration>>,
+}
+
+impl<N: Notifiers> Notifiers for Timed<N> {
+    type Plugin = N::Plugin;
+
+    fn resolve(&self, action: &str) -> Result<Arc<N::Plugin>, ResolveError> {
+        self.inner.resolve(action)
+    }
+
+    fn identity(plugin: &N::Plugin) -> (&str, Option<&str>) {
+        N::identity(plugin)
+    }
+
+    async fn invoke(
+        &self,
+        plugin: &N::Plugin,
+        action: &str,
+        alarm: &Alarm,
+        delivery: &Delivery,
+    ) -> Result<(), CallError> {
+        let result = self.inner.invoke(plugin, action, alarm, delivery).await;
+        if result.is_ok() {
+            if let Some(sent) = alarm.reason.strip_prefix("t=").and_then(|t| t.parse::<u128>().ok()) {
+                let latency = now_ns().saturating_sub(sent);
+                self.latencies.lock().unwrap().push(Duration::from_nanos(latency as u64));
+            }
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+fn config(vhost: &TestVhost) -> Config {
+    let mut config = Config::default();
+    config.broker.transport_url = vhost.transport_url();
+    config.intake.host = "bench".into();
+    config.egress.allow_networks = vec!["127.0.0.1/32".parse().unwrap()];
+    config.plugins.entry("http".into()).or_default().allow_hosts = vec!["127.0.0.1".into()];
+    config.validate().expect("bench config");
+    config
+}
+
+/// A keep-alive HTTP sink on 127.0.0.1 that answers 200.
+async fn start_sink() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/hook")
+}
+
+/// Publishes `count` notifications with one action, pacing them at `rate`
+/// per second when given; the reason carries the publish time.
+async fn publish(vhost: &TestVhost, config: &Config, action: &str, count: u64, rate: Option<u64>) {
+    let connection = vhost.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    Topology::new(config).publisher(config, WireFormat::Notification).declare(&channel, false).await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(2);
+    let mut alarm: Alarm = serde_json::from_str(include_str!("../../examples/alarm.json")).unwrap();
+    let actions = [action.to_owned()];
+    let mut pacing = rate.map(|rate| tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate)));
+    let mut pending = Vec::new();
+    for _ in 0..count {
+        if let Some(interval) = pacing.as_mut() {
+            interval.tick().await;
+        }
+        alarm.reason = format!("t={}", now_ns());
+        let body = message::encode(WireFormat::Notification, &alarm, &actions, &Stamps::fresh());
+        let confirm = channel
+            .basic_publish(
+                "aodh".into(),
+                "alarming.sample".into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties.clone(),
+            )
+            .await
+            .unwrap();
+        pending.push(confirm);
+        if pending.len() >= 1000 {
+            for confirm in pending.drain(..) {
+                assert!(confirm.await.unwrap().is_ack());
+            }
+        }
+    }
+    for confirm in pending {
+        assert!(confirm.await.unwrap().is_ack());
+    }
+    let _ = connection.close(200, "done".into()).await;
+}
+
+struct Run {
+    delivered: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// Starts an intake over `notifiers`, runs `load` beside it, and waits
+/// until `expected` deliveries happened.
+async fn pipeline<N: Notifiers>(
+    config: &Config,
+    notifiers: N,
+    expected: u64,
+    load: impl Future<Output = ()>,
+) -> Run {
+    let metrics = Arc::new(Metrics::default());
+    let timed = Timed { inner: notifiers, delivered: AtomicU64::new(0), latencies: Mutex::new(Vec::new()) };
+    let dispatcher = Arc::new(Dispatcher::new(timed, &config.dispatch, Arc::clone(&metrics)));
+    let intake = Arc::new(
+        Intake::new(Arc::new(config.clone()), Arc::clone(&dispatcher), metrics, Arc::new(Status::default()))
+            .unwrap(),
+    );
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(Arc::clone(&intake).run(shutdown.clone(), Duration::from_secs(5)));
+    load.await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let timed = dispatcher.notifiers();
+    while timed.delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let latencies = std::mem::take(&mut *timed.latencies.lock().unwrap());
+    Run { delivered: timed.delivered.load(Ordering::Relaxed), elapsed, latencies }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted.get(((sorted.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or_default()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Executor {
+    Native,
+    Sandbox,
+}
+
+async fn case(vhost: &TestVhost, executor: Executor, action: &str, alarms: u64, latency: bool) -> Run {
+    let config = config(vhost);
+    let notifiers = || -> Result<Sandboxed, Native> {
+        match executor {
+            Executor::Native => {
+                Err(Native { client: reqwest::Client::builder().no_proxy().build().unwrap() })
+            }
+            Executor::Sandbox => {
+                let sandbox = Sandbox::new(&config).unwrap();
+                let registry = Registry::with_builtins(&sandbox, &config).unwrap();
+                Ok(Sandboxed { sandbox, registry })
+            }
+        }
+    };
+    let (count, rate) =
+        if latency { (LATENCY_RATE * LATENCY_SECONDS, Some(LATENCY_RATE)) } else { (alarms, None) };
+    if !latency {
+        publish(vhost, &config, action, count, None).await;
+    }
+    let load = async {
+        if latency {
+            publish(vhost, &config, action, count, rate).await;
+        }
+    };
+    match notifiers() {
+        Ok(sandboxed) => pipeline(&config, sandboxed, count, load).await,
+        Err(native) => pipeline(&config, native, count, load).await,
+    }
+}
+
+fn main() {
+    let alarms: u64 =
+        std::env::var("TOCSIN_BENCH_ALARMS").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let cases = std::env::var("TOCSIN_BENCH_CASES").unwrap_or_default();
+    let selected = |case: &str| cases.is_empty() || cases.split(',').any(|c| c == case);
+    tracing_subscriber::fmt().with_writer(std::io::sink).with_max_level(tracing::Level::INFO).init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        if tokio::net::TcpStream::connect("127.0.0.1:5672").await.is_err() {
+            eprintln!("no RabbitMQ on 127.0.0.1:5672: run scripts/rabbitmq first");
+            std::process::exit(2);
+        }
+        let vhost = TestVhost::create();
+        let sink = start_sink().await;
+        println!(
+            "pipeline: RabbitMQ → intake → dispatch → notifier; {alarms} pre-filled alarms, one action each;"
+        );
+        println!("latency: {LATENCY_RATE} alarms/s for {LATENCY_SECONDS} s, publish → delivered");
+        println!(
+            "{:<8} {:<8} {:>12} {:>10} {:>10} {:>10}",
+            "action", "notifier", "actions/s", "p50", "p99", "delivered"
+        );
+        for (name, action) in [("log://", "log://".to_owned()), ("http://", sink.clone())] {
+            let mut rates = Vec::new();
+            for executor in [Executor::Native, Executor::Sandbox] {
+                let label = if executor == Executor::Native { "native" } else { "sandbox" };
+                if !selected(&format!("{}-{label}", name.trim_end_matches("://"))) {
+                    continue;
+                }
+                let throughput = case(&vhost, executor, &action, alarms, false).await;
+                let mut latency = case(&vhost, executor, &action, alarms, true).await;
+                latency.latencies.sort_unstable();
+                let rate = throughput.delivered as f64 / throughput.elapsed.as_secs_f64();
+                rates.push(rate);
+                println!(
+                    "{:<8} {:<8} {:>12.0} {:>10.2?} {:>10.2?} {:>10}",
+                    name,
+                    label,
+                    rate,
+                    percentile(&latency.latencies, 0.50),
+                    percentile(&latency.latencies, 0.99),
+                    throughput.delivered + latency.delivered,
+                );
+            }
+            if let [native, sandbox] = rates[..] {
+                println!("{name} sandbox / native throughput: {:.2}", sandbox / native);
+            }
+        }
+    });
+}

@@ -110,6 +110,11 @@ impl CallLog {
         }
     }
 
+    /// Whose call this is.
+    pub fn identity(&self) -> &CallIdentity {
+        &self.identity
+    }
+
     /// Whether a cap dropped or cut anything in this call.
     pub fn hit_limit(&self) -> bool {
         self.dropped > 0 || self.truncated > 0

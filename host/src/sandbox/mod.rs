@@ -274,7 +274,7 @@ impl Sandbox {
     }
 
     /// Runs `plugin` for one action of one alarm, in a fresh store.
-    #[tracing::instrument(name = "sandbox", skip_all, fields(
+    #[tracing::instrument(name = "sandbox", level = "debug", skip_all, fields(
         plugin = %plugin.name,
         tenant = plugin.tenant.as_deref().unwrap_or(""),
         alarm_id = %alarm.alarm_id,
@@ -434,13 +434,22 @@ fn finish(
         Ok(()) => {
             tracing::debug!(outcome = "delivered", elapsed_ms, fuel_used, "sandbox: Notification delivered.")
         }
-        Err(error) => tracing::warn!(
+        // The caller reports the failure (dispatch's "Unable to notify", the
+        // `notify` command's JSON); this is the sandbox's detail.
+        Err(error) => tracing::debug!(
             outcome = "failed", kind = error.kind(), retryable = error.is_retryable(), elapsed_ms, error = %error,
             "sandbox: Notification failed."
         ),
     }
     if state.log.dropped > 0 {
-        tracing::warn!(dropped = state.log.dropped, "sandbox: Plugin log lines dropped by the log limits.");
+        let identity = state.log.identity();
+        tracing::warn!(
+            plugin = &*identity.plugin,
+            tenant = identity.tenant.as_deref().unwrap_or(""),
+            alarm_id = identity.alarm_id,
+            dropped = state.log.dropped,
+            "sandbox: Plugin log lines dropped by the log limits."
+        );
     }
     Invocation {
         result,

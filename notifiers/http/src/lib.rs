@@ -34,33 +34,9 @@ impl Notifier for HttpNotifier {
             ))
         })?;
         let request = build_request(&split, &alarm, &delivery)?;
-        log::log_with(
-            Level::Info,
-            format!(
-                "Notifying alarm {} {} with severity {} from {} to {} with action {} because {}. request-id: {}",
-                alarm.alarm_name.as_deref().unwrap_or("None"),
-                alarm.alarm_id,
-                alarm.severity.as_deref().unwrap_or("None"),
-                alarm.previous,
-                alarm.current,
-                split.redacted(),
-                alarm.reason,
-                delivery.request_id,
-            ),
-            &[],
-        );
+        log::log_with(Level::Info, sending_line(&split, &alarm, &delivery.request_id), &[]);
         let response = request.send()?;
-        let status = http::StatusCode::from_u16(response.status).ok();
-        log::log_with(
-            Level::Info,
-            format!(
-                "Notifying alarm <{}> gets response: {} {}.",
-                alarm.alarm_id,
-                response.status,
-                status.and_then(|s| s.canonical_reason()).unwrap_or(""),
-            ),
-            &[],
-        );
+        log::log_with(Level::Info, response_line(&alarm.alarm_id, response.status), &[]);
         if response.status == 410 {
             log::log_with(
                 Level::Warn,
@@ -73,6 +49,30 @@ impl Notifier for HttpNotifier {
 }
 
 export_notifier!(HttpNotifier);
+
+/// Aodh's line before the request: `Notifying alarm <name> <id> with
+/// severity <severity> from <previous> to <current> with action <action>
+/// because <reason>. request-id: <id>`, credentials redacted.
+pub fn sending_line(split: &SplitAction<'_>, alarm: &Alarm, request_id: &str) -> String {
+    format!(
+        "Notifying alarm {} {} with severity {} from {} to {} with action {} because {}. request-id: {}",
+        alarm.alarm_name.as_deref().unwrap_or("None"),
+        alarm.alarm_id,
+        alarm.severity.as_deref().unwrap_or("None"),
+        alarm.previous,
+        alarm.current,
+        split.redacted(),
+        alarm.reason,
+        request_id,
+    )
+}
+
+/// Aodh's line after the response: `Notifying alarm <<id>> gets response:
+/// <status> <reason>.`
+pub fn response_line(alarm_id: &str, status: u16) -> String {
+    let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    format!("Notifying alarm <{alarm_id}> gets response: {status} {reason}.")
+}
 
 /// The request Aodh's REST notifier sends for this action and alarm.
 ///

@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer as _};
 use serde_json::Value;
 use serde_json::ser::Formatter;
 
@@ -17,6 +17,15 @@ pub fn to_python_json(value: &Value) -> Vec<u8> {
     // writer is infallible.
     let _ = value.serialize(&mut serializer);
     out
+}
+
+/// Appends `text` as a JSON string, quoted and escaped as Python's
+/// `json.dumps` writes it: for building a body field by field without a
+/// `Value` in between.
+pub fn write_python_str(out: &mut Vec<u8>, text: &str) {
+    let mut serializer = serde_json::Serializer::with_formatter(out, PythonFormatter);
+    // Writing a string into a `Vec` cannot fail.
+    let _ = serializer.serialize_str(text);
 }
 
 /// Python's `repr(float)`: the shortest digits that round-trip, in decimal
@@ -52,14 +61,18 @@ impl Formatter for PythonFormatter {
     }
 
     fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
-        for c in fragment.chars() {
-            if (' '..='~').contains(&c) {
-                writer.write_all(&[c as u8])?;
-            } else {
+        // Printable ASCII goes out in runs; anything else as `\uXXXX` units.
+        let mut rest = fragment;
+        while !rest.is_empty() {
+            let run = rest.bytes().position(|b| !(b' '..=b'~').contains(&b)).unwrap_or(rest.len());
+            writer.write_all(&rest.as_bytes()[..run])?;
+            rest = &rest[run..];
+            if let Some(c) = rest.chars().next() {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
                     write!(writer, "\\u{unit:04x}")?;
                 }
+                rest = &rest[c.len_utf8()..];
             }
         }
         Ok(())
@@ -73,6 +86,15 @@ impl Formatter for PythonFormatter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_written_alone_match_the_value_serializer() {
+        for text in ["plain", "quote \" and \\ back", "tab\tnew\nline\u{1}", "é😀\u{7f}"] {
+            let mut out = Vec::new();
+            write_python_str(&mut out, text);
+            assert_eq!(out, to_python_json(&Value::String(text.into())));
+        }
+    }
 
     #[test]
     fn python_escapes_and_float_forms() {

@@ -261,9 +261,15 @@ async fn case(vhost: &TestVhost, executor: Executor, action: &str, alarms: u64, 
     let config = config(vhost);
     let notifiers = || -> Result<Sandboxed, Native> {
         match executor {
-            Executor::Native => {
-                Err(Native { client: reqwest::Client::builder().no_proxy().build().unwrap() })
-            }
+            // The per-attempt timeout is the delivery policy's, not the
+            // sandbox's: the native limit has it too.
+            Executor::Native => Err(Native {
+                client: reqwest::Client::builder()
+                    .no_proxy()
+                    .timeout(Duration::from_millis(config.http.timeout_ms))
+                    .build()
+                    .unwrap(),
+            }),
             Executor::Sandbox => {
                 let sandbox = Sandbox::new(&config).unwrap();
                 let registry = Registry::with_builtins(&sandbox, &config).unwrap();

@@ -35,6 +35,14 @@ pub struct Alarm {
 }
 
 impl Alarm {
+    /// `reason_data` as the WIT contract hands it to plugins: JSON text as
+    /// Python's `json.dumps` writes it, so the REST notifier embeds it in
+    /// Aodh's body as it is.
+    pub fn reason_data_text(&self) -> Option<String> {
+        let data = self.reason_data.as_ref()?;
+        String::from_utf8(tocsin_guest_sdk::json::to_python_json(data)).ok()
+    }
+
     /// The alarm as the guest SDK types it, to run a notifier's own code
     /// natively (the benchmarks' baseline).
     pub fn to_sdk(&self) -> tocsin_guest_sdk::Alarm {
@@ -45,7 +53,7 @@ impl Alarm {
             previous: self.previous.clone(),
             current: self.current.clone(),
             reason: self.reason.clone(),
-            reason_data: self.reason_data.as_ref().map(ToString::to_string),
+            reason_data: self.reason_data_text(),
         }
     }
 }

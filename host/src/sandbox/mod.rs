@@ -348,7 +348,7 @@ async fn call_notify(
         previous: alarm.previous.clone(),
         current: alarm.current.clone(),
         reason: alarm.reason.clone(),
-        reason_data: alarm.reason_data.as_ref().map(ToString::to_string),
+        reason_data: alarm.reason_data_text(),
     };
     let wit_delivery = wit::Delivery {
         id: delivery.id.clone(),

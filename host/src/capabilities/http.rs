@@ -194,7 +194,10 @@ pub struct HttpGrants {
 pub struct CallHttp {
     capability: Arc<HttpCapability>,
     grants: Arc<HttpGrants>,
-    action_host: Option<String>,
+    /// The action URL; its host is granted, worked out at the first request
+    /// (most calls, `log://` ones, make none).
+    action: Box<str>,
+    action_host: OnceLock<Option<String>>,
     deadline: Instant,
     max_requests: u32,
     max_request_body: u64,
@@ -215,11 +218,11 @@ impl CallHttp {
         limits: &Limits,
         deadline: Instant,
     ) -> Self {
-        let action_host = Url::parse(action).ok().and_then(|url| url.host_str().map(host_key));
         CallHttp {
             capability,
             grants,
-            action_host,
+            action: action.into(),
+            action_host: OnceLock::new(),
             deadline,
             max_requests: limits.http_requests,
             max_request_body: limits.http_request_body_bytes,
@@ -252,7 +255,10 @@ impl CallHttp {
         };
         let key = host_key(&host.to_string());
         let explicitly_granted = self.grants.allowed_hosts.contains(&key);
-        if !explicitly_granted && self.action_host.as_deref() != Some(key.as_str()) {
+        let action_host = self
+            .action_host
+            .get_or_init(|| Url::parse(&self.action).ok().and_then(|url| url.host_str().map(host_key)));
+        if !explicitly_granted && action_host.as_deref() != Some(key.as_str()) {
             return Err(HttpError::Denied(format!("host {key} is not granted to this plugin")));
         }
         let ip = match host {

@@ -54,18 +54,6 @@ pub enum Outcome {
     },
 }
 
-impl Outcome {
-    /// Name for log lines.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Outcome::Delivered => "delivered",
-            Outcome::Failed { .. } => "failed",
-            Outcome::Retry { .. } => "retryable",
-            Outcome::Deferred { .. } => "deferred",
-        }
-    }
-}
-
 /// The notifiers dispatch runs: the sandbox in the service, a native
 /// stand-in in the benchmark that measures what the sandbox costs.
 pub trait Notifiers: Send + Sync + 'static {
@@ -176,14 +164,14 @@ impl<N: Notifiers> Dispatcher<N> {
     /// where Aodh has some.
     pub async fn deliver(&self, record: &DeliveryRecord) -> Outcome {
         let alarm_id = record.alarm.alarm_id.as_str();
-        let shown = action::display(&record.action);
+        let split = action::split(&record.action).ok();
+        let shown = split.as_ref().map_or_else(|| action::display(&record.action), |split| split.redacted());
         let plugin = match self.notifiers.resolve(&record.action) {
             Ok(plugin) => plugin,
             Err(error) => return self.unresolved(record, &shown, &error),
         };
         let (name, tenant) = N::identity(&plugin);
-        let destination =
-            action::split(&record.action).map(|s| s.host_port().to_ascii_lowercase()).unwrap_or_default();
+        let destination = split.as_ref().map(|s| s.host_port().to_ascii_lowercase()).unwrap_or_default();
         let _permits = match self.acquire(name, &destination).await {
             Ok(permits) => permits,
             Err(reason) => {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use tocsin_tests::broker::{TestVhost, eventually, rabbitmqctl};
-use tocsin_tests::service::{Service, test_config};
+use tocsin_tests::service::{Service, cli, test_config};
 use tocsin_tests::webhook::{Reply, Webhook};
 
 const TOCSIN: &str = env!("CARGO_BIN_EXE_tocsin");
@@ -24,14 +24,14 @@ async fn a_broker_restart_in_a_burst_loses_nothing_with_durable_queues() {
     let config = test_config(&vhost.transport_url(), "restart-host", "")
         .replace("[broker]\n", "[broker]\namqp_durable_queues = true\n");
     let service = Service::start(TOCSIN, &config).await;
-    let published = tokio::process::Command::new(TOCSIN)
-        .args(["publish", "--count", &ALARMS.to_string(), "--action", &sink.url("/restart")])
-        .env("TOCSIN_BROKER__TRANSPORT_URL", vhost.transport_url())
-        .env("TOCSIN_BROKER__AMQP_DURABLE_QUEUES", "true")
-        .output()
-        .await
-        .unwrap();
-    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    let count = ALARMS.to_string();
+    cli(
+        TOCSIN,
+        &vhost.transport_url(),
+        &["publish", "--count", &count, "--action", &sink.url("/restart")],
+        &[("TOCSIN_BROKER__AMQP_DURABLE_QUEUES", "true")],
+    )
+    .await;
 
     let started = eventually(Duration::from_secs(30), async || sink.received().len() >= 100).await;
     assert!(started, "deliveries started: {}", service.log_text());

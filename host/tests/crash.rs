@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tocsin_tests::broker::{TestVhost, eventually};
-use tocsin_tests::service::{Service, test_config};
+use tocsin_tests::service::{Service, cli, test_config};
 use tocsin_tests::webhook::{Reply, Webhook};
 
 const TOCSIN: &str = env!("CARGO_BIN_EXE_tocsin");
@@ -23,13 +23,14 @@ async fn kill_9_in_the_middle_of_1000_alarms_loses_none() {
         .unwrap();
     let config = test_config(&vhost.transport_url(), "crash-host", "");
     let mut first = Service::start(TOCSIN, &config).await;
-    let published = tokio::process::Command::new(TOCSIN)
-        .args(["publish", "--count", &ALARMS.to_string(), "--action", &sink.url("/crash")])
-        .env("TOCSIN_BROKER__TRANSPORT_URL", vhost.transport_url())
-        .output()
-        .await
-        .unwrap();
-    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    let count = ALARMS.to_string();
+    cli(
+        TOCSIN,
+        &vhost.transport_url(),
+        &["publish", "--count", &count, "--action", &sink.url("/crash")],
+        &[],
+    )
+    .await;
 
     let started = eventually(Duration::from_secs(30), async || sink.received().len() >= 100).await;
     assert!(started, "deliveries started: {}", first.log_text());

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tocsin::alarm::Delivery;
 use tocsin_tests::broker::{TestVhost, eventually};
 use tocsin_tests::fixture;
-use tocsin_tests::service::{Service, test_config};
+use tocsin_tests::service::{Service, cli, test_config};
 use tocsin_tests::webhook::{Received, Reply, Webhook};
 
 const TOCSIN: &str = env!("CARGO_BIN_EXE_tocsin");
@@ -151,12 +151,8 @@ async fn a_503_is_retried_with_the_same_delivery_and_a_400_is_dead_lettered() {
             .unwrap();
     let refusing = Webhook::start(Reply::status(400)).await.unwrap();
     let service = serve(&vhost, "").await;
-    let output = std::process::Command::new(TOCSIN)
-        .args(["publish", "--action", &flaky.url("/hook"), "--action", &refusing.url("/hook")])
-        .env("TOCSIN_BROKER__TRANSPORT_URL", vhost.transport_url())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    tocsin_cli(&vhost, &["publish", "--action", &flaky.url("/hook"), "--action", &refusing.url("/hook")])
+        .await;
 
     let attempts = wait_for_requests(&flaky, 3).await;
     let ids: Vec<&str> = attempts.iter().map(|r| r.header("x-openstack-request-id").unwrap()).collect();
@@ -260,12 +256,7 @@ async fn two_services_share_the_queue_and_handle_each_message_once() {
     let first = Service::start(TOCSIN, &config("host-a")).await;
     let second = Service::start(TOCSIN, &config("host-b")).await;
     let count = 200;
-    let output = std::process::Command::new(TOCSIN)
-        .args(["publish", "--count", &count.to_string(), "--action", &sink.url("/shared")])
-        .env("TOCSIN_BROKER__TRANSPORT_URL", vhost.transport_url())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    tocsin_cli(&vhost, &["publish", "--count", &count.to_string(), "--action", &sink.url("/shared")]).await;
     let received = wait_for_requests(&sink, count).await;
     let ids: std::collections::HashSet<&str> =
         received.iter().map(|r| r.header("x-openstack-request-id").unwrap()).collect();
@@ -283,7 +274,7 @@ async fn a_newer_state_change_supersedes_a_pending_retry() {
     let config = test_config(&vhost.transport_url(), "test-host", "")
         .replace("retry_tiers_ms = [200, 400, 800]", "retry_tiers_ms = [2000]");
     let service = Service::start(TOCSIN, &config).await;
-    tocsin_cli(&vhost, &["publish", "--action", &sink.url("/state")]);
+    tocsin_cli(&vhost, &["publish", "--action", &sink.url("/state")]).await;
     wait_for_requests(&sink, 1).await;
     let mut newer = tocsin_tests::sample_alarm();
     (newer.previous, newer.current) = ("alarm".into(), "ok".into());
@@ -291,7 +282,8 @@ async fn a_newer_state_change_supersedes_a_pending_retry() {
     tocsin_cli(
         &vhost,
         &["publish", "--alarm", file.path().to_str().unwrap(), "--action", &sink.url("/state")],
-    );
+    )
+    .await;
     let superseded = eventually(Duration::from_secs(20), async || {
         !service
             .lines_with(
@@ -330,7 +322,8 @@ async fn a_hanging_webhook_does_not_hold_up_other_alarms() {
             "--action",
             &healthy.url("/fast"),
         ],
-    );
+    )
+    .await;
     wait_for_requests(&healthy, alarms).await;
     // Every healthy action arrived while no hanging request had ended (each
     // would end as a retryable timeout after http.timeout_ms = 10 s): none
@@ -346,15 +339,8 @@ async fn a_hanging_webhook_does_not_hold_up_other_alarms() {
     assert!(hanging.received().len() <= 2 + 2, "at most per_host requests hang at once (+ retries)");
 }
 
-fn tocsin_cli(vhost: &TestVhost, args: &[&str]) -> String {
-    let output = std::process::Command::new(TOCSIN)
-        .args(args)
-        .env("TOCSIN_BROKER__TRANSPORT_URL", vhost.transport_url())
-        .env("TOCSIN_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "tocsin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
+async fn tocsin_cli(vhost: &TestVhost, args: &[&str]) -> String {
+    cli(TOCSIN, &vhost.transport_url(), args, &[]).await
 }
 
 #[tokio::test]
@@ -362,7 +348,7 @@ async fn dead_letters_can_be_listed_replayed_and_purged() {
     let vhost = TestVhost::create();
     let refusing = Webhook::start(Reply::status(400)).await.unwrap();
     let service = serve(&vhost, "").await;
-    tocsin_cli(&vhost, &["publish", "--format", "rpc", "--action", &refusing.url("/no")]);
+    tocsin_cli(&vhost, &["publish", "--format", "rpc", "--action", &refusing.url("/no")]).await;
     let json = BasicProperties::default().with_content_type("application/json".into());
     vhost.publish("aodh", "alarming.sample", json, b"{not json").await;
     let both =
@@ -370,6 +356,7 @@ async fn dead_letters_can_be_listed_replayed_and_purged() {
     assert!(both, "{}", service.log_text());
 
     let listed: Vec<Value> = tocsin_cli(&vhost, &["dlq", "list"])
+        .await
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
@@ -385,7 +372,7 @@ async fn dead_letters_can_be_listed_replayed_and_purged() {
     );
     assert_eq!(vhost.depth("tocsin.dead-letters").await, 2, "listing leaves them in place");
 
-    let replayed: Value = serde_json::from_str(&tocsin_cli(&vhost, &["dlq", "replay"])).unwrap();
+    let replayed: Value = serde_json::from_str(&tocsin_cli(&vhost, &["dlq", "replay"]).await).unwrap();
     assert_eq!((&replayed["replayed_deliveries"], &replayed["replayed_messages"]), (&1.into(), &1.into()));
     let again = eventually(Duration::from_secs(10), async || refusing.received().len() == 2).await;
     assert!(again, "the replayed delivery is attempted again: {}", service.log_text());
@@ -393,7 +380,7 @@ async fn dead_letters_can_be_listed_replayed_and_purged() {
         eventually(Duration::from_secs(10), async || vhost.depth("tocsin.dead-letters").await == 2).await;
     assert!(back, "both fail again and are dead-lettered again");
 
-    let purged: Value = serde_json::from_str(&tocsin_cli(&vhost, &["dlq", "purge"])).unwrap();
+    let purged: Value = serde_json::from_str(&tocsin_cli(&vhost, &["dlq", "purge"]).await).unwrap();
     assert_eq!(purged["purged"], 2);
     assert_eq!(vhost.depth("tocsin.dead-letters").await, 0);
 }

@@ -49,6 +49,21 @@ listen = "127.0.0.1:0"
     )
 }
 
+/// Runs `binary args…` against the broker at `transport_url`, with extra
+/// `env`, and returns its stdout; panics with its stderr unless it exits 0.
+pub async fn cli(binary: &str, transport_url: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = tokio::process::Command::new(binary)
+        .args(args)
+        .env("TOCSIN_BROKER__TRANSPORT_URL", transport_url)
+        .env("TOCSIN_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
+    assert!(output.status.success(), "tocsin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// A running `tocsin serve`; killed when dropped.
 #[derive(Debug)]
 pub struct Service {

@@ -9,9 +9,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
-};
+use lapin::message::BasicGetMessage;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueuePurgeOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{Value, json};
@@ -80,18 +79,20 @@ pub async fn run(config: &Config, action: DlqAction, limit: Option<u32>) -> anyh
     Ok(Exit::Success)
 }
 
+/// The next dead letter, unacknowledged; none when the queue is empty.
+async fn next_letter(channel: &Channel, queues: &OwnQueues) -> anyhow::Result<Option<BasicGetMessage>> {
+    channel
+        .basic_get(queues.dead_letters.as_str().into(), BasicGetOptions::default())
+        .await
+        .context("cannot read the dead-letter queue")
+}
+
 /// Prints `count` dead letters; closing the channel unacknowledged puts
 /// them back in place.
 async fn list(channel: &Channel, queues: &OwnQueues, count: u32) -> anyhow::Result<Value> {
     let mut listed = 0;
     for _ in 0..count {
-        let Some(message) = channel
-            .basic_get(queues.dead_letters.as_str().into(), BasicGetOptions::default())
-            .await
-            .context("cannot read the dead-letter queue")?
-        else {
-            break;
-        };
+        let Some(message) = next_letter(channel, queues).await? else { break };
         println!("{}", describe(&message.delivery.properties, &message.delivery.data));
         listed += 1;
     }
@@ -140,17 +141,10 @@ async fn replay(
     queues: &OwnQueues,
     count: u32,
 ) -> anyhow::Result<Value> {
-    channel.confirm_select(ConfirmSelectOptions::default()).await.context("cannot enable confirms")?;
     let publisher = Publisher::open(connection).await.context("cannot open a publishing channel")?;
     let (mut deliveries, mut messages) = (0u32, 0u32);
     for _ in 0..count {
-        let Some(message) = channel
-            .basic_get(queues.dead_letters.as_str().into(), BasicGetOptions::default())
-            .await
-            .context("cannot read the dead-letter queue")?
-        else {
-            break;
-        };
+        let Some(message) = next_letter(channel, queues).await? else { break };
         let letter = &message.delivery;
         if let Some(record) = record_of(&letter.properties, &letter.data) {
             let fresh = DeliveryRecord { attempt: 1, first_attempt_ms: now_ms(), last_error: None, ..record };

@@ -9,7 +9,11 @@
 //! - throughput: pre-fill the queue with `TOCSIN_BENCH_ALARMS` alarms
 //!   (default 20,000, one action each), start the intake, time until all
 //!   are delivered; `TOCSIN_BENCH_ROUNDS` runs (default 3), alternating
-//!   native and sandbox, the median reported;
+//!   native and sandbox, the median reported, with the notifier process's
+//!   CPU time per action over the same runs. Each executor is built once
+//!   and warmed up on a first, untimed drain, as in a long-running
+//!   service (the sandbox's pool slots and compiled code are then in use,
+//!   not touched for the first time);
 //! - latency: publish at 1,000 alarms/s for 5 s, measure publish →
 //!   delivered, p50 and p99.
 //!
@@ -44,7 +48,9 @@ const LATENCY_RATE: u64 = 1_000;
 const LATENCY_SECONDS: u64 = 5;
 
 /// The built-in notifiers' own code (their lines, body and request),
-/// compiled natively: no sandbox.
+/// compiled natively: no sandbox. Their lines carry the fields the
+/// service's plugin lines carry (`plugin`, `alarm_id`), so both variants
+/// write the same log.
 struct Native {
     client: reqwest::Client,
 }
@@ -69,14 +75,15 @@ impl Notifiers for Native {
     ) -> Result<(), CallError> {
         let alarm = alarm.to_sdk();
         if *plugin == "log" {
-            tracing::info!(target: "tocsin::plugin", plugin = "log", "{}", tocsin_notifier_log::aodh_line(action, &alarm));
+            let line = tocsin_notifier_log::aodh_line(action, &alarm);
+            tracing::info!(target: "tocsin::plugin", plugin = "log", alarm_id = alarm.alarm_id, "{line}");
             return Ok(());
         }
         let split =
             tocsin_guest_sdk::action::split(action).map_err(|e| CallError::Permanent(e.to_string()))?;
         let request_id = delivery.request_id();
         let line = tocsin_notifier_http::sending_line(&split, &alarm, &request_id);
-        tracing::info!(target: "tocsin::plugin", plugin = "http", "{line}");
+        tracing::info!(target: "tocsin::plugin", plugin = "http", alarm_id = alarm.alarm_id, "{line}");
         let response = self
             .client
             .post(split.without_credentials())
@@ -88,7 +95,7 @@ impl Notifiers for Native {
             .map_err(|e| CallError::Retryable { reason: e.to_string(), retry_after: None })?;
         let status = response.status().as_u16();
         let line = tocsin_notifier_http::response_line(&alarm.alarm_id, status);
-        tracing::info!(target: "tocsin::plugin", plugin = "http", "{line}");
+        tracing::info!(target: "tocsin::plugin", plugin = "http", alarm_id = alarm.alarm_id, "{line}");
         match response.status().is_success() {
             true => Ok(()),
             false => Err(CallError::Permanent(status.to_string())),
@@ -98,8 +105,8 @@ impl Notifiers for Native {
 
 /// Counts deliveries and records publish → delivered from the alarm's
 /// reason (`t=<unix ns>`).
-struct Timed<N> {
-    inner: N,
+struct Timed<N: 'static> {
+    inner: &'static N,
     delivered: AtomicU64,
     latencies: Mutex<Vec<Duration>>,
 }
@@ -132,6 +139,16 @@ impl<N: Notifiers> Notifiers for Timed<N> {
         }
         result
     }
+}
+
+/// CPU time (user + system) this process has used so far (Linux).
+fn process_cpu() -> Duration {
+    // Fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second
+    // on Linux), counted after the parenthesised command name.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
 }
 
 fn now_ns() -> u128 {
@@ -204,6 +221,9 @@ async fn publish(vhost: &TestVhost, config: &Config, action: &str, count: u64, r
 struct Run {
     delivered: u64,
     elapsed: Duration,
+    /// CPU time of this process (intake, dispatch, notifiers, sink) over
+    /// the run.
+    cpu: Duration,
     latencies: Vec<Duration>,
 }
 
@@ -211,7 +231,7 @@ struct Run {
 /// until `expected` deliveries happened.
 async fn pipeline<N: Notifiers>(
     config: &Config,
-    notifiers: N,
+    notifiers: &'static N,
     expected: u64,
     load: impl Future<Output = ()>,
 ) -> Run {
@@ -224,6 +244,7 @@ async fn pipeline<N: Notifiers>(
     );
     let shutdown = CancellationToken::new();
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let task = tokio::spawn(Arc::clone(&intake).run(shutdown.clone(), Duration::from_secs(5)));
     load.await;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -232,64 +253,75 @@ async fn pipeline<N: Notifiers>(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_before);
     shutdown.cancel();
     task.await.unwrap().unwrap();
     let latencies = std::mem::take(&mut *timed.latencies.lock().unwrap());
-    Run { delivered: timed.delivered.load(Ordering::Relaxed), elapsed, latencies }
+    Run { delivered: timed.delivered.load(Ordering::Relaxed), elapsed, cpu, latencies }
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted.get(((sorted.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or_default()
 }
 
-#[derive(Clone, Copy, PartialEq)]
+/// What delivers the actions of a run: built once per process, as a
+/// service builds it once, and shared by every run.
+#[derive(Clone, Copy)]
 enum Executor {
-    Native,
-    Sandbox,
+    Native(&'static Native),
+    Sandbox(&'static Sandboxed),
 }
 
 impl Executor {
+    /// Both executors for `config`, in the order the table shows them.
+    fn both(config: &Config) -> [Executor; 2] {
+        // The per-attempt timeout is the delivery policy's, not the
+        // sandbox's: the native limit has it too.
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_millis(config.http.timeout_ms))
+            .build()
+            .unwrap();
+        let sandbox = Sandbox::new(config).unwrap();
+        let registry = Registry::with_builtins(&sandbox, config).unwrap();
+        [
+            Executor::Native(Box::leak(Box::new(Native { client }))),
+            Executor::Sandbox(Box::leak(Box::new(Sandboxed { sandbox, registry }))),
+        ]
+    }
+
     fn label(self) -> &'static str {
         match self {
-            Executor::Native => "native",
-            Executor::Sandbox => "sandbox",
+            Executor::Native(_) => "native",
+            Executor::Sandbox(_) => "sandbox",
         }
     }
 }
 
-async fn case(vhost: &TestVhost, executor: Executor, action: &str, alarms: u64, latency: bool) -> Run {
-    let config = config(vhost);
-    let notifiers = || -> Result<Sandboxed, Native> {
-        match executor {
-            // The per-attempt timeout is the delivery policy's, not the
-            // sandbox's: the native limit has it too.
-            Executor::Native => Err(Native {
-                client: reqwest::Client::builder()
-                    .no_proxy()
-                    .timeout(Duration::from_millis(config.http.timeout_ms))
-                    .build()
-                    .unwrap(),
-            }),
-            Executor::Sandbox => {
-                let sandbox = Sandbox::new(&config).unwrap();
-                let registry = Registry::with_builtins(&sandbox, &config).unwrap();
-                Ok(Sandboxed { sandbox, registry })
-            }
-        }
-    };
+/// Alarms drained, untimed, before an executor's first timed run.
+const WARMUP_ALARMS: u64 = 2_000;
+
+async fn case(
+    vhost: &TestVhost,
+    config: &Config,
+    executor: Executor,
+    action: &str,
+    alarms: u64,
+    latency: bool,
+) -> Run {
     let (count, rate) =
         if latency { (LATENCY_RATE * LATENCY_SECONDS, Some(LATENCY_RATE)) } else { (alarms, None) };
     if !latency {
-        publish(vhost, &config, action, count, None).await;
+        publish(vhost, config, action, count, None).await;
     }
     let load = async {
         if latency {
-            publish(vhost, &config, action, count, rate).await;
+            publish(vhost, config, action, count, rate).await;
         }
     };
-    match notifiers() {
-        Ok(sandboxed) => pipeline(&config, sandboxed, count, load).await,
-        Err(native) => pipeline(&config, native, count, load).await,
+    match executor {
+        Executor::Native(native) => pipeline(config, native, count, load).await,
+        Executor::Sandbox(sandboxed) => pipeline(config, sandboxed, count, load).await,
     }
 }
 
@@ -307,42 +339,52 @@ fn main() {
             std::process::exit(2);
         }
         let vhost = TestVhost::create();
+        let config = config(&vhost);
         let sink = start_sink().await;
+        let both = Executor::both(&config);
         println!("pipeline: RabbitMQ → intake → dispatch → notifier, one action per alarm");
         println!("throughput: median of {rounds} runs, each draining {alarms} pre-filled alarms");
         println!("latency: {LATENCY_RATE} alarms/s for {LATENCY_SECONDS} s, publish → delivered");
+        println!("cpu/action: this process (intake, dispatch, notifier, sink) over the throughput runs");
         println!(
-            "{:<8} {:<8} {:>12} {:>10} {:>10} {:>10}",
-            "action", "notifier", "actions/s", "p50", "p99", "sent"
+            "{:<8} {:<8} {:>12} {:>11} {:>10} {:>10} {:>10}",
+            "action", "notifier", "actions/s", "cpu/action", "p50", "p99", "sent"
         );
         for (name, action) in [("log://", "log://".to_owned()), ("http://", sink.clone())] {
-            let executors: Vec<Executor> = [Executor::Native, Executor::Sandbox]
+            let executors: Vec<Executor> = both
                 .into_iter()
                 .filter(|executor| {
                     selected(&format!("{}-{}", name.trim_end_matches("://"), executor.label()))
                 })
                 .collect();
+            for executor in &executors {
+                case(&vhost, &config, *executor, &action, WARMUP_ALARMS, false).await;
+            }
             // Rounds alternate the executors so that a noisy moment of the
             // machine (or the broker) does not land on one of them only.
-            let mut rates = vec![Vec::new(); executors.len()];
+            let mut runs = vec![Vec::new(); executors.len()];
             for _ in 0..rounds {
-                for (executor, rates) in executors.iter().zip(&mut rates) {
-                    let run = case(&vhost, *executor, &action, alarms, false).await;
-                    rates.push(run.delivered as f64 / run.elapsed.as_secs_f64());
+                for (executor, runs) in executors.iter().zip(&mut runs) {
+                    let run = case(&vhost, &config, *executor, &action, alarms, false).await;
+                    let rate = run.delivered as f64 / run.elapsed.as_secs_f64();
+                    runs.push((rate, run.cpu / u32::try_from(run.delivered.max(1)).unwrap_or(u32::MAX)));
                 }
             }
             let mut medians = Vec::new();
-            for (executor, mut rates) in executors.iter().zip(rates) {
-                rates.sort_by(f64::total_cmp);
-                let median = rates[rates.len() / 2];
+            for (executor, mut runs) in executors.iter().zip(runs) {
+                runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let (median, _) = runs[runs.len() / 2];
+                let mut cpu: Vec<Duration> = runs.iter().map(|(_, cpu)| *cpu).collect();
+                cpu.sort_unstable();
                 medians.push(median);
-                let mut latency = case(&vhost, *executor, &action, alarms, true).await;
+                let mut latency = case(&vhost, &config, *executor, &action, alarms, true).await;
                 latency.latencies.sort_unstable();
                 println!(
-                    "{:<8} {:<8} {:>12.0} {:>10.2?} {:>10.2?} {:>10}",
+                    "{:<8} {:<8} {:>12.0} {:>11.1?} {:>10.2?} {:>10.2?} {:>10}",
                     name,
                     executor.label(),
                     median,
+                    cpu[cpu.len() / 2],
                     percentile(&latency.latencies, 0.50),
                     percentile(&latency.latencies, 0.99),
                     latency.delivered,

@@ -229,6 +229,15 @@ pub fn host_key(host: &str) -> String {
     }
 }
 
+/// [`host_key`] of a host the URL parser already parsed: no second parse.
+pub fn url_host_key(host: &url::Host<&str>) -> String {
+    match host {
+        url::Host::Domain(name) => name.trim_end_matches('.').to_ascii_lowercase(),
+        url::Host::Ipv4(v4) => v4.to_string(),
+        url::Host::Ipv6(v6) => url::Host::<String>::Ipv6(*v6).to_string().trim_matches(['[', ']']).to_owned(),
+    }
+}
+
 /// Checks that a configured host entry is a bare host name or address in
 /// the form URLs give it (no scheme, port, path or wildcard; `127.0.0.1`,
 /// not `127.1`), so that it can ever match.
@@ -380,6 +389,20 @@ mod tests {
             "*.example.com",
         ] {
             assert!(validate_host_entry(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_parsed_url_host_keys_as_its_text_does() {
+        for url in [
+            "http://Hooks.Example.COM./x",
+            "http://[0:0::1]:8080/",
+            "http://127.1/",
+            "https://[::ffff:127.0.0.1]/",
+        ] {
+            let url = url::Url::parse(url).unwrap();
+            let host = url.host().unwrap();
+            assert_eq!(url_host_key(&host), host_key(&host.to_string()), "{url}");
         }
     }
 }

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, StatusCode, Url};
 
-use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, host_key};
+use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, url_host_key};
 use crate::config::HttpConfig;
 use crate::sandbox::bindings::tocsin::notifier::http::{Host, HttpError, Request, Response};
 use crate::sandbox::limits::{Limit, Limits};
@@ -179,7 +179,7 @@ impl HttpCapability {
 /// What one plugin may do over HTTP besides reaching its action's host.
 #[derive(Debug, Clone, Default)]
 pub struct HttpGrants {
-    /// Extra hosts (see [`host_key`]) the plugin may call; the operator's
+    /// Extra hosts (see [`crate::capabilities::egress::host_key`]) the plugin may call; the operator's
     /// address exceptions apply to these only.
     pub allowed_hosts: Vec<String>,
     /// May the plugin switch TLS verification off for a request?
@@ -253,11 +253,15 @@ impl CallHttp {
         let Some(host) = url.host() else {
             return Err(HttpError::InvalidRequest("the URL has no host".into()));
         };
-        let key = host_key(&host.to_string());
+        let key = url_host_key(&host);
         let explicitly_granted = self.grants.allowed_hosts.contains(&key);
-        let action_host = self
-            .action_host
-            .get_or_init(|| Url::parse(&self.action).ok().and_then(|url| url.host_str().map(host_key)));
+        let action_host = self.action_host.get_or_init(|| {
+            // Most plugins call the action URL itself: then it is parsed already.
+            if url.as_str() == &*self.action {
+                return Some(key.clone());
+            }
+            Url::parse(&self.action).ok().and_then(|action| action.host().map(|host| url_host_key(&host)))
+        });
         if !explicitly_granted && action_host.as_deref() != Some(key.as_str()) {
             return Err(HttpError::Denied(format!("host {key} is not granted to this plugin")));
         }

@@ -161,16 +161,22 @@ impl CallLog {
         self.lines.push(line);
     }
 
+    /// Emits `line` as a `tracing` event. Fields without information are
+    /// left out: `tenant` for the platform's plugins, `plugin_level` where
+    /// the event's own level says it (only `error` is logged as WARN), and
+    /// `fields` when the plugin gave none.
     fn emit(&self, level: Level, line: &LogLine) {
         let plugin = &*self.identity.plugin;
-        let tenant = self.identity.tenant.as_deref().unwrap_or("");
+        let tenant = self.identity.tenant.as_deref();
         let alarm_id = self.identity.alarm_id.as_str();
-        let fields = line.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let plugin_level = matches!(level, Level::Error).then_some(line.level);
+        let fields = (!line.fields.is_empty())
+            .then(|| line.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
         let message = line.message.as_str();
         macro_rules! event {
             ($level:expr) => {
                 tracing::event!(target: "tocsin::plugin", $level, plugin, tenant, alarm_id,
-                    plugin_level = line.level, fields = fields.as_str(), "{message}")
+                    plugin_level, fields = fields.as_deref(), "{message}")
             };
         }
         match level {
@@ -213,7 +219,9 @@ fn needs_escape(c: char) -> bool {
 /// ESC → `\\u{1b}`) so one plugin line stays one log line and cannot carry
 /// terminal sequences.
 pub fn escape(text: &str) -> String {
-    if !text.chars().any(needs_escape) {
+    // Printable ASCII (almost every line) needs no escape: a byte scan
+    // settles it without decoding characters.
+    if text.bytes().all(|b| matches!(b, b' '..=b'~')) || !text.chars().any(needs_escape) {
         return text.to_owned();
     }
     let mut escaped = String::with_capacity(text.len() + 8);
@@ -260,6 +268,8 @@ mod tests {
         assert_eq!(escape("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
         assert_eq!(escape("x\u{2028}y\u{202e}z"), "x\\u{2028}y\\u{202e}z");
         assert_eq!(escape("plain é"), "plain é");
+        assert_eq!(escape("printable ASCII ~"), "printable ASCII ~");
+        assert_eq!(escape("del\u{7f}"), "del\\u{7f}");
     }
 
     #[test]

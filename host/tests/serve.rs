@@ -15,6 +15,7 @@ use tocsin::alarm::Delivery;
 use tocsin_tests::broker::{TestVhost, eventually};
 use tocsin_tests::fixture;
 use tocsin_tests::service::{Service, cli, test_config};
+use tocsin_tests::tls::{TestCa, TlsFront};
 use tocsin_tests::webhook::{Received, Reply, Webhook};
 
 const TOCSIN: &str = env!("CARGO_BIN_EXE_tocsin");
@@ -265,6 +266,57 @@ async fn two_services_share_the_queue_and_handle_each_message_once() {
     let (a, b) = (first.metric(sample).await, second.metric(sample).await);
     assert_eq!(a + b, count as f64);
     assert!(a > 0.0 && b > 0.0, "both hosts did work: {a} and {b}");
+}
+
+/// `?ssl=1` with `ssl_ca_file`, `ssl_cert_file` and `ssl_key_file`, as oslo
+/// has them: the service reaches the broker through a TLS listener that
+/// presents a certificate from the test's CA and requires one from the
+/// client, and delivers. A service that does not trust the CA, or presents
+/// no client certificate, never connects and says why.
+#[tokio::test]
+async fn the_broker_is_reached_over_tls_with_the_configured_ca_and_client_certificate() {
+    let vhost = TestVhost::create();
+    let ca = TestCa::new();
+    let front =
+        TlsFront::start(ca.server_config(&ca.server("127.0.0.1"), true), "127.0.0.1:5672").await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let client = ca.client("tocsin");
+    let ca_file = files.path().join("ca.pem");
+    let cert_file = files.path().join("client.pem");
+    let key_file = files.path().join("client.key");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&cert_file, &client.cert_pem).unwrap();
+    std::fs::write(&key_file, &client.key_pem).unwrap();
+    let url = format!("{}?ssl=1", vhost.transport_url().replace("127.0.0.1:5672", &front.addr.to_string()));
+    let config =
+        |tls: &str| test_config(&url, "tls-host", "").replacen("[broker]\n", &format!("[broker]\n{tls}"), 1);
+    let option = |name: &str, path: &std::path::Path| format!("{name} = {:?}\n", path.display().to_string());
+
+    let sink = Webhook::start(Reply::status(200)).await.unwrap();
+    let trusted = [
+        option("ssl_ca_file", &ca_file),
+        option("ssl_cert_file", &cert_file),
+        option("ssl_key_file", &key_file),
+    ];
+    let service = Service::start(TOCSIN, &config(&trusted.concat())).await;
+    assert!(front.handshakes() >= 1, "the service connected through the TLS listener");
+    tocsin_cli(&vhost, &["publish", "--action", &sink.url("/over-tls")]).await;
+    assert_eq!(wait_for_requests(&sink, 1).await.len(), 1, "delivered: {}", service.log_text());
+    drop(service);
+
+    for (tls, cause) in [
+        (trusted[1..].concat(), "invalid peer certificate: UnknownIssuer"),
+        (trusted[0].clone(), "received fatal alert: CertificateRequired"),
+    ] {
+        let refused = Service::launch(TOCSIN, &config(&tls)).await;
+        let unreachable = "intake: Cannot reach any broker of transport_url; retrying.";
+        let said =
+            eventually(Duration::from_secs(20), async || !refused.lines_with(unreachable).is_empty()).await;
+        assert!(said, "no line saying the broker cannot be reached: {}", refused.log_text());
+        let error = refused.lines_with(unreachable)[0]["error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains(&front.addr.to_string()) && error.contains(cause), "{cause}: {error}");
+        assert_eq!(refused.get("/readyz").await.0, 503, "{cause}: not ready");
+    }
 }
 
 #[tokio::test]

@@ -1,10 +1,12 @@
 //! Test harness for tocsin's integration tests: the misbehaving plugins
 //! built from source, a [`TestHost`] that loads plugins into a real
-//! sandbox, and a [`webhook::Webhook`] server on 127.0.0.1 that records
-//! exactly what it receives.
+//! sandbox, a [`webhook::Webhook`] server on 127.0.0.1 that records
+//! exactly what it receives, the real broker ([`broker`]) and service
+//! ([`service`]), and TLS with certificates made in the test ([`tls`]).
 
 pub mod broker;
 pub mod service;
+pub mod tls;
 pub mod webhook;
 
 use std::path::Path;

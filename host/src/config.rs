@@ -352,6 +352,11 @@ pub struct EgressConfig {
     /// `allow_networks` (an internal webhook gateway, say). They are not
     /// granted to plugins by this: grants are per plugin.
     pub trusted_hosts: Vec<String>,
+    /// Log what the address policy would refuse (`egress: The policy would
+    /// refuse this address…`, with host, address and class) and let it
+    /// through: for rolling out an allowlist. Grants still apply. Off by
+    /// default.
+    pub report_only: bool,
 }
 
 /// Settings of one plugin.

@@ -2,16 +2,21 @@
 //! built from source, a [`TestHost`] that loads plugins into a real
 //! sandbox, a [`webhook::Webhook`] server on 127.0.0.1 that records
 //! exactly what it receives, the real broker ([`broker`]) and service
-//! ([`service`]), and TLS with certificates made in the test ([`tls`]).
+//! ([`service`]), TLS with certificates made in the test ([`tls`]), names
+//! pointed at internal addresses ([`names`]) and captured logs ([`logs`]).
 
 pub mod broker;
+pub mod logs;
+pub mod names;
 pub mod service;
 pub mod tls;
 pub mod webhook;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tocsin::alarm::{Alarm, Delivery};
+use tocsin::capabilities::egress::{NameLookup, SystemLookup};
 use tocsin::config::Config;
 use tocsin::registry::{self, Origin, builtin, validate::LoadError};
 use tocsin::sandbox::{Invocation, Plugin, Sandbox};
@@ -46,10 +51,16 @@ impl TestHost {
     /// A host with the default configuration changed by `configure`; the
     /// pool is kept small so tests stay light.
     pub fn new(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::with_names(configure, Arc::new(SystemLookup))
+    }
+
+    /// [`TestHost::new`], with plugins' host names looked up in `names`
+    /// (e.g. [`names::StaticNames`]) instead of the system resolver.
+    pub fn with_names(configure: impl FnOnce(&mut Config), names: Arc<dyn NameLookup>) -> Self {
         let mut config = Config::default();
         config.sandbox.instances = 8;
         configure(&mut config);
-        let sandbox = Sandbox::new(&config).unwrap_or_else(|error| panic!("sandbox: {error}"));
+        let sandbox = Sandbox::with_lookup(&config, names).unwrap_or_else(|error| panic!("sandbox: {error}"));
         TestHost { config, sandbox }
     }
 

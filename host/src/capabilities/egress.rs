@@ -9,6 +9,10 @@
 //! (no DNS-rebinding window). IP literals never reach a resolver and are
 //! checked with [`EgressPolicy::check_ip`].
 //!
+//! In report-only mode (`egress.report_only`, for rolling out an allowlist)
+//! a refusal is logged as one that would have happened, and the request
+//! goes on.
+//!
 //! Which *hosts* a plugin may name is decided per plugin in
 //! [`super::http`]; this module judges addresses. The operator's
 //! exceptions (allowed networks, trusted hosts) apply only to hosts the
@@ -16,7 +20,9 @@
 //! appears in an alarm's action URL, which any alarm author controls.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -160,6 +166,7 @@ pub struct EgressDenied {
 pub struct EgressPolicy {
     allow_networks: Vec<IpNet>,
     trusted_hosts: HashSet<String>,
+    report_only: bool,
 }
 
 impl EgressPolicy {
@@ -169,7 +176,15 @@ impl EgressPolicy {
         EgressPolicy {
             allow_networks,
             trusted_hosts: trusted_hosts.into_iter().map(|h| host_key(&h)).collect(),
+            report_only: false,
         }
+    }
+
+    /// This policy in report-only mode: what it would refuse is logged and
+    /// let through.
+    pub fn report_only(mut self, report_only: bool) -> Self {
+        self.report_only = report_only;
+        self
     }
 
     /// Whether `ip` may be reached. With `exceptions`, the operator's
@@ -192,6 +207,13 @@ impl EgressPolicy {
         match classify(ip) {
             _ if allowed => Ok(()),
             AddressClass::Public => Ok(()),
+            class if self.report_only => {
+                tracing::warn!(
+                    host, %ip, class = class.name(), outcome = "reported",
+                    "egress: The policy would refuse this address; allowed because egress.report_only is set."
+                );
+                Ok(())
+            }
             class => Err(EgressDenied { host: host.to_owned(), ip, class }),
         }
     }
@@ -265,20 +287,46 @@ pub fn validate_host_entry(entry: &str) -> Result<(), String> {
     }
 }
 
-/// reqwest's resolver for plugin traffic: resolves with the system
-/// resolver, then lets through only names whose every address passes the
-/// policy. reqwest connects to exactly the addresses returned here.
+/// The addresses a name resolves to, or why it does not resolve.
+pub type Lookup = Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
+
+/// Where names are looked up: the system resolver in the service
+/// ([`SystemLookup`]); tests put a fixed table here to point names at
+/// internal addresses.
+pub trait NameLookup: std::fmt::Debug + Send + Sync {
+    /// The addresses of `host`.
+    fn lookup(&self, host: &str) -> Lookup;
+}
+
+/// The system resolver (`getaddrinfo`, on tokio's blocking pool).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemLookup;
+
+impl NameLookup for SystemLookup {
+    fn lookup(&self, host: &str) -> Lookup {
+        let host = host.to_owned();
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.map(|addr| addr.ip()).collect())
+        })
+    }
+}
+
+/// reqwest's resolver for plugin traffic: looks the name up, then lets
+/// through only names whose every address passes the policy. reqwest
+/// connects to exactly the addresses returned here.
 #[derive(Debug, Clone)]
 pub struct EgressResolver {
     policy: Arc<EgressPolicy>,
+    lookup: Arc<dyn NameLookup>,
     exceptions: bool,
 }
 
 impl EgressResolver {
-    /// A resolver enforcing `policy`, with or without the operator's
-    /// exceptions (only for hosts explicitly granted to the plugin).
-    pub fn new(policy: Arc<EgressPolicy>, exceptions: bool) -> Self {
-        EgressResolver { policy, exceptions }
+    /// A resolver enforcing `policy` on what `lookup` finds, with or
+    /// without the operator's exceptions (only for hosts explicitly
+    /// granted to the plugin).
+    pub fn new(policy: Arc<EgressPolicy>, lookup: Arc<dyn NameLookup>, exceptions: bool) -> Self {
+        EgressResolver { policy, lookup, exceptions }
     }
 }
 
@@ -286,9 +334,10 @@ impl Resolve for EgressResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = Arc::clone(&self.policy);
         let exceptions = self.exceptions;
+        let host = name.as_str().to_owned();
+        let lookup = self.lookup.lookup(&host);
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = lookup.await?.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
             policy.check_resolved(&host, &addrs, exceptions)?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })

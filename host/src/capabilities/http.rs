@@ -24,7 +24,7 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, StatusCode, Url};
 
-use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, url_host_key};
+use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, NameLookup, url_host_key};
 use crate::config::HttpConfig;
 use crate::sandbox::bindings::tocsin::notifier::http::{Host, HttpError, Request, Response};
 use crate::sandbox::limits::{Limit, Limits};
@@ -111,15 +111,21 @@ pub struct HttpCapability {
     clients: [OnceLock<Client>; 8],
     operator_tls: OperatorTls,
     policy: Arc<EgressPolicy>,
+    lookup: Arc<dyn NameLookup>,
     config: HttpConfig,
 }
 
 impl HttpCapability {
-    /// Reads the operator's TLS material and checks that it builds.
+    /// Reads the operator's TLS material and checks that it builds; names
+    /// are looked up with `lookup`, then judged by `policy`.
     ///
     /// # Errors
     /// [`HttpSetupError`] when TLS files are unreadable or invalid.
-    pub fn new(config: &HttpConfig, policy: Arc<EgressPolicy>) -> Result<Self, HttpSetupError> {
+    pub fn new(
+        config: &HttpConfig,
+        policy: Arc<EgressPolicy>,
+        lookup: Arc<dyn NameLookup>,
+    ) -> Result<Self, HttpSetupError> {
         let read = |path: &std::path::Path| {
             std::fs::read(path)
                 .map_err(|source| HttpSetupError::Read { path: path.display().to_string(), source })
@@ -136,8 +142,13 @@ impl HttpCapability {
             pem.extend(read(key)?);
             operator_tls.identity = Some(reqwest::Identity::from_pem(&pem)?);
         }
-        let capability =
-            HttpCapability { clients: Default::default(), operator_tls, policy, config: config.clone() };
+        let capability = HttpCapability {
+            clients: Default::default(),
+            operator_tls,
+            policy,
+            lookup,
+            config: config.clone(),
+        };
         if !capability.operator_tls.roots.is_empty() || capability.operator_tls.identity.is_some() {
             // Surface bad TLS material at start-up, not at the first alarm.
             capability.build(ClientKind { operator_tls: true, verify: true, exceptions: false })?;
@@ -149,7 +160,11 @@ impl HttpCapability {
         let mut builder = Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(EgressResolver::new(Arc::clone(&self.policy), kind.exceptions)))
+            .dns_resolver(Arc::new(EgressResolver::new(
+                Arc::clone(&self.policy),
+                Arc::clone(&self.lookup),
+                kind.exceptions,
+            )))
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(!kind.verify);
         if kind.operator_tls {

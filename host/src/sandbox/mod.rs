@@ -30,7 +30,7 @@ use wasmtime::{
 };
 
 use crate::alarm::{Alarm, Delivery};
-use crate::capabilities::egress::EgressPolicy;
+use crate::capabilities::egress::{EgressPolicy, NameLookup, SystemLookup};
 use crate::capabilities::http::{CallHttp, HttpCapability, HttpGrants, HttpSetupError};
 use crate::capabilities::log::{CallIdentity, CallLog, LogBuffer, LogLine, bounded};
 use crate::config::Config;
@@ -224,15 +224,28 @@ impl Sandbox {
     /// [`SandboxError`] when wasmtime refuses the configuration (e.g. the
     /// pool cannot be reserved) or TLS files are invalid.
     pub fn new(config: &Config) -> Result<Self, SandboxError> {
+        Self::with_lookup(config, Arc::new(SystemLookup))
+    }
+
+    /// [`Sandbox::new`], with plugins' host names looked up by `lookup`
+    /// instead of the system resolver (tests point names at internal
+    /// addresses with it).
+    ///
+    /// # Errors
+    /// As [`Sandbox::new`].
+    pub fn with_lookup(config: &Config, lookup: Arc<dyn NameLookup>) -> Result<Self, SandboxError> {
         let engine =
             Engine::new(&engine_config(config)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         crate::capabilities::link_all(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        let policy = Arc::new(EgressPolicy::new(
-            config.egress.allow_networks.clone(),
-            config.egress.trusted_hosts.iter().cloned(),
-        ));
-        let http = Arc::new(HttpCapability::new(&config.http, policy)?);
+        let policy = Arc::new(
+            EgressPolicy::new(
+                config.egress.allow_networks.clone(),
+                config.egress.trusted_hosts.iter().cloned(),
+            )
+            .report_only(config.egress.report_only),
+        );
+        let http = Arc::new(HttpCapability::new(&config.http, policy, lookup)?);
         Ok(Sandbox { engine, linker, http, log_buffer_lines: config.sandbox.log_buffer_lines })
     }
 

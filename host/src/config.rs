@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::egress::{host_key, validate_host_entry};
+use crate::capabilities::signing::WebhookSecret;
 use crate::sandbox::limits::{LimitOverrides, Limits};
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
@@ -325,6 +326,18 @@ pub struct HttpConfig {
     pub rest_notifier_certificate_file: Option<PathBuf>,
     /// Aodh's `rest_notifier_certificate_key`: its private key (PEM).
     pub rest_notifier_certificate_key: Option<PathBuf>,
+    /// Signed webhooks: per action host, the secrets the built-in `http`
+    /// notifier's deliveries to it are signed with (Standard Webhooks).
+    pub signing: BTreeMap<String, SigningKeys>,
+}
+
+/// The Standard Webhooks secrets of one receiving host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeys {
+    /// `whsec_…` secrets, newest first; during a key rotation, the new and
+    /// the old one, so receivers accept either. Each adds a signature.
+    pub secrets: Vec<WebhookSecret>,
 }
 
 impl Default for HttpConfig {
@@ -337,6 +350,7 @@ impl Default for HttpConfig {
             rest_notifier_ca_bundle_certificate_path: None,
             rest_notifier_certificate_file: None,
             rest_notifier_certificate_key: None,
+            signing: BTreeMap::new(),
         }
     }
 }
@@ -417,8 +431,15 @@ impl Config {
                 "egress.trusted_hosts holds the address {ip}: list addresses in egress.allow_networks"
             ));
         }
-        let hosts =
-            self.egress.trusted_hosts.iter().chain(self.plugins.values().flat_map(|p| &p.allow_hosts));
+        if let Some((host, _)) = self.http.signing.iter().find(|(_, keys)| keys.secrets.is_empty()) {
+            return fail(format!("http.signing.{host:?} has no secrets"));
+        }
+        let hosts = self
+            .egress
+            .trusted_hosts
+            .iter()
+            .chain(self.plugins.values().flat_map(|p| &p.allow_hosts))
+            .chain(self.http.signing.keys());
         for host in hosts {
             if let Err(why) = validate_host_entry(host) {
                 return fail(why);
@@ -579,5 +600,24 @@ mod tests {
         assert!(error.to_string().contains("not a bare host"), "{error}");
         let error = load_toml("[egress]\ntrusted_hosts = [\"10.0.0.1\"]\n").unwrap_err();
         assert!(error.to_string().contains("allow_networks"), "{error}");
+    }
+
+    #[test]
+    fn signing_secrets_are_checked_and_never_shown() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let config =
+            load_toml(&format!("[http.signing.\"Hooks.Example.com\"]\nsecrets = [\"{secret}\"]\n")).unwrap();
+        let keys = &config.http.signing["Hooks.Example.com"];
+        assert_eq!(keys.secrets.len(), 1);
+        assert!(!format!("{config:?}").contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "secrets never print");
+        let error =
+            load_toml("[http.signing.\"h.example\"]\nsecrets = [\"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n")
+                .unwrap_err();
+        assert!(error.to_string().contains("whsec_"), "{error}");
+        let error = load_toml("[http.signing.\"h.example\"]\nsecrets = []\n").unwrap_err();
+        assert!(error.to_string().contains("has no secrets"), "{error}");
+        let error = load_toml(&format!("[http.signing.\"https://h.example\"]\nsecrets = [\"{secret}\"]\n"))
+            .unwrap_err();
+        assert!(error.to_string().contains("not a bare host"), "{error}");
     }
 }

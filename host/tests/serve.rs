@@ -13,10 +13,10 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use serde_json::Value;
 use tocsin::alarm::Delivery;
 use tocsin_tests::broker::{TestVhost, eventually};
-use tocsin_tests::fixture;
 use tocsin_tests::service::{Service, cli, test_config};
 use tocsin_tests::tls::{TestCa, TlsFront};
 use tocsin_tests::webhook::{Received, Reply, Webhook};
+use tocsin_tests::{fixture, pypi_python};
 
 const TOCSIN: &str = env!("CARGO_BIN_EXE_tocsin");
 
@@ -437,16 +437,6 @@ async fn dead_letters_can_be_listed_replayed_and_purged() {
     assert_eq!(vhost.depth("tocsin.dead-letters").await, 0);
 }
 
-/// The venv with the real oslo.messaging (`scripts/oslo-venv`).
-fn oslo_python() -> std::path::PathBuf {
-    let python = std::env::var_os("TOCSIN_OSLO_PYTHON").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/oslo-venv/bin/python"),
-        std::path::PathBuf::from,
-    );
-    assert!(python.exists(), "{} is missing: run scripts/oslo-venv (scripts/test does)", python.display());
-    python
-}
-
 #[tokio::test]
 async fn the_real_oslo_messaging_client_casts_fanouts_and_notifies() {
     let vhost = TestVhost::create();
@@ -455,7 +445,7 @@ async fn the_real_oslo_messaging_client_casts_fanouts_and_notifies() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/oslo/send_alarms.py");
     let sent = tokio::time::timeout(
         Duration::from_secs(60),
-        tokio::process::Command::new(oslo_python())
+        tokio::process::Command::new(pypi_python())
             .arg(script)
             .args([&vhost.transport_url(), &sink.url("/oslo"), "test-host"])
             .output(),

@@ -31,6 +31,18 @@ pub fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openstack").join(name)
 }
 
+/// The Python of the venv with the PyPI clients tests check tocsin
+/// against (`scripts/pypi-venv`: oslo.messaging, standardwebhooks), or of
+/// `TOCSIN_PYPI_PYTHON`.
+pub fn pypi_python() -> std::path::PathBuf {
+    let python = std::env::var_os("TOCSIN_PYPI_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pypi-venv/bin/python"),
+        std::path::PathBuf::from,
+    );
+    assert!(python.exists(), "{} is missing: run scripts/pypi-venv (scripts/test does)", python.display());
+    python
+}
+
 /// The sample alarm of `examples/alarm.json` (the alarm of aodh's captured
 /// requests).
 pub fn sample_alarm() -> Alarm {

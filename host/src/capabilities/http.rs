@@ -13,18 +13,23 @@
 //!
 //! The operator's exceptions to the address policy apply only to hosts the
 //! operator granted the plugin by name, and the operator's REST-notifier TLS
-//! settings (client certificate, CA bundle, `rest_notifier_ssl_verify`)
-//! only to the built-in `http` notifier: tenant plugins never present the
-//! operator's certificate.
+//! settings (client certificate, CA bundle, `rest_notifier_ssl_verify`) and
+//! webhook signing secrets ([`super::signing`]) only to the built-in `http`
+//! notifier: tenant plugins never present the operator's certificate or get
+//! its signature.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, StatusCode, Url};
 
-use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, NameLookup, url_host_key};
+use crate::capabilities::egress::{
+    EgressDenied, EgressPolicy, EgressResolver, NameLookup, host_key, url_host_key,
+};
+use crate::capabilities::signing::{SIGNATURE_HEADERS, WebhookSecret, signature_headers};
 use crate::config::HttpConfig;
 use crate::sandbox::bindings::tocsin::notifier::http::{Host, HttpError, Request, Response};
 use crate::sandbox::limits::{Limit, Limits};
@@ -112,6 +117,8 @@ pub struct HttpCapability {
     operator_tls: OperatorTls,
     policy: Arc<EgressPolicy>,
     lookup: Arc<dyn NameLookup>,
+    /// Webhook signing secrets by receiving host (see [`host_key`]).
+    signing: HashMap<String, Vec<WebhookSecret>>,
     config: HttpConfig,
 }
 
@@ -142,11 +149,14 @@ impl HttpCapability {
             pem.extend(read(key)?);
             operator_tls.identity = Some(reqwest::Identity::from_pem(&pem)?);
         }
+        let signing =
+            config.signing.iter().map(|(host, keys)| (host_key(host), keys.secrets.clone())).collect();
         let capability = HttpCapability {
             clients: Default::default(),
             operator_tls,
             policy,
             lookup,
+            signing,
             config: config.clone(),
         };
         if !capability.operator_tls.roots.is_empty() || capability.operator_tls.identity.is_some() {
@@ -202,6 +212,9 @@ pub struct HttpGrants {
     /// Use the operator's REST-notifier TLS settings: for the built-in
     /// `http` notifier only.
     pub operator_tls: bool,
+    /// Sign requests to hosts the operator has webhook secrets for: for
+    /// the built-in `http` notifier only (see [`super::signing`]).
+    pub sign_deliveries: bool,
 }
 
 /// HTTP state of one call.
@@ -212,6 +225,8 @@ pub struct CallHttp {
     /// The action URL; its host is granted, worked out at the first request
     /// (most calls, `log://` ones, make none).
     action: Box<str>,
+    /// The delivery's id: `webhook-id` of signed requests.
+    delivery_id: Box<str>,
     action_host: OnceLock<Option<String>>,
     deadline: Instant,
     max_requests: u32,
@@ -224,12 +239,13 @@ pub struct CallHttp {
 }
 
 impl CallHttp {
-    /// HTTP state for one call delivering to `action`; no request outlives
-    /// `deadline`.
+    /// HTTP state for one call delivering `delivery_id` to `action`; no
+    /// request outlives `deadline`.
     pub fn new(
         capability: Arc<HttpCapability>,
         grants: Arc<HttpGrants>,
         action: &str,
+        delivery_id: &str,
         limits: &Limits,
         deadline: Instant,
     ) -> Self {
@@ -237,6 +253,7 @@ impl CallHttp {
             capability,
             grants,
             action: action.into(),
+            delivery_id: delivery_id.into(),
             action_host: OnceLock::new(),
             deadline,
             max_requests: limits.http_requests,
@@ -339,10 +356,32 @@ impl CallHttp {
             .map_err(|_| HttpError::InvalidRequest(format!("invalid method {:?}", request.method)))?;
         let url = Url::parse(&request.url)
             .map_err(|error| HttpError::InvalidRequest(format!("invalid URL: {error}")))?;
-        let headers = parse_headers(&request.headers)?;
-        let exchange =
-            Exchange { method, url, headers, body: Bytes::from(request.body), operator_tls, verify };
+        let mut headers = parse_headers(&request.headers)?;
+        let body = Bytes::from(request.body);
+        if self.grants.sign_deliveries {
+            self.sign(&url, &mut headers, &body);
+        }
+        let exchange = Exchange { method, url, headers, body, operator_tls, verify };
         tokio::time::timeout(timeout, self.follow(exchange)).await.map_err(|_| HttpError::Timeout)?
+    }
+
+    /// Adds the Standard Webhooks headers when the operator has secrets for
+    /// `url`'s host, replacing any the plugin set.
+    fn sign(&self, url: &Url, headers: &mut HeaderMap, body: &[u8]) {
+        let Some(secrets) = url.host().and_then(|host| self.capability.signing.get(&url_host_key(&host)))
+        else {
+            return;
+        };
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        for name in SIGNATURE_HEADERS {
+            headers.remove(name);
+        }
+        for (name, value) in signature_headers(secrets, &self.delivery_id, now, body) {
+            // Ids, digits and base64: always valid header values.
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
     }
 
     /// Sends the request, then follows redirects as far as the operator

@@ -8,6 +8,7 @@
 pub mod egress;
 pub mod http;
 pub mod log;
+pub mod signing;
 pub mod wasi;
 
 use wasmtime::component::{HasData, Linker};

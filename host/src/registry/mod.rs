@@ -78,7 +78,12 @@ pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, config: &Con
         name: name.to_owned(),
         tenant,
         limits: config.limits_for(name),
-        grants: HttpGrants { allowed_hosts, allow_insecure_tls, operator_tls: rest_notifier },
+        grants: HttpGrants {
+            allowed_hosts,
+            allow_insecure_tls,
+            operator_tls: rest_notifier,
+            sign_deliveries: rest_notifier,
+        },
     }
 }
 

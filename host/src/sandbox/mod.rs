@@ -311,7 +311,14 @@ impl Sandbox {
         let state = StoreState::new(
             MemoryLimiter::new(&limits),
             CallLog::new(identity, Arc::clone(&plugin.log), &limits),
-            CallHttp::new(Arc::clone(&self.http), Arc::clone(&plugin.grants), action, &limits, deadline),
+            CallHttp::new(
+                Arc::clone(&self.http),
+                Arc::clone(&plugin.grants),
+                action,
+                &delivery.id,
+                &limits,
+                deadline,
+            ),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

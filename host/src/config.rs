@@ -326,6 +326,12 @@ pub struct HttpConfig {
     pub rest_notifier_certificate_file: Option<PathBuf>,
     /// Aodh's `rest_notifier_certificate_key`: its private key (PEM).
     pub rest_notifier_certificate_key: Option<PathBuf>,
+    /// Aodh's `rest_notifier_max_retries`: when set, the retries of
+    /// `http`/`https` actions (attempts = retries + 1; Aodh's default 0
+    /// means one attempt). When absent, the delivery policy's
+    /// `delivery.max_attempts` applies, so a failed POST is retried rather
+    /// than lost as Aodh's default does.
+    pub rest_notifier_max_retries: Option<u32>,
     /// Signed webhooks: per action host, the secrets the built-in `http`
     /// notifier's deliveries to it are signed with (Standard Webhooks).
     pub signing: BTreeMap<String, SigningKeys>,
@@ -350,6 +356,7 @@ impl Default for HttpConfig {
             rest_notifier_ca_bundle_certificate_path: None,
             rest_notifier_certificate_file: None,
             rest_notifier_certificate_key: None,
+            rest_notifier_max_retries: None,
             signing: BTreeMap::new(),
         }
     }

@@ -197,7 +197,7 @@ impl<N: Notifiers> Intake<N> {
             Outcome::Retry { reason, retry_after } => {
                 let age =
                     Duration::from_millis(u64::try_from(now_ms() - record.first_attempt_ms).unwrap_or(0));
-                match self.policy.decide(record.attempt, age, retry_after) {
+                match self.policy.decide(&record.action, record.attempt, age, retry_after) {
                     Decision::Retry { tier, .. } => {
                         let next = DeliveryRecord {
                             attempt: record.attempt + 1,

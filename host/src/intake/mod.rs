@@ -96,7 +96,7 @@ impl<N: Notifiers> Intake<N> {
             topology: Topology::new(&config),
             broker,
             dispatcher,
-            policy: RetryPolicy::new(&config.delivery),
+            policy: RetryPolicy::new(&config.delivery, &config.http),
             completed: CompletedIds::new(config.intake.completed_ids),
             newest: NewestChanges::new(config.delivery.supersede_window),
             metrics,

@@ -151,13 +151,19 @@ async fn a_503_is_retried_with_the_same_delivery_and_a_400_is_dead_lettered() {
             .await
             .unwrap();
     let refusing = Webhook::start(Reply::status(400)).await.unwrap();
-    let service = serve(&vhost, "").await;
+    let signing = "[http.signing.\"127.0.0.1\"]\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n";
+    let service = serve(&vhost, signing).await;
     tocsin_cli(&vhost, &["publish", "--action", &flaky.url("/hook"), "--action", &refusing.url("/hook")])
         .await;
 
     let attempts = wait_for_requests(&flaky, 3).await;
     let ids: Vec<&str> = attempts.iter().map(|r| r.header("x-openstack-request-id").unwrap()).collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "one request id across attempts: {ids:?}");
+    let webhook_ids: Vec<&str> = attempts.iter().map(|r| r.header("webhook-id").unwrap()).collect();
+    assert!(
+        webhook_ids.iter().all(|id| *id == webhook_ids[0]) && webhook_ids[0].ends_with(".0"),
+        "one webhook-id, the delivery id, across attempts: {webhook_ids:?}"
+    );
     assert_eq!(attempts.iter().map(|r| &r.body).collect::<std::collections::HashSet<_>>().len(), 1);
     let delivered = eventually(Duration::from_secs(10), async || {
         service.lines_with("dispatch: Delivered.").iter().any(|l| l["attempt"] == 3)
@@ -185,6 +191,27 @@ async fn a_503_is_retried_with_the_same_delivery_and_a_400_is_dead_lettered() {
     assert_eq!(record["action"], refusing.url("/hook"));
     assert!(record["delivery_id"].as_str().unwrap().ends_with(".1"));
     assert_eq!(refusing.received().len(), 1, "a permanent failure is not retried");
+}
+
+#[tokio::test]
+async fn a_retry_after_of_2_s_is_honoured() {
+    let vhost = TestVhost::create();
+    let busy = Reply::Status(503, vec![("retry-after".into(), "2".into())], Vec::new());
+    let sink = Webhook::start(Reply::Script(vec![busy, Reply::status(200)])).await.unwrap();
+    // A tier of at least 2 s to honour it in (the test tiers are shorter).
+    let config = test_config(&vhost.transport_url(), "test-host", "")
+        .replace("retry_tiers_ms = [200, 400, 800]", "retry_tiers_ms = [200, 400, 2500]");
+    assert!(config.contains("2500"), "the tiers were replaced");
+    let service = Service::start(TOCSIN, &config).await;
+    tocsin_cli(&vhost, &["publish", "--action", &sink.url("/busy")]).await;
+    let attempts = wait_for_requests(&sink, 2).await;
+    let waited = attempts[1].at - attempts[0].at;
+    assert!(waited >= Duration::from_secs(2), "the second attempt came {waited:?} after the first");
+    let delivered = eventually(Duration::from_secs(10), async || {
+        service.lines_with("dispatch: Delivered.").iter().any(|l| l["attempt"] == 2)
+    })
+    .await;
+    assert!(delivered, "delivered on the second attempt: {}", service.log_text());
 }
 
 #[tokio::test]

@@ -57,6 +57,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// When the whole request had arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -203,8 +205,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// A complete request in `buffer`, if there is one.
-fn parse(buffer: &[u8]) -> Option<Received> {
+/// A complete request in `buffer` (its body as long as `content-length`
+/// says), if there is one: what a sink received, or a captured raw request.
+pub fn parse(buffer: &[u8]) -> Option<Received> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     let httparse::Status::Complete(head_len) = request.parse(buffer).ok()? else {
@@ -221,5 +224,11 @@ fn parse(buffer: &[u8]) -> Option<Received> {
         .and_then(|(_, v)| v.parse::<usize>().ok())
         .unwrap_or(0);
     let body = buffer.get(head_len..head_len + length)?.to_vec();
-    Some(Received { method: request.method?.to_owned(), target: request.path?.to_owned(), headers, body })
+    Some(Received {
+        method: request.method?.to_owned(),
+        target: request.path?.to_owned(),
+        headers,
+        body,
+        at: std::time::Instant::now(),
+    })
 }

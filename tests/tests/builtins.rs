@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tocsin::alarm::{Alarm, Delivery};
 use tocsin::sandbox::CallError;
-use tocsin_tests::webhook::{Received, Reply, Webhook};
+use tocsin_tests::webhook::{self, Received, Reply, Webhook};
 use tocsin_tests::{TestHost, fixture, messages, sample_alarm};
 
 /// A host whose `http` notifier may reach 127.0.0.1, as `--allow-host
@@ -23,19 +23,7 @@ fn loopback_host() -> TestHost {
 /// A captured raw request, parsed.
 fn captured(name: &str) -> Received {
     let raw = std::fs::read(fixture(name)).unwrap();
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut request = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(head) = request.parse(&raw).unwrap() else { panic!("incomplete {name}") };
-    Received {
-        method: request.method.unwrap().to_owned(),
-        target: request.path.unwrap().to_owned(),
-        headers: request
-            .headers
-            .iter()
-            .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
-            .collect(),
-        body: raw[head..].to_vec(),
-    }
+    webhook::parse(&raw).unwrap_or_else(|| panic!("{name} is not a complete request"))
 }
 
 fn json_keys(body: &[u8]) -> Vec<String> {

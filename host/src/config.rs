@@ -322,9 +322,11 @@ pub struct HttpConfig {
     /// Aodh's `rest_notifier_ca_bundle_certificate_path`: PEM bundle of
     /// extra trusted CAs.
     pub rest_notifier_ca_bundle_certificate_path: Option<PathBuf>,
-    /// Aodh's `rest_notifier_certificate_file`: client certificate (PEM).
+    /// Aodh's `rest_notifier_certificate_file`: client certificate (PEM),
+    /// with its private key unless `rest_notifier_certificate_key` is set.
     pub rest_notifier_certificate_file: Option<PathBuf>,
-    /// Aodh's `rest_notifier_certificate_key`: its private key (PEM).
+    /// Aodh's `rest_notifier_certificate_key`: the certificate's private
+    /// key (PEM), when it is not in the certificate file.
     pub rest_notifier_certificate_key: Option<PathBuf>,
     /// Aodh's `rest_notifier_max_retries`: when set, the retries of
     /// `http`/`https` actions (attempts = retries + 1; Aodh's default 0
@@ -426,12 +428,10 @@ impl Config {
                 self.http.timeout_ms, self.http.max_timeout_ms
             ));
         }
-        if self.http.rest_notifier_certificate_file.is_some()
-            != self.http.rest_notifier_certificate_key.is_some()
+        if self.http.rest_notifier_certificate_key.is_some()
+            && self.http.rest_notifier_certificate_file.is_none()
         {
-            return fail(
-                "rest_notifier_certificate_file and rest_notifier_certificate_key go together".into(),
-            );
+            return fail("rest_notifier_certificate_key needs rest_notifier_certificate_file".into());
         }
         if let Some(ip) = self.egress.trusted_hosts.iter().find(|h| host_key(h).parse::<IpAddr>().is_ok()) {
             return fail(format!(
@@ -607,6 +607,8 @@ mod tests {
         assert!(error.to_string().contains("not a bare host"), "{error}");
         let error = load_toml("[egress]\ntrusted_hosts = [\"10.0.0.1\"]\n").unwrap_err();
         assert!(error.to_string().contains("allow_networks"), "{error}");
+        let error = load_toml("[http]\nrest_notifier_certificate_key = \"/k.pem\"\n").unwrap_err();
+        assert!(error.to_string().contains("needs rest_notifier_certificate_file"), "{error}");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::tls::TestCa;
 
 /// Largest request the receiver reads.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -73,7 +74,8 @@ impl Received {
 pub struct Webhook {
     /// `127.0.0.1:port`.
     pub addr: std::net::SocketAddr,
-    /// PEM of the self-signed certificate, for a TLS receiver.
+    /// For a TLS receiver, the PEM of the CA that issued its certificate:
+    /// what a client must trust.
     pub certificate_pem: Option<String>,
     received: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
@@ -85,17 +87,21 @@ impl Webhook {
         Self::listen(reply, None, None).await
     }
 
-    /// Starts an HTTPS receiver with a fresh self-signed certificate for
-    /// `127.0.0.1`, answering every request with `reply`.
+    /// Starts an HTTPS receiver with a certificate for `127.0.0.1` from a
+    /// fresh [`TestCa`], answering every request with `reply`.
     pub async fn start_tls(reply: Reply) -> std::io::Result<Webhook> {
-        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
-            .map_err(std::io::Error::other)?;
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
-        let config = ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![CertificateDer::from(certified.cert.der().to_vec())], key)
-            .map_err(std::io::Error::other)?;
-        Self::listen(reply, Some(TlsAcceptor::from(Arc::new(config))), Some(certified.cert.pem())).await
+        let ca = TestCa::new();
+        Self::start_tls_with(reply, ca.server_config(&ca.server("127.0.0.1"), false), ca.pem()).await
+    }
+
+    /// Starts an HTTPS receiver with `config` (see [`TestCa::server_config`]),
+    /// whose certificate `ca_pem` issued.
+    pub async fn start_tls_with(
+        reply: Reply,
+        config: ServerConfig,
+        ca_pem: &str,
+    ) -> std::io::Result<Webhook> {
+        Self::listen(reply, Some(TlsAcceptor::from(Arc::new(config))), Some(ca_pem.to_owned())).await
     }
 
     async fn listen(

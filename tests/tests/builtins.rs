@@ -208,33 +208,3 @@ async fn the_registry_serves_builtins_and_refuses_reserved_and_unknown_schemes()
     );
     assert!(matches!(registry.resolve_action("http://[::1/x"), Err(ResolveError::Unparsable(_))));
 }
-
-#[tokio::test]
-async fn https_verification_follows_aodh_alarm_ssl_verify_and_the_ca_bundle() {
-    let hook = Webhook::start_tls(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();
-    let host = loopback_host();
-    let plugin = host.builtin("http");
-
-    let run = host.notify(&plugin, &hook.url("/x")).await;
-    match &run.result {
-        Err(CallError::Permanent(reason)) => assert!(reason.contains("Tls"), "{reason}"),
-        other => panic!("an untrusted certificate must fail permanently, got {other:?}"),
-    }
-    assert!(hook.received().is_empty());
-
-    let run = host.notify(&plugin, &hook.url("/x?aodh-alarm-ssl-verify=0")).await;
-    assert_eq!(run.result, Ok(()), "aodh-alarm-ssl-verify=0 switches verification off");
-    assert_eq!(hook.received()[0].target, "/x?aodh-alarm-ssl-verify=0", "the URL is posted as given");
-
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("ca.pem");
-    std::fs::write(&bundle, hook.certificate_pem.as_deref().unwrap()).unwrap();
-    let trusting = TestHost::new(|config| {
-        config.egress.allow_networks.push("127.0.0.1/32".parse().unwrap());
-        config.plugins.entry("http".into()).or_default().allow_hosts.push("127.0.0.1".into());
-        config.http.rest_notifier_ca_bundle_certificate_path = Some(bundle.clone());
-    });
-    let run = trusting.notify(&trusting.builtin("http"), &hook.url("/y")).await;
-    assert_eq!(run.result, Ok(()), "rest_notifier_ca_bundle_certificate_path is trusted");
-    assert_eq!(hook.received().len(), 2);
-}

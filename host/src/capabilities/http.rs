@@ -141,12 +141,13 @@ impl HttpCapability {
         if let Some(path) = &config.rest_notifier_ca_bundle_certificate_path {
             operator_tls.roots = reqwest::Certificate::from_pem_bundle(&read(path)?)?;
         }
-        if let (Some(cert), Some(key)) =
-            (&config.rest_notifier_certificate_file, &config.rest_notifier_certificate_key)
-        {
+        if let Some(cert) = &config.rest_notifier_certificate_file {
+            // As Aodh: the key in its own file, or in the certificate's.
             let mut pem = read(cert)?;
-            pem.push(b'\n');
-            pem.extend(read(key)?);
+            if let Some(key) = &config.rest_notifier_certificate_key {
+                pem.push(b'\n');
+                pem.extend(read(key)?);
+            }
             operator_tls.identity = Some(reqwest::Identity::from_pem(&pem)?);
         }
         let signing =

@@ -17,6 +17,9 @@
 //! - latency: publish at 1,000 alarms/s for 5 s, measure publish →
 //!   delivered, p50 and p99.
 //!
+//! `http://` also runs with `http.pool_max_idle_per_host = 0` (`no-reuse`: a
+//! new connection per request), which connection reuse is measured against.
+//!
 //! `TOCSIN_BENCH_CASES=log-sandbox,http-native` runs only those cases (for
 //! profiling one of them).
 
@@ -270,11 +273,14 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 enum Executor {
     Native(&'static Native),
     Sandbox(&'static Sandboxed),
+    /// The sandbox with `http.pool_max_idle_per_host = 0`: a new connection
+    /// per request, what connection reuse is measured against.
+    NoReuse(&'static Sandboxed),
 }
 
 impl Executor {
-    /// Both executors for `config`, in the order the table shows them.
-    fn both(config: &Config) -> [Executor; 2] {
+    /// The executors for `config`, in the order the table shows them.
+    fn all(config: &Config) -> [Executor; 3] {
         // The per-attempt timeout is the delivery policy's, not the
         // sandbox's: the native limit has it too.
         let client = reqwest::Client::builder()
@@ -282,11 +288,17 @@ impl Executor {
             .timeout(Duration::from_millis(config.http.timeout_ms))
             .build()
             .unwrap();
-        let sandbox = Sandbox::new(config).unwrap();
-        let registry = Registry::with_builtins(&sandbox, config).unwrap();
+        let sandboxed = |config: &Config| -> &'static Sandboxed {
+            let sandbox = Sandbox::new(config).unwrap();
+            let registry = Registry::with_builtins(&sandbox, config).unwrap();
+            Box::leak(Box::new(Sandboxed { sandbox, registry }))
+        };
+        let mut fresh_connections = config.clone();
+        fresh_connections.http.pool_max_idle_per_host = 0;
         [
             Executor::Native(Box::leak(Box::new(Native { client }))),
-            Executor::Sandbox(Box::leak(Box::new(Sandboxed { sandbox, registry }))),
+            Executor::Sandbox(sandboxed(config)),
+            Executor::NoReuse(sandboxed(&fresh_connections)),
         ]
     }
 
@@ -294,6 +306,7 @@ impl Executor {
         match self {
             Executor::Native(_) => "native",
             Executor::Sandbox(_) => "sandbox",
+            Executor::NoReuse(_) => "no-reuse",
         }
     }
 }
@@ -321,7 +334,9 @@ async fn case(
     };
     match executor {
         Executor::Native(native) => pipeline(config, native, count, load).await,
-        Executor::Sandbox(sandboxed) => pipeline(config, sandboxed, count, load).await,
+        Executor::Sandbox(sandboxed) | Executor::NoReuse(sandboxed) => {
+            pipeline(config, sandboxed, count, load).await
+        }
     }
 }
 
@@ -341,7 +356,7 @@ fn main() {
         let vhost = TestVhost::create();
         let config = config(&vhost);
         let sink = start_sink().await;
-        let both = Executor::both(&config);
+        let all = Executor::all(&config);
         println!("pipeline: RabbitMQ → intake → dispatch → notifier, one action per alarm");
         println!("throughput: median of {rounds} runs, each draining {alarms} pre-filled alarms");
         println!("latency: {LATENCY_RATE} alarms/s for {LATENCY_SECONDS} s, publish → delivered");
@@ -351,8 +366,10 @@ fn main() {
             "action", "notifier", "actions/s", "cpu/action", "p50", "p99", "sent"
         );
         for (name, action) in [("log://", "log://".to_owned()), ("http://", sink.clone())] {
-            let executors: Vec<Executor> = both
+            // Connection reuse matters to `http://` only.
+            let executors: Vec<Executor> = all
                 .into_iter()
+                .filter(|executor| name == "http://" || !matches!(executor, Executor::NoReuse(_)))
                 .filter(|executor| {
                     selected(&format!("{}-{}", name.trim_end_matches("://"), executor.label()))
                 })
@@ -370,13 +387,13 @@ fn main() {
                     runs.push((rate, run.cpu / u32::try_from(run.delivered.max(1)).unwrap_or(u32::MAX)));
                 }
             }
-            let mut medians = Vec::new();
+            let mut medians = std::collections::HashMap::new();
             for (executor, mut runs) in executors.iter().zip(runs) {
                 runs.sort_by(|a, b| a.0.total_cmp(&b.0));
                 let (median, _) = runs[runs.len() / 2];
                 let mut cpu: Vec<Duration> = runs.iter().map(|(_, cpu)| *cpu).collect();
                 cpu.sort_unstable();
-                medians.push(median);
+                medians.insert(executor.label(), median);
                 let mut latency = case(&vhost, &config, *executor, &action, alarms, true).await;
                 latency.latencies.sort_unstable();
                 println!(
@@ -390,8 +407,14 @@ fn main() {
                     latency.delivered,
                 );
             }
-            if let [native, sandbox] = medians[..] {
+            if let (Some(native), Some(sandbox)) = (medians.get("native"), medians.get("sandbox")) {
                 println!("{name} sandbox / native throughput: {:.2}", sandbox / native);
+            }
+            if let (Some(fresh), Some(reused)) = (medians.get("no-reuse"), medians.get("sandbox")) {
+                println!(
+                    "{name} connection reuse: {:.2}× the throughput of a new connection per request",
+                    reused / fresh
+                );
             }
         }
     });

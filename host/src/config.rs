@@ -316,6 +316,10 @@ pub struct HttpConfig {
     /// Redirects followed per request; 0 (the default) follows none. Each
     /// hop is checked against the egress policy again.
     pub max_redirects: u32,
+    /// Idle connections kept open per receiving host, for reuse by later
+    /// deliveries (one pool per TLS and egress setting, shared by all
+    /// plugins); 0 opens a new connection for every request.
+    pub pool_max_idle_per_host: usize,
     /// Aodh's `rest_notifier_ssl_verify`: verify TLS certificates unless a
     /// plugin allowed to do so switches it off for one request.
     pub rest_notifier_ssl_verify: bool,
@@ -354,6 +358,7 @@ impl Default for HttpConfig {
             timeout_ms: 10_000,
             max_timeout_ms: 10_000,
             max_redirects: 0,
+            pool_max_idle_per_host: 32,
             rest_notifier_ssl_verify: true,
             rest_notifier_ca_bundle_certificate_path: None,
             rest_notifier_certificate_file: None,

@@ -2,6 +2,7 @@
 //! as it arrived (header order and case kept) and answers as told, over
 //! plain HTTP or TLS with a certificate made for the test.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,13 +79,21 @@ pub struct Webhook {
     /// what a client must trust.
     pub certificate_pem: Option<String>,
     received: Arc<Mutex<Vec<Received>>>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Webhook {
-    /// Starts a plain-HTTP receiver answering every request with `reply`.
+    /// Starts a plain-HTTP receiver answering every request with `reply`,
+    /// one request per connection.
     pub async fn start(reply: Reply) -> std::io::Result<Webhook> {
-        Self::listen(reply, None, None).await
+        Self::listen(reply, None, None, false).await
+    }
+
+    /// Like [`Webhook::start`], keeping connections open for further
+    /// requests (HTTP/1.1 keep-alive) while the replies are statuses.
+    pub async fn start_keep_alive(reply: Reply) -> std::io::Result<Webhook> {
+        Self::listen(reply, None, None, true).await
     }
 
     /// Starts an HTTPS receiver with a certificate for `127.0.0.1` from a
@@ -101,34 +110,37 @@ impl Webhook {
         config: ServerConfig,
         ca_pem: &str,
     ) -> std::io::Result<Webhook> {
-        Self::listen(reply, Some(TlsAcceptor::from(Arc::new(config))), Some(ca_pem.to_owned())).await
+        Self::listen(reply, Some(TlsAcceptor::from(Arc::new(config))), Some(ca_pem.to_owned()), false).await
     }
 
     async fn listen(
         reply: Reply,
         tls: Option<TlsAcceptor>,
         certificate_pem: Option<String>,
+        keep_alive: bool,
     ) -> std::io::Result<Webhook> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&received);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (log, accepted) = (Arc::clone(&received), Arc::clone(&connections));
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (reply, log, tls) = (reply.clone(), Arc::clone(&log), tls.clone());
                 tokio::spawn(async move {
                     match tls {
-                        None => serve(stream, reply, log).await,
+                        None => serve(stream, reply, log, keep_alive).await,
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(stream).await {
-                                serve(stream, reply, log).await;
+                                serve(stream, reply, log, keep_alive).await;
                             }
                         }
                     }
                 });
             }
         });
-        Ok(Webhook { addr, certificate_pem, received, task })
+        Ok(Webhook { addr, certificate_pem, received, connections, task })
     }
 
     /// `http://127.0.0.1:port{path}`, or `https://` for a TLS receiver.
@@ -140,6 +152,11 @@ impl Webhook {
     /// The requests received so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -153,23 +170,48 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     reply: Reply,
     log: Arc<Mutex<Vec<Received>>>,
+    keep_alive: bool,
 ) {
     let mut buffer = Vec::new();
+    // Bounded: each request is at most MAX_REQUEST_BYTES and must arrive
+    // within 10 s; a kept-alive connection ends after 10 s without one.
+    while let Some(request) = next_request(&mut stream, &mut buffer).await {
+        if !answer(&mut stream, request, &reply, &log, keep_alive).await {
+            return;
+        }
+    }
+}
+
+/// Reads the next complete request off `stream`, keeping what follows it
+/// in `buffer`; `None` at the end of the stream, on a timeout, or past
+/// the size cap.
+async fn next_request<S: AsyncRead + Unpin>(stream: &mut S, buffer: &mut Vec<u8>) -> Option<Received> {
     let mut chunk = [0u8; 8192];
-    // Bounded: a request is at most MAX_REQUEST_BYTES and must arrive in 10 s.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let request = loop {
-        if let Some(request) = parse(&buffer) {
-            break request;
+    loop {
+        if let Some((request, used)) = parse_one(buffer) {
+            buffer.drain(..used);
+            return Some(request);
         }
         if buffer.len() > MAX_REQUEST_BYTES {
-            return;
+            return None;
         }
         match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
             Ok(Ok(n)) if n > 0 => buffer.extend_from_slice(&chunk[..n]),
-            _ => return,
+            _ => return None,
         }
-    };
+    }
+}
+
+/// Records `request` and sends its reply; whether the connection stays
+/// open for another request.
+async fn answer<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: Received,
+    reply: &Reply,
+    log: &Mutex<Vec<Received>>,
+    keep_alive: bool,
+) -> bool {
     let index = match log.lock() {
         Ok(mut log) => {
             log.push(request);
@@ -186,14 +228,20 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Reply::Script(_) | Reply::Delayed(..) => {}
         Reply::Hang => tokio::time::sleep(Duration::from_secs(60)).await,
         Reply::Status(status, headers, body) => {
-            let mut head =
-                format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+            let connection = if keep_alive { "keep-alive" } else { "close" };
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: {connection}\r\n",
+                body.len()
+            );
             for (name, value) in headers {
                 head.push_str(&format!("{name}: {value}\r\n"));
             }
             head.push_str("\r\n");
             let _ = stream.write_all(head.as_bytes()).await;
             let _ = stream.write_all(&body).await;
+            if keep_alive {
+                return stream.flush().await.is_ok();
+            }
             let _ = stream.shutdown().await;
         }
         Reply::Chunked(status, body) => {
@@ -209,11 +257,17 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = stream.shutdown().await;
         }
     }
+    false
 }
 
 /// A complete request in `buffer` (its body as long as `content-length`
 /// says), if there is one: what a sink received, or a captured raw request.
 pub fn parse(buffer: &[u8]) -> Option<Received> {
+    parse_one(buffer).map(|(request, _)| request)
+}
+
+/// The first complete request in `buffer` and the bytes it took.
+fn parse_one(buffer: &[u8]) -> Option<(Received, usize)> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     let httparse::Status::Complete(head_len) = request.parse(buffer).ok()? else {
@@ -230,11 +284,12 @@ pub fn parse(buffer: &[u8]) -> Option<Received> {
         .and_then(|(_, v)| v.parse::<usize>().ok())
         .unwrap_or(0);
     let body = buffer.get(head_len..head_len + length)?.to_vec();
-    Some(Received {
+    let received = Received {
         method: request.method?.to_owned(),
         target: request.path?.to_owned(),
         headers,
         body,
         at: std::time::Instant::now(),
-    })
+    };
+    Some((received, head_len + length))
 }

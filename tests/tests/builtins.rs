@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use tocsin::alarm::{Alarm, Delivery};
+use tocsin::config::Config;
 use tocsin::sandbox::CallError;
 use tocsin_tests::webhook::{self, Received, Reply, Webhook};
 use tocsin_tests::{TestHost, fixture, messages, sample_alarm};
@@ -14,9 +15,15 @@ use tocsin_tests::{TestHost, fixture, messages, sample_alarm};
 /// A host whose `http` notifier may reach 127.0.0.1, as `--allow-host
 /// 127.0.0.1` grants it.
 fn loopback_host() -> TestHost {
+    loopback_host_with(|_| {})
+}
+
+/// [`loopback_host`] with `configure` applied after.
+fn loopback_host_with(configure: impl FnOnce(&mut Config)) -> TestHost {
     TestHost::new(|config| {
         config.egress.allow_networks.push("127.0.0.1/32".parse().unwrap());
         config.plugins.entry("http".into()).or_default().allow_hosts.push("127.0.0.1".into());
+        configure(config);
     })
 }
 
@@ -207,4 +214,19 @@ async fn the_registry_serves_builtins_and_refuses_reserved_and_unknown_schemes()
         ResolveError::Unknown("nosuchscheme".into())
     );
     assert!(matches!(registry.resolve_action("http://[::1/x"), Err(ResolveError::Unparsable(_))));
+}
+
+#[tokio::test]
+async fn a_burst_to_one_webhook_reuses_one_connection() {
+    for (reuse, expected) in [(32, 1), (0, 20)] {
+        let sink = Webhook::start_keep_alive(Reply::status(200)).await.unwrap();
+        let host = loopback_host_with(|config| config.http.pool_max_idle_per_host = reuse);
+        let plugin = host.builtin("http");
+        for i in 0..20 {
+            let run = host.notify(&plugin, &sink.url(&format!("/burst/{i}"))).await;
+            assert_eq!(run.result, Ok(()));
+        }
+        assert_eq!(sink.received().len(), 20);
+        assert_eq!(sink.connections(), expected, "pool_max_idle_per_host = {reuse}");
+    }
 }

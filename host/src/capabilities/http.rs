@@ -177,6 +177,7 @@ impl HttpCapability {
                 kind.exceptions,
             )))
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(self.config.pool_max_idle_per_host)
             .danger_accept_invalid_certs(!kind.verify);
         if kind.operator_tls {
             if !self.operator_tls.roots.is_empty() {

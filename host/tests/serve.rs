@@ -422,6 +422,49 @@ async fn tocsin_cli(vhost: &TestVhost, args: &[&str]) -> String {
     cli(TOCSIN, &vhost.transport_url(), args, &[]).await
 }
 
+/// URL user info, secret-looking query values, trust ids and webhook
+/// signing secrets reach the receivers that need them and nothing else: not
+/// the service's log, its metrics, or the dead-letter listing.
+#[tokio::test]
+async fn secrets_never_reach_logs_metrics_or_the_dead_letter_listing() {
+    let vhost = TestVhost::create();
+    let ok = Webhook::start(Reply::status(200)).await.unwrap();
+    let flaky = Webhook::start(Reply::Script(vec![Reply::status(503), Reply::status(200)])).await.unwrap();
+    let refusing = Webhook::start(Reply::status(400)).await.unwrap();
+    let signing_key = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let signing = format!("[http.signing.\"127.0.0.1\"]\nsecrets = [\"whsec_{signing_key}\"]\n");
+    let service = serve(&vhost, &signing).await;
+    let with_secrets = |sink: &Webhook| {
+        format!("http://alice-user:S3cretPass@{}/hook?token=Tok3nValue&api_key=Ap1KeyValue&x=1", sink.addr)
+    };
+    let trust = format!("trust+http://TrustId987:TrustPass@{}/hook", ok.addr);
+    let actions = [with_secrets(&ok), with_secrets(&flaky), with_secrets(&refusing), trust];
+    let mut args = vec!["publish"];
+    for action in &actions {
+        args.extend(["--action", action.as_str()]);
+    }
+    tocsin_cli(&vhost, &args).await;
+
+    wait_for_requests(&flaky, 2).await;
+    let basic = ok.received()[0].header("authorization").unwrap().to_owned();
+    assert!(basic.starts_with("Basic "), "the receiver gets the credentials: {basic}");
+    let dead =
+        eventually(Duration::from_secs(10), async || vhost.depth("tocsin.dead-letters").await >= 2).await;
+    assert!(dead, "the 400 and the trust action are dead-lettered: {}", service.log_text());
+    let listing = tocsin_cli(&vhost, &["dlq", "list"]).await;
+    let (_, metrics) = service.get("/metrics").await;
+    let log = service.log_text();
+    assert!(log.contains("***@127.0.0.1") && log.contains("token=***"), "actions are logged redacted: {log}");
+
+    let secrets =
+        ["S3cretPass", "alice-user", "Tok3nValue", "Ap1KeyValue", "TrustId987", "TrustPass", signing_key];
+    for (what, text) in [("log", &log), ("metrics", &metrics), ("dlq list", &listing)] {
+        for secret in secrets.iter().copied().chain([basic.trim_start_matches("Basic ")]) {
+            assert!(!text.contains(secret), "{secret} appears in the {what}: {text}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn dead_letters_can_be_listed_replayed_and_purged() {
     let vhost = TestVhost::create();

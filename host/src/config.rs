@@ -348,7 +348,9 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields)]
 pub struct SigningKeys {
     /// `whsec_…` secrets, newest first; during a key rotation, the new and
-    /// the old one, so receivers accept either. Each adds a signature.
+    /// the old one, so receivers accept either. Each adds a signature. One
+    /// secret may be given as a plain string.
+    #[serde(deserialize_with = "crate::capabilities::signing::one_or_more")]
     pub secrets: Vec<WebhookSecret>,
 }
 
@@ -380,10 +382,12 @@ pub struct EgressConfig {
     /// `allow_networks` (an internal webhook gateway, say). They are not
     /// granted to plugins by this: grants are per plugin.
     pub trusted_hosts: Vec<String>,
-    /// Log what the address policy would refuse (`egress: The policy would
-    /// refuse this address…`, with host, address and class) and let it
-    /// through: for rolling out an allowlist. Grants still apply. Off by
-    /// default.
+    /// Log what the address policy would refuse for a host the operator
+    /// granted to a plugin by name (`egress: The policy would refuse this
+    /// address…`, with host, address and class) and let it through: for
+    /// rolling out `allow_networks`. Loopback, link-local (metadata) and
+    /// unspecified addresses, and hosts that only appear in action URLs,
+    /// are refused all the same. Off by default.
     pub report_only: bool,
 }
 
@@ -445,6 +449,10 @@ impl Config {
         }
         if let Some((host, _)) = self.http.signing.iter().find(|(_, keys)| keys.secrets.is_empty()) {
             return fail(format!("http.signing.{host:?} has no secrets"));
+        }
+        let mut signed_hosts = std::collections::HashSet::new();
+        if let Some(host) = self.http.signing.keys().find(|host| !signed_hosts.insert(host_key(host))) {
+            return fail(format!("http.signing.{host:?} names a host already listed"));
         }
         let hosts = self
             .egress
@@ -630,6 +638,19 @@ mod tests {
         assert!(error.to_string().contains("whsec_"), "{error}");
         let error = load_toml("[http.signing.\"h.example\"]\nsecrets = []\n").unwrap_err();
         assert!(error.to_string().contains("has no secrets"), "{error}");
+        let one = load_toml(&format!("[http.signing.\"h.example\"]\nsecrets = \"{secret}\"\n")).unwrap();
+        assert_eq!(one.http.signing["h.example"].secrets.len(), 1, "one secret as a plain string");
+        let error = load_toml("[http.signing.\"h.example\"]\nsecrets = \"whsec_TooShortButSecretish\"\n")
+            .unwrap_err();
+        assert!(
+            !error.to_string().contains("TooShortButSecretish"),
+            "a refused secret is not echoed: {error}"
+        );
+        let twice = format!(
+            "[http.signing.\"h.example\"]\nsecrets = [\"{secret}\"]\n[http.signing.\"H.example.\"]\nsecrets = [\"{secret}\"]\n"
+        );
+        let error = load_toml(&twice).unwrap_err();
+        assert!(error.to_string().contains("already listed"), "{error}");
         let error = load_toml(&format!("[http.signing.\"https://h.example\"]\nsecrets = [\"{secret}\"]\n"))
             .unwrap_err();
         assert!(error.to_string().contains("not a bare host"), "{error}");

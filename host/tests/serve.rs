@@ -433,7 +433,9 @@ async fn secrets_never_reach_logs_metrics_or_the_dead_letter_listing() {
     let refusing = Webhook::start(Reply::status(400)).await.unwrap();
     let signing_key = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let signing = format!("[http.signing.\"127.0.0.1\"]\nsecrets = [\"whsec_{signing_key}\"]\n");
-    let service = serve(&vhost, &signing).await;
+    // Every level of tocsin's own lines, so that debug ones (a request's failure, say) are read too.
+    let config = test_config(&vhost.transport_url(), "test-host", &signing);
+    let service = Service::start_logging(TOCSIN, &config, "info,tocsin=trace").await;
     let with_secrets = |sink: &Webhook| {
         format!("http://alice-user:S3cretPass@{}/hook?token=Tok3nValue&api_key=Ap1KeyValue&x=1", sink.addr)
     };
@@ -446,7 +448,7 @@ async fn secrets_never_reach_logs_metrics_or_the_dead_letter_listing() {
     tocsin_cli(&vhost, &args).await;
 
     wait_for_requests(&flaky, 2).await;
-    let basic = ok.received()[0].header("authorization").unwrap().to_owned();
+    let basic = wait_for_requests(&ok, 1).await[0].header("authorization").unwrap().to_owned();
     assert!(basic.starts_with("Basic "), "the receiver gets the credentials: {basic}");
     let dead =
         eventually(Duration::from_secs(10), async || vhost.depth("tocsin.dead-letters").await >= 2).await;

@@ -78,7 +78,12 @@ impl Service {
     /// Starts `binary serve` with `config` and waits until it is ready
     /// (consuming), at most 30 s.
     pub async fn start(binary: &str, config: &str) -> Service {
-        let service = Service::launch(binary, config).await;
+        Service::start_logging(binary, config, "info").await
+    }
+
+    /// [`Service::start`] with the log filter `level` (`TOCSIN_LOG`).
+    pub async fn start_logging(binary: &str, config: &str, level: &str) -> Service {
+        let service = Service::launch_logging(binary, config, level).await;
         let ready = eventually(Duration::from_secs(30), async || service.get("/readyz").await.0 == 200).await;
         assert!(ready, "tocsin serve did not get ready: {}", service.log_text());
         service
@@ -88,6 +93,10 @@ impl Service {
     /// API address (at most 30 s), ready or not: for a service that cannot
     /// reach its broker.
     pub async fn launch(binary: &str, config: &str) -> Service {
+        Service::launch_logging(binary, config, "info").await
+    }
+
+    async fn launch_logging(binary: &str, config: &str, level: &str) -> Service {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let config_path = dir.path().join("tocsin.toml");
         std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("write config: {e}"));
@@ -96,7 +105,7 @@ impl Service {
         let child = Command::new(binary)
             .args(["--log-format", "json", "serve"])
             .env("TOCSIN_CONFIG", &config_path)
-            .env("TOCSIN_LOG", "info")
+            .env("TOCSIN_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

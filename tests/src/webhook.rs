@@ -11,8 +11,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
-use crate::tls::TestCa;
-
 /// Largest request the receiver reads.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
 
@@ -75,9 +73,8 @@ impl Received {
 pub struct Webhook {
     /// `127.0.0.1:port`.
     pub addr: std::net::SocketAddr,
-    /// For a TLS receiver, the PEM of the CA that issued its certificate:
-    /// what a client must trust.
-    pub certificate_pem: Option<String>,
+    /// Whether it speaks TLS.
+    https: bool,
     received: Arc<Mutex<Vec<Received>>>,
     connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -87,40 +84,27 @@ impl Webhook {
     /// Starts a plain-HTTP receiver answering every request with `reply`,
     /// one request per connection.
     pub async fn start(reply: Reply) -> std::io::Result<Webhook> {
-        Self::listen(reply, None, None, false).await
+        Self::listen(reply, None, false).await
     }
 
     /// Like [`Webhook::start`], keeping connections open for further
     /// requests (HTTP/1.1 keep-alive) while the replies are statuses.
+    /// Requests must carry `content-length` (reqwest's do); a chunked body
+    /// is not read.
     pub async fn start_keep_alive(reply: Reply) -> std::io::Result<Webhook> {
-        Self::listen(reply, None, None, true).await
+        Self::listen(reply, None, true).await
     }
 
-    /// Starts an HTTPS receiver with a certificate for `127.0.0.1` from a
-    /// fresh [`TestCa`], answering every request with `reply`.
-    pub async fn start_tls(reply: Reply) -> std::io::Result<Webhook> {
-        let ca = TestCa::new();
-        Self::start_tls_with(reply, ca.server_config(&ca.server("127.0.0.1"), false), ca.pem()).await
+    /// Starts an HTTPS receiver with `config` (see
+    /// [`crate::tls::TestCa::server_config`]).
+    pub async fn start_tls(reply: Reply, config: ServerConfig) -> std::io::Result<Webhook> {
+        Self::listen(reply, Some(TlsAcceptor::from(Arc::new(config))), false).await
     }
 
-    /// Starts an HTTPS receiver with `config` (see [`TestCa::server_config`]),
-    /// whose certificate `ca_pem` issued.
-    pub async fn start_tls_with(
-        reply: Reply,
-        config: ServerConfig,
-        ca_pem: &str,
-    ) -> std::io::Result<Webhook> {
-        Self::listen(reply, Some(TlsAcceptor::from(Arc::new(config))), Some(ca_pem.to_owned()), false).await
-    }
-
-    async fn listen(
-        reply: Reply,
-        tls: Option<TlsAcceptor>,
-        certificate_pem: Option<String>,
-        keep_alive: bool,
-    ) -> std::io::Result<Webhook> {
+    async fn listen(reply: Reply, tls: Option<TlsAcceptor>, keep_alive: bool) -> std::io::Result<Webhook> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let https = tls.is_some();
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let (log, accepted) = (Arc::clone(&received), Arc::clone(&connections));
@@ -140,12 +124,12 @@ impl Webhook {
                 });
             }
         });
-        Ok(Webhook { addr, certificate_pem, received, connections, task })
+        Ok(Webhook { addr, https, received, connections, task })
     }
 
     /// `http://127.0.0.1:port{path}`, or `https://` for a TLS receiver.
     pub fn url(&self, path: &str) -> String {
-        let scheme = if self.certificate_pem.is_some() { "https" } else { "http" };
+        let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}{path}", self.addr)
     }
 

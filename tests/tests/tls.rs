@@ -49,7 +49,7 @@ fn material(ca: &TestCa) -> Material {
 async fn receiver(require_client_certificate: bool) -> (Material, Webhook) {
     let ca = TestCa::new();
     let config = ca.server_config(&ca.server("127.0.0.1"), require_client_certificate);
-    let hook = Webhook::start_tls_with(Reply::status(200), config, ca.pem()).await.unwrap();
+    let hook = Webhook::start_tls(Reply::status(200), config).await.unwrap();
     (material(&ca), hook)
 }
 

@@ -10,8 +10,10 @@
 //! checked with [`EgressPolicy::check_ip`].
 //!
 //! In report-only mode (`egress.report_only`, for rolling out an allowlist)
-//! a refusal is logged as one that would have happened, and the request
-//! goes on.
+//! a refusal of a host the operator granted by name is logged as one that
+//! would have happened, and the request goes on. Loopback, link-local
+//! (metadata) and unspecified addresses are refused all the same, and hosts
+//! that only appear in an action URL get no such leniency.
 //!
 //! Which *hosts* a plugin may name is decided per plugin in
 //! [`super::http`]; this module judges addresses. The operator's
@@ -149,6 +151,12 @@ pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
+/// Whether report-only mode may let `class` through: never the host itself
+/// or the cloud metadata service.
+fn reportable(class: AddressClass) -> bool {
+    !matches!(class, AddressClass::Loopback | AddressClass::LinkLocal | AddressClass::Unspecified)
+}
+
 /// A destination the policy refused.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{host} resolves to {ip} ({}), which the egress policy does not allow", class.name())]
@@ -180,8 +188,9 @@ impl EgressPolicy {
         }
     }
 
-    /// This policy in report-only mode: what it would refuse is logged and
-    /// let through.
+    /// This policy in report-only mode: what it would refuse for a host the
+    /// operator granted by name is logged and let through, unless the
+    /// address is loopback, link-local or unspecified.
     pub fn report_only(mut self, report_only: bool) -> Self {
         self.report_only = report_only;
         self
@@ -207,7 +216,7 @@ impl EgressPolicy {
         match classify(ip) {
             _ if allowed => Ok(()),
             AddressClass::Public => Ok(()),
-            class if self.report_only => {
+            class if self.report_only && exceptions && reportable(class) => {
                 tracing::warn!(
                     host, %ip, class = class.name(), outcome = "reported",
                     "egress: The policy would refuse this address; allowed because egress.report_only is set."

@@ -378,11 +378,23 @@ impl CallHttp {
         for name in SIGNATURE_HEADERS {
             headers.remove(name);
         }
-        for (name, value) in signature_headers(secrets, &self.delivery_id, now, body) {
-            // Ids, digits and base64: always valid header values.
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(name, value);
+        let signed: Result<Vec<(&str, HeaderValue)>, _> =
+            signature_headers(secrets, &self.delivery_id, now, body)
+                .into_iter()
+                .map(|(name, value)| HeaderValue::from_str(&value).map(|value| (name, value)))
+                .collect();
+        match signed {
+            Ok(signed) => {
+                for (name, value) in signed {
+                    headers.insert(name, value);
+                }
             }
+            // A delivery id from the broker that is no header value: sent
+            // unsigned, which the receiver refuses, rather than half-signed.
+            Err(_) => tracing::warn!(
+                delivery_id = %self.delivery_id.escape_debug(),
+                "capability.http: The delivery id is not a valid header value; sent unsigned."
+            ),
         }
     }
 
@@ -486,6 +498,10 @@ impl Exchange {
             self.method = Method::GET;
             self.body = Bytes::new();
             self.headers.remove(CONTENT_TYPE);
+            // The signature covered the body that is no longer sent.
+            for name in SIGNATURE_HEADERS {
+                self.headers.remove(name);
+            }
         }
         self.url = next;
         Ok(())

@@ -36,8 +36,8 @@ pub enum SecretError {
     /// It does not start with `whsec_`.
     #[error("a webhook secret starts with {SECRET_PREFIX}")]
     Prefix,
-    /// What follows the prefix is not base64, or is empty.
-    #[error("a webhook secret is {SECRET_PREFIX} followed by the base64 of at least 16 bytes")]
+    /// What follows the prefix is not base64, or too short.
+    #[error("a webhook secret is {SECRET_PREFIX} followed by the base64 of 24 to 64 bytes")]
     Encoding,
 }
 
@@ -45,11 +45,12 @@ impl WebhookSecret {
     /// Parses `whsec_<base64>`.
     ///
     /// # Errors
-    /// [`SecretError`]: no prefix, not base64, or shorter than 16 bytes.
+    /// [`SecretError`]: no prefix, not base64, or not 24 to 64 bytes (the
+    /// specification's range).
     pub fn parse(text: &str) -> Result<Self, SecretError> {
         let encoded = text.trim().strip_prefix(SECRET_PREFIX).ok_or(SecretError::Prefix)?;
         let key = STANDARD.decode(encoded).map_err(|_| SecretError::Encoding)?;
-        if key.len() < 16 {
+        if !(24..=64).contains(&key.len()) {
             return Err(SecretError::Encoding);
         }
         Ok(WebhookSecret(key))
@@ -84,6 +85,28 @@ impl<'de> Deserialize<'de> for WebhookSecret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         WebhookSecret::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Deserializes one secret or a list of them, never repeating a value in
+/// an error (a type error would otherwise quote the secret).
+///
+/// # Errors
+/// When the value is neither a string nor a list of strings, or a secret
+/// is malformed.
+pub fn one_or_more<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<WebhookSecret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMore {
+        One(WebhookSecret),
+        More(Vec<WebhookSecret>),
+    }
+    match OneOrMore::deserialize(deserializer) {
+        Ok(OneOrMore::One(secret)) => Ok(vec![secret]),
+        Ok(OneOrMore::More(secrets)) => Ok(secrets),
+        Err(_) => Err(serde::de::Error::custom(
+            "secrets is a whsec_ secret or a list of them (the value is not repeated here)",
+        )),
     }
 }
 
@@ -138,6 +161,8 @@ mod tests {
         assert_eq!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), Err(SecretError::Prefix));
         assert_eq!(WebhookSecret::parse("whsec_not base64!"), Err(SecretError::Encoding));
         assert_eq!(WebhookSecret::parse("whsec_c2hvcnQ="), Err(SecretError::Encoding));
+        let too_long = format!("whsec_{}", STANDARD.encode([1u8; 65]));
+        assert_eq!(WebhookSecret::parse(&too_long), Err(SecretError::Encoding));
         let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(format!("{secret:?}"), "WebhookSecret(***)");
         assert_eq!(serde_json::to_string(&secret).unwrap(), r#""***""#);

@@ -55,11 +55,10 @@ impl RetryPolicy {
 
     /// Attempts a delivery to `action` gets in all.
     pub fn max_attempts(&self, action: &str) -> u32 {
-        let scheme = action.split_once(':').map_or("", |(scheme, _)| scheme.trim());
+        let rest =
+            crate::registry::scheme_of(action).is_ok_and(|scheme| scheme == "http" || scheme == "https");
         match self.rest_max_attempts {
-            Some(attempts) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
-                attempts
-            }
+            Some(attempts) if rest => attempts,
             _ => self.max_attempts,
         }
     }

@@ -76,6 +76,17 @@ impl TestHost {
         TestHost { config, sandbox }
     }
 
+    /// A host where 127.0.0.1 is an allowed network granted to the
+    /// built-in `http` notifier (the receivers tests start live there),
+    /// with `configure` applied after.
+    pub fn loopback(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::new(|config| {
+            config.egress.allow_networks.push("127.0.0.1/32".parse().unwrap_or_else(|e| panic!("{e}")));
+            config.plugins.entry("http".into()).or_default().allow_hosts.push("127.0.0.1".into());
+            configure(config);
+        })
+    }
+
     /// Loads a built-in notifier by name, with its configured settings.
     pub fn builtin(&self, name: &str) -> Plugin {
         let bytes = builtin::component(name).unwrap_or_else(|| panic!("no built-in {name}"));

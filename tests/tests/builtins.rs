@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use tocsin::alarm::{Alarm, Delivery};
-use tocsin::config::Config;
 use tocsin::sandbox::CallError;
 use tocsin_tests::webhook::{self, Received, Reply, Webhook};
 use tocsin_tests::{TestHost, fixture, messages, sample_alarm};
@@ -15,16 +14,7 @@ use tocsin_tests::{TestHost, fixture, messages, sample_alarm};
 /// A host whose `http` notifier may reach 127.0.0.1, as `--allow-host
 /// 127.0.0.1` grants it.
 fn loopback_host() -> TestHost {
-    loopback_host_with(|_| {})
-}
-
-/// [`loopback_host`] with `configure` applied after.
-fn loopback_host_with(configure: impl FnOnce(&mut Config)) -> TestHost {
-    TestHost::new(|config| {
-        config.egress.allow_networks.push("127.0.0.1/32".parse().unwrap());
-        config.plugins.entry("http".into()).or_default().allow_hosts.push("127.0.0.1".into());
-        configure(config);
-    })
+    TestHost::loopback(|_| {})
 }
 
 /// A captured raw request, parsed.
@@ -176,11 +166,7 @@ async fn test_records_the_notification_for_reading_back() {
 #[tokio::test]
 async fn http_refuses_a_request_body_past_the_cap() {
     let hook = Webhook::start(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();
-    let host = TestHost::new(|config| {
-        config.egress.allow_networks.push("127.0.0.1/32".parse().unwrap());
-        config.plugins.entry("http".into()).or_default().allow_hosts.push("127.0.0.1".into());
-        config.limits.http_request_body_bytes = 100;
-    });
+    let host = TestHost::loopback(|config| config.limits.http_request_body_bytes = 100);
     let plugin = host.builtin("http");
     let run = host.notify(&plugin, &hook.url("/x")).await;
     match run.result {
@@ -220,7 +206,7 @@ async fn the_registry_serves_builtins_and_refuses_reserved_and_unknown_schemes()
 async fn a_burst_to_one_webhook_reuses_one_connection() {
     for (reuse, expected) in [(32, 1), (0, 20)] {
         let sink = Webhook::start_keep_alive(Reply::status(200)).await.unwrap();
-        let host = loopback_host_with(|config| config.http.pool_max_idle_per_host = reuse);
+        let host = TestHost::loopback(|config| config.http.pool_max_idle_per_host = reuse);
         let plugin = host.builtin("http");
         for i in 0..20 {
             let run = host.notify(&plugin, &sink.url(&format!("/burst/{i}"))).await;

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use tocsin::alarm::Delivery;
 use tocsin::capabilities::signing::WebhookSecret;
-use tocsin::config::{Config, SigningKeys};
+use tocsin::config::SigningKeys;
 use tocsin_tests::webhook::{Received, Reply, Webhook};
 use tocsin_tests::{TestHost, plugins, pypi_python, sample_alarm};
 
@@ -18,15 +18,14 @@ const NEW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OLD_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const OTHER_SECRET: &str = "whsec_JQsKTfo3RWNs08gnsZXi9xIy4JWwvyDA";
 
-/// Loopback allowed and granted to the built-in `http` notifier (and to
-/// `fetch`), and the rotation's two secrets for 127.0.0.1.
-fn signing_operator(config: &mut Config) {
-    config.egress.allow_networks = vec!["127.0.0.1/32".parse().unwrap()];
-    for plugin in ["http", "fetch"] {
-        config.plugins.entry(plugin.into()).or_default().allow_hosts = vec!["127.0.0.1".into()];
-    }
-    let secrets = [NEW_SECRET, OLD_SECRET].iter().map(|s| WebhookSecret::parse(s).unwrap()).collect();
-    config.http.signing.insert("127.0.0.1".into(), SigningKeys { secrets });
+/// Loopback allowed and granted to the built-in `http` notifier and to
+/// `fetch`, and the rotation's two secrets for 127.0.0.1.
+fn signing_operator() -> TestHost {
+    TestHost::loopback(|config| {
+        config.plugins.entry("fetch".into()).or_default().allow_hosts = vec!["127.0.0.1".into()];
+        let secrets = [NEW_SECRET, OLD_SECRET].iter().map(|s| WebhookSecret::parse(s).unwrap()).collect();
+        config.http.signing.insert("127.0.0.1".into(), SigningKeys { secrets });
+    })
 }
 
 /// What `standardwebhooks.Webhook(secret).verify(body, headers)` says of
@@ -57,7 +56,7 @@ fn verify(secret: &str, request: &Received) -> Result<(), String> {
 #[tokio::test]
 async fn the_rest_notifiers_deliveries_verify_with_the_standard_webhooks_library() {
     let sink = Webhook::start(Reply::status(200)).await.unwrap();
-    let host = TestHost::new(signing_operator);
+    let host = signing_operator();
     let plugin = host.builtin("http");
     let delivery = Delivery { id: "5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5.0".into(), attempt: 1, tenant: None };
     let run = host.sandbox.invoke(&plugin, &sink.url("/signed"), &sample_alarm(), &delivery).await;
@@ -81,7 +80,7 @@ async fn the_rest_notifiers_deliveries_verify_with_the_standard_webhooks_library
 #[tokio::test]
 async fn a_tenant_plugin_calling_the_same_host_is_not_signed() {
     let sink = Webhook::start(Reply::status(200)).await.unwrap();
-    let host = TestHost::new(signing_operator);
+    let host = signing_operator();
     let plugin = host.load("fetch", plugins::FETCH).unwrap();
     let action = format!("fetch://probe/?target={}&header=webhook-id", sink.url("/tenant"));
     let run = host.notify(&plugin, &action).await;

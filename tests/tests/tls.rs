@@ -56,11 +56,7 @@ async fn receiver(require_client_certificate: bool) -> (Material, Webhook) {
 /// Runs the built-in `http` notifier for `url` with loopback granted and
 /// `configure` applied.
 async fn deliver(url: &str, configure: impl FnOnce(&mut Config)) -> Result<(), CallError> {
-    let host = TestHost::new(|config| {
-        config.egress.allow_networks = vec!["127.0.0.1/32".parse().unwrap()];
-        config.plugins.entry("http".into()).or_default().allow_hosts = vec!["127.0.0.1".into()];
-        configure(config);
-    });
+    let host = TestHost::loopback(configure);
     host.notify(&host.builtin("http"), url).await.result
 }
 

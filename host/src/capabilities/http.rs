@@ -375,9 +375,7 @@ impl CallHttp {
             return;
         };
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-        for name in SIGNATURE_HEADERS {
-            headers.remove(name);
-        }
+        remove_signature(headers);
         let signed: Result<Vec<(&str, HeaderValue)>, _> =
             signature_headers(secrets, &self.delivery_id, now, body)
                 .into_iter()
@@ -499,9 +497,7 @@ impl Exchange {
             self.body = Bytes::new();
             self.headers.remove(CONTENT_TYPE);
             // The signature covered the body that is no longer sent.
-            for name in SIGNATURE_HEADERS {
-                self.headers.remove(name);
-            }
+            remove_signature(&mut self.headers);
         }
         self.url = next;
         Ok(())
@@ -515,6 +511,14 @@ impl Host for CallHttp {
             tracing::debug!(error = %error, "capability.http: Request failed.");
         }
         Ok(result)
+    }
+}
+
+/// Removes the Standard Webhooks headers: whatever a plugin set, or a
+/// signature the request no longer matches.
+fn remove_signature(headers: &mut HeaderMap) {
+    for name in SIGNATURE_HEADERS {
+        headers.remove(name);
     }
 }
 

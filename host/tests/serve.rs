@@ -539,7 +539,8 @@ async fn the_real_oslo_messaging_client_casts_fanouts_and_notifies() {
 async fn sigterm_stops_cleanly_and_a_declaration_mismatch_is_named() {
     let vhost = TestVhost::create();
     let mut service = serve(&vhost, "").await;
-    let status = service.terminate(Duration::from_secs(20)).expect("exits after SIGTERM");
+    let status = service.terminate(Duration::from_secs(20)).await;
+    let status = status.unwrap_or_else(|| panic!("no exit 20 s after SIGTERM: {}", service.log_text()));
     assert_eq!(status.code(), Some(0), "{}", service.log_text());
     assert_eq!(service.lines_with("serve: Stopped.").len(), 1);
 

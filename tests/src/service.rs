@@ -159,10 +159,19 @@ impl Service {
         self.logs().into_iter().filter(|line| line["message"] == message).collect()
     }
 
-    /// SIGTERM, then waits up to `limit` for the exit status.
-    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+    /// SIGTERM, then waits up to `limit` for the exit status, yielding to
+    /// the test's runtime meanwhile (so its clients can close their
+    /// connections to the service's API, as real clients would).
+    pub async fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
         signal(self.child.id(), "TERM");
-        wait(&mut self.child, limit)
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     /// SIGKILL, and reaps it.
@@ -185,15 +194,4 @@ impl Drop for Service {
 
 fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status();
-}
-
-fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }

@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::sandbox::Sandbox;
 
+/// How long open API connections get to finish at shutdown.
+const API_DRAIN: Duration = Duration::from_secs(5);
+
 /// Runs the service: exit 0 after a clean shutdown.
 ///
 /// # Errors
@@ -45,10 +48,14 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     let grace = Duration::from_millis(config.intake.shutdown_grace_ms);
     let result = intake.run(shutdown.clone(), grace).await;
     shutdown.cancel();
-    match api.await {
-        Ok(Err(error)) => tracing::warn!(error = %error, "serve: The API server failed."),
-        Err(error) => tracing::warn!(error = %error, "serve: The API server task failed."),
-        Ok(Ok(())) => {}
+    match tokio::time::timeout(API_DRAIN, api).await {
+        Ok(Ok(Err(error))) => tracing::warn!(error = %error, "serve: The API server failed."),
+        Ok(Err(error)) => tracing::warn!(error = %error, "serve: The API server task failed."),
+        Err(_) => tracing::warn!(
+            drain_ms = u64::try_from(API_DRAIN.as_millis()).unwrap_or(u64::MAX),
+            "serve: API connections still open after the drain period; closing them."
+        ),
+        Ok(Ok(Ok(()))) => {}
     }
     result.context("the intake stopped")?;
     tracing::info!("serve: Stopped.");

@@ -35,6 +35,9 @@ use publisher::Publisher;
 use topology::{QueueSpec, Source, Topology, TopologyError};
 use transport::{Broker, BrokerError};
 
+/// How long the broker gets to confirm closing the connection at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why the intake stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -222,8 +225,12 @@ impl<N: Notifiers> Intake<N> {
                     "intake: Grace period over; the broker redelivers the unfinished messages."
                 );
             }
-            if let Err(error) = connection.close(200, "tocsin stopping".into()).await {
-                tracing::debug!(error = %error, "intake: Closing the connection failed.");
+            match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "tocsin stopping".into())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(error = %error, "intake: Closing the connection failed."),
+                Err(_) => {
+                    tracing::warn!("intake: The broker did not confirm closing the connection; leaving it.")
+                }
             }
         }
         Ok(ended)

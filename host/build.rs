@@ -6,6 +6,8 @@ use std::path::Path;
 use tocsin_guest_build::Guest;
 
 fn main() {
+    // `sqlx::migrate!` embeds the migrations: rebuild when they change.
+    println!("cargo:rerun-if-changed=migrations");
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
     let root = Path::new(&manifest_dir).join("..");
     let guests = [

@@ -292,7 +292,7 @@ impl Executor {
         let sandboxed = |config: &Config| -> &'static Sandboxed {
             let sandbox = Sandbox::new(config).unwrap();
             let registry = Registry::with_builtins(&sandbox, config).unwrap();
-            Box::leak(Box::new(Sandboxed { sandbox, registry }))
+            Box::leak(Box::new(Sandboxed { sandbox: Arc::new(sandbox), registry: Arc::new(registry) }))
         };
         let mut all = vec![
             Executor::Native(Box::leak(Box::new(Native { client }))),

@@ -15,6 +15,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::api::auth::TokenHash;
 use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::capabilities::signing::WebhookSecret;
 use crate::sandbox::limits::{LimitOverrides, Limits};
@@ -57,8 +58,16 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     /// Retries, dead letters and tocsin's own queues.
     pub delivery: DeliveryConfig,
-    /// The local HTTP endpoint of `tocsin serve` (health, metrics).
+    /// The HTTP API of `tocsin serve` (health, metrics, notifier uploads)
+    /// and who may use it.
     pub api: ApiConfig,
+    /// Where uploaded notifiers are stored: oslo.db's `[database]` section.
+    pub database: DatabaseConfig,
+    /// What an upload may be, and where compiled notifiers are kept.
+    pub uploads: UploadsConfig,
+    /// The tenants that may upload notifiers, by name: the prefix of their
+    /// schemes (`acme` owns `acme-chat`).
+    pub tenants: BTreeMap<String, TenantConfig>,
 }
 
 /// The broker connection and the declarations of the intake queues, with
@@ -260,17 +269,90 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// The HTTP endpoint of `tocsin serve`.
+/// The HTTP API of `tocsin serve`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    /// Address of the API (`/healthz`, `/readyz`, `/metrics`, `/v1/…`).
     pub listen: SocketAddr,
+    /// SHA-256 (hex) of the operator's bearer token: it may manage every
+    /// notifier. None: no operator access through the API.
+    pub operator_token_sha256: Option<TokenHash>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), operator_token_sha256: None }
+    }
+}
+
+/// oslo.db's `[database]` options, as OpenStack services read them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// SQLAlchemy-style URL: `sqlite:////var/lib/tocsin/tocsin.sqlite`
+    /// (absolute path after the fourth slash, relative after the third),
+    /// or `postgresql://user:pass@host:5432/tocsin` (a `+driver` suffix
+    /// such as `postgresql+psycopg2` is accepted) when several hosts share
+    /// the notifiers. Empty: `tocsin.sqlite` in `uploads.state_path`.
+    pub connection: String,
+}
+
+/// Uploaded notifiers: size, compilation limits, the limits a tenant may
+/// ask for, and where compiled artifacts live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// Directory of tocsin's own files (oslo's `state_path`): the default
+    /// SQLite database and the cache of compiled notifiers.
+    pub state_path: PathBuf,
+    /// Largest component accepted, in bytes.
+    pub max_component_bytes: u64,
+    /// CPU seconds the compiler process may use for one upload.
+    pub compile_cpu_seconds: u64,
+    /// Address space of the compiler process, in bytes.
+    pub compile_memory_bytes: u64,
+    /// Wall-clock time one compilation may take, in ms; then it is killed.
+    pub compile_timeout_ms: u64,
+    /// The most an uploaded notifier's limits may be: an upload may set
+    /// each of its limits at most this high.
+    pub max_limits: Limits,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            state_path: PathBuf::from("/var/lib/tocsin"),
+            max_component_bytes: 16 << 20,
+            compile_cpu_seconds: 60,
+            compile_memory_bytes: 2 << 30,
+            compile_timeout_ms: 120_000,
+            max_limits: Limits::default(),
+        }
+    }
+}
+
+/// One tenant: its token and quotas.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// SHA-256 (hex) of the tenant's bearer token.
+    pub token_sha256: TokenHash,
+    /// Notifiers (schemes) the tenant may have.
+    #[serde(default = "TenantConfig::default_max_notifiers")]
+    pub max_notifiers: u32,
+    /// Total bytes of the tenant's stored component versions.
+    #[serde(default = "TenantConfig::default_max_total_bytes")]
+    pub max_total_bytes: u64,
+}
+
+impl TenantConfig {
+    fn default_max_notifiers() -> u32 {
+        10
+    }
+
+    fn default_max_total_bytes() -> u64 {
+        128 << 20
     }
 }
 
@@ -470,23 +552,43 @@ impl Config {
         let plugins = std::iter::once(("<defaults>", &no_overrides))
             .chain(self.plugins.iter().map(|(name, plugin)| (name.as_str(), &plugin.limits)));
         for (name, overrides) in plugins {
-            let limits = self.limits.with(overrides);
-            if limits.memory_bytes > self.sandbox.max_memory_bytes {
-                return fail(format!(
-                    "memory limit of plugin {name} ({} bytes) exceeds sandbox.max_memory_bytes ({})",
-                    limits.memory_bytes, self.sandbox.max_memory_bytes
-                ));
-            }
-            if limits.fuel == 0 {
-                return fail(format!("plugin {name}: fuel must be above 0"));
-            }
-            if limits.deadline_ms <= self.http.max_timeout_ms {
-                return fail(format!(
-                    "plugin {name}: deadline_ms ({}) must exceed http.max_timeout_ms ({}), so that a slow \
-                     webhook fails as an HTTP timeout the plugin reports, not as a killed call",
-                    limits.deadline_ms, self.http.max_timeout_ms
-                ));
-            }
+            self.check_limits(name, &self.limits.with(overrides)).map_err(ConfigError::Inconsistent)?;
+        }
+        self.check_limits("<uploads.max_limits>", &self.uploads.max_limits)
+            .map_err(ConfigError::Inconsistent)?;
+        if let Some(name) = self.tenants.keys().find(|name| !crate::registry::ownership::is_tenant_name(name))
+        {
+            return fail(format!(
+                "tenants.{name:?}: a tenant name is a lower-case letter followed by lower-case letters and \
+                 digits (it prefixes the tenant's schemes: acme-chat)"
+            ));
+        }
+        if let Err(error) = crate::store::Connection::parse(&self.database.connection) {
+            return fail(format!("database.connection: {error}"));
+        }
+        Ok(())
+    }
+
+    /// Checks one plugin's limits against the engine and HTTP settings.
+    ///
+    /// # Errors
+    /// The rule broken, naming the plugin.
+    pub fn check_limits(&self, name: &str, limits: &Limits) -> Result<(), String> {
+        if limits.memory_bytes > self.sandbox.max_memory_bytes {
+            return Err(format!(
+                "memory limit of plugin {name} ({} bytes) exceeds sandbox.max_memory_bytes ({})",
+                limits.memory_bytes, self.sandbox.max_memory_bytes
+            ));
+        }
+        if limits.fuel == 0 {
+            return Err(format!("plugin {name}: fuel must be above 0"));
+        }
+        if limits.deadline_ms <= self.http.max_timeout_ms {
+            return Err(format!(
+                "plugin {name}: deadline_ms ({}) must exceed http.max_timeout_ms ({}), so that a slow \
+                 webhook fails as an HTTP timeout the plugin reports, not as a killed call",
+                limits.deadline_ms, self.http.max_timeout_ms
+            ));
         }
         Ok(())
     }

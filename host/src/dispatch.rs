@@ -83,9 +83,9 @@ pub trait Notifiers: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct Sandboxed {
     /// The engine.
-    pub sandbox: Sandbox,
-    /// Scheme → plugin.
-    pub registry: Registry,
+    pub sandbox: Arc<Sandbox>,
+    /// Scheme → plugin, shared with the notifier API that changes it.
+    pub registry: Arc<Registry>,
 }
 
 impl Notifiers for Sandboxed {

@@ -14,6 +14,8 @@
 //! - [`sandbox`]: the wasmtime engine, per-call stores and limits.
 //! - [`capabilities`]: the host functions plugins can reach.
 //! - [`registry`]: built-in plugins, scheme resolution, component checks.
+//! - [`store`]: uploaded notifiers, versioned, in SQL.
+//! - [`api`]: health, metrics and the notifier API, with bearer tokens.
 //! - [`commands`]: the `tocsin` subcommands.
 //! - [`telemetry`]: logging setup.
 
@@ -29,4 +31,5 @@ pub mod message;
 pub mod metrics;
 pub mod registry;
 pub mod sandbox;
+pub mod store;
 pub mod telemetry;

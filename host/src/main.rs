@@ -69,6 +69,24 @@ enum Command {
         /// The component (`.wasm`).
         plugin: PathBuf,
     },
+    /// Make a new API token: prints the token (give it to the tenant or
+    /// operator) and its SHA-256 (put it in the configuration as
+    /// `api.operator_token_sha256` or `tenants.<name>.token_sha256`).
+    Token,
+    /// Compile one uploaded component (the service runs this as a child
+    /// process, with the component on stdin).
+    #[command(hide = true, name = "compile-component")]
+    CompileComponent {
+        /// CPU seconds this process may use.
+        #[arg(long)]
+        cpu_seconds: u64,
+        /// Address space this process may use, in bytes.
+        #[arg(long)]
+        memory_bytes: u64,
+        /// The service engine's WebAssembly stack size.
+        #[arg(long)]
+        max_wasm_stack_bytes: usize,
+    },
     /// Run one notification through the sandbox and print the outcome as
     /// one JSON line. Exit 0 delivered, 1 failed, 2 bad input.
     Notify {
@@ -120,9 +138,31 @@ enum Format {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    let result = match Config::load(cli.config.as_deref()) {
+    let result = match cli.command {
+        Command::CompileComponent { cpu_seconds, memory_bytes, max_wasm_stack_bytes } => {
+            commands::compile::run(commands::compile::CompileArgs {
+                cpu_seconds,
+                memory_bytes,
+                max_wasm_stack_bytes,
+            })
+        }
+        Command::Token => Ok(commands::token::run()),
+        command => run(cli.config.as_deref(), command).await,
+    };
+    match result {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            eprintln!("tocsin: {error:#}");
+            Exit::Usage.into()
+        }
+    }
+}
+
+/// Runs a command that needs the configuration.
+async fn run(config: Option<&std::path::Path>, command: Command) -> anyhow::Result<Exit> {
+    match Config::load(config) {
         Err(error) => Err(anyhow::Error::new(error).context("cannot load the configuration")),
-        Ok(config) => match cli.command {
+        Ok(config) => match command {
             Command::Serve => commands::serve::run(config).await,
             Command::Dlq { action } => {
                 let (action, limit) = match action {
@@ -143,13 +183,7 @@ async fn main() -> ExitCode {
             Command::Notify { plugin, action, alarm, allow_hosts } => {
                 commands::notify::run(config, NotifyArgs { plugin, action, alarm, allow_hosts }).await
             }
+            Command::Token | Command::CompileComponent { .. } => unreachable!("run without configuration"),
         },
-    };
-    match result {
-        Ok(exit) => exit.into(),
-        Err(error) => {
-            eprintln!("tocsin: {error:#}");
-            Exit::Usage.into()
-        }
     }
 }

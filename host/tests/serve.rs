@@ -548,11 +548,13 @@ async fn sigterm_stops_cleanly_and_a_declaration_mismatch_is_named() {
     // with the queue and the argument named.
     let config = test_config(&vhost.transport_url(), "test-host", "");
     let config = config.replace("[broker]\n", "[broker]\namqp_durable_queues = true\n");
+    let state = tempfile::tempdir().unwrap();
     let output = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::process::Command::new(TOCSIN)
             .arg("serve")
             .env("TOCSIN_CONFIG", write_temp(&config).path())
+            .env("TOCSIN_UPLOADS__STATE_PATH", state.path())
             .output(),
     )
     .await

@@ -64,7 +64,9 @@ pub async fn cli(binary: &str, transport_url: &str, args: &[&str], env: &[(&str,
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A running `tocsin serve`; killed when dropped.
+/// A running `tocsin serve`; killed when dropped. Its uploaded notifiers
+/// are kept in its temporary directory unless the configuration names a
+/// `state_path`.
 #[derive(Debug)]
 pub struct Service {
     child: Child,
@@ -102,7 +104,12 @@ impl Service {
         std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("write config: {e}"));
         let log = dir.path().join("serve.log");
         let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if !config.contains("state_path") {
+            // Uploaded notifiers and their artifacts live with the test.
+            command.env("TOCSIN_UPLOADS__STATE_PATH", dir.path().join("state"));
+        }
+        let child = command
             .args(["--log-format", "json", "serve"])
             .env("TOCSIN_CONFIG", &config_path)
             .env("TOCSIN_LOG", level)
@@ -133,6 +140,27 @@ impl Service {
         match client.get(format!("{}{path}", self.api)).timeout(Duration::from_secs(5)).send().await {
             Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
             Err(_) => (0, String::new()),
+        }
+    }
+
+    /// `method path` on the API with bearer `token` (none: no
+    /// `Authorization` header) and `body`: status and JSON answer (`null`
+    /// when the answer is empty or not JSON; status 0 when unreachable).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("client: {e}"));
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("method: {e}"));
+        let mut request =
+            client.request(method, format!("{}{path}", self.api)).timeout(Duration::from_secs(120));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        match request.body(body).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let bytes = response.bytes().await.unwrap_or_default();
+                (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
         }
     }
 

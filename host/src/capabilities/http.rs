@@ -206,9 +206,15 @@ impl HttpCapability {
 /// What one plugin may do over HTTP besides reaching its action's host.
 #[derive(Debug, Clone, Default)]
 pub struct HttpGrants {
-    /// Extra hosts (see [`crate::capabilities::egress::host_key`]) the plugin may call; the operator's
-    /// address exceptions apply to these only.
+    /// Extra hosts (see [`crate::capabilities::egress::host_key`]) the
+    /// operator granted the plugin; the operator's address exceptions
+    /// apply to these only.
     pub allowed_hosts: Vec<String>,
+    /// Extra hosts the plugin's owner asked for when uploading it: the
+    /// address policy applies to them without the operator's exceptions,
+    /// so a tenant cannot reach what the operator opened for its own
+    /// plugins.
+    pub requested_hosts: Vec<String>,
     /// May the plugin switch TLS verification off for a request?
     pub allow_insecure_tls: bool,
     /// Use the operator's REST-notifier TLS settings: for the built-in
@@ -296,7 +302,8 @@ impl CallHttp {
             }
             Url::parse(&self.action).ok().and_then(|action| action.host().map(|host| url_host_key(&host)))
         });
-        if !explicitly_granted && action_host.as_deref() != Some(key.as_str()) {
+        let requested = self.grants.requested_hosts.contains(&key);
+        if !explicitly_granted && !requested && action_host.as_deref() != Some(key.as_str()) {
             return Err(HttpError::Denied(format!("host {key} is not granted to this plugin")));
         }
         let ip = match host {

@@ -3,10 +3,12 @@
 //! as `Err` and exit 2 with the message.
 
 pub mod check;
+pub mod compile;
 pub mod dlq;
 pub mod notify;
 pub mod publish;
 pub mod serve;
+pub mod token;
 
 /// Exit statuses of the commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +19,9 @@ pub enum Exit {
     Failure = 1,
     /// Bad usage or input.
     Usage = 2,
+    /// `compile-component`: the component is refused (the reason as JSON
+    /// on stdout).
+    Refused = 3,
 }
 
 impl From<Exit> for std::process::ExitCode {

@@ -10,13 +10,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Exit;
-use crate::api::{self, ApiState};
+use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Sandboxed};
 use crate::intake::{Intake, Status};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::registry::catalog::Catalog;
 use crate::sandbox::Sandbox;
+use crate::sandbox::artifacts::{CompileLimits, Compiler};
+use crate::store::Store;
 
 /// How long open API connections get to finish at shutdown.
 const API_DRAIN: Duration = Duration::from_secs(5);
@@ -30,11 +33,14 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let status = Arc::new(Status::default());
-    let sandbox = Sandbox::new(&config).context("cannot start the sandbox")?;
+    let sandbox = Arc::new(Sandbox::new(&config).context("cannot start the sandbox")?);
     let registry =
-        Registry::with_builtins(&sandbox, &config).context("cannot load the built-in notifiers")?;
-    let dispatcher =
-        Arc::new(Dispatcher::new(Sandboxed { sandbox, registry }, &config.dispatch, Arc::clone(&metrics)));
+        Arc::new(Registry::with_builtins(&sandbox, &config).context("cannot load the built-in notifiers")?);
+    let catalog = Arc::new(open_catalog(&config, &sandbox, &registry).await?);
+    let (live, disabled) = catalog.load_all().await.context("cannot read the uploaded notifiers")?;
+    tracing::info!(live, disabled, "registry: Loaded the uploaded notifiers.");
+    let notifiers = Sandboxed { sandbox, registry };
+    let dispatcher = Arc::new(Dispatcher::new(notifiers, &config.dispatch, Arc::clone(&metrics)));
     let intake =
         Arc::new(Intake::new(Arc::clone(&config), dispatcher, Arc::clone(&metrics), Arc::clone(&status))?);
     let listener = TcpListener::bind(config.api.listen)
@@ -43,7 +49,8 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     let listen = listener.local_addr().context("cannot read the API address")?;
     tracing::info!(%listen, host = %config.intake.host, "serve: Starting.");
     let shutdown = CancellationToken::new();
-    let api = tokio::spawn(api::serve(listener, ApiState { metrics, status }, shutdown.clone()));
+    let state = AppState { config: Arc::clone(&config), metrics, status, catalog };
+    let api = tokio::spawn(api::serve(listener, state, shutdown.clone()));
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let grace = Duration::from_millis(config.intake.shutdown_grace_ms);
     let result = intake.run(shutdown.clone(), grace).await;
@@ -60,6 +67,22 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     result.context("the intake stopped")?;
     tracing::info!("serve: Stopped.");
     Ok(Exit::Success)
+}
+
+/// The store and the compiler of uploaded notifiers.
+async fn open_catalog(
+    config: &Arc<Config>,
+    sandbox: &Arc<Sandbox>,
+    registry: &Arc<Registry>,
+) -> anyhow::Result<Catalog> {
+    let state_path = &config.uploads.state_path;
+    let program = std::env::current_exe().context("cannot find the tocsin binary to compile uploads with")?;
+    let compiler = Compiler::new(program, CompileLimits::of(config), state_path, sandbox.engine())
+        .with_context(|| format!("cannot use uploads.state_path {}", state_path.display()))?;
+    let store = Store::open(&config.database.connection, state_path)
+        .await
+        .context("cannot open the notifier store (database.connection)")?;
+    Ok(Catalog::new(Arc::clone(config), store, compiler, Arc::clone(sandbox), Arc::clone(registry)))
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.

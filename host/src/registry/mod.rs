@@ -6,10 +6,14 @@
 //! `trust+heat`) are reserved for the platform and refused clearly until
 //! tocsin implements them.
 
+pub mod catalog;
+pub mod ownership;
 pub mod validate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::capabilities::egress::host_key;
 use crate::capabilities::http::HttpGrants;
@@ -80,6 +84,7 @@ pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, config: &Con
         limits: config.limits_for(name),
         grants: HttpGrants {
             allowed_hosts,
+            requested_hosts: Vec::new(),
             allow_insecure_tls,
             operator_tls: rest_notifier,
             sign_deliveries: rest_notifier,
@@ -87,10 +92,13 @@ pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, config: &Con
     }
 }
 
-/// Scheme → loaded plugin.
+/// Scheme → loaded plugin: the built-ins, fixed at start, then the
+/// uploaded notifiers, swapped as a whole on every change so that lookups
+/// take no lock and a call in flight keeps the plugin it resolved.
 #[derive(Debug, Default)]
 pub struct Registry {
     by_scheme: HashMap<String, Arc<Plugin>>,
+    uploaded: ArcSwap<HashMap<String, Arc<Plugin>>>,
 }
 
 impl Registry {
@@ -127,7 +135,31 @@ impl Registry {
         if let Some(plugin) = self.by_scheme.get(scheme) {
             return Ok(Arc::clone(plugin));
         }
-        Err(unresolved(scheme))
+        self.uploaded(scheme).ok_or_else(|| unresolved(scheme))
+    }
+
+    /// The uploaded notifier live for `scheme`.
+    pub fn uploaded(&self, scheme: &str) -> Option<Arc<Plugin>> {
+        self.uploaded.load().get(scheme).cloned()
+    }
+
+    /// Makes `plugin` the one for `scheme` (an uploaded notifier's new
+    /// active version); calls in flight finish on the one they resolved.
+    pub fn install(&self, scheme: &str, plugin: Arc<Plugin>) {
+        self.uploaded.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(scheme.to_owned(), Arc::clone(&plugin));
+            next
+        });
+    }
+
+    /// Takes the uploaded notifier of `scheme` out of service.
+    pub fn remove(&self, scheme: &str) {
+        self.uploaded.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.remove(scheme);
+            next
+        });
     }
 }
 

@@ -8,7 +8,7 @@
 //! error that names it. The export must be `tocsin:notifier/handler` of a
 //! supported version.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -24,8 +24,10 @@ const CONTRACT_IMPORTS: &[&str] = &["log", "http", "types"];
 /// The export every notifier has.
 const HANDLER_EXPORT: &str = "tocsin:notifier/handler";
 
-/// Why a component cannot be loaded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a component cannot be loaded. Serializable: the compiler child
+/// reports it to the service as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum LoadError {
     /// The bytes are not a WebAssembly component (a core module, or not
     /// wasm at all).
@@ -34,6 +36,12 @@ pub enum LoadError {
     /// wasmtime could not compile it.
     #[error("cannot compile the component: {0}")]
     Compile(String),
+    /// Compiling it took more CPU, memory or time than an upload may.
+    #[error("the component is too costly to compile: {0}")]
+    CompileLimit(String),
+    /// A compiled artifact could not be loaded.
+    #[error("cannot load the compiled component: {0}")]
+    Artifact(String),
     /// It imports something no plugin may have.
     #[error(
         "import {0} is not allowed: a notifier may import only tocsin:notifier/{{log,http,types}} and the WASI interfaces standard libraries need (wasi:sockets and wasi:http are refused)"

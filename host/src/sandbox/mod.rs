@@ -16,6 +16,7 @@
 //! log and HTTP caps (in the capabilities). Hitting one is a typed
 //! [`CallError::Limit`]; the host and other calls carry on.
 
+pub mod artifacts;
 pub mod bindings;
 pub mod limits;
 pub mod state;
@@ -23,7 +24,7 @@ pub mod state;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{
     CallHook, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
     PoolingAllocationConfig, Store, Trap,
@@ -35,6 +36,7 @@ use crate::capabilities::http::{CallHttp, HttpCapability, HttpGrants, HttpSetupE
 use crate::capabilities::log::{CallIdentity, CallLog, LogBuffer, LogLine, bounded};
 use crate::config::Config;
 use crate::registry::validate::{self, ComponentInfo, LoadError};
+use artifacts::Artifact;
 use bindings::NotifierPre;
 use bindings::exports::tocsin::notifier::handler::NotifyError;
 use bindings::tocsin::notifier::log::Level;
@@ -255,16 +257,42 @@ impl Sandbox {
     /// # Errors
     /// [`LoadError`] saying what is wrong, naming a refused import.
     pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
-        self.prepare(bytes).map(|(info, _)| info)
+        self.link(validate::compile(&self.engine, bytes)?).map(|(info, _)| info)
     }
 
-    /// Compiles, checks and pre-instantiates a plugin.
+    /// Compiles (in this process), checks and pre-instantiates a plugin:
+    /// for the built-ins and files the operator names. Uploads go through
+    /// [`artifacts::Compiler`] and [`Sandbox::load_artifact`].
     ///
     /// # Errors
     /// [`LoadError`]: not a component, a refused import, no `notifier`
     /// export of a supported version.
     pub fn load(&self, spec: PluginSpec, bytes: &[u8]) -> Result<Plugin, LoadError> {
-        let (info, pre) = self.prepare(bytes)?;
+        let component = validate::compile(&self.engine, bytes)?;
+        self.plugin(spec, component)
+    }
+
+    /// Loads a plugin from an artifact tocsin compiled, checking it as
+    /// [`Sandbox::load`] does.
+    ///
+    /// # Errors
+    /// [`LoadError`]: the artifact does not fit this engine, or the checks
+    /// refuse it.
+    pub fn load_artifact(&self, spec: PluginSpec, artifact: &Artifact) -> Result<Plugin, LoadError> {
+        // SAFETY: wasmtime requires that deserialized bytes come from
+        // `Component::serialize` of a compatible engine and were not
+        // tampered with. An `Artifact` is only made by `artifacts`, from the
+        // output of tocsin's own compiler process or from a cache entry
+        // carrying the HMAC that process's parent wrote with a key kept in
+        // the state directory; wasmtime checks the engine compatibility.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, artifact.bytes()) }
+            .map_err(|e| LoadError::Artifact(format!("{e:#}")))?;
+        self.plugin(spec, component)
+    }
+
+    fn plugin(&self, spec: PluginSpec, component: Component) -> Result<Plugin, LoadError> {
+        let (info, pre) = self.link(component)?;
         Ok(Plugin {
             name: spec.name.into(),
             tenant: spec.tenant.map(Into::into),
@@ -276,14 +304,18 @@ impl Sandbox {
         })
     }
 
-    fn prepare(&self, bytes: &[u8]) -> Result<(ComponentInfo, NotifierPre<StoreState>), LoadError> {
-        let component = validate::compile(&self.engine, bytes)?;
+    fn link(&self, component: Component) -> Result<(ComponentInfo, NotifierPre<StoreState>), LoadError> {
         let info = validate::check(&self.engine, &component)?;
         validate::check_resources(&component)?;
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = NotifierPre::new(instance_pre).map_err(|e| LoadError::ExportMismatch(format!("{e:#}")))?;
         Ok((info, pre))
+    }
+
+    /// The engine, for the artifact cache's compatibility key.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Runs `plugin` for one action of one alarm, in a fresh store.
@@ -485,11 +517,31 @@ fn finish(
 
 /// The engine configuration: component model, fuel, the stack limit and
 /// (by default) the pooling allocator sized to `sandbox.instances`.
-fn engine_config(config: &Config) -> wasmtime::Config {
+/// The engine settings that decide what compiled code looks like: shared
+/// by the service's engine and the compiler process, so that what one
+/// compiles the other can load.
+pub fn compile_settings(max_wasm_stack_bytes: usize) -> wasmtime::Config {
     let mut engine = wasmtime::Config::new();
     engine.wasm_component_model(true);
     engine.consume_fuel(true);
-    engine.max_wasm_stack(config.sandbox.max_wasm_stack_bytes);
+    engine.max_wasm_stack(max_wasm_stack_bytes);
+    engine
+}
+
+/// What the compiler process does: compiles and checks `bytes` on an
+/// engine made from [`compile_settings`], and serializes the result.
+///
+/// # Errors
+/// [`LoadError`] saying what is wrong.
+pub fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+    let component = validate::compile(engine, bytes)?;
+    validate::check(engine, &component)?;
+    validate::check_resources(&component)?;
+    component.serialize().map_err(|e| LoadError::Compile(format!("{e:#}")))
+}
+
+fn engine_config(config: &Config) -> wasmtime::Config {
+    let mut engine = compile_settings(config.sandbox.max_wasm_stack_bytes);
     if config.sandbox.pooling {
         let instances = config.sandbox.instances;
         let mut pool = PoolingAllocationConfig::default();

@@ -1,38 +1,58 @@
-//! The HTTP endpoint of `tocsin serve`: liveness, readiness and
-//! Prometheus metrics, on a local address (`api.listen`).
+//! The HTTP API of `tocsin serve` (`api.listen`): liveness, readiness and
+//! Prometheus metrics for everyone; the notifier API under `/v1` for
+//! holders of a token ([`auth`]), with errors as JSON ([`error`]).
+
+pub mod auth;
+pub mod error;
+pub mod notifiers;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::intake::Status;
 use crate::metrics::Metrics;
+use crate::registry::catalog::Catalog;
 
 /// The OpenMetrics text content type prometheus-client writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// What the endpoints read.
+/// What the endpoints read and change.
 #[derive(Debug, Clone)]
-pub struct ApiState {
+pub struct AppState {
+    /// The configuration (tokens, quotas, this host's name).
+    pub config: Arc<Config>,
     /// The service's metrics.
     pub metrics: Arc<Metrics>,
     /// The intake's connection state.
     pub status: Arc<Status>,
+    /// The uploaded notifiers.
+    pub catalog: Arc<Catalog>,
 }
 
 /// The routes.
-pub fn router(state: ApiState) -> Router {
+pub fn router(state: AppState) -> Router {
+    // Uploads are read and capped by the handler itself.
+    let uploads = DefaultBodyLimit::disable();
     Router::new()
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/v1/notifiers", get(notifiers::list))
+        .route(
+            "/v1/notifiers/{scheme}",
+            get(notifiers::show).put(notifiers::upload).layer(uploads).delete(notifiers::delete),
+        )
+        .route("/v1/notifiers/{scheme}/activate", post(notifiers::activate))
+        .route("/v1/notifiers/{scheme}/logs", get(notifiers::logs))
         .with_state(state)
 }
 
@@ -42,7 +62,7 @@ pub fn router(state: ApiState) -> Router {
 /// The listener failed.
 pub async fn serve(
     listener: TcpListener,
-    state: ApiState,
+    state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
@@ -50,7 +70,7 @@ pub async fn serve(
 
 /// Ready when connected to the broker with the consumers running (the
 /// built-in notifiers are loaded before the intake starts).
-async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     if state.status.is_consuming() {
         (StatusCode::OK, axum::Json(json!({"status": "ready", "broker": "connected", "notifiers": "loaded"})))
     } else {
@@ -61,6 +81,6 @@ async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, OPENMETRICS)], state.metrics.encode())
 }

@@ -1,0 +1,157 @@
+//! `/v1/notifiers`: tenants and the operator upload, list, read, activate
+//! and delete notifiers, and read their logs. Every route needs a bearer
+//! token ([`Caller`]); a tenant sees only its own notifiers (another's
+//! answers 404, as a missing one does).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::registry::catalog::{CatalogError, UploadRequest};
+use crate::sandbox::limits::LimitOverrides;
+
+/// `GET /v1/notifiers`.
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    let notifiers = state.catalog.list(&caller).await?;
+    Ok(Json(json!({"host": state.config.intake.host, "notifiers": notifiers})))
+}
+
+/// `GET /v1/notifiers/{scheme}`.
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(scheme): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let notifier = state.catalog.show(&caller, &scheme).await?;
+    Ok(Json(json!({"host": state.config.intake.host, "notifier": notifier})))
+}
+
+/// `PUT /v1/notifiers/{scheme}`: the component as the raw body; query
+/// `allow_hosts=a.example,b.example` and any limit by name
+/// (`fuel=50000000`, `memory_bytes=…`).
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(scheme): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = upload_request(query)?;
+    let component = read_component(body, state.config.uploads.max_component_bytes).await?;
+    let version = state.catalog.upload(&caller, &scheme, &component, request).await?;
+    let notifier = state.catalog.show(&caller, &scheme).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"host": state.config.intake.host, "version": version, "notifier": notifier})),
+    ))
+}
+
+/// `DELETE /v1/notifiers/{scheme}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(scheme): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.catalog.delete(&caller, &scheme).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of `POST /v1/notifiers/{scheme}/activate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Activate {
+    /// The version to make active.
+    pub version: i64,
+}
+
+/// `POST /v1/notifiers/{scheme}/activate` with `{"version": n}` (JSON,
+/// whatever the content type says).
+pub async fn activate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(scheme): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let Activate { version } = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"version\": <number>}}: {e}")))?;
+    let notifier = state.catalog.activate(&caller, &scheme, version).await?;
+    Ok(Json(json!({"host": state.config.intake.host, "notifier": notifier})))
+}
+
+/// `GET /v1/notifiers/{scheme}/logs`: the recent lines its plugin logged
+/// on the host that answers.
+pub async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(scheme): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let lines =
+        state.catalog.plugin(&caller, &scheme).await?.map(|plugin| plugin.recent_logs()).unwrap_or_default();
+    Ok(Json(json!({"host": state.config.intake.host, "scheme": scheme, "lines": lines})))
+}
+
+/// Reads the body, refusing it as soon as it exceeds `max` bytes.
+async fn read_component(body: Body, max: u64) -> Result<Vec<u8>, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut component = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| ApiError::BadRequest(format!("cannot read the body: {error}")))?;
+        let size = component.len().saturating_add(chunk.len());
+        if u64::try_from(size).unwrap_or(u64::MAX) > max {
+            return Err(CatalogError::TooLarge { size, max }.into());
+        }
+        component.extend_from_slice(&chunk);
+    }
+    Ok(component)
+}
+
+/// Reads the upload's query: `allow_hosts` (comma-separated) and limits by
+/// name.
+fn upload_request(query: BTreeMap<String, String>) -> Result<UploadRequest, ApiError> {
+    let mut request = UploadRequest::default();
+    let mut limits = serde_json::Map::new();
+    for (name, value) in query {
+        if name == "allow_hosts" {
+            request.allow_hosts =
+                value.split(',').map(str::trim).filter(|host| !host.is_empty()).map(str::to_owned).collect();
+        } else {
+            let number: u64 = value
+                .parse()
+                .map_err(|_| ApiError::BadRequest(format!("{name}={value:?}: a limit is a whole number")))?;
+            limits.insert(name, Value::from(number));
+        }
+    }
+    request.limits = serde_json::from_value::<LimitOverrides>(Value::Object(limits)).map_err(|error| {
+        ApiError::BadRequest(format!("{error}: the query takes allow_hosts and limits by name"))
+    })?;
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upload_query_reads_hosts_and_limits_and_names_what_it_refuses() {
+        let query = |pairs: &[(&str, &str)]| {
+            upload_request(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        };
+        let request = query(&[("allow_hosts", "a.example, b.example,"), ("fuel", "5")]).unwrap();
+        assert_eq!(request.allow_hosts, ["a.example", "b.example"]);
+        assert_eq!(request.limits, LimitOverrides { fuel: Some(5), ..LimitOverrides::default() });
+        let unknown = query(&[("fule", "5")]).unwrap_err().to_string();
+        assert!(unknown.contains("fule"), "{unknown}");
+        let not_a_number = query(&[("fuel", "lots")]).unwrap_err().to_string();
+        assert!(not_a_number.contains("whole number"), "{not_a_number}");
+    }
+}

@@ -1,0 +1,404 @@
+//! The uploaded notifiers: what the notifier API changes and the service
+//! runs.
+//!
+//! An upload is checked (scheme claim, size, grants, limits), compiled by
+//! the [`Compiler`] child, loaded into the sandbox, stored as a new
+//! immutable version and made live in the [`Registry`], in that order: a
+//! version that cannot run is never stored, and a stored version is live
+//! on this host as soon as the upload answers. Changes are applied one at
+//! a time, so the live plugin is always the store's active version.
+//! At start, every active version is loaded; one that cannot be (corrupt,
+//! no longer compiles) disables that notifier with its error, and the
+//! others work.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::ownership::{self, ClaimError, Owner};
+use super::validate::LoadError;
+use super::{Origin, Registry, spec_for};
+use crate::api::auth::Caller;
+use crate::capabilities::egress::{host_key, validate_host_entry};
+use crate::config::Config;
+use crate::sandbox::artifacts::Compiler;
+use crate::sandbox::limits::LimitOverrides;
+use crate::sandbox::{Plugin, Sandbox};
+use crate::store::{NewVersion, NotifierRow, Store, StoreError, VersionRow};
+
+/// Why a notifier request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// No such notifier, or one the caller may not see.
+    #[error("no notifier {0}")]
+    NotFound(String),
+    /// No such version of a notifier.
+    #[error("notifier {scheme} has no version {version}")]
+    NoSuchVersion {
+        /// The notifier.
+        scheme: String,
+        /// The version asked for.
+        version: i64,
+    },
+    /// The scheme cannot be claimed.
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    /// The component is larger than `uploads.max_component_bytes`.
+    #[error("the component has {size} bytes or more; uploads may have at most {max}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The maximum.
+        max: u64,
+    },
+    /// A requested grant or limit is not allowed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The component is not a notifier tocsin will run.
+    #[error(transparent)]
+    Refused(#[from] LoadError),
+    /// A tenant quota would be exceeded.
+    #[error("quota exceeded: {0}")]
+    Quota(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for CatalogError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Taken(scheme) => CatalogError::Claim(ClaimError::Unavailable(scheme)),
+            StoreError::Quota(why) => CatalogError::Quota(why),
+            other => CatalogError::Store(other),
+        }
+    }
+}
+
+/// What an upload asks for besides the component.
+#[derive(Debug, Clone, Default)]
+pub struct UploadRequest {
+    /// Hosts the notifier may call besides its action URL's.
+    pub allow_hosts: Vec<String>,
+    /// Limits, each at most the operator's `uploads.max_limits`.
+    pub limits: LimitOverrides,
+}
+
+/// Whether a notifier runs on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LiveState {
+    /// Its active version is live.
+    Live {
+        /// That version.
+        version: i64,
+    },
+    /// Its active version could not be loaded: deliveries to its scheme
+    /// fail as an unknown scheme would, until a version that loads is
+    /// activated.
+    Disabled {
+        /// The version that failed.
+        version: i64,
+        /// Why.
+        error: String,
+    },
+}
+
+/// One notifier as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifierView {
+    /// Scheme, owner, active version, times.
+    #[serde(flatten)]
+    pub row: NotifierRow,
+    /// Whether it runs on the host that answers.
+    pub live: Option<LiveState>,
+    /// Its versions, oldest first (only in a single notifier's view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<VersionRow>>,
+}
+
+/// The uploaded notifiers of this host.
+#[derive(Debug)]
+pub struct Catalog {
+    config: Arc<Config>,
+    store: Store,
+    compiler: Compiler,
+    sandbox: Arc<Sandbox>,
+    registry: Arc<Registry>,
+    live: Mutex<HashMap<String, LiveState>>,
+    changes: AsyncMutex<()>,
+}
+
+impl Catalog {
+    /// A catalog over `store`, loading into `sandbox` and `registry`.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        compiler: Compiler,
+        sandbox: Arc<Sandbox>,
+        registry: Arc<Registry>,
+    ) -> Self {
+        Catalog {
+            config,
+            store,
+            compiler,
+            sandbox,
+            registry,
+            live: Mutex::default(),
+            changes: AsyncMutex::new(()),
+        }
+    }
+
+    /// Loads the active version of every stored notifier; returns how many
+    /// are live and how many disabled.
+    ///
+    /// # Errors
+    /// [`CatalogError::Store`] when the database cannot be read.
+    pub async fn load_all(&self) -> Result<(usize, usize), CatalogError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let (mut live, mut disabled) = (0, 0);
+        for row in self.store.notifiers().await? {
+            match self.sync_row(&row).await {
+                Some(LiveState::Live { .. }) => live += 1,
+                Some(LiveState::Disabled { .. }) => disabled += 1,
+                None => {}
+            }
+        }
+        Ok((live, disabled))
+    }
+
+    /// Uploads a new version of `scheme` and makes it live.
+    ///
+    /// # Errors
+    /// [`CatalogError`]: the claim, size, grants, limits, component or
+    /// quota is refused, or the database failed.
+    pub async fn upload(
+        &self,
+        caller: &Caller,
+        scheme: &str,
+        component: &[u8],
+        request: UploadRequest,
+    ) -> Result<VersionRow, CatalogError> {
+        let existing = self.store.notifier(scheme).await?;
+        let owner = match &existing {
+            Some(row) if caller.may_manage(&row.owner()) => row.owner(),
+            Some(_) => return Err(ClaimError::Unavailable(scheme.to_owned()).into()),
+            None => ownership::claim(caller, scheme, &self.config.tenants)?,
+        };
+        let max = self.config.uploads.max_component_bytes;
+        if u64::try_from(component.len()).unwrap_or(u64::MAX) > max {
+            return Err(CatalogError::TooLarge { size: component.len(), max });
+        }
+        self.check_request(scheme, &request)?;
+        let sha256 = sha256_hex(component);
+        let meta = VersionRow {
+            version: 0,
+            sha256,
+            size_bytes: 0,
+            imports: Vec::new(),
+            allow_hosts: request.allow_hosts,
+            limits: request.limits,
+            created_at_ms: 0,
+        };
+        let plugin = self.load(scheme, &owner, &meta, component).await?;
+        let meta = VersionRow { imports: plugin.info().imports.clone(), ..meta };
+        let quota = owner
+            .tenant()
+            .and_then(|tenant| self.config.tenants.get(tenant))
+            .map(|tenant| (tenant.max_notifiers, tenant.max_total_bytes));
+        let _one_at_a_time = self.changes.lock().await;
+        let stored =
+            self.store.add_version(NewVersion { scheme, owner: &owner, component, meta, quota }).await?;
+        self.make_live(scheme, stored.version, Arc::new(plugin));
+        tracing::info!(
+            plugin = scheme, tenant = owner.tenant().unwrap_or(""), version = stored.version,
+            sha256 = %stored.sha256, size_bytes = stored.size_bytes, outcome = "live",
+            "registry: Uploaded notifier is live."
+        );
+        Ok(stored)
+    }
+
+    /// Makes `version` of `scheme` the active one (roll back or forward).
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`], [`CatalogError::NoSuchVersion`], or the
+    /// version no longer loads.
+    pub async fn activate(
+        &self,
+        caller: &Caller,
+        scheme: &str,
+        version: i64,
+    ) -> Result<NotifierView, CatalogError> {
+        let row = self.visible(caller, scheme).await?;
+        let plugin = self.load_stored(&row, version).await?;
+        let _one_at_a_time = self.changes.lock().await;
+        if !self.store.activate(scheme, version).await? {
+            return Err(CatalogError::NoSuchVersion { scheme: scheme.to_owned(), version });
+        }
+        self.make_live(scheme, version, Arc::new(plugin));
+        tracing::info!(
+            plugin = scheme,
+            tenant = row.tenant.as_deref().unwrap_or(""),
+            version,
+            outcome = "live",
+            "registry: Activated a notifier version."
+        );
+        drop(_one_at_a_time);
+        self.show(caller, scheme).await
+    }
+
+    /// Deletes `scheme` with all its versions and takes it out of service.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`], [`CatalogError::Store`].
+    pub async fn delete(&self, caller: &Caller, scheme: &str) -> Result<(), CatalogError> {
+        let row = self.visible(caller, scheme).await?;
+        let _one_at_a_time = self.changes.lock().await;
+        self.store.delete(scheme).await?;
+        self.registry.remove(scheme);
+        self.live_states().remove(scheme);
+        tracing::info!(
+            plugin = scheme,
+            tenant = row.tenant.as_deref().unwrap_or(""),
+            outcome = "deleted",
+            "registry: Deleted a notifier."
+        );
+        Ok(())
+    }
+
+    /// The notifiers the caller may see.
+    ///
+    /// # Errors
+    /// [`CatalogError::Store`].
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<NotifierView>, CatalogError> {
+        let rows = self.store.notifiers().await?;
+        let live = self.live_states().clone();
+        Ok(rows
+            .into_iter()
+            .filter(|row| caller.may_manage(&row.owner()))
+            .map(|row| NotifierView { live: live.get(&row.scheme).cloned(), row, versions: None })
+            .collect())
+    }
+
+    /// One notifier with its versions.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`] also when it is another tenant's.
+    pub async fn show(&self, caller: &Caller, scheme: &str) -> Result<NotifierView, CatalogError> {
+        let row = self.visible(caller, scheme).await?;
+        let versions = self.store.versions(scheme).await?;
+        let live = self.live_states().get(scheme).cloned();
+        Ok(NotifierView { row, live, versions: Some(versions) })
+    }
+
+    /// The live plugin of `scheme` on this host, if the caller may see it.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`].
+    pub async fn plugin(&self, caller: &Caller, scheme: &str) -> Result<Option<Arc<Plugin>>, CatalogError> {
+        self.visible(caller, scheme).await?;
+        Ok(self.registry.uploaded(scheme))
+    }
+
+    /// The notifier of `scheme` if the caller may see it.
+    async fn visible(&self, caller: &Caller, scheme: &str) -> Result<NotifierRow, CatalogError> {
+        match self.store.notifier(scheme).await? {
+            Some(row) if caller.may_manage(&row.owner()) => Ok(row),
+            _ => Err(CatalogError::NotFound(scheme.to_owned())),
+        }
+    }
+
+    /// Brings `row`'s live plugin in line with its active version.
+    async fn sync_row(&self, row: &NotifierRow) -> Option<LiveState> {
+        let Some(version) = row.active_version else {
+            self.registry.remove(&row.scheme);
+            self.live_states().remove(&row.scheme);
+            return None;
+        };
+        match self.load_stored(row, version).await {
+            Ok(plugin) => {
+                self.make_live(&row.scheme, version, Arc::new(plugin));
+                Some(LiveState::Live { version })
+            }
+            Err(error) => {
+                tracing::error!(
+                    plugin = %row.scheme, tenant = row.tenant.as_deref().unwrap_or(""), version,
+                    error = %error, outcome = "disabled",
+                    "registry: Cannot load a stored notifier; it is disabled until a version that loads is activated."
+                );
+                self.registry.remove(&row.scheme);
+                let state = LiveState::Disabled { version, error: error.to_string() };
+                self.live_states().insert(row.scheme.clone(), state.clone());
+                Some(state)
+            }
+        }
+    }
+
+    /// Loads `version` of `row`'s notifier from the store, checking that
+    /// its bytes are the ones uploaded.
+    async fn load_stored(&self, row: &NotifierRow, version: i64) -> Result<Plugin, CatalogError> {
+        let missing = || CatalogError::NoSuchVersion { scheme: row.scheme.clone(), version };
+        let versions = self.store.versions(&row.scheme).await?;
+        let meta = versions.into_iter().find(|meta| meta.version == version).ok_or_else(missing)?;
+        let component = self.store.component(&row.scheme, version).await?.ok_or_else(missing)?;
+        if sha256_hex(&component) != meta.sha256 {
+            return Err(CatalogError::Store(StoreError::Corrupt {
+                scheme: row.scheme.clone(),
+                detail: format!("the bytes of version {version} do not match its sha256"),
+            }));
+        }
+        self.load(&row.scheme, &row.owner(), &meta, &component).await
+    }
+
+    /// Compiles (through the cache) and loads one version.
+    async fn load(
+        &self,
+        scheme: &str,
+        owner: &Owner,
+        meta: &VersionRow,
+        component: &[u8],
+    ) -> Result<Plugin, CatalogError> {
+        let artifact = self.compiler.artifact(&meta.sha256, component).await?;
+        let mut spec = spec_for(scheme, Origin::External, owner.tenant().map(str::to_owned), &self.config);
+        spec.limits = spec.limits.with(&meta.limits);
+        spec.grants.requested_hosts = meta.allow_hosts.iter().map(|host| host_key(host)).collect();
+        Ok(self.sandbox.load_artifact(spec, &artifact)?)
+    }
+
+    fn make_live(&self, scheme: &str, version: i64, plugin: Arc<Plugin>) {
+        self.registry.install(scheme, plugin);
+        self.live_states().insert(scheme.to_owned(), LiveState::Live { version });
+    }
+
+    fn check_request(&self, scheme: &str, request: &UploadRequest) -> Result<(), CatalogError> {
+        for host in &request.allow_hosts {
+            validate_host_entry(host).map_err(CatalogError::Invalid)?;
+        }
+        let max = self.config.uploads.max_limits;
+        let asked = serde_json::to_value(request.limits).unwrap_or_default();
+        let allowed = serde_json::to_value(max).unwrap_or_default();
+        if let Some(serde_json::Value::Object(asked)) = Some(asked) {
+            for (name, value) in asked.iter().filter(|(_, value)| !value.is_null()) {
+                let most = allowed.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0);
+                if value.as_u64().unwrap_or(u64::MAX) > most {
+                    return Err(CatalogError::Invalid(format!(
+                        "limit {name} = {value} exceeds the operator's maximum of {most} (uploads.max_limits)"
+                    )));
+                }
+            }
+        }
+        let limits = self.config.limits_for(scheme).with(&request.limits);
+        self.config.check_limits(scheme, &limits).map_err(CatalogError::Invalid)
+    }
+
+    fn live_states(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveState>> {
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}

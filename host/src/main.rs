@@ -134,11 +134,12 @@ enum Format {
     Notification,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let result = match cli.command {
+        // The compiler process limits itself before anything else runs: no
+        // async runtime, no worker threads.
         Command::CompileComponent { cpu_seconds, memory_bytes, max_wasm_stack_bytes } => {
             commands::compile::run(commands::compile::CompileArgs {
                 cpu_seconds,
@@ -147,7 +148,11 @@ async fn main() -> ExitCode {
             })
         }
         Command::Token => Ok(commands::token::run()),
-        command => run(cli.config.as_deref(), command).await,
+        command => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::new)
+            .and_then(|runtime| runtime.block_on(run(cli.config.as_deref(), command))),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -137,3 +137,206 @@ async fn every_endpoint_answers_each_caller_as_its_rights_say() {
     let (status, answer) = upload(&service, "pager", OPERATOR, component(plugins::COUNTER)).await;
     assert_eq!((status, &answer["notifier"]["tenant"]), (201, &Value::Null), "{answer}");
 }
+
+/// A component whose core module has `functions` functions of `repeats`
+/// blocks of arithmetic on two locals each: small on the wire, costly for
+/// Cranelift (a compile bomb).
+fn compile_bomb(functions: u32, repeats: usize) -> Vec<u8> {
+    use wasm_encoder::{CodeSection, Function, FunctionSection, Module, ModuleSection, TypeSection, ValType};
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32], []);
+    let mut declared = FunctionSection::new();
+    let mut body = Function::new([(1, ValType::I32)]);
+    for _ in 0..repeats {
+        body.instructions()
+            .local_get(0)
+            .i32_const(7)
+            .i32_mul()
+            .local_get(1)
+            .i32_add()
+            .local_set(1)
+            .local_get(1)
+            .local_set(0);
+    }
+    body.instructions().end();
+    let mut code = CodeSection::new();
+    for _ in 0..functions {
+        declared.function(0);
+        code.function(&body);
+    }
+    let mut module = Module::new();
+    module.section(&types).section(&declared).section(&code);
+    let mut component = wasm_encoder::Component::new();
+    component.section(&ModuleSection(&module));
+    component.finish()
+}
+
+/// Refused uploads say why, and leave the service and the other
+/// notifiers as they were.
+#[tokio::test]
+async fn hostile_uploads_are_refused_with_the_reason() {
+    let vhost = TestVhost::create();
+    let extra = "[uploads]\nmax_component_bytes = 8388608\ncompile_memory_bytes = 268435456\n";
+    let service = Service::start(TOCSIN, &tenants_config(&vhost, extra)).await;
+    let (status, _) = upload(&service, "acme-ok", ACME, component(plugins::COUNTER)).await;
+    assert_eq!(status, 201);
+
+    let core_module = wasm_encoder::Module::new().finish();
+    let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
+        ("not wasm", b"#!/bin/sh\nrm -rf /\n".to_vec(), 422, "not_a_component", "no wasm header"),
+        ("a core module", core_module, 422, "not_a_component", "wasm32-wasip2"),
+        ("sockets", component(plugins::SOCKETS), 422, "forbidden_import", "wasi:sockets/"),
+        ("wasi:http", component(plugins::WASI_HTTP), 422, "forbidden_import", "wasi:http/"),
+        ("no notifier export", compile_bomb(1, 10), 422, "missing_export", "tocsin:notifier/handler@0.1.0"),
+        ("9 MiB", vec![0; 9 << 20], 413, "", "at most 8388608"),
+        (
+            "a compile bomb",
+            compile_bomb(1, 300_000),
+            422,
+            "compile_limit",
+            "more than 268435456 bytes of memory",
+        ),
+    ];
+    for (what, bytes, want_status, want_reason, want_message) in cases {
+        let (status, answer) = upload(&service, "acme-hostile", ACME, bytes).await;
+        assert_eq!(status, want_status, "{what}: {answer}");
+        let error = &answer["error"];
+        if !want_reason.is_empty() {
+            assert_eq!(
+                (error["code"].as_str(), error["reason"].as_str()),
+                (Some("component_refused"), Some(want_reason)),
+                "{what}: {answer}"
+            );
+        }
+        assert!(error["message"].as_str().unwrap().contains(want_message), "{what}: {answer}");
+    }
+    let (status, _) = service.call("GET", "/v1/notifiers/acme-hostile", Some(ACME), vec![]).await;
+    assert_eq!(status, 404, "nothing refused was stored");
+    assert_eq!(service.get("/healthz").await.0, 200);
+    let (status, _) = upload(&service, "acme-ok", ACME, component(plugins::COUNTER)).await;
+    assert_eq!(status, 201, "uploads still work");
+}
+
+/// The compiler's CPU and wall-clock limits, on the child process alone.
+#[tokio::test]
+async fn the_compiler_process_is_stopped_at_its_cpu_and_time_limits() {
+    use tocsin::registry::validate::LoadError;
+    use tocsin::sandbox::artifacts::{CompileLimits, Compiler};
+    let engine = wasmtime::Engine::new(&tocsin::sandbox::compile_settings(512 << 10)).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let bomb = compile_bomb(4, 300_000);
+    let limits = |cpu_seconds, timeout_ms| CompileLimits {
+        cpu_seconds,
+        memory_bytes: 8 << 30,
+        timeout: Duration::from_millis(timeout_ms),
+        max_wasm_stack_bytes: 512 << 10,
+    };
+    let sha = "0".repeat(64);
+    let cpu = Compiler::new(TOCSIN.into(), limits(1, 120_000), state.path(), &engine).unwrap();
+    let error = cpu.artifact(&sha, &bomb).await.unwrap_err();
+    assert_eq!(error, LoadError::CompileLimit("compilation used more than 1 CPU seconds".into()));
+    let wall = Compiler::new(TOCSIN.into(), limits(60, 200), state.path(), &engine).unwrap();
+    let error = wall.artifact(&sha, &bomb).await.unwrap_err();
+    assert_eq!(error, LoadError::CompileLimit("compilation took longer than 200 ms and was stopped".into()));
+}
+
+/// A restart reloads every notifier, from the artifact cache when the
+/// cached file carries tocsin's MAC; a stored entry that no longer matches
+/// what was uploaded disables that notifier alone, with the reason.
+#[tokio::test]
+async fn a_restart_reloads_everything_and_a_corrupt_entry_disables_only_its_notifier() {
+    let vhost = TestVhost::create();
+    let state = tempfile::tempdir().unwrap();
+    let extra = format!("[uploads]\nstate_path = \"{}\"\n", state.path().display());
+    let config = tenants_config(&vhost, &extra);
+    let mut first = Service::start(TOCSIN, &config).await;
+    for scheme in ["acme-counter", "acme-broken"] {
+        assert_eq!(upload(&first, scheme, ACME, component(plugins::COUNTER)).await.0, 201);
+    }
+    assert_eq!(upload(&first, "acme-fetch", ACME, component(plugins::FETCH)).await.0, 201);
+    assert_eq!(first.lines_with("registry: Compiled a component.").len(), 2, "one compilation per content");
+    first.terminate(Duration::from_secs(20)).await.unwrap();
+
+    // Corrupt one stored version, and tamper with one cached artifact.
+    let url = format!("sqlite://{}", state.path().join("tocsin.sqlite").display());
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE notifier_versions SET component = x'0061736d' WHERE scheme = 'acme-broken'")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let fetch_sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(component(plugins::FETCH)));
+    let cached = std::fs::read_dir(state.path().join("artifacts"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.file_name().unwrap().to_str().unwrap().starts_with(&fetch_sha))
+        .unwrap();
+    let mut bytes = std::fs::read(&cached).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&cached, bytes).unwrap();
+
+    let second = Service::start(TOCSIN, &config).await;
+    let loaded = second.lines_with("registry: Loaded the uploaded notifiers.");
+    assert_eq!((&loaded[0]["live"], &loaded[0]["disabled"]), (&2.into(), &1.into()), "{}", second.log_text());
+    let disabled = second.lines_with(
+        "registry: Cannot load a stored notifier; it is disabled until a version that loads is activated.",
+    );
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0]["plugin"], "acme-broken");
+    assert!(disabled[0]["error"].as_str().unwrap().contains("do not match its sha256"), "{disabled:?}");
+    assert_eq!(second.lines_with("registry: A cached artifact fails its MAC; compiling again.").len(), 1);
+    let compiled = second.lines_with("registry: Compiled a component.");
+    assert_eq!(compiled.len(), 1, "only the tampered artifact is compiled again: {compiled:?}");
+    assert_eq!(compiled[0]["sha256"], fetch_sha.as_str());
+
+    let (_, broken) = second.call("GET", "/v1/notifiers/acme-broken", Some(ACME), vec![]).await;
+    assert_eq!(broken["notifier"]["live"]["state"], "disabled", "{broken}");
+    assert!(broken["notifier"]["live"]["error"].as_str().unwrap().contains("sha256"), "{broken}");
+    let (_, counter) = second.call("GET", "/v1/notifiers/acme-counter", Some(ACME), vec![]).await;
+    assert_eq!(counter["notifier"]["live"], serde_json::json!({"state": "live", "version": 1}));
+
+    // The working notifiers deliver.
+    publish(&vhost, "acme-counter://x/", 1).await;
+    let counted = eventually(Duration::from_secs(20), async || {
+        let (_, logs) = second.call("GET", "/v1/notifiers/acme-counter/logs", Some(ACME), vec![]).await;
+        logs["lines"].as_array().is_some_and(|lines| lines.iter().any(|l| l["message"] == "calls=1"))
+    })
+    .await;
+    assert!(counted, "{}", second.log_text());
+}
+
+/// Version 2 goes live while deliveries run: calls in flight finish on
+/// version 1, later ones run version 2, and none fails.
+#[tokio::test]
+async fn a_new_version_goes_live_under_load_without_a_failed_delivery() {
+    const ALARMS: u32 = 1000;
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::Delayed(Duration::from_millis(20), Box::new(Reply::status(200))))
+        .await
+        .unwrap();
+    let service = Service::start(TOCSIN, &tenants_config(&vhost, "")).await;
+    assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::FETCH)).await.0, 201);
+
+    publish(&vhost, &format!("acme-chat://chat.example/room?target={}", sink.url("/room")), ALARMS).await;
+    let started = eventually(Duration::from_secs(30), async || sink.received().len() >= 100).await;
+    assert!(started, "{}", service.log_text());
+    let (status, answer) = upload(&service, "acme-chat", ACME, component(plugins::COUNTER)).await;
+    assert_eq!((status, &answer["version"]["version"]), (201, &2.into()), "{answer}");
+
+    let delivered = r#"tocsin_deliveries_total{plugin="acme-chat",tenant="acme",outcome="delivered"}"#;
+    let all =
+        eventually(Duration::from_secs(60), async || service.metric(delivered).await == f64::from(ALARMS))
+            .await;
+    assert!(all, "delivered {} of {ALARMS}", service.metric(delivered).await);
+    for outcome in ["retryable", "failed", "dead_lettered"] {
+        let sample =
+            format!(r#"tocsin_deliveries_total{{plugin="acme-chat",tenant="acme",outcome="{outcome}"}}"#);
+        assert_eq!(service.metric(&sample).await, 0.0, "{outcome}");
+    }
+    let by_v1 = sink.received().len();
+    let by_v2 = service.logs().iter().filter(|line| line["message"] == "calls=1").count();
+    assert!(by_v1 >= 100 && by_v2 > 0, "v1 {by_v1}, v2 {by_v2}");
+    assert_eq!(by_v1 + by_v2, ALARMS as usize, "each alarm delivered once, by one version");
+    assert_eq!(vhost.depth("tocsin.dead-letters").await, 0);
+}

@@ -3,7 +3,9 @@
 //! The service starts it with an empty environment, sends the component on
 //! stdin and reads the serialized artifact from stdout (exit 0), or the
 //! reason for refusing it as JSON (exit 3). Before reading any input it
-//! limits itself: CPU seconds, address space, no core dumps. A compile
+//! limits itself: CPU seconds, address space (`memory_bytes` beyond what
+//! is mapped at that point; the service starts it with a small allocator
+//! arena, see [`crate::sandbox::artifacts`]), no core dumps. A compile
 //! bomb then ends this process, never the service.
 
 use std::io::{Read as _, Write as _};
@@ -33,7 +35,10 @@ pub fn run(args: CompileArgs) -> anyhow::Result<Exit> {
     Resource::CORE.set(0, 0)?;
     // The hard CPU limit a second later: SIGXCPU first, SIGKILL if ignored.
     Resource::CPU.set(args.cpu_seconds, args.cpu_seconds.saturating_add(1))?;
-    Resource::AS.set(args.memory_bytes, args.memory_bytes)?;
+    // What is mapped already (the binary, the allocator's first arena)
+    // does not count against the compilation.
+    let address_space = mapped_bytes()?.saturating_add(args.memory_bytes);
+    Resource::AS.set(address_space, address_space)?;
     let mut component = Vec::new();
     std::io::stdin().read_to_end(&mut component)?;
     let engine = wasmtime::Engine::new(&compile_settings(args.max_wasm_stack_bytes))
@@ -51,4 +56,15 @@ pub fn run(args: CompileArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Refused)
         }
     }
+}
+
+/// The process's mapped address space now (`VmSize`), in bytes.
+fn mapped_bytes() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmSize in /proc/self/status"))?;
+    Ok(kib.saturating_mul(1024))
 }

@@ -127,7 +127,14 @@ impl Compiler {
         if let Some(artifact) = self.cached(sha256) {
             return Ok(artifact);
         }
+        let started = std::time::Instant::now();
         let bytes = self.compile(component).await?;
+        tracing::info!(
+            sha256,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            artifact_bytes = bytes.len(),
+            "registry: Compiled a component."
+        );
         if let Err(error) = self.store(sha256, &bytes) {
             tracing::warn!(error = %error, dir = %self.dir.display(), "registry: Cannot cache a compiled notifier.");
         }
@@ -181,6 +188,10 @@ impl Compiler {
             .args(["--max-wasm-stack-bytes", &limits.max_wasm_stack_bytes.to_string()])
             .env_clear()
             .env("TOCSIN_LOG", "error")
+            // mimalloc (the binary's allocator) otherwise maps a 1 GiB arena
+            // up front, and memory taken from it escapes the address-space
+            // limit; with small arenas each one is a new, counted mapping.
+            .env("MIMALLOC_ARENA_RESERVE", "32M")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -9,6 +9,10 @@ use uuid::Uuid;
 /// delivery across versions, retries and redeliveries.
 const REQUEST_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a4e_9b3d_5c7a_8e10_f2d4_b6a8_c0e2);
 
+/// The sample alarm (`examples/alarm.json`): what `tocsin notify`,
+/// `tocsin publish` and a dry run send when given no alarm.
+pub const SAMPLE_ALARM: &str = include_str!("../../examples/alarm.json");
+
 /// An alarm state change, with the fields Aodh's notifier receives (the
 /// `data` of an RPC cast, the `payload` of a notification). Unknown keys
 /// (`actions`, `condition`…) are ignored.

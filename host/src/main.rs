@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::ValueEnum;
 use clap::{Parser, Subcommand};
 use tocsin::commands::dlq::DlqAction;
+use tocsin::commands::plugin::{ApiTarget, PluginCommand};
 use tocsin::commands::{self, Exit, notify::NotifyArgs, publish::PublishArgs};
 use tocsin::config::Config;
 use tocsin::message::WireFormat;
@@ -68,6 +69,18 @@ enum Command {
     Check {
         /// The component (`.wasm`).
         plugin: PathBuf,
+    },
+    /// Upload, list, show, delete, activate, read the logs of and try out
+    /// notifiers, through the API of a running `tocsin serve`.
+    Plugin {
+        /// The API's address.
+        #[arg(long, env = "TOCSIN_API", default_value = "http://127.0.0.1:8080")]
+        api: String,
+        /// Your bearer token.
+        #[arg(long, env = "TOCSIN_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(subcommand)]
+        command: PluginCommand,
     },
     /// Make a new API token: prints the token (give it to the tenant or
     /// operator) and its SHA-256 (put it in the configuration as
@@ -163,8 +176,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a command that needs the configuration.
+/// Runs a command that needs the async runtime (and, but for `plugin`,
+/// the configuration).
 async fn run(config: Option<&std::path::Path>, command: Command) -> anyhow::Result<Exit> {
+    if let Command::Plugin { api, token, command } = command {
+        return commands::plugin::run(&ApiTarget { api, token }, command).await;
+    }
     match Config::load(config) {
         Err(error) => Err(anyhow::Error::new(error).context("cannot load the configuration")),
         Ok(config) => match command {
@@ -188,7 +205,9 @@ async fn run(config: Option<&std::path::Path>, command: Command) -> anyhow::Resu
             Command::Notify { plugin, action, alarm, allow_hosts } => {
                 commands::notify::run(config, NotifyArgs { plugin, action, alarm, allow_hosts }).await
             }
-            Command::Token | Command::CompileComponent { .. } => unreachable!("run without configuration"),
+            Command::Token | Command::CompileComponent { .. } | Command::Plugin { .. } => {
+                unreachable!("run without configuration")
+            }
         },
     }
 }

@@ -340,3 +340,71 @@ async fn a_new_version_goes_live_under_load_without_a_failed_delivery() {
     assert_eq!(by_v1 + by_v2, ALARMS as usize, "each alarm delivered once, by one version");
     assert_eq!(vhost.depth("tocsin.dead-letters").await, 0);
 }
+
+/// Runs `tocsin plugin args…` against `service` with `token`: exit code,
+/// stdout as JSON (null when empty), stderr.
+async fn plugin_cli(service: &Service, token: &str, args: &[&str]) -> (i32, Value, String) {
+    let output = tokio::process::Command::new(TOCSIN)
+        .arg("plugin")
+        .args(args)
+        .env("TOCSIN_API", &service.api)
+        .env("TOCSIN_TOKEN", token)
+        .output()
+        .await
+        .unwrap();
+    let stdout = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap_or(-1), stdout, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// `tocsin plugin` upload, list, show, dry-run, logs, activate and rm, as
+/// a tenant would use them; refusals exit 1 with the API's message.
+#[tokio::test]
+async fn the_plugin_cli_drives_the_api() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::status(204)).await.unwrap();
+    let service = Service::start(TOCSIN, &tenants_config(&vhost, "")).await;
+
+    let (code, answer, stderr) =
+        plugin_cli(&service, ACME, &["upload", "acme-chat", plugins::COUNTER, "--limit", "fuel=50000000"])
+            .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(answer["version"]["limits"]["fuel"], 50_000_000);
+    let (code, _, stderr) =
+        plugin_cli(&service, ACME, &["upload", "acme-chat", plugins::FETCH, "--allow-host", "hooks.example"])
+            .await;
+    assert_eq!(code, 0, "{stderr}");
+
+    let (_, list, _) = plugin_cli(&service, ACME, &["list"]).await;
+    assert_eq!(list["notifiers"][0]["active_version"], 2);
+    let (_, shown, _) = plugin_cli(&service, ACME, &["show", "acme-chat"]).await;
+    assert_eq!(shown["notifier"]["versions"][1]["allow_hosts"], serde_json::json!(["hooks.example"]));
+
+    let action = format!("acme-chat://x/?target={}", sink.url("/dry"));
+    let (code, ran, stderr) =
+        plugin_cli(&service, ACME, &["dry-run", "acme-chat", "--action", &action]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(ran["report"]["outcome"], "delivered", "{ran}");
+    assert_eq!(ran["report"]["logs"][0]["message"], "fetch: status=204 bytes=0", "{ran}");
+    assert_eq!(sink.received().len(), 1);
+    let (_, logs, _) = plugin_cli(&service, ACME, &["logs", "acme-chat"]).await;
+    assert_eq!(
+        (&logs["host"], &logs["lines"][0]["message"]),
+        (&"test-host".into(), &"fetch: status=204 bytes=0".into())
+    );
+
+    let (code, activated, stderr) = plugin_cli(&service, ACME, &["activate", "acme-chat", "1"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(activated["notifier"]["live"]["version"], 1);
+    let (_, ran, _) = plugin_cli(&service, ACME, &["dry-run", "acme-chat"]).await;
+    assert_eq!(ran["report"]["logs"][0]["message"], "calls=1", "version 1 runs again: {ran}");
+
+    let (code, _, stderr) = plugin_cli(&service, GLOBEX, &["rm", "acme-chat"]).await;
+    assert_eq!((code, stderr.trim()), (1, "tocsin: 404 Not Found not_found: no notifier acme-chat"));
+    let (code, _, stderr) = plugin_cli(&service, "wrong", &["list"]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("401 Unauthorized unauthenticated"), "{stderr}");
+    let (code, _, stderr) = plugin_cli(&service, ACME, &["rm", "acme-chat"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let (_, list, _) = plugin_cli(&service, ACME, &["list"]).await;
+    assert_eq!(list["notifiers"], serde_json::json!([]));
+}

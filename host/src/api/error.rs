@@ -39,6 +39,7 @@ impl ApiError {
                 CatalogError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
                 CatalogError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
                 CatalogError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "component_refused"),
+                CatalogError::NotLive(_) => (StatusCode::CONFLICT, "not_live"),
                 CatalogError::Quota(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
                 CatalogError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             },

@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/notifiers/{scheme}/activate", post(notifiers::activate))
         .route("/v1/notifiers/{scheme}/logs", get(notifiers::logs))
+        .route("/v1/notifiers/{scheme}/dry-run", post(notifiers::dry_run))
         .with_state(state)
 }
 

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
+use crate::alarm::{Alarm, SAMPLE_ALARM};
 use crate::registry::catalog::{CatalogError, UploadRequest};
 use crate::sandbox::limits::LimitOverrides;
 
@@ -98,6 +99,38 @@ pub async fn logs(
     let lines =
         state.catalog.plugin(&caller, &scheme).await?.map(|plugin| plugin.recent_logs()).unwrap_or_default();
     Ok(Json(json!({"host": state.config.intake.host, "scheme": scheme, "lines": lines})))
+}
+
+/// The body of `POST /v1/notifiers/{scheme}/dry-run`, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DryRun {
+    /// The action URL (default `<scheme>://dry-run.invalid/`).
+    pub action: Option<String>,
+    /// The alarm, with Aodh's fields (default: the sample alarm).
+    pub alarm: Option<Alarm>,
+}
+
+/// `POST /v1/notifiers/{scheme}/dry-run`: runs the live version once and
+/// answers what happened (an empty body runs the sample alarm).
+pub async fn dry_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(scheme): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let request: DryRun = if body.is_empty() {
+        DryRun::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("expected {{\"action\": …, \"alarm\": …}}: {e}")))?
+    };
+    let alarm = match request.alarm {
+        Some(alarm) => alarm,
+        None => serde_json::from_str(SAMPLE_ALARM).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    };
+    let report = state.catalog.dry_run(&caller, &scheme, request.action, &alarm).await?;
+    Ok(Json(json!({"host": state.config.intake.host, "report": report})))
 }
 
 /// Reads the body, refusing it as soon as it exceeds `max` bytes.

@@ -6,6 +6,7 @@ pub mod check;
 pub mod compile;
 pub mod dlq;
 pub mod notify;
+pub mod plugin;
 pub mod publish;
 pub mod serve;
 pub mod token;

@@ -7,17 +7,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use ipnet::IpNet;
-use serde_json::{Value, json};
 
 use super::Exit;
-use crate::alarm::{Alarm, Delivery};
+use crate::alarm::{Alarm, Delivery, SAMPLE_ALARM};
 use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::config::Config;
 use crate::registry::{self, Origin, builtin};
-use crate::sandbox::{CallError, Sandbox};
-
-/// The alarm used when `--alarm` is not given (`examples/alarm.json`).
-const SAMPLE_ALARM: &str = include_str!("../../../examples/alarm.json");
+use crate::sandbox::Sandbox;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -58,38 +54,9 @@ pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
         .with_context(|| format!("cannot load plugin {name}"))?;
     let delivery = Delivery::one_off();
     let invocation = sandbox.invoke(&plugin, &args.action, &alarm, &delivery).await;
-    let error = invocation.result.as_ref().err().map(error_json);
-    let report = json!({
-        "outcome": if invocation.result.is_ok() { "delivered" } else { "failed" },
-        "plugin": name,
-        "action": tocsin_guest_sdk::action::display(&args.action),
-        "alarm_id": alarm.alarm_id,
-        "delivery_id": delivery.id,
-        "request_id": delivery.request_id(),
-        "elapsed_ms": invocation.elapsed.as_secs_f64() * 1e3,
-        "fuel_used": invocation.fuel_used,
-        "error": error,
-        "http_requests": invocation.http_requests,
-        "limits_hit": invocation.limits_hit,
-        "log_dropped": invocation.log_dropped,
-        "log_truncated": invocation.log_truncated,
-        "logs": invocation.logs,
-    });
+    let report = invocation.report(&name, &args.action, &alarm, &delivery);
     println!("{report}");
     Ok(if invocation.result.is_ok() { Exit::Success } else { Exit::Failure })
-}
-
-fn error_json(error: &CallError) -> Value {
-    let mut value =
-        json!({"kind": error.kind(), "retryable": error.is_retryable(), "message": error.to_string()});
-    match error {
-        CallError::Limit { limit, .. } => value["limit"] = json!(limit),
-        CallError::Retryable { retry_after: Some(after), .. } => {
-            value["retry_after_ms"] = json!(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
-        }
-        _ => {}
-    }
-    value
 }
 
 pub(super) fn read_alarm(path: Option<&Path>) -> anyhow::Result<Alarm> {

@@ -20,7 +20,8 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::ownership::{self, ClaimError, Owner};
 use super::validate::LoadError;
-use super::{Origin, Registry, spec_for};
+use super::{Origin, Registry, scheme_of, spec_for};
+use crate::alarm::{Alarm, Delivery};
 use crate::api::auth::Caller;
 use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::config::Config;
@@ -60,6 +61,9 @@ pub enum CatalogError {
     /// The component is not a notifier tocsin will run.
     #[error(transparent)]
     Refused(#[from] LoadError),
+    /// The notifier has no live version on this host (disabled).
+    #[error("notifier {0} is not live on this host: activate a version that loads")]
+    NotLive(String),
     /// A tenant quota would be exceeded.
     #[error("quota exceeded: {0}")]
     Quota(String),
@@ -301,6 +305,34 @@ impl Catalog {
     pub async fn plugin(&self, caller: &Caller, scheme: &str) -> Result<Option<Arc<Plugin>>, CatalogError> {
         self.visible(caller, scheme).await?;
         Ok(self.registry.uploaded(scheme))
+    }
+
+    /// Runs the live version of `scheme` once, for `action` (by default
+    /// `<scheme>://dry-run.invalid/`) and `alarm`, as a delivery would, and
+    /// reports what happened: outcome, error, cost, log lines.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`], [`CatalogError::NotLive`], or
+    /// [`CatalogError::Invalid`] for an action of another scheme.
+    pub async fn dry_run(
+        &self,
+        caller: &Caller,
+        scheme: &str,
+        action: Option<String>,
+        alarm: &Alarm,
+    ) -> Result<serde_json::Value, CatalogError> {
+        let row = self.visible(caller, scheme).await?;
+        let plugin =
+            self.registry.uploaded(scheme).ok_or_else(|| CatalogError::NotLive(scheme.to_owned()))?;
+        let action = action.unwrap_or_else(|| format!("{scheme}://dry-run.invalid/"));
+        if scheme_of(&action).ok().as_deref() != Some(scheme) {
+            return Err(CatalogError::Invalid(format!(
+                "the action of a dry run of {scheme} is a {scheme}:// URL"
+            )));
+        }
+        let delivery = Delivery { tenant: row.tenant, ..Delivery::one_off() };
+        let invocation = self.sandbox.invoke(&plugin, &action, alarm, &delivery).await;
+        Ok(invocation.report(scheme, &action, alarm, &delivery))
     }
 
     /// The notifier of `scheme` if the caller may see it.

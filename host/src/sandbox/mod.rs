@@ -205,6 +205,50 @@ pub struct Invocation {
     pub limits_hit: Vec<Limit>,
 }
 
+impl Invocation {
+    /// What happened, as the one JSON object `tocsin notify` prints and a
+    /// dry run answers: outcome, error (kind, whether retryable, limit,
+    /// retry-after), cost and the plugin's log lines.
+    pub fn report(
+        &self,
+        plugin: &str,
+        action: &str,
+        alarm: &Alarm,
+        delivery: &Delivery,
+    ) -> serde_json::Value {
+        let error = self.result.as_ref().err().map(|error| {
+            let mut value = serde_json::json!({
+                "kind": error.kind(), "retryable": error.is_retryable(), "message": error.to_string(),
+            });
+            match error {
+                CallError::Limit { limit, .. } => value["limit"] = serde_json::json!(limit),
+                CallError::Retryable { retry_after: Some(after), .. } => {
+                    value["retry_after_ms"] =
+                        serde_json::json!(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+                }
+                _ => {}
+            }
+            value
+        });
+        serde_json::json!({
+            "outcome": if self.result.is_ok() { "delivered" } else { "failed" },
+            "plugin": plugin,
+            "action": tocsin_guest_sdk::action::display(action),
+            "alarm_id": alarm.alarm_id,
+            "delivery_id": delivery.id,
+            "request_id": delivery.request_id(),
+            "elapsed_ms": self.elapsed.as_secs_f64() * 1e3,
+            "fuel_used": self.fuel_used,
+            "error": error,
+            "http_requests": self.http_requests,
+            "limits_hit": self.limits_hit,
+            "log_dropped": self.log_dropped,
+            "log_truncated": self.log_truncated,
+            "logs": self.logs,
+        })
+    }
+}
+
 /// The process's wasm runtime; see the module docs.
 pub struct Sandbox {
     engine: Engine,

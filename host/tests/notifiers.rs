@@ -10,6 +10,7 @@ use serde_json::Value;
 use tocsin::api::auth::TokenHash;
 use tocsin_tests::broker::{TestVhost, eventually};
 use tocsin_tests::plugins;
+use tocsin_tests::postgres::TestDatabase;
 use tocsin_tests::service::{Service, cli, test_config};
 use tocsin_tests::webhook::{Reply, Webhook};
 
@@ -407,4 +408,56 @@ async fn the_plugin_cli_drives_the_api() {
     assert_eq!(code, 0, "{stderr}");
     let (_, list, _) = plugin_cli(&service, ACME, &["list"]).await;
     assert_eq!(list["notifiers"], serde_json::json!([]));
+}
+
+/// Two hosts sharing one PostgreSQL: what is uploaded to one goes live on
+/// the other through the change feed, and is delivered there; a deletion
+/// follows the same way.
+#[tokio::test]
+async fn two_hosts_sharing_postgresql_see_an_upload_live_within_a_second() {
+    let vhost = TestVhost::create();
+    let database = TestDatabase::create();
+    let sink = Webhook::start(Reply::status(200)).await.unwrap();
+    let shared = format!("[database]\nconnection = \"{}\"\n", database.url());
+    // Host a takes uploads only; host b consumes the alarms.
+    let api_only = "[intake.rpc]\nenabled = false\n\n[intake.notification]\nenabled = false\n";
+    let config_a = tenants_config(&vhost, &format!("{shared}{api_only}")).replace("test-host", "host-a");
+    let config_b = tenants_config(&vhost, &shared).replace("test-host", "host-b");
+    let a = Service::start(TOCSIN, &config_a).await;
+    let b = Service::start(TOCSIN, &config_b).await;
+
+    let bytes = component(plugins::FETCH);
+    assert!(bytes.len() <= 1 << 20, "a component of at most 1 MiB: {}", bytes.len());
+    let (status, answer) = upload(&a, "acme-chat", ACME, bytes).await;
+    assert_eq!(status, 201, "{answer}");
+    let answered = std::time::Instant::now();
+    let live_on_b = eventually(Duration::from_secs(10), async || {
+        let (_, shown) = b.call("GET", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await;
+        shown["notifier"]["live"]["state"] == "live"
+    })
+    .await;
+    let elapsed = answered.elapsed();
+    assert!(live_on_b, "{}", b.log_text());
+    println!("live on host b {} ms after host a answered the upload", elapsed.as_millis());
+    assert_eq!(
+        b.lines_with("registry: Applied a notifier change made on another host.")[0]["from"],
+        "host-a"
+    );
+
+    publish(&vhost, &format!("acme-chat://chat.example/room?target={}", sink.url("/from-b")), 1).await;
+    let delivered = eventually(Duration::from_secs(20), async || sink.received().len() == 1).await;
+    assert!(delivered, "{}", b.log_text());
+    let (_, logs) = b.call("GET", "/v1/notifiers/acme-chat/logs", Some(ACME), vec![]).await;
+    assert_eq!(
+        (&logs["host"], logs["lines"].as_array().map(Vec::len)),
+        (&"host-b".into(), Some(1)),
+        "{logs}"
+    );
+
+    assert_eq!(a.call("DELETE", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await.0, 204);
+    let gone = eventually(Duration::from_secs(10), async || {
+        b.call("POST", "/v1/notifiers/acme-chat/dry-run", Some(ACME), vec![]).await.0 == 404
+    })
+    .await;
+    assert!(gone, "{}", b.log_text());
 }

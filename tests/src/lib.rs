@@ -8,6 +8,7 @@
 pub mod broker;
 pub mod logs;
 pub mod names;
+pub mod postgres;
 pub mod service;
 pub mod tls;
 pub mod webhook;

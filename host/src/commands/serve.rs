@@ -7,16 +7,19 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Exit;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Sandboxed};
+use crate::intake::transport::Broker;
 use crate::intake::{Intake, Status};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::registry::catalog::Catalog;
+use crate::registry::changes;
 use crate::sandbox::Sandbox;
 use crate::sandbox::artifacts::{CompileLimits, Compiler};
 use crate::store::Store;
@@ -36,8 +39,9 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     let sandbox = Arc::new(Sandbox::new(&config).context("cannot start the sandbox")?);
     let registry =
         Arc::new(Registry::with_builtins(&sandbox, &config).context("cannot load the built-in notifiers")?);
-    let catalog = Arc::new(open_catalog(&config, &sandbox, &registry).await?);
-    let (live, disabled) = catalog.load_all().await.context("cannot read the uploaded notifiers")?;
+    let (outbox, changes) = mpsc::unbounded_channel();
+    let catalog = Arc::new(open_catalog(&config, &sandbox, &registry, outbox).await?);
+    let (live, disabled) = catalog.sync_all().await.context("cannot read the uploaded notifiers")?;
     tracing::info!(live, disabled, "registry: Loaded the uploaded notifiers.");
     let notifiers = Sandboxed { sandbox, registry };
     let dispatcher = Arc::new(Dispatcher::new(notifiers, &config.dispatch, Arc::clone(&metrics)));
@@ -49,9 +53,17 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     let listen = listener.local_addr().context("cannot read the API address")?;
     tracing::info!(%listen, host = %config.intake.host, "serve: Starting.");
     let shutdown = CancellationToken::new();
-    let state = AppState { config: Arc::clone(&config), metrics, status, catalog };
+    let state = AppState { config: Arc::clone(&config), metrics, status, catalog: Arc::clone(&catalog) };
     let api = tokio::spawn(api::serve(listener, state, shutdown.clone()));
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let broker = Broker::new(&config.broker).context("cannot use the broker settings")?;
+    let feed = tokio::spawn(changes::run(
+        Arc::clone(&config),
+        broker,
+        Arc::clone(&catalog),
+        changes,
+        shutdown.clone(),
+    ));
     let grace = Duration::from_millis(config.intake.shutdown_grace_ms);
     let result = intake.run(shutdown.clone(), grace).await;
     shutdown.cancel();
@@ -64,6 +76,9 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         ),
         Ok(Ok(Ok(()))) => {}
     }
+    if tokio::time::timeout(API_DRAIN, feed).await.is_err() {
+        tracing::warn!("serve: The notifier change feed did not stop in time; leaving it.");
+    }
     result.context("the intake stopped")?;
     tracing::info!("serve: Stopped.");
     Ok(Exit::Success)
@@ -74,6 +89,7 @@ async fn open_catalog(
     config: &Arc<Config>,
     sandbox: &Arc<Sandbox>,
     registry: &Arc<Registry>,
+    outbox: mpsc::UnboundedSender<String>,
 ) -> anyhow::Result<Catalog> {
     let state_path = &config.uploads.state_path;
     let program = std::env::current_exe().context("cannot find the tocsin binary to compile uploads with")?;
@@ -82,7 +98,7 @@ async fn open_catalog(
     let store = Store::open(&config.database.connection, state_path)
         .await
         .context("cannot open the notifier store (database.connection)")?;
-    Ok(Catalog::new(Arc::clone(config), store, compiler, Arc::clone(sandbox), Arc::clone(registry)))
+    Ok(Catalog::new(Arc::clone(config), store, compiler, Arc::clone(sandbox), Arc::clone(registry), outbox))
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.

@@ -9,14 +9,15 @@
 //! a time, so the live plugin is always the store's active version.
 //! At start, every active version is loaded; one that cannot be (corrupt,
 //! no longer compiles) disables that notifier with its error, and the
-//! others work.
+//! others work. Changes made on other hosts arrive through
+//! [`super::changes`] and are applied from the store the same way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use super::ownership::{self, ClaimError, Owner};
 use super::validate::LoadError;
@@ -133,17 +134,21 @@ pub struct Catalog {
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
     live: Mutex<HashMap<String, LiveState>>,
-    changes: AsyncMutex<()>,
+    one_at_a_time: AsyncMutex<()>,
+    outbox: mpsc::UnboundedSender<String>,
 }
 
 impl Catalog {
-    /// A catalog over `store`, loading into `sandbox` and `registry`.
+    /// A catalog over `store`, loading into `sandbox` and `registry`; the
+    /// scheme of every change made here is sent to `outbox` (for the other
+    /// hosts, see [`super::changes`]).
     pub fn new(
         config: Arc<Config>,
         store: Store,
         compiler: Compiler,
         sandbox: Arc<Sandbox>,
         registry: Arc<Registry>,
+        outbox: mpsc::UnboundedSender<String>,
     ) -> Self {
         Catalog {
             config,
@@ -152,26 +157,50 @@ impl Catalog {
             sandbox,
             registry,
             live: Mutex::default(),
-            changes: AsyncMutex::new(()),
+            one_at_a_time: AsyncMutex::new(()),
+            outbox,
         }
     }
 
-    /// Loads the active version of every stored notifier; returns how many
-    /// are live and how many disabled.
+    /// Brings every notifier in line with the store: loads what is not
+    /// live at its active version, takes out what is gone. Returns how
+    /// many are live and how many disabled.
     ///
     /// # Errors
     /// [`CatalogError::Store`] when the database cannot be read.
-    pub async fn load_all(&self) -> Result<(usize, usize), CatalogError> {
-        let _one_at_a_time = self.changes.lock().await;
+    pub async fn sync_all(&self) -> Result<(usize, usize), CatalogError> {
+        let _one_at_a_time = self.one_at_a_time.lock().await;
+        let rows = self.store.notifiers().await?;
+        let stored: std::collections::HashSet<&str> = rows.iter().map(|row| row.scheme.as_str()).collect();
+        let gone: Vec<String> =
+            self.live_states().keys().filter(|s| !stored.contains(s.as_str())).cloned().collect();
+        for scheme in gone {
+            self.forget(&scheme);
+        }
         let (mut live, mut disabled) = (0, 0);
-        for row in self.store.notifiers().await? {
-            match self.sync_row(&row).await {
+        for row in &rows {
+            match self.sync_row(row).await {
                 Some(LiveState::Live { .. }) => live += 1,
                 Some(LiveState::Disabled { .. }) => disabled += 1,
                 None => {}
             }
         }
         Ok((live, disabled))
+    }
+
+    /// Brings `scheme` in line with the store: another host changed it.
+    ///
+    /// # Errors
+    /// [`CatalogError::Store`] when the database cannot be read.
+    pub async fn sync(&self, scheme: &str) -> Result<(), CatalogError> {
+        let _one_at_a_time = self.one_at_a_time.lock().await;
+        match self.store.notifier(scheme).await? {
+            Some(row) => {
+                self.sync_row(&row).await;
+            }
+            None => self.forget(scheme),
+        }
+        Ok(())
     }
 
     /// Uploads a new version of `scheme` and makes it live.
@@ -213,10 +242,11 @@ impl Catalog {
             .tenant()
             .and_then(|tenant| self.config.tenants.get(tenant))
             .map(|tenant| (tenant.max_notifiers, tenant.max_total_bytes));
-        let _one_at_a_time = self.changes.lock().await;
+        let _one_at_a_time = self.one_at_a_time.lock().await;
         let stored =
             self.store.add_version(NewVersion { scheme, owner: &owner, component, meta, quota }).await?;
         self.make_live(scheme, stored.version, Arc::new(plugin));
+        self.announce(scheme);
         tracing::info!(
             plugin = scheme, tenant = owner.tenant().unwrap_or(""), version = stored.version,
             sha256 = %stored.sha256, size_bytes = stored.size_bytes, outcome = "live",
@@ -238,11 +268,12 @@ impl Catalog {
     ) -> Result<NotifierView, CatalogError> {
         let row = self.visible(caller, scheme).await?;
         let plugin = self.load_stored(&row, version).await?;
-        let _one_at_a_time = self.changes.lock().await;
+        let _one_at_a_time = self.one_at_a_time.lock().await;
         if !self.store.activate(scheme, version).await? {
             return Err(CatalogError::NoSuchVersion { scheme: scheme.to_owned(), version });
         }
         self.make_live(scheme, version, Arc::new(plugin));
+        self.announce(scheme);
         tracing::info!(
             plugin = scheme,
             tenant = row.tenant.as_deref().unwrap_or(""),
@@ -260,10 +291,10 @@ impl Catalog {
     /// [`CatalogError::NotFound`], [`CatalogError::Store`].
     pub async fn delete(&self, caller: &Caller, scheme: &str) -> Result<(), CatalogError> {
         let row = self.visible(caller, scheme).await?;
-        let _one_at_a_time = self.changes.lock().await;
+        let _one_at_a_time = self.one_at_a_time.lock().await;
         self.store.delete(scheme).await?;
-        self.registry.remove(scheme);
-        self.live_states().remove(scheme);
+        self.forget(scheme);
+        self.announce(scheme);
         tracing::info!(
             plugin = scheme,
             tenant = row.tenant.as_deref().unwrap_or(""),
@@ -343,13 +374,20 @@ impl Catalog {
         }
     }
 
-    /// Brings `row`'s live plugin in line with its active version.
+    /// Brings `row`'s live plugin in line with its active version. A
+    /// version already live, or already found not to load, is left as it
+    /// is: versions are immutable (activating it again retries it).
     async fn sync_row(&self, row: &NotifierRow) -> Option<LiveState> {
         let Some(version) = row.active_version else {
-            self.registry.remove(&row.scheme);
-            self.live_states().remove(&row.scheme);
+            self.forget(&row.scheme);
             return None;
         };
+        if let Some(state) = self.live_states().get(&row.scheme) {
+            let (LiveState::Live { version: known } | LiveState::Disabled { version: known, .. }) = state;
+            if *known == version {
+                return Some(state.clone());
+            }
+        }
         match self.load_stored(row, version).await {
             Ok(plugin) => {
                 self.make_live(&row.scheme, version, Arc::new(plugin));
@@ -398,6 +436,19 @@ impl Catalog {
         spec.limits = spec.limits.with(&meta.limits);
         spec.grants.requested_hosts = meta.allow_hosts.iter().map(|host| host_key(host)).collect();
         Ok(self.sandbox.load_artifact(spec, &artifact)?)
+    }
+
+    /// Takes `scheme` out of service on this host.
+    fn forget(&self, scheme: &str) {
+        self.registry.remove(scheme);
+        self.live_states().remove(scheme);
+    }
+
+    /// Tells the other hosts that `scheme` changed.
+    fn announce(&self, scheme: &str) {
+        // The feed outlives the catalog's users; if it is gone, the service
+        // is stopping and other hosts catch up when they next sync.
+        let _ = self.outbox.send(scheme.to_owned());
     }
 
     fn make_live(&self, scheme: &str, version: i64, plugin: Arc<Plugin>) {

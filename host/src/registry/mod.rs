@@ -7,6 +7,7 @@
 //! tocsin implements them.
 
 pub mod catalog;
+pub mod changes;
 pub mod ownership;
 pub mod validate;
 

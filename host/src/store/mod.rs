@@ -240,7 +240,7 @@ impl Store {
             let tenant = new.owner.tenant().unwrap_or_default();
             let usage = sqlx::query(
                 "SELECT (SELECT COUNT(*) FROM notifiers WHERE tenant = $1), \
-                 (SELECT COALESCE(SUM(v.size_bytes), 0) FROM notifier_versions v \
+                 (SELECT CAST(COALESCE(SUM(v.size_bytes), 0) AS BIGINT) FROM notifier_versions v \
                   JOIN notifiers n ON n.scheme = v.scheme WHERE n.tenant = $1)",
             )
             .bind(tenant)

@@ -1,0 +1,184 @@
+//! Notifier changes between hosts that share one store.
+//!
+//! Every host binds its own exclusive, auto-deleted queue to the fanout
+//! exchange `<delivery.queue_prefix>.notifier-changes`. A host that
+//! uploads, activates or deletes a notifier publishes its scheme there
+//! (with publisher confirms) after the store has committed; every other
+//! host then reads that scheme back from the store and makes the live
+//! plugin match, so an upload goes live everywhere within the broker's
+//! round trip. A message is only a hint to look at the store: a host that
+//! was disconnected brings every notifier in line with the store when it
+//! connects again, so nothing depends on a message that was lost.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use lapin::options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ExchangeKind};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::Catalog;
+use crate::config::Config;
+use crate::intake::publisher::Publisher;
+use crate::intake::transport::Broker;
+
+/// One change, as published.
+#[derive(Debug, Serialize, Deserialize)]
+struct Change {
+    /// The notifier that changed.
+    scheme: String,
+    /// The host that changed it (which applied it already).
+    host: String,
+}
+
+/// Why the feed's connection ended.
+#[derive(Debug, thiserror::Error)]
+enum FeedError {
+    #[error("{0}")]
+    Broker(#[from] lapin::Error),
+    #[error("{0}")]
+    Publish(#[from] crate::intake::publisher::PublishError),
+    #[error("the broker cancelled the change consumer")]
+    Cancelled,
+}
+
+/// Publishes this host's changes and applies the other hosts', until
+/// `shutdown`; reconnects with capped backoff.
+pub async fn run(
+    config: Arc<Config>,
+    broker: Broker,
+    catalog: Arc<Catalog>,
+    mut outbox: mpsc::UnboundedReceiver<String>,
+    shutdown: CancellationToken,
+) {
+    let exchange = format!("{}.notifier-changes", config.delivery.queue_prefix);
+    let host = config.intake.host.clone();
+    let initial = Duration::from_millis(config.broker.reconnect_initial_ms.max(1));
+    let longest = Duration::from_millis(config.broker.reconnect_max_ms).max(initial);
+    let mut wait = initial;
+    let mut pending = VecDeque::new();
+    let name = format!("tocsin-changes@{host}");
+    loop {
+        let connected = tokio::select! {
+            () = shutdown.cancelled() => return,
+            connected = broker.connect(&name) => connected,
+        };
+        let ended = match connected {
+            Ok(connection) => {
+                wait = initial;
+                let feed = Feed { exchange: &exchange, host: &host, catalog: &catalog };
+                let ended = feed.session(&connection, &mut outbox, &mut pending, &shutdown).await;
+                let _ = connection.close(200, "tocsin stopping".into()).await;
+                ended.err().map(|error| error.to_string())
+            }
+            Err(error) => Some(error),
+        };
+        let Some(error) = ended else { return };
+        tracing::warn!(
+            error = %error, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "registry: The notifier change feed lost the broker; reconnecting."
+        );
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(longest);
+    }
+}
+
+/// One connection's worth of the feed.
+struct Feed<'a> {
+    exchange: &'a str,
+    host: &'a str,
+    catalog: &'a Catalog,
+}
+
+impl Feed<'_> {
+    /// Binds, catches up with the store, then relays changes both ways
+    /// until shutdown (`Ok`) or a broker error.
+    async fn session(
+        &self,
+        connection: &Connection,
+        outbox: &mut mpsc::UnboundedReceiver<String>,
+        pending: &mut VecDeque<String>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), FeedError> {
+        let channel = connection.create_channel().await?;
+        let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+        channel
+            .exchange_declare(self.exchange.into(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .await?;
+        let mine =
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() };
+        let queue = channel.queue_declare("".into(), mine, FieldTable::default()).await?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                self.exchange.into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
+        let mut consumer =
+            channel.basic_consume(queue.name().clone(), "".into(), no_ack, FieldTable::default()).await?;
+        let publisher = Publisher::open(connection).await?;
+        // Bound before catching up: a change committed from here on is
+        // either in the store we read or in the queue.
+        match self.catalog.sync_all().await {
+            Ok((live, disabled)) => {
+                tracing::info!(live, disabled, "registry: In line with the notifier store.")
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "registry: Cannot read the notifier store to catch up.")
+            }
+        }
+        loop {
+            while let Some(scheme) = pending.front() {
+                let change =
+                    serde_json::to_vec(&Change { scheme: scheme.clone(), host: self.host.to_owned() })
+                        .unwrap_or_default();
+                publisher.publish(self.exchange, "", &change, BasicProperties::default()).await?;
+                pending.pop_front();
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                Some(scheme) = outbox.recv() => pending.push_back(scheme),
+                delivery = consumer.next() => {
+                    let delivery = delivery.ok_or(FeedError::Cancelled)??;
+                    self.apply(&delivery.data).await;
+                }
+            }
+        }
+    }
+
+    /// Applies another host's change.
+    async fn apply(&self, data: &[u8]) {
+        let change: Change = match serde_json::from_slice(data) {
+            Ok(change) => change,
+            Err(error) => {
+                tracing::warn!(error = %error, "registry: Ignored an unreadable notifier change.");
+                return;
+            }
+        };
+        if change.host == self.host {
+            return;
+        }
+        match self.catalog.sync(&change.scheme).await {
+            Ok(()) => tracing::info!(
+                plugin = %change.scheme, from = %change.host, outcome = "applied",
+                "registry: Applied a notifier change made on another host."
+            ),
+            Err(error) => tracing::warn!(
+                plugin = %change.scheme, from = %change.host, error = %error, outcome = "failed",
+                "registry: Cannot apply a notifier change made on another host; it is applied at the next reconnect."
+            ),
+        }
+    }
+}

@@ -240,7 +240,7 @@ async fn pipeline<N: Notifiers>(
 ) -> Run {
     let metrics = Arc::new(Metrics::default());
     let timed = Timed { inner: notifiers, delivered: AtomicU64::new(0), latencies: Mutex::new(Vec::new()) };
-    let dispatcher = Arc::new(Dispatcher::new(timed, &config.dispatch, Arc::clone(&metrics)));
+    let dispatcher = Arc::new(Dispatcher::new(timed, config, Arc::clone(&metrics)));
     let intake = Arc::new(
         Intake::new(Arc::new(config.clone()), Arc::clone(&dispatcher), metrics, Arc::new(Status::default()))
             .unwrap(),
@@ -292,7 +292,12 @@ impl Executor {
         let sandboxed = |config: &Config| -> &'static Sandboxed {
             let sandbox = Sandbox::new(config).unwrap();
             let registry = Registry::with_builtins(&sandbox, config).unwrap();
-            Box::leak(Box::new(Sandboxed { sandbox: Arc::new(sandbox), registry: Arc::new(registry) }))
+            let metrics = Arc::new(Metrics::default());
+            Box::leak(Box::new(Sandboxed {
+                sandbox: Arc::new(sandbox),
+                registry: Arc::new(registry),
+                metrics,
+            }))
         };
         let mut all = vec![
             Executor::Native(Box::leak(Box::new(Native { client }))),

@@ -21,8 +21,9 @@ use crate::capabilities::signing::WebhookSecret;
 use crate::sandbox::limits::{LimitOverrides, Limits};
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
-/// keys: they choose the file and the log output.
-const NON_CONFIG_ENV: &[&str] = &["config", "log", "log_format"];
+/// keys: they choose the file and the log output, and give `tocsin
+/// plugin` the API's address and the caller's token.
+const NON_CONFIG_ENV: &[&str] = &["config", "log", "log_format", "api", "token"];
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +345,10 @@ pub struct TenantConfig {
     /// Total bytes of the tenant's stored component versions.
     #[serde(default = "TenantConfig::default_max_total_bytes")]
     pub max_total_bytes: u64,
+    /// Deliveries of the tenant's notifiers running at once; more wait
+    /// (`dispatch.slot_wait_ms`, then a retry tier).
+    #[serde(default = "TenantConfig::default_max_concurrent_deliveries")]
+    pub max_concurrent_deliveries: u32,
 }
 
 impl TenantConfig {
@@ -353,6 +358,10 @@ impl TenantConfig {
 
     fn default_max_total_bytes() -> u64 {
         128 << 20
+    }
+
+    fn default_max_concurrent_deliveries() -> u32 {
+        16
     }
 }
 

@@ -17,7 +17,7 @@ use tocsin_guest_sdk::action;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::alarm::{Alarm, Delivery};
-use crate::config::DispatchConfig;
+use crate::config::Config;
 use crate::delivery::DeliveryRecord;
 use crate::metrics::{Metrics, PluginLabels};
 use crate::registry::{Registry, ResolveError};
@@ -86,6 +86,8 @@ pub struct Sandboxed {
     pub sandbox: Arc<Sandbox>,
     /// Scheme → plugin, shared with the notifier API that changes it.
     pub registry: Arc<Registry>,
+    /// Where each call's limit hits and dropped log lines are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Notifiers for Sandboxed {
@@ -106,7 +108,10 @@ impl Notifiers for Sandboxed {
         alarm: &Alarm,
         delivery: &Delivery,
     ) -> Result<(), CallError> {
-        self.sandbox.invoke(plugin, action, alarm, delivery).await.result
+        let invocation = self.sandbox.invoke(plugin, action, alarm, delivery).await;
+        let (name, tenant) = Self::identity(plugin);
+        self.metrics.call_costs(name, tenant, &invocation.limits_hit, invocation.log_dropped);
+        invocation.result
     }
 }
 
@@ -122,12 +127,18 @@ impl Slots {
         Slots { per_key: Mutex::new(HashMap::new()), permits: permits as usize }
     }
 
+    /// The semaphore of `key`, made with the default number of permits.
     fn semaphore(&self, key: &str) -> Arc<Semaphore> {
-        let Ok(mut per_key) = self.per_key.lock() else { return Arc::new(Semaphore::new(self.permits)) };
+        self.semaphore_of(key, self.permits)
+    }
+
+    /// The semaphore of `key`, made with `permits` when it is new.
+    fn semaphore_of(&self, key: &str, permits: usize) -> Arc<Semaphore> {
+        let Ok(mut per_key) = self.per_key.lock() else { return Arc::new(Semaphore::new(permits)) };
         if per_key.len() > MAX_IDLE_KEYS {
             per_key.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
         }
-        Arc::clone(per_key.entry(key.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.permits))))
+        Arc::clone(per_key.entry(key.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(permits))))
     }
 }
 
@@ -138,19 +149,30 @@ pub struct Dispatcher<N: Notifiers> {
     global: Arc<Semaphore>,
     per_plugin: Slots,
     per_host: Slots,
+    per_tenant: Slots,
+    tenant_quotas: HashMap<String, usize>,
     slot_wait: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl<N: Notifiers> Dispatcher<N> {
-    /// A dispatcher for `notifiers` with the bounds of `config`.
-    pub fn new(notifiers: N, config: &DispatchConfig, metrics: Arc<Metrics>) -> Self {
+    /// A dispatcher for `notifiers` with the bounds of `config.dispatch`
+    /// and the tenants' concurrent-delivery quotas.
+    pub fn new(notifiers: N, config: &Config, metrics: Arc<Metrics>) -> Self {
+        let dispatch = &config.dispatch;
+        let tenant_quotas = config
+            .tenants
+            .iter()
+            .map(|(name, tenant)| (name.clone(), tenant.max_concurrent_deliveries as usize))
+            .collect();
         Dispatcher {
             notifiers,
-            global: Arc::new(Semaphore::new(config.concurrency as usize)),
-            per_plugin: Slots::new(config.per_plugin),
-            per_host: Slots::new(config.per_host),
-            slot_wait: Duration::from_millis(config.slot_wait_ms),
+            global: Arc::new(Semaphore::new(dispatch.concurrency as usize)),
+            per_plugin: Slots::new(dispatch.per_plugin),
+            per_host: Slots::new(dispatch.per_host),
+            per_tenant: Slots::new(dispatch.per_plugin),
+            tenant_quotas,
+            slot_wait: Duration::from_millis(dispatch.slot_wait_ms),
             metrics,
         }
     }
@@ -172,7 +194,7 @@ impl<N: Notifiers> Dispatcher<N> {
         };
         let (name, tenant) = N::identity(&plugin);
         let destination = split.as_ref().map(|s| s.host_port().to_ascii_lowercase()).unwrap_or_default();
-        let _permits = match self.acquire(name, &destination).await {
+        let _permits = match self.acquire(name, tenant, &destination).await {
             Ok(permits) => permits,
             Err(reason) => {
                 tracing::warn!(
@@ -245,21 +267,43 @@ impl<N: Notifiers> Dispatcher<N> {
     }
 
     /// A global slot (waited for: every delivery needs one, and they all
-    /// finish within their deadline), then the plugin's and the
-    /// destination's (waited for at most `slot_wait`).
-    async fn acquire(&self, plugin: &str, destination: &str) -> Result<[OwnedSemaphorePermit; 3], String> {
+    /// finish within their deadline), then the plugin's, the tenant's (a
+    /// tenant's plugins share its quota) and the destination's (each waited
+    /// for at most `slot_wait`).
+    async fn acquire(
+        &self,
+        plugin: &str,
+        tenant: Option<&str>,
+        destination: &str,
+    ) -> Result<Permits, String> {
         let global = Arc::clone(&self.global).acquire_owned().await.map_err(|e| e.to_string())?;
         let deadline = tokio::time::Instant::now() + self.slot_wait;
-        let plugin_slot =
-            tokio::time::timeout_at(deadline, self.per_plugin.semaphore(plugin).acquire_owned())
-                .await
-                .map_err(|_| format!("plugin {plugin} is at its concurrency limit"))?
-                .map_err(|e| e.to_string())?;
-        let host_slot =
-            tokio::time::timeout_at(deadline, self.per_host.semaphore(destination).acquire_owned())
-                .await
-                .map_err(|_| format!("destination {destination} is at its concurrency limit"))?
-                .map_err(|e| e.to_string())?;
-        Ok([global, plugin_slot, host_slot])
+        let plugin_slot = slot(self.per_plugin.semaphore(plugin), deadline)
+            .await
+            .ok_or_else(|| format!("plugin {plugin} is at its concurrency limit"))?;
+        let tenant_slot = match tenant {
+            Some(tenant) => {
+                let quota = self.tenant_quotas.get(tenant).copied().unwrap_or(self.per_tenant.permits);
+                let permit = slot(self.per_tenant.semaphore_of(tenant, quota), deadline)
+                    .await
+                    .ok_or_else(|| format!("tenant {tenant} is at its concurrent-delivery quota"))?;
+                Some(permit)
+            }
+            None => None,
+        };
+        let host_slot = slot(self.per_host.semaphore(destination), deadline)
+            .await
+            .ok_or_else(|| format!("destination {destination} is at its concurrency limit"))?;
+        Ok(Permits { _held: (global, plugin_slot, tenant_slot, host_slot) })
     }
+}
+
+/// The slots one delivery holds while it runs.
+struct Permits {
+    _held: (OwnedSemaphorePermit, OwnedSemaphorePermit, Option<OwnedSemaphorePermit>, OwnedSemaphorePermit),
+}
+
+/// A permit of `semaphore`, if one comes free before `deadline`.
+async fn slot(semaphore: Arc<Semaphore>, deadline: tokio::time::Instant) -> Option<OwnedSemaphorePermit> {
+    tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await.ok()?.ok()
 }

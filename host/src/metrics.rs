@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::sandbox::limits::Limit;
+
 /// Labels of one delivery's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct DeliveryLabels {
@@ -26,6 +28,26 @@ pub struct DeliveryLabels {
 pub struct PluginLabels {
     /// The plugin's name.
     pub plugin: String,
+}
+
+/// Labels of a limit a plugin hit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The plugin's name (an uploaded notifier's is its scheme).
+    pub plugin: String,
+    /// Its tenant (empty for the platform's).
+    pub tenant: String,
+    /// Which limit (`memory`, `cpu`, `deadline`, `log`, `http`, …).
+    pub limit: &'static str,
+}
+
+/// Labels of a plugin and its tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OwnedPluginLabels {
+    /// The plugin's name (an uploaded notifier's is its scheme).
+    pub plugin: String,
+    /// Its tenant (empty for the platform's).
+    pub tenant: String,
 }
 
 /// Labels of a received message.
@@ -64,6 +86,10 @@ pub struct Metrics {
     pub deliveries: Family<DeliveryLabels, Counter>,
     /// Time of one attempt, by plugin, in seconds.
     pub delivery_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    /// Calls that hit a limit, by plugin and limit (a call can hit several).
+    pub limit_hits: Family<LimitLabels, Counter>,
+    /// Log lines the log caps dropped, by plugin.
+    pub log_lines_dropped: Family<OwnedPluginLabels, Counter>,
     /// Messages received, by kind and outcome.
     pub messages: Family<MessageLabels, Counter>,
     /// Retries scheduled, by tier.
@@ -87,6 +113,8 @@ impl Default for Metrics {
         let metrics = Metrics {
             deliveries: Family::default(),
             delivery_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            limit_hits: Family::default(),
+            log_lines_dropped: Family::default(),
             messages: Family::default(),
             retries: Family::default(),
             dead_letters: Family::default(),
@@ -101,6 +129,12 @@ impl Default for Metrics {
             "delivery_duration_seconds",
             "Time of one delivery attempt in the sandbox",
             metrics.delivery_seconds.clone(),
+        );
+        registry.register("limit_hits", "Plugin calls that hit a limit", metrics.limit_hits.clone());
+        registry.register(
+            "log_lines_dropped",
+            "Plugin log lines dropped by the log caps",
+            metrics.log_lines_dropped.clone(),
         );
         registry.register("messages", "OpenStack and retry messages received", metrics.messages.clone());
         registry.register("retries", "Retries scheduled, by tier", metrics.retries.clone());
@@ -138,6 +172,37 @@ impl Metrics {
             outcome,
         };
         self.deliveries.get_or_create(&labels).inc();
+    }
+
+    /// Records what one call of `plugin` ran into: the limits it hit and
+    /// the log lines it lost.
+    pub fn call_costs(&self, plugin: &str, tenant: Option<&str>, limits_hit: &[Limit], log_dropped: u64) {
+        let tenant = tenant.unwrap_or_default();
+        for limit in limits_hit {
+            let labels =
+                LimitLabels { plugin: plugin.to_owned(), tenant: tenant.to_owned(), limit: limit.name() };
+            self.limit_hits.get_or_create(&labels).inc();
+        }
+        if log_dropped > 0 {
+            let labels = OwnedPluginLabels { plugin: plugin.to_owned(), tenant: tenant.to_owned() };
+            self.log_lines_dropped.get_or_create(&labels).inc_by(log_dropped);
+        }
+    }
+
+    /// The delivery outcomes of `plugin` counted on this host, by outcome.
+    pub fn delivery_counts(
+        &self,
+        plugin: &str,
+        tenant: Option<&str>,
+    ) -> std::collections::BTreeMap<&'static str, u64> {
+        let tenant = tenant.unwrap_or_default();
+        ["delivered", "retryable", "failed", "deferred"]
+            .into_iter()
+            .map(|outcome| {
+                let labels = DeliveryLabels { plugin: plugin.to_owned(), tenant: tenant.to_owned(), outcome };
+                (outcome, self.deliveries.get_or_create(&labels).get())
+            })
+            .collect()
     }
 
     /// Counts a received message.

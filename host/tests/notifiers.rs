@@ -461,3 +461,64 @@ async fn two_hosts_sharing_postgresql_see_an_upload_live_within_a_second() {
     .await;
     assert!(gone, "{}", b.log_text());
 }
+
+/// A tenant's quotas (notifiers, bytes, concurrent deliveries) and the
+/// per-notifier metrics: outcomes, limit hits, dropped log lines.
+#[tokio::test]
+async fn tenant_quotas_hold_and_each_notifier_is_measured() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::Delayed(Duration::from_millis(300), Box::new(Reply::status(200))))
+        .await
+        .unwrap();
+    let (flood, fetch) = (component(plugins::LOG_FLOOD), component(plugins::FETCH));
+    let quotas = format!(
+        "max_notifiers = 2\nmax_total_bytes = {}\nmax_concurrent_deliveries = 1\n\n[tenants.globex]",
+        flood.len() + fetch.len() + 1024
+    );
+    let config = tenants_config(&vhost, "")
+        .replace("[tenants.globex]", &quotas)
+        .replace("[dispatch]\n", "[dispatch]\nslot_wait_ms = 50\n");
+    let service = Service::start(TOCSIN, &config).await;
+
+    assert_eq!(upload(&service, "acme-flood", ACME, flood).await.0, 201);
+    assert_eq!(upload(&service, "acme-chat", ACME, fetch.clone()).await.0, 201);
+    let (status, answer) = upload(&service, "acme-third", ACME, component(plugins::COUNTER)).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("quota_exceeded")), "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("has 2 notifiers, its quota is 2"),
+        "{answer}"
+    );
+    let (status, answer) = upload(&service, "acme-chat", ACME, fetch).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("quota_exceeded")),
+        "a second version: {answer}"
+    );
+
+    // One delivery of acme's at a time: the others wait, are deferred to a
+    // retry tier, and are delivered. (Four actions: retries of one alarm's
+    // older state changes to the same action would be superseded.)
+    for n in 0..4 {
+        publish(&vhost, &format!("acme-chat://x/?target={}", sink.url(&format!("/slow{n}"))), 1).await;
+    }
+    let all = eventually(Duration::from_secs(30), async || sink.received().len() == 4).await;
+    assert!(all, "{}", service.log_text());
+    let deferred = service
+        .lines_with("dispatch: No slot came free in time; the delivery waits in the first retry tier.");
+    assert!(!deferred.is_empty());
+    assert_eq!(deferred[0]["reason"], "tenant acme is at its concurrent-delivery quota");
+    let metric = |name: &str, labels: &str| format!("tocsin_{name}{{plugin=\"{labels}");
+    let delivered = metric("deliveries_total", r#"acme-chat",tenant="acme",outcome="delivered"}"#);
+    let counted = eventually(Duration::from_secs(10), async || service.metric(&delivered).await == 4.0).await;
+    assert!(counted, "{}", service.get("/metrics").await.1);
+
+    publish(&vhost, "acme-flood://x/", 1).await;
+    let log_hit = metric("limit_hits_total", r#"acme-flood",tenant="acme",limit="log"}"#);
+    let hit = eventually(Duration::from_secs(30), async || service.metric(&log_hit).await == 1.0).await;
+    assert!(hit, "{}", service.get("/metrics").await.1);
+    let dropped = service.metric(&metric("log_lines_dropped_total", r#"acme-flood",tenant="acme"}"#)).await;
+    assert!(dropped > 99_000.0, "dropped {dropped}");
+    let (_, shown) = service.call("GET", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await;
+    assert_eq!(shown["deliveries"]["delivered"], 4, "{shown}");
+    assert!(shown["deliveries"]["deferred"].as_u64().unwrap() >= 1, "{shown}");
+}

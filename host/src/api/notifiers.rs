@@ -27,14 +27,16 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<impl 
     Ok(Json(json!({"host": state.config.intake.host, "notifiers": notifiers})))
 }
 
-/// `GET /v1/notifiers/{scheme}`.
+/// `GET /v1/notifiers/{scheme}`: the notifier, its versions, and its
+/// delivery outcomes counted on the host that answers.
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(scheme): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let notifier = state.catalog.show(&caller, &scheme).await?;
-    Ok(Json(json!({"host": state.config.intake.host, "notifier": notifier})))
+    let deliveries = state.metrics.delivery_counts(&scheme, notifier.row.tenant.as_deref());
+    Ok(Json(json!({"host": state.config.intake.host, "notifier": notifier, "deliveries": deliveries})))
 }
 
 /// `PUT /v1/notifiers/{scheme}`: the component as the raw body; query

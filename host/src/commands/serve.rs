@@ -43,8 +43,8 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     let catalog = Arc::new(open_catalog(&config, &sandbox, &registry, outbox).await?);
     let (live, disabled) = catalog.sync_all().await.context("cannot read the uploaded notifiers")?;
     tracing::info!(live, disabled, "registry: Loaded the uploaded notifiers.");
-    let notifiers = Sandboxed { sandbox, registry };
-    let dispatcher = Arc::new(Dispatcher::new(notifiers, &config.dispatch, Arc::clone(&metrics)));
+    let notifiers = Sandboxed { sandbox, registry, metrics: Arc::clone(&metrics) };
+    let dispatcher = Arc::new(Dispatcher::new(notifiers, &config, Arc::clone(&metrics)));
     let intake =
         Arc::new(Intake::new(Arc::clone(&config), dispatcher, Arc::clone(&metrics), Arc::clone(&status))?);
     let listener = TcpListener::bind(config.api.listen)

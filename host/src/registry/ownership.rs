@@ -116,7 +116,12 @@ mod tests {
     use crate::api::auth::TokenHash;
 
     fn tenants() -> BTreeMap<String, TenantConfig> {
-        let tenant = TenantConfig { token_sha256: TokenHash::of("t"), max_notifiers: 1, max_total_bytes: 1 };
+        let tenant = TenantConfig {
+            token_sha256: TokenHash::of("t"),
+            max_notifiers: 1,
+            max_total_bytes: 1,
+            max_concurrent_deliveries: 1,
+        };
         BTreeMap::from([("acme".to_owned(), tenant)])
     }
 

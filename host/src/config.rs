@@ -318,6 +318,10 @@ pub struct UploadsConfig {
     /// The most an uploaded notifier's limits may be: an upload may set
     /// each of its limits at most this high.
     pub max_limits: Limits,
+    /// The key tenants' secrets are encrypted with (32 bytes, made when
+    /// missing); hosts sharing a database must share it. Default:
+    /// `secrets.key` in `state_path`.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl Default for UploadsConfig {
@@ -329,6 +333,7 @@ impl Default for UploadsConfig {
             compile_memory_bytes: 2 << 30,
             compile_timeout_ms: 120_000,
             max_limits: Limits::default(),
+            secrets_key_file: None,
         }
     }
 }

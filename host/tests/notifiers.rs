@@ -345,20 +345,37 @@ async fn a_new_version_goes_live_under_load_without_a_failed_delivery() {
 /// Runs `tocsin plugin args…` against `service` with `token`: exit code,
 /// stdout as JSON (null when empty), stderr.
 async fn plugin_cli(service: &Service, token: &str, args: &[&str]) -> (i32, Value, String) {
-    let output = tokio::process::Command::new(TOCSIN)
+    plugin_cli_with_input(service, token, args, b"").await
+}
+
+/// [`plugin_cli`] with `input` on stdin.
+async fn plugin_cli_with_input(
+    service: &Service,
+    token: &str,
+    args: &[&str],
+    input: &[u8],
+) -> (i32, Value, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(TOCSIN)
         .arg("plugin")
         .args(args)
         .env("TOCSIN_API", &service.api)
         .env("TOCSIN_TOKEN", token)
-        .output()
-        .await
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
     let stdout = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
     (output.status.code().unwrap_or(-1), stdout, String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
-/// `tocsin plugin` upload, list, show, dry-run, logs, activate and rm, as
-/// a tenant would use them; refusals exit 1 with the API's message.
+/// `tocsin plugin` upload, list, show, dry-run, logs, activate, secret and
+/// rm, as a tenant would use them; refusals exit 1 with the API's message.
 #[tokio::test]
 async fn the_plugin_cli_drives_the_api() {
     let vhost = TestVhost::create();
@@ -399,6 +416,20 @@ async fn the_plugin_cli_drives_the_api() {
     let (_, ran, _) = plugin_cli(&service, ACME, &["dry-run", "acme-chat"]).await;
     assert_eq!(ran["report"]["logs"][0]["message"], "calls=1", "version 1 runs again: {ran}");
 
+    let (code, _, stderr) =
+        plugin_cli_with_input(&service, ACME, &["secret", "set", "acme-chat", "api_key"], b"v4lue\n").await;
+    assert_eq!(code, 0, "{stderr}");
+    let (_, secrets, _) = plugin_cli(&service, ACME, &["secret", "list", "acme-chat"]).await;
+    assert_eq!(secrets["secrets"][0]["name"], "api_key");
+    assert!(!secrets.to_string().contains("v4lue"));
+    let (code, _, stderr) = plugin_cli(&service, ACME, &["secret", "rm", "acme-chat", "api_key"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = plugin_cli(&service, ACME, &["secret", "rm", "acme-chat", "api_key"]).await;
+    assert_eq!(
+        (code, stderr.trim()),
+        (1, "tocsin: 404 Not Found no_such_secret: notifier acme-chat has no secret api_key")
+    );
+
     let (code, _, stderr) = plugin_cli(&service, GLOBEX, &["rm", "acme-chat"]).await;
     assert_eq!((code, stderr.trim()), (1, "tocsin: 404 Not Found not_found: no notifier acme-chat"));
     let (code, _, stderr) = plugin_cli(&service, "wrong", &["list"]).await;
@@ -418,7 +449,12 @@ async fn two_hosts_sharing_postgresql_see_an_upload_live_within_a_second() {
     let vhost = TestVhost::create();
     let database = TestDatabase::create();
     let sink = Webhook::start(Reply::status(200)).await.unwrap();
-    let shared = format!("[database]\nconnection = \"{}\"\n", database.url());
+    let key = tempfile::tempdir().unwrap();
+    let shared = format!(
+        "[database]\nconnection = \"{}\"\n\n[uploads]\nsecrets_key_file = \"{}\"\n",
+        database.url(),
+        key.path().join("secrets.key").display()
+    );
     // Host a takes uploads only; host b consumes the alarms.
     let api_only = "[intake.rpc]\nenabled = false\n\n[intake.notification]\nenabled = false\n";
     let config_a = tenants_config(&vhost, &format!("{shared}{api_only}")).replace("test-host", "host-a");
@@ -453,6 +489,20 @@ async fn two_hosts_sharing_postgresql_see_an_upload_live_within_a_second() {
         (&"host-b".into(), Some(1)),
         "{logs}"
     );
+
+    // A secret set on a is used on b (the hosts share the secrets key).
+    let put = a.call("PUT", "/v1/notifiers/acme-chat/secrets/token", Some(ACME), b"t0ken".to_vec()).await;
+    assert_eq!(put.0, 204);
+    let action =
+        format!("acme-chat://x/?target={}&header=x-token&value=%7B%7Bsecret:token%7D%7D", sink.url("/s"));
+    let body = serde_json::json!({ "action": action }).to_string().into_bytes();
+    let used = eventually(Duration::from_secs(10), async || {
+        b.call("POST", "/v1/notifiers/acme-chat/dry-run", Some(ACME), body.clone()).await.1["report"]["outcome"]
+            == "delivered"
+    })
+    .await;
+    assert!(used, "{}", b.log_text());
+    assert_eq!(sink.received().last().unwrap().header("x-token"), Some("t0ken"));
 
     assert_eq!(a.call("DELETE", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await.0, 204);
     let gone = eventually(Duration::from_secs(10), async || {
@@ -521,4 +571,90 @@ async fn tenant_quotas_hold_and_each_notifier_is_measured() {
     let (_, shown) = service.call("GET", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await;
     assert_eq!(shown["deliveries"]["delivered"], 4, "{shown}");
     assert!(shown["deliveries"]["deferred"].as_u64().unwrap() >= 1, "{shown}");
+}
+
+/// Secrets by handle: filled into header placeholders for granted hosts
+/// only, never shown in logs, metrics or answers, encrypted at rest.
+#[tokio::test]
+async fn a_stored_secret_fills_placeholders_for_granted_hosts_only_and_is_never_shown() {
+    const SECRET: &str = "k3y-s3cr3t-value-7781";
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::status(200)).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let extra = format!("[uploads]\nstate_path = \"{}\"\n", state.path().display());
+    let service = Service::start_logging(TOCSIN, &tenants_config(&vhost, &extra), "info,tocsin=trace").await;
+    for scheme in ["acme-chat", "acme-pager"] {
+        assert_eq!(upload(&service, scheme, ACME, component(plugins::FETCH)).await.0, 201);
+        let path = format!("/v1/notifiers/{scheme}/secrets/pager_key");
+        assert_eq!(service.call("PUT", &path, Some(ACME), format!("{SECRET}\n").into_bytes()).await.0, 204);
+    }
+    let placeholder = "value=Token%20%7B%7Bsecret:pager_key%7D%7D&header=x-api-key";
+    let dry_run = async |scheme: &str, action: String| {
+        let body = serde_json::json!({ "action": action }).to_string().into_bytes();
+        service.call("POST", &format!("/v1/notifiers/{scheme}/dry-run"), Some(ACME), body).await.1
+    };
+
+    // acme-chat has 127.0.0.1 granted by the operator: filled in.
+    let ran =
+        dry_run("acme-chat", format!("acme-chat://x/?target={}&{placeholder}", sink.url("/hook"))).await;
+    assert_eq!(ran["report"]["outcome"], "delivered", "{ran}");
+    assert_eq!(sink.received()[0].header("x-api-key"), Some(format!("Token {SECRET}").as_str()));
+    // acme-pager has no grant: the action URL's host, chosen by whoever
+    // wrote the alarm, never gets the secret.
+    let action = format!("acme-pager://{}/?target={}&{placeholder}", sink.addr, sink.url("/pager"));
+    let ran = dry_run("acme-pager", action).await;
+    assert_eq!(ran["report"]["outcome"], "failed", "{ran}");
+    let logs = ran["report"]["logs"].to_string();
+    assert!(logs.contains("secret placeholders are filled in only for hosts granted"), "{ran}");
+    // A name that is not stored is named.
+    let unknown =
+        format!("acme-chat://x/?target={}&value=%7B%7Bsecret:nope%7D%7D&header=x-api-key", sink.url("/u"));
+    let ran = dry_run("acme-chat", unknown).await;
+    assert!(ran["report"]["logs"].to_string().contains(r#"no secret \\\"nope\\\" is stored"#), "{ran}");
+    assert_eq!(sink.received().len(), 1, "nothing else was sent");
+
+    // Names only, to the owner only.
+    let (status, listed) = service.call("GET", "/v1/notifiers/acme-chat/secrets", Some(ACME), vec![]).await;
+    assert_eq!((status, &listed["secrets"][0]["name"]), (200, &"pager_key".into()), "{listed}");
+    let (status, _) = service.call("GET", "/v1/notifiers/acme-chat/secrets", Some(GLOBEX), vec![]).await;
+    assert_eq!(status, 404);
+    let (status, _) =
+        service.call("PUT", "/v1/notifiers/acme-chat/secrets/stolen", Some(GLOBEX), b"x".to_vec()).await;
+    assert_eq!(status, 404);
+    let (status, answer) = service
+        .call("PUT", "/v1/notifiers/acme-chat/secrets/pager_key", Some(ACME), b"bad\x01value".to_vec())
+        .await;
+    assert_eq!(status, 400, "{answer}");
+
+    // Nowhere to be read: log, metrics, answers, the database file.
+    let (_, shown) = service.call("GET", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await;
+    let (_, logs) = service.call("GET", "/v1/notifiers/acme-chat/logs", Some(ACME), vec![]).await;
+    let everything = [
+        service.log_text(),
+        service.get("/metrics").await.1,
+        listed.to_string(),
+        shown.to_string(),
+        logs.to_string(),
+    ];
+    for (place, text) in ["log", "metrics", "secret list", "notifier", "plugin logs"].iter().zip(&everything)
+    {
+        assert!(!text.contains(SECRET), "the secret is in the {place}");
+    }
+    // The database and its write-ahead log hold the secret's name, not its value.
+    let database: Vec<u8> = std::fs::read_dir(state.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.file_name().unwrap().to_string_lossy().starts_with("tocsin.sqlite"))
+        .flat_map(|path| std::fs::read(path).unwrap())
+        .collect();
+    let holds = |needle: &str| database.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(holds("pager_key") && !holds(SECRET), "the value is stored encrypted");
+
+    assert_eq!(
+        service.call("DELETE", "/v1/notifiers/acme-chat/secrets/pager_key", Some(ACME), vec![]).await.0,
+        204
+    );
+    let ran =
+        dry_run("acme-chat", format!("acme-chat://x/?target={}&{placeholder}", sink.url("/after"))).await;
+    assert!(ran["report"]["logs"].to_string().contains("pager_key"), "deleted: {ran}");
 }

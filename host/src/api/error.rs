@@ -32,6 +32,7 @@ impl ApiError {
             ApiError::Catalog(error) => match error {
                 CatalogError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
                 CatalogError::NoSuchVersion { .. } => (StatusCode::NOT_FOUND, "no_such_version"),
+                CatalogError::NoSuchSecret { .. } => (StatusCode::NOT_FOUND, "no_such_secret"),
                 CatalogError::Claim(ClaimError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid_scheme"),
                 CatalogError::Claim(ClaimError::Unavailable(_)) => {
                     (StatusCode::CONFLICT, "scheme_unavailable")

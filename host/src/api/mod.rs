@@ -54,6 +54,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/notifiers/{scheme}/activate", post(notifiers::activate))
         .route("/v1/notifiers/{scheme}/logs", get(notifiers::logs))
         .route("/v1/notifiers/{scheme}/dry-run", post(notifiers::dry_run))
+        .route("/v1/notifiers/{scheme}/secrets", get(notifiers::secrets))
+        .route(
+            "/v1/notifiers/{scheme}/secrets/{name}",
+            axum::routing::put(notifiers::put_secret).delete(notifiers::delete_secret),
+        )
         .with_state(state)
 }
 

@@ -103,6 +103,42 @@ pub async fn logs(
     Ok(Json(json!({"host": state.config.intake.host, "scheme": scheme, "lines": lines})))
 }
 
+/// `GET /v1/notifiers/{scheme}/secrets`: names and times, never values.
+pub async fn secrets(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(scheme): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let secrets = state.catalog.secret_names(&caller, &scheme).await?;
+    Ok(Json(json!({"scheme": scheme, "secrets": secrets})))
+}
+
+/// `PUT /v1/notifiers/{scheme}/secrets/{name}`: the value as the raw body.
+pub async fn put_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((scheme, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let value = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("a secret is text (visible ASCII)".into()))?;
+    state
+        .catalog
+        .put_secret(&caller, &scheme, &name, value.trim_end_matches(['\r', '\n']).to_owned())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/notifiers/{scheme}/secrets/{name}`.
+pub async fn delete_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((scheme, name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.catalog.delete_secret(&caller, &scheme, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The body of `POST /v1/notifiers/{scheme}/dry-run`, all optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

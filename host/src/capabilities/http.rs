@@ -29,6 +29,7 @@ use reqwest::{Client, Method, StatusCode, Url};
 use crate::capabilities::egress::{
     EgressDenied, EgressPolicy, EgressResolver, NameLookup, host_key, url_host_key,
 };
+use crate::capabilities::secrets::{SharedSecrets, substitute};
 use crate::capabilities::signing::{SIGNATURE_HEADERS, WebhookSecret, signature_headers};
 use crate::config::HttpConfig;
 use crate::sandbox::bindings::tocsin::notifier::http::{Host, HttpError, Request, Response};
@@ -223,6 +224,9 @@ pub struct HttpGrants {
     /// Sign requests to hosts the operator has webhook secrets for: for
     /// the built-in `http` notifier only (see [`super::signing`]).
     pub sign_deliveries: bool,
+    /// The secrets its owner stored, filled into header placeholders for
+    /// the hosts above (see [`super::secrets`]).
+    pub secrets: SharedSecrets,
 }
 
 /// HTTP state of one call.
@@ -366,6 +370,11 @@ impl CallHttp {
         let url = Url::parse(&request.url)
             .map_err(|error| HttpError::InvalidRequest(format!("invalid URL: {error}")))?;
         let mut headers = parse_headers(&request.headers)?;
+        let granted = url.host().is_some_and(|host| {
+            let key = url_host_key(&host);
+            self.grants.allowed_hosts.contains(&key) || self.grants.requested_hosts.contains(&key)
+        });
+        substitute(&mut headers, &self.grants.secrets.load(), granted)?;
         let body = Bytes::from(request.body);
         if self.grants.sign_deliveries {
             self.sign(&url, &mut headers, &body);

@@ -8,6 +8,7 @@
 pub mod egress;
 pub mod http;
 pub mod log;
+pub mod secrets;
 pub mod signing;
 pub mod wasi;
 

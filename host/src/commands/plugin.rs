@@ -63,6 +63,13 @@ pub enum PluginCommand {
         /// The scheme.
         scheme: String,
     },
+    /// Store a secret with a notifier (the value is read from stdin), list
+    /// the names, or delete one. The plugin writes `{{secret:NAME}}` in a
+    /// header value; the host fills it in for the plugin's granted hosts.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// Run the live version once and print what happened.
     DryRun {
         /// The scheme.
@@ -73,6 +80,30 @@ pub enum PluginCommand {
         /// Alarm JSON file, `-` for stdin (default: the sample alarm).
         #[arg(long)]
         alarm: Option<PathBuf>,
+    },
+}
+
+/// What `tocsin plugin secret` does.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SecretCommand {
+    /// Store (or replace) secret NAME of SCHEME; the value comes from stdin.
+    Set {
+        /// The scheme.
+        scheme: String,
+        /// The secret's name.
+        name: String,
+    },
+    /// The names of SCHEME's secrets (never their values).
+    List {
+        /// The scheme.
+        scheme: String,
+    },
+    /// Delete secret NAME of SCHEME.
+    Rm {
+        /// The scheme.
+        scheme: String,
+        /// The secret's name.
+        name: String,
     },
 }
 
@@ -107,6 +138,18 @@ pub async fn run(target: &ApiTarget, command: PluginCommand) -> anyhow::Result<E
             json_post(&client, format!("{base}/{scheme}/activate"), &json!({"version": version}))
         }
         PluginCommand::Logs { scheme } => client.get(format!("{base}/{scheme}/logs")),
+        PluginCommand::Secret { command: SecretCommand::Set { scheme, name } } => {
+            let mut value = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+                .context("cannot read the secret from stdin")?;
+            client.put(format!("{base}/{scheme}/secrets/{name}")).body(value)
+        }
+        PluginCommand::Secret { command: SecretCommand::List { scheme } } => {
+            client.get(format!("{base}/{scheme}/secrets"))
+        }
+        PluginCommand::Secret { command: SecretCommand::Rm { scheme, name } } => {
+            client.delete(format!("{base}/{scheme}/secrets/{name}"))
+        }
         PluginCommand::DryRun { scheme, action, alarm } => {
             let alarm = alarm.map(|path| super::notify::read_alarm(Some(&path))).transpose()?;
             json_post(&client, format!("{base}/{scheme}/dry-run"), &json!({"action": action, "alarm": alarm}))

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Exit;
 use crate::api::{self, AppState};
+use crate::capabilities::secrets::SecretBox;
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Sandboxed};
 use crate::intake::transport::Broker;
@@ -98,7 +99,18 @@ async fn open_catalog(
     let store = Store::open(&config.database.connection, state_path)
         .await
         .context("cannot open the notifier store (database.connection)")?;
-    Ok(Catalog::new(Arc::clone(config), store, compiler, Arc::clone(sandbox), Arc::clone(registry), outbox))
+    let key_file = config.uploads.secrets_key_file.clone().unwrap_or_else(|| state_path.join("secrets.key"));
+    let secret_box = SecretBox::open(&key_file)
+        .with_context(|| format!("cannot use the secrets key {}", key_file.display()))?;
+    Ok(Catalog::new(
+        Arc::clone(config),
+        store,
+        compiler,
+        secret_box,
+        Arc::clone(sandbox),
+        Arc::clone(registry),
+        outbox,
+    ))
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.

@@ -25,11 +25,12 @@ use super::{Origin, Registry, scheme_of, spec_for};
 use crate::alarm::{Alarm, Delivery};
 use crate::api::auth::Caller;
 use crate::capabilities::egress::{host_key, validate_host_entry};
+use crate::capabilities::secrets::{MAX_SECRETS, SecretBox, SecretValue, SharedSecrets, is_secret_name};
 use crate::config::Config;
 use crate::sandbox::artifacts::Compiler;
 use crate::sandbox::limits::LimitOverrides;
 use crate::sandbox::{Plugin, Sandbox};
-use crate::store::{NewVersion, NotifierRow, Store, StoreError, VersionRow};
+use crate::store::{NewVersion, NotifierRow, SealedSecret, Store, StoreError, VersionRow};
 
 /// Why a notifier request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,14 @@ pub enum CatalogError {
         scheme: String,
         /// The version asked for.
         version: i64,
+    },
+    /// No such secret of a notifier.
+    #[error("notifier {scheme} has no secret {name}")]
+    NoSuchSecret {
+        /// The notifier.
+        scheme: String,
+        /// The secret asked for.
+        name: String,
     },
     /// The scheme cannot be claimed.
     #[error(transparent)]
@@ -134,6 +143,8 @@ pub struct Catalog {
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
     live: Mutex<HashMap<String, LiveState>>,
+    secrets: Mutex<HashMap<String, SharedSecrets>>,
+    secret_box: SecretBox,
     one_at_a_time: AsyncMutex<()>,
     outbox: mpsc::UnboundedSender<String>,
 }
@@ -146,6 +157,7 @@ impl Catalog {
         config: Arc<Config>,
         store: Store,
         compiler: Compiler,
+        secret_box: SecretBox,
         sandbox: Arc<Sandbox>,
         registry: Arc<Registry>,
         outbox: mpsc::UnboundedSender<String>,
@@ -157,6 +169,8 @@ impl Catalog {
             sandbox,
             registry,
             live: Mutex::default(),
+            secrets: Mutex::default(),
+            secret_box,
             one_at_a_time: AsyncMutex::new(()),
             outbox,
         }
@@ -196,11 +210,111 @@ impl Catalog {
         let _one_at_a_time = self.one_at_a_time.lock().await;
         match self.store.notifier(scheme).await? {
             Some(row) => {
+                self.refresh_secrets(scheme).await?;
                 self.sync_row(&row).await;
             }
             None => self.forget(scheme),
         }
         Ok(())
+    }
+
+    /// Stores `scheme`'s secret `name` and puts it in use at once.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`], [`CatalogError::Invalid`] for a bad name
+    /// or value (the message never holds the value), [`CatalogError::Quota`].
+    pub async fn put_secret(
+        &self,
+        caller: &Caller,
+        scheme: &str,
+        name: &str,
+        value: String,
+    ) -> Result<(), CatalogError> {
+        let row = self.visible(caller, scheme).await?;
+        if !is_secret_name(name) {
+            return Err(CatalogError::Invalid(format!(
+                "{name:?} is not a secret name: 1 to 64 of a-z, 0-9, '_' and '-'"
+            )));
+        }
+        let value = SecretValue::new(value).map_err(CatalogError::Invalid)?;
+        let (nonce, ciphertext) = self.secret_box.seal(scheme, name, &value);
+        let sealed = SealedSecret { name: name.to_owned(), nonce, ciphertext, updated_at_ms: 0 };
+        let _one_at_a_time = self.one_at_a_time.lock().await;
+        self.store.put_secret(scheme, &sealed, MAX_SECRETS).await?;
+        self.secret_changed(&row, name, "stored").await
+    }
+
+    /// Deletes `scheme`'s secret `name`.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`] for the notifier or the secret.
+    pub async fn delete_secret(&self, caller: &Caller, scheme: &str, name: &str) -> Result<(), CatalogError> {
+        let row = self.visible(caller, scheme).await?;
+        let _one_at_a_time = self.one_at_a_time.lock().await;
+        if !self.store.delete_secret(scheme, name).await? {
+            return Err(CatalogError::NoSuchSecret { scheme: scheme.to_owned(), name: name.to_owned() });
+        }
+        self.secret_changed(&row, name, "deleted").await
+    }
+
+    /// Puts `row`'s changed secrets in use here, tells the other hosts,
+    /// and logs the change (never the value).
+    async fn secret_changed(
+        &self,
+        row: &NotifierRow,
+        name: &str,
+        outcome: &'static str,
+    ) -> Result<(), CatalogError> {
+        self.refresh_secrets(&row.scheme).await?;
+        self.announce(&row.scheme);
+        tracing::info!(
+            plugin = %row.scheme, tenant = row.tenant.as_deref().unwrap_or(""), secret = name, outcome,
+            "registry: A notifier secret changed."
+        );
+        Ok(())
+    }
+
+    /// The names of `scheme`'s secrets and when each was set; never values.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`].
+    pub async fn secret_names(
+        &self,
+        caller: &Caller,
+        scheme: &str,
+    ) -> Result<Vec<serde_json::Value>, CatalogError> {
+        self.visible(caller, scheme).await?;
+        let sealed = self.store.secrets(scheme).await?;
+        Ok(sealed
+            .into_iter()
+            .map(|secret| serde_json::json!({"name": secret.name, "updated_at_ms": secret.updated_at_ms}))
+            .collect())
+    }
+
+    /// Reads `scheme`'s secrets from the store into its live set. One that
+    /// cannot be decrypted (another key) is left out and logged: a request
+    /// that needs it then fails, naming it.
+    async fn refresh_secrets(&self, scheme: &str) -> Result<(), CatalogError> {
+        let mut values = std::collections::BTreeMap::new();
+        for sealed in self.store.secrets(scheme).await? {
+            match self.secret_box.unseal(scheme, &sealed.name, &sealed.nonce, &sealed.ciphertext) {
+                Ok(value) => {
+                    values.insert(sealed.name, value);
+                }
+                Err(error) => tracing::error!(
+                    plugin = scheme, secret = %sealed.name, error = %error, outcome = "failed",
+                    "registry: Cannot decrypt a notifier secret; is uploads.secrets_key_file the one the other hosts use?"
+                ),
+            }
+        }
+        self.secret_slot(scheme).store(Arc::new(values));
+        Ok(())
+    }
+
+    /// The live secret set of `scheme`, shared by every version loaded.
+    fn secret_slot(&self, scheme: &str) -> SharedSecrets {
+        let mut slots = self.secrets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(slots.entry(scheme.to_owned()).or_default())
     }
 
     /// Uploads a new version of `scheme` and makes it live.
@@ -432,7 +546,9 @@ impl Catalog {
         component: &[u8],
     ) -> Result<Plugin, CatalogError> {
         let artifact = self.compiler.artifact(&meta.sha256, component).await?;
+        self.refresh_secrets(scheme).await?;
         let mut spec = spec_for(scheme, Origin::External, owner.tenant().map(str::to_owned), &self.config);
+        spec.grants.secrets = self.secret_slot(scheme);
         spec.limits = spec.limits.with(&meta.limits);
         spec.grants.requested_hosts = meta.allow_hosts.iter().map(|host| host_key(host)).collect();
         Ok(self.sandbox.load_artifact(spec, &artifact)?)
@@ -442,6 +558,7 @@ impl Catalog {
     fn forget(&self, scheme: &str) {
         self.registry.remove(scheme);
         self.live_states().remove(scheme);
+        self.secrets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(scheme);
     }
 
     /// Tells the other hosts that `scheme` changed.

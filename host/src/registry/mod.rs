@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 
 use crate::capabilities::egress::host_key;
 use crate::capabilities::http::HttpGrants;
+use crate::capabilities::secrets::SharedSecrets;
 use crate::config::Config;
 use crate::sandbox::{Plugin, PluginSpec, Sandbox};
 use validate::LoadError;
@@ -89,6 +90,7 @@ pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, config: &Con
             allow_insecure_tls,
             operator_tls: rest_notifier,
             sign_deliveries: rest_notifier,
+            secrets: SharedSecrets::default(),
         },
     }
 }

@@ -102,7 +102,7 @@ impl Compiler {
     ) -> std::io::Result<Self> {
         let dir = state_path.join("artifacts");
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-        let key = read_or_create_key(&dir.join("key"))?;
+        let key = crate::store::key_file(&dir.join("key"))?;
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let mut engine_tag = format!("{:x}", hasher.0.finalize());
@@ -252,24 +252,6 @@ fn abnormal_end(output: &std::process::Output, limits: &CompileLimits) -> LoadEr
 const SIGXCPU: i32 = 24;
 /// `SIGKILL`: the hard CPU rlimit was reached.
 const SIGKILL: i32 = 9;
-
-fn read_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Ok(mut file) => {
-            let key: [u8; 32] = rand::random();
-            file.write_all(&key)?;
-            file.sync_all()?;
-            Ok(key)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            let bytes = std::fs::read(path)?;
-            bytes
-                .try_into()
-                .map_err(|_| std::io::Error::other(format!("{} is not a 32-byte key", path.display())))
-        }
-        Err(error) => Err(error),
-    }
-}
 
 /// Feeds `Hash` output into SHA-256, for a tag that is the same in every
 /// process of the same build.

@@ -7,6 +7,8 @@
 //! notifiers. Both run the versioned migrations of `host/migrations/`
 //! at start. Versions are immutable; a scheme points at its active one.
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -325,17 +327,135 @@ impl Store {
         Ok(exists)
     }
 
-    /// Deletes `scheme` and all its versions. False when there was none.
+    /// Deletes `scheme` with all its versions and secrets. False when there
+    /// was none.
     ///
     /// # Errors
     /// [`StoreError::Database`].
     pub async fn delete(&self, scheme: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM notifier_secrets WHERE scheme = $1").bind(scheme).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM notifier_versions WHERE scheme = $1").bind(scheme).execute(&mut *tx).await?;
         let deleted =
             sqlx::query("DELETE FROM notifiers WHERE scheme = $1").bind(scheme).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(deleted.rows_affected() > 0)
+    }
+}
+
+/// The 32-byte key in `path`, made (random, mode 0600) when the file
+/// does not exist: the artifact cache's MAC key, the secrets' key.
+///
+/// # Errors
+/// The file cannot be read or written, or does not hold 32 bytes.
+pub fn key_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut file) => {
+            let key: [u8; 32] = rand::random();
+            file.write_all(&key)?;
+            file.sync_all()?;
+            Ok(key)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let bytes = std::fs::read(path)?;
+            bytes
+                .try_into()
+                .map_err(|_| std::io::Error::other(format!("{} is not a 32-byte key", path.display())))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// One stored secret, encrypted.
+#[derive(Debug, Clone)]
+pub struct SealedSecret {
+    /// Its name.
+    pub name: String,
+    /// The nonce it was sealed with.
+    pub nonce: Vec<u8>,
+    /// The ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// When it was last set (Unix ms).
+    pub updated_at_ms: i64,
+}
+
+impl Store {
+    /// Sets `scheme`'s secret (insert or replace), refusing a new one past
+    /// `max` secrets.
+    ///
+    /// # Errors
+    /// [`StoreError::Quota`] past `max`, [`StoreError::Database`].
+    pub async fn put_secret(
+        &self,
+        scheme: &str,
+        secret: &SealedSecret,
+        max: usize,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let count = sqlx::query("SELECT COUNT(*) FROM notifier_secrets WHERE scheme = $1 AND name <> $2")
+            .bind(scheme)
+            .bind(&secret.name)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get::<i64, _>(0)?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+            return Err(StoreError::Quota(format!(
+                "notifier {scheme} has {count} secrets, the most it may have"
+            )));
+        }
+        sqlx::query("DELETE FROM notifier_secrets WHERE scheme = $1 AND name = $2")
+            .bind(scheme)
+            .bind(&secret.name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO notifier_secrets (scheme, name, nonce, ciphertext, updated_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(scheme)
+        .bind(&secret.name)
+        .bind(&secret.nonce)
+        .bind(&secret.ciphertext)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes one secret. False when there was none.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn delete_secret(&self, scheme: &str, name: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM notifier_secrets WHERE scheme = $1 AND name = $2")
+            .bind(scheme)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    /// The secrets of `scheme`, by name.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn secrets(&self, scheme: &str) -> Result<Vec<SealedSecret>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, nonce, ciphertext, updated_at_ms FROM notifier_secrets WHERE scheme = $1 ORDER BY name",
+        )
+        .bind(scheme)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SealedSecret {
+                    name: row.try_get(0)?,
+                    nonce: row.try_get(1)?,
+                    ciphertext: row.try_get(2)?,
+                    updated_at_ms: row.try_get(3)?,
+                })
+            })
+            .collect()
     }
 }
 

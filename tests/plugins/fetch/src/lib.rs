@@ -3,7 +3,8 @@
 //! the egress policy: denied hosts, metadata and loopback addresses,
 //! redirects, an endpoint that never answers, a huge response body.
 //! Options: `insecure=1` asks to skip TLS verification, `auth=1` sends an
-//! `authorization` header, `header=NAME` sets header NAME.
+//! `authorization` header, `header=NAME` sets header NAME (to `value=…`,
+//! or `x`).
 
 use tocsin_guest_sdk::http::Request;
 use tocsin_guest_sdk::{Alarm, Delivery, Notifier, NotifyError, action, export_notifier, log};
@@ -23,7 +24,7 @@ impl Notifier for Fetch {
             request = request.header("authorization", "Bearer s3cret");
         }
         if let Some(name) = split.query_value("header") {
-            request = request.header(name, "x");
+            request = request.header(name, split.query_value("value").unwrap_or_else(|| "x".into()));
         }
         match request.send() {
             Ok(response) => {

@@ -89,6 +89,10 @@ async fn every_endpoint_answers_each_caller_as_its_rights_say() {
         ("GET", "/v1/notifiers/acme-chat", vec![], [401, 401, 404, 200, 200]),
         ("GET", "/v1/notifiers/acme-chat/logs", vec![], [401, 401, 404, 200, 200]),
         ("POST", "/v1/notifiers/acme-chat/activate", activate, [401, 401, 404, 200, 200]),
+        ("POST", "/v1/notifiers/acme-chat/dry-run", vec![], [401, 401, 404, 200, 200]),
+        ("PUT", "/v1/notifiers/acme-chat/secrets/key", b"v".to_vec(), [401, 401, 404, 204, 204]),
+        ("GET", "/v1/notifiers/acme-chat/secrets", vec![], [401, 401, 404, 200, 200]),
+        ("DELETE", "/v1/notifiers/acme-chat/secrets/key", vec![], [401, 401, 404, 204, 404]),
         ("PUT", "/v1/notifiers/acme-chat", counter, [401, 401, 409, 201, 201]),
         ("DELETE", "/v1/notifiers/acme-chat", vec![], [401, 401, 404, 204, 404]),
     ];
@@ -657,4 +661,39 @@ async fn a_stored_secret_fills_placeholders_for_granted_hosts_only_and_is_never_
     let ran =
         dry_run("acme-chat", format!("acme-chat://x/?target={}&{placeholder}", sink.url("/after"))).await;
     assert!(ran["report"]["logs"].to_string().contains("pager_key"), "deleted: {ran}");
+}
+
+/// The OpenAPI document is served, and every operation it lists is a route
+/// of the service (axum's own 404 and 405, without a JSON error, would mean
+/// it is not).
+#[tokio::test]
+async fn the_openapi_document_lists_routes_the_service_has() {
+    let vhost = TestVhost::create();
+    let service = Service::start(TOCSIN, &tenants_config(&vhost, "")).await;
+    assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::COUNTER)).await.0, 201);
+    let (status, document) = service.call("GET", "/v1/openapi.json", None, vec![]).await;
+    assert_eq!((status, &document["openapi"]), (200, &"3.1.0".into()));
+    let paths = document["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, item) in paths {
+        for method in ["get", "put", "post", "delete"].into_iter().filter(|m| item.get(*m).is_some()) {
+            let concrete = path.replace("{scheme}", "acme-chat").replace("{name}", "key");
+            let body = if method == "post" && concrete.ends_with("activate") {
+                br#"{"version":1}"#.to_vec()
+            } else {
+                vec![]
+            };
+            let (status, answer) =
+                service.call(&method.to_uppercase(), &concrete, Some(OPERATOR), body).await;
+            let ours = status != 404 && status != 405 || answer["error"]["code"].is_string();
+            assert!(ours, "{method} {path}: {status} {answer}");
+            let documented = item[method]["responses"].as_object().unwrap();
+            assert!(
+                documented.contains_key(&status.to_string()),
+                "{method} {path} answered {status}, undocumented"
+            );
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 14, "the 14 routes of api::router are all in the document");
 }

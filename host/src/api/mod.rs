@@ -22,6 +22,9 @@ use crate::intake::Status;
 use crate::metrics::Metrics;
 use crate::registry::catalog::Catalog;
 
+/// The OpenAPI document of these routes, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 /// The OpenMetrics text content type prometheus-client writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -46,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/v1/notifiers", get(notifiers::list))
         .route(
             "/v1/notifiers/{scheme}",

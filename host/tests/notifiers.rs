@@ -697,3 +697,32 @@ async fn the_openapi_document_lists_routes_the_service_has() {
     }
     assert_eq!(operations, 14, "the 14 routes of api::router are all in the document");
 }
+
+/// aodh's own action check (aodh 23.0.0 from PyPI) behind the aodh-tocsin
+/// paste filter: a tenant's scheme is "Unsupported" until tocsin serves it,
+/// then accepted, without restarting anything; aodh's schemes always are.
+#[tokio::test]
+async fn aodh_accepts_a_tenant_scheme_once_tocsin_serves_it() {
+    let vhost = TestVhost::create();
+    let service = Service::start(TOCSIN, &tenants_config(&vhost, "")).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/aodh/check_actions.py");
+    let check = async || {
+        let output = tokio::process::Command::new(tocsin_tests::aodh_python())
+            .arg(&script)
+            .args([&service.api, OPERATOR, "http://h/", "acme-chat://chat.example/room", "acme-nope://h/"])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let before = check().await;
+    assert_eq!(before["http://h/"], "accepted");
+    assert_eq!(before["acme-chat://chat.example/room"], "Unsupported action acme-chat://chat.example/room");
+
+    assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::COUNTER)).await.0, 201);
+    let after = check().await;
+    assert_eq!(after["acme-chat://chat.example/room"], "accepted", "{after}");
+    assert_eq!(after["acme-nope://h/"], "Unsupported action acme-nope://h/");
+    assert_eq!(after["http://h/"], "accepted");
+}

@@ -36,11 +36,21 @@ pub fn fixture(name: &str) -> std::path::PathBuf {
 /// against (`scripts/pypi-venv`: oslo.messaging, standardwebhooks), or of
 /// `TOCSIN_PYPI_PYTHON`.
 pub fn pypi_python() -> std::path::PathBuf {
-    let python = std::env::var_os("TOCSIN_PYPI_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pypi-venv/bin/python"),
+    venv_python("TOCSIN_PYPI_PYTHON", "pypi-venv")
+}
+
+/// The Python of the venv with the real aodh and this repository's
+/// aodh-tocsin filter (`scripts/aodh-venv`), or of `TOCSIN_AODH_PYTHON`.
+pub fn aodh_python() -> std::path::PathBuf {
+    venv_python("TOCSIN_AODH_PYTHON", "aodh-venv")
+}
+
+fn venv_python(variable: &str, venv: &str) -> std::path::PathBuf {
+    let python = std::env::var_os(variable).map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/{venv}/bin/python")),
         std::path::PathBuf::from,
     );
-    assert!(python.exists(), "{} is missing: run scripts/pypi-venv (scripts/test does)", python.display());
+    assert!(python.exists(), "{} is missing: run scripts/{venv} (scripts/test does)", python.display());
     python
 }
 

@@ -318,6 +318,10 @@ pub struct UploadsConfig {
     /// The most an uploaded notifier's limits may be: an upload may set
     /// each of its limits at most this high.
     pub max_limits: Limits,
+    /// Versions kept per notifier: the newest this many (at least 2) and
+    /// the active one, for rolling back; older ones are deleted when a new
+    /// one is uploaded.
+    pub versions_kept: u32,
     /// The key tenants' secrets are encrypted with (32 bytes, made when
     /// missing); hosts sharing a database must share it. Default:
     /// `secrets.key` in `state_path`.
@@ -333,6 +337,7 @@ impl Default for UploadsConfig {
             compile_memory_bytes: 2 << 30,
             compile_timeout_ms: 120_000,
             max_limits: Limits::default(),
+            versions_kept: 10,
             secrets_key_file: None,
         }
     }
@@ -576,6 +581,9 @@ impl Config {
                 "tenants.{name:?}: a tenant name is a lower-case letter followed by lower-case letters and \
                  digits (it prefixes the tenant's schemes: acme-chat)"
             ));
+        }
+        if self.uploads.versions_kept < 2 {
+            return fail("uploads.versions_kept must be at least 2 (the newest and the one before)".into());
         }
         if let Err(error) = crate::store::Connection::parse(&self.database.connection) {
             return fail(format!("database.connection: {error}"));

@@ -357,8 +357,9 @@ impl Catalog {
             .and_then(|tenant| self.config.tenants.get(tenant))
             .map(|tenant| (tenant.max_notifiers, tenant.max_total_bytes));
         let _one_at_a_time = self.one_at_a_time.lock().await;
-        let stored =
-            self.store.add_version(NewVersion { scheme, owner: &owner, component, meta, quota }).await?;
+        let versions_kept = self.config.uploads.versions_kept;
+        let new = NewVersion { scheme, owner: &owner, component, meta, quota, versions_kept };
+        let stored = self.store.add_version(new).await?;
         self.make_live(scheme, stored.version, Arc::new(plugin));
         self.announce(scheme);
         tracing::info!(

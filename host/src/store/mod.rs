@@ -141,6 +141,9 @@ pub struct NewVersion<'a> {
     pub meta: VersionRow,
     /// For a tenant: at most this many notifiers and bytes in all.
     pub quota: Option<(u32, u64)>,
+    /// Versions kept per notifier: the newest this many (at least 2), and
+    /// the active one; older ones are deleted when a new one is added.
+    pub versions_kept: u32,
 }
 
 /// The store; cheap to clone.
@@ -224,7 +227,8 @@ impl Store {
     }
 
     /// Adds a version of `new.scheme` (creating the notifier) and makes it
-    /// active, in one transaction.
+    /// active, in one transaction, deleting versions past
+    /// `new.versions_kept` (never the active one).
     ///
     /// # Errors
     /// [`StoreError::Taken`] when another owner has the scheme,
@@ -237,36 +241,27 @@ impl Store {
             .bind(new.scheme)
             .fetch_optional(&mut *tx)
             .await?;
+        let existing_is_none = existing.is_none();
         let size = i64::try_from(new.component.len()).unwrap_or(i64::MAX);
-        if let Some((max_notifiers, max_bytes)) = new.quota {
-            let tenant = new.owner.tenant().unwrap_or_default();
-            let usage = sqlx::query(
-                "SELECT (SELECT COUNT(*) FROM notifiers WHERE tenant = $1), \
-                 (SELECT CAST(COALESCE(SUM(v.size_bytes), 0) AS BIGINT) FROM notifier_versions v \
-                  JOIN notifiers n ON n.scheme = v.scheme WHERE n.tenant = $1)",
-            )
-            .bind(tenant)
-            .fetch_one(&mut *tx)
-            .await?;
-            let (count, bytes): (i64, i64) = (usage.try_get(0)?, usage.try_get(1)?);
-            if existing.is_none() && count >= i64::from(max_notifiers) {
-                return Err(StoreError::Quota(format!(
-                    "tenant {tenant} has {count} notifiers, its quota is {max_notifiers}"
-                )));
-            }
-            if bytes.saturating_add(size) > i64::try_from(max_bytes).unwrap_or(i64::MAX) {
-                return Err(StoreError::Quota(format!(
-                    "tenant {tenant} stores {bytes} bytes of notifiers; {size} more would exceed its quota of {max_bytes} \
-                     (delete old versions or notifiers)"
-                )));
-            }
-        }
         match existing {
             Some(row) => {
                 let tenant: Option<String> = row.try_get(0)?;
                 if Owner::from_tenant(tenant) != *new.owner {
                     return Err(StoreError::Taken(new.scheme.to_owned()));
                 }
+                // Make room: keep the active version and the newest ones, so
+                // that with the new one the newest `versions_kept` remain. The
+                // newest always stays, so version numbers only grow.
+                sqlx::query(
+                    "DELETE FROM notifier_versions WHERE scheme = $1 \
+                     AND version <> COALESCE((SELECT active_version FROM notifiers WHERE scheme = $1), 0) \
+                     AND version NOT IN (SELECT version FROM notifier_versions WHERE scheme = $1 \
+                                         ORDER BY version DESC LIMIT $2)",
+                )
+                .bind(new.scheme)
+                .bind(i64::from(new.versions_kept.max(2) - 1))
+                .execute(&mut *tx)
+                .await?;
             }
             None => {
                 sqlx::query(
@@ -278,6 +273,31 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+            }
+        }
+        if let Some((max_notifiers, max_bytes)) = new.quota {
+            let tenant = new.owner.tenant().unwrap_or_default();
+            let usage = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM notifiers WHERE tenant = $1), \
+                 (SELECT CAST(COALESCE(SUM(v.size_bytes), 0) AS BIGINT) FROM notifier_versions v \
+                  JOIN notifiers n ON n.scheme = v.scheme WHERE n.tenant = $1)",
+            )
+            .bind(tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+            let (count, bytes): (i64, i64) = (usage.try_get(0)?, usage.try_get(1)?);
+            // The count includes this notifier now: a new one may not be past the quota.
+            if existing_is_none && count > i64::from(max_notifiers) {
+                return Err(StoreError::Quota(format!(
+                    "tenant {tenant} has {} notifiers, its quota is {max_notifiers}",
+                    count - 1
+                )));
+            }
+            if bytes.saturating_add(size) > i64::try_from(max_bytes).unwrap_or(i64::MAX) {
+                return Err(StoreError::Quota(format!(
+                    "tenant {tenant} stores {bytes} bytes of notifiers; {size} more would exceed its quota of {max_bytes} \
+                     (delete notifiers; each keeps its last uploads.versions_kept versions)"
+                )));
             }
         }
         let latest = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM notifier_versions WHERE scheme = $1")
@@ -552,7 +572,14 @@ mod tests {
         let store = Store::open("", dir.path()).await.unwrap();
         let owner = &Owner::Tenant("acme".into());
         let add = |scheme, owner, component| {
-            store.add_version(NewVersion { scheme, owner, component, meta: meta("ab"), quota: Some((2, 10)) })
+            store.add_version(NewVersion {
+                scheme,
+                owner,
+                component,
+                meta: meta("ab"),
+                quota: Some((2, 10)),
+                versions_kept: 10,
+            })
         };
         let first = add("acme-chat", owner, b"1234").await.unwrap();
         let second = add("acme-chat", owner, b"5678").await.unwrap();
@@ -583,5 +610,34 @@ mod tests {
         let schemes: Vec<String> =
             reopened.notifiers().await.unwrap().into_iter().map(|n| n.scheme).collect();
         assert_eq!(schemes, ["acme-pager"]);
+    }
+
+    #[tokio::test]
+    async fn old_versions_are_pruned_but_never_the_active_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open("", dir.path()).await.unwrap();
+        let owner = &Owner::Operator;
+        let add = || {
+            store.add_version(NewVersion {
+                scheme: "pager",
+                owner,
+                component: b"x",
+                meta: meta("ab"),
+                quota: None,
+                versions_kept: 3,
+            })
+        };
+        let kept = async || -> Vec<i64> {
+            store.versions("pager").await.unwrap().iter().map(|v| v.version).collect()
+        };
+        for _ in 0..4 {
+            add().await.unwrap();
+        }
+        assert_eq!(kept().await, [2, 3, 4]);
+        assert!(store.activate("pager", 2).await.unwrap());
+        add().await.unwrap();
+        assert_eq!(kept().await, [2, 3, 4, 5], "the active version stays");
+        add().await.unwrap();
+        assert_eq!(kept().await, [4, 5, 6], "numbers only grow");
     }
 }

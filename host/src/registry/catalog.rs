@@ -142,7 +142,7 @@ pub struct Catalog {
     compiler: Compiler,
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
-    live: Mutex<HashMap<String, LiveState>>,
+    live: Mutex<HashMap<String, (i64, LiveState)>>,
     secrets: Mutex<HashMap<String, SharedSecrets>>,
     secret_box: SecretBox,
     one_at_a_time: AsyncMutex<()>,
@@ -360,7 +360,8 @@ impl Catalog {
         let versions_kept = self.config.uploads.versions_kept;
         let new = NewVersion { scheme, owner: &owner, component, meta, quota, versions_kept };
         let stored = self.store.add_version(new).await?;
-        self.make_live(scheme, stored.version, Arc::new(plugin));
+        let created_at_ms = self.store.notifier(scheme).await?.map_or(0, |row| row.created_at_ms);
+        self.make_live(scheme, created_at_ms, stored.version, Arc::new(plugin));
         self.announce(scheme);
         tracing::info!(
             plugin = scheme, tenant = owner.tenant().unwrap_or(""), version = stored.version,
@@ -387,7 +388,7 @@ impl Catalog {
         if !self.store.activate(scheme, version).await? {
             return Err(CatalogError::NoSuchVersion { scheme: scheme.to_owned(), version });
         }
-        self.make_live(scheme, version, Arc::new(plugin));
+        self.make_live(scheme, row.created_at_ms, version, Arc::new(plugin));
         self.announce(scheme);
         tracing::info!(
             plugin = scheme,
@@ -429,7 +430,11 @@ impl Catalog {
         Ok(rows
             .into_iter()
             .filter(|row| caller.may_manage(&row.owner()))
-            .map(|row| NotifierView { live: live.get(&row.scheme).cloned(), row, versions: None })
+            .map(|row| NotifierView {
+                live: live.get(&row.scheme).map(|(_, state)| state.clone()),
+                row,
+                versions: None,
+            })
             .collect())
     }
 
@@ -440,7 +445,7 @@ impl Catalog {
     pub async fn show(&self, caller: &Caller, scheme: &str) -> Result<NotifierView, CatalogError> {
         let row = self.visible(caller, scheme).await?;
         let versions = self.store.versions(scheme).await?;
-        let live = self.live_states().get(scheme).cloned();
+        let live = self.live_states().get(scheme).map(|(_, state)| state.clone());
         Ok(NotifierView { row, live, versions: Some(versions) })
     }
 
@@ -497,15 +502,17 @@ impl Catalog {
             self.forget(&row.scheme);
             return None;
         };
-        if let Some(state) = self.live_states().get(&row.scheme) {
+        if let Some((created_at_ms, state)) = self.live_states().get(&row.scheme) {
             let (LiveState::Live { version: known } | LiveState::Disabled { version: known, .. }) = state;
-            if *known == version {
+            // The same version of the same notifier (not one deleted and
+            // made again under the scheme).
+            if *known == version && *created_at_ms == row.created_at_ms {
                 return Some(state.clone());
             }
         }
         match self.load_stored(row, version).await {
             Ok(plugin) => {
-                self.make_live(&row.scheme, version, Arc::new(plugin));
+                self.make_live(&row.scheme, row.created_at_ms, version, Arc::new(plugin));
                 Some(LiveState::Live { version })
             }
             Err(error) => {
@@ -516,7 +523,7 @@ impl Catalog {
                 );
                 self.registry.remove(&row.scheme);
                 let state = LiveState::Disabled { version, error: error.to_string() };
-                self.live_states().insert(row.scheme.clone(), state.clone());
+                self.live_states().insert(row.scheme.clone(), (row.created_at_ms, state.clone()));
                 Some(state)
             }
         }
@@ -569,9 +576,11 @@ impl Catalog {
         let _ = self.outbox.send(scheme.to_owned());
     }
 
-    fn make_live(&self, scheme: &str, version: i64, plugin: Arc<Plugin>) {
+    /// Puts `plugin`, `version` of the notifier made at `created_at_ms`,
+    /// in service for `scheme`.
+    fn make_live(&self, scheme: &str, created_at_ms: i64, version: i64, plugin: Arc<Plugin>) {
         self.registry.install(scheme, plugin);
-        self.live_states().insert(scheme.to_owned(), LiveState::Live { version });
+        self.live_states().insert(scheme.to_owned(), (created_at_ms, LiveState::Live { version }));
     }
 
     fn check_request(&self, scheme: &str, request: &UploadRequest) -> Result<(), CatalogError> {
@@ -581,7 +590,7 @@ impl Catalog {
         let max = self.config.uploads.max_limits;
         let asked = serde_json::to_value(request.limits).unwrap_or_default();
         let allowed = serde_json::to_value(max).unwrap_or_default();
-        if let Some(serde_json::Value::Object(asked)) = Some(asked) {
+        if let serde_json::Value::Object(asked) = asked {
             for (name, value) in asked.iter().filter(|(_, value)| !value.is_null()) {
                 let most = allowed.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0);
                 if value.as_u64().unwrap_or(u64::MAX) > most {
@@ -595,7 +604,9 @@ impl Catalog {
         self.config.check_limits(scheme, &limits).map_err(CatalogError::Invalid)
     }
 
-    fn live_states(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveState>> {
+    /// What runs here, by scheme: the notifier's creation time (telling a
+    /// scheme deleted and made again from the one loaded) and its state.
+    fn live_states(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, LiveState)>> {
         self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -341,6 +341,7 @@ async fn a_new_version_goes_live_under_load_without_a_failed_delivery() {
     }
     let by_v1 = sink.received().len();
     let by_v2 = service.logs().iter().filter(|line| line["message"] == "calls=1").count();
+    println!("{ALARMS} alarms: {by_v1} delivered by version 1, {by_v2} by version 2, none failed");
     assert!(by_v1 >= 100 && by_v2 > 0, "v1 {by_v1}, v2 {by_v2}");
     assert_eq!(by_v1 + by_v2, ALARMS as usize, "each alarm delivered once, by one version");
     assert_eq!(vhost.depth("tocsin.dead-letters").await, 0);

@@ -485,8 +485,9 @@ struct Exchange {
 impl Exchange {
     /// Moves the request to `location` as a client following a redirect
     /// with `status` does, but stricter: never from https to http; to
-    /// another origin only the headers of [`CROSS_ORIGIN_HEADERS`], without
-    /// the operator's client certificate and with verification back on.
+    /// another origin only the headers of [`CROSS_ORIGIN_HEADERS`] that
+    /// carry no filled-in secret, without the operator's client certificate
+    /// and with verification back on.
     fn redirect(&mut self, status: StatusCode, location: &str) -> Result<(), HttpError> {
         let next = self
             .url
@@ -499,7 +500,9 @@ impl Exchange {
             let kept: HeaderMap = std::mem::take(&mut self.headers)
                 .into_iter()
                 .filter_map(|(name, value)| Some((name?, value)))
-                .filter(|(name, _)| CROSS_ORIGIN_HEADERS.contains(&name.as_str()))
+                .filter(|(name, value)| {
+                    CROSS_ORIGIN_HEADERS.contains(&name.as_str()) && !value.is_sensitive()
+                })
                 .collect();
             self.headers = kept;
             self.operator_tls = false;

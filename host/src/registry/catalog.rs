@@ -82,6 +82,19 @@ pub enum CatalogError {
     Store(StoreError),
 }
 
+impl CatalogError {
+    /// Whether the failure may pass by itself (the database, a compiler
+    /// that ran out of time on a busy host), so a later sync tries again.
+    pub fn is_passing(&self) -> bool {
+        matches!(
+            self,
+            CatalogError::Store(
+                StoreError::Database(_) | StoreError::Migration(_) | StoreError::Connection(_)
+            ) | CatalogError::Refused(LoadError::CompileLimit(_))
+        )
+    }
+}
+
 impl From<StoreError> for CatalogError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -193,6 +206,7 @@ impl Catalog {
         }
         let (mut live, mut disabled) = (0, 0);
         for row in &rows {
+            self.refresh_secrets(&row.scheme).await?;
             match self.sync_row(row).await {
                 Some(LiveState::Live { .. }) => live += 1,
                 Some(LiveState::Disabled { .. }) => disabled += 1,
@@ -360,8 +374,8 @@ impl Catalog {
         let versions_kept = self.config.uploads.versions_kept;
         let new = NewVersion { scheme, owner: &owner, component, meta, quota, versions_kept };
         let stored = self.store.add_version(new).await?;
-        let created_at_ms = self.store.notifier(scheme).await?.map_or(0, |row| row.created_at_ms);
-        self.make_live(scheme, created_at_ms, stored.version, Arc::new(plugin));
+        let changed_at_ms = self.store.notifier(scheme).await?.map_or(i64::MIN, |row| row.updated_at_ms);
+        self.make_live(scheme, changed_at_ms, stored.version, Arc::new(plugin));
         self.announce(scheme);
         tracing::info!(
             plugin = scheme, tenant = owner.tenant().unwrap_or(""), version = stored.version,
@@ -388,7 +402,8 @@ impl Catalog {
         if !self.store.activate(scheme, version).await? {
             return Err(CatalogError::NoSuchVersion { scheme: scheme.to_owned(), version });
         }
-        self.make_live(scheme, row.created_at_ms, version, Arc::new(plugin));
+        let changed_at_ms = self.store.notifier(scheme).await?.map_or(i64::MIN, |row| row.updated_at_ms);
+        self.make_live(scheme, changed_at_ms, version, Arc::new(plugin));
         self.announce(scheme);
         tracing::info!(
             plugin = scheme,
@@ -494,25 +509,24 @@ impl Catalog {
         }
     }
 
-    /// Brings `row`'s live plugin in line with its active version. A
-    /// version already live, or already found not to load, is left as it
-    /// is: versions are immutable (activating it again retries it).
+    /// Brings `row`'s live plugin in line with its active version. What
+    /// was loaded, or found not to load for a lasting reason, since the
+    /// notifier last changed (`updated_at_ms`: an upload, an activation, a
+    /// deletion and re-creation) is left as it is; activating a version
+    /// again retries it on every host.
     async fn sync_row(&self, row: &NotifierRow) -> Option<LiveState> {
         let Some(version) = row.active_version else {
             self.forget(&row.scheme);
             return None;
         };
-        if let Some((created_at_ms, state)) = self.live_states().get(&row.scheme) {
-            let (LiveState::Live { version: known } | LiveState::Disabled { version: known, .. }) = state;
-            // The same version of the same notifier (not one deleted and
-            // made again under the scheme).
-            if *known == version && *created_at_ms == row.created_at_ms {
-                return Some(state.clone());
-            }
+        if let Some((changed_at_ms, state)) = self.live_states().get(&row.scheme)
+            && *changed_at_ms == row.updated_at_ms
+        {
+            return Some(state.clone());
         }
         match self.load_stored(row, version).await {
             Ok(plugin) => {
-                self.make_live(&row.scheme, row.created_at_ms, version, Arc::new(plugin));
+                self.make_live(&row.scheme, row.updated_at_ms, version, Arc::new(plugin));
                 Some(LiveState::Live { version })
             }
             Err(error) => {
@@ -523,7 +537,10 @@ impl Catalog {
                 );
                 self.registry.remove(&row.scheme);
                 let state = LiveState::Disabled { version, error: error.to_string() };
-                self.live_states().insert(row.scheme.clone(), (row.created_at_ms, state.clone()));
+                // A passing failure (the database, a busy compiler) is tried
+                // again at the next sync; a lasting one is not.
+                let changed_at_ms = if error.is_passing() { i64::MIN } else { row.updated_at_ms };
+                self.live_states().insert(row.scheme.clone(), (changed_at_ms, state.clone()));
                 Some(state)
             }
         }
@@ -576,11 +593,11 @@ impl Catalog {
         let _ = self.outbox.send(scheme.to_owned());
     }
 
-    /// Puts `plugin`, `version` of the notifier made at `created_at_ms`,
-    /// in service for `scheme`.
-    fn make_live(&self, scheme: &str, created_at_ms: i64, version: i64, plugin: Arc<Plugin>) {
+    /// Puts `plugin`, `version` of the notifier as it was at
+    /// `changed_at_ms`, in service for `scheme`.
+    fn make_live(&self, scheme: &str, changed_at_ms: i64, version: i64, plugin: Arc<Plugin>) {
         self.registry.install(scheme, plugin);
-        self.live_states().insert(scheme.to_owned(), (created_at_ms, LiveState::Live { version }));
+        self.live_states().insert(scheme.to_owned(), (changed_at_ms, LiveState::Live { version }));
     }
 
     fn check_request(&self, scheme: &str, request: &UploadRequest) -> Result<(), CatalogError> {
@@ -604,8 +621,9 @@ impl Catalog {
         self.config.check_limits(scheme, &limits).map_err(CatalogError::Invalid)
     }
 
-    /// What runs here, by scheme: the notifier's creation time (telling a
-    /// scheme deleted and made again from the one loaded) and its state.
+    /// What runs here, by scheme: the notifier's `updated_at_ms` when it was
+    /// loaded (any change since makes the next sync load it again) and its
+    /// state.
     fn live_states(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, LiveState)>> {
         self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

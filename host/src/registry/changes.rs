@@ -6,9 +6,10 @@
 //! (with publisher confirms) after the store has committed; every other
 //! host then reads that scheme back from the store and makes the live
 //! plugin match, so an upload goes live everywhere within the broker's
-//! round trip. A message is only a hint to look at the store: a host that
-//! was disconnected brings every notifier in line with the store when it
-//! connects again, so nothing depends on a message that was lost.
+//! round trip. A message is only a hint to look at the store: every host
+//! brings every notifier (and its secrets) in line with the store when it
+//! connects, and every minute, so nothing depends on a message that was
+//! lost or a change that could not be applied at once.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,6 +27,10 @@ use super::catalog::Catalog;
 use crate::config::Config;
 use crate::intake::publisher::Publisher;
 use crate::intake::transport::Broker;
+
+/// How often every notifier is brought in line with the store, besides
+/// the changes announced.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One change, as published.
 #[derive(Debug, Serialize, Deserialize)]
@@ -129,16 +134,12 @@ impl Feed<'_> {
         let mut consumer =
             channel.basic_consume(queue.name().clone(), "".into(), no_ack, FieldTable::default()).await?;
         let publisher = Publisher::open(connection).await?;
-        // Bound before catching up: a change committed from here on is
-        // either in the store we read or in the queue.
-        match self.catalog.sync_all().await {
-            Ok((live, disabled)) => {
-                tracing::info!(live, disabled, "registry: In line with the notifier store.")
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "registry: Cannot read the notifier store to catch up.")
-            }
-        }
+        // Bound before catching up (the interval's first tick is at once):
+        // a change committed from here on is either in the store we read or
+        // in the queue. Then again every RESYNC_INTERVAL, for a change whose
+        // message came while the store could not be read.
+        let mut resync = tokio::time::interval(RESYNC_INTERVAL);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(scheme) = pending.front() {
                 let change =
@@ -149,11 +150,24 @@ impl Feed<'_> {
             }
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
+                _ = resync.tick() => self.catch_up().await,
                 Some(scheme) = outbox.recv() => pending.push_back(scheme),
                 delivery = consumer.next() => {
                     let delivery = delivery.ok_or(FeedError::Cancelled)??;
                     self.apply(&delivery.data).await;
                 }
+            }
+        }
+    }
+
+    /// Brings every notifier in line with the store.
+    async fn catch_up(&self) {
+        match self.catalog.sync_all().await {
+            Ok((live, disabled)) => {
+                tracing::debug!(live, disabled, "registry: In line with the notifier store.")
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "registry: Cannot read the notifier store to catch up.")
             }
         }
     }
@@ -177,7 +191,7 @@ impl Feed<'_> {
             ),
             Err(error) => tracing::warn!(
                 plugin = %change.scheme, from = %change.host, error = %error, outcome = "failed",
-                "registry: Cannot apply a notifier change made on another host; it is applied at the next reconnect."
+                "registry: Cannot apply a notifier change made on another host; the next resync applies it."
             ),
         }
     }

@@ -146,7 +146,7 @@ impl Compiler {
         let path = self.path(sha256)?;
         let file = std::fs::read(&path).ok()?;
         let (mac, bytes) = file.split_at_checked(MAC_BYTES)?;
-        if self.mac().chain_update(bytes).verify_slice(mac).is_err() {
+        if self.mac(sha256).chain_update(bytes).verify_slice(mac).is_err() {
             tracing::warn!(path = %path.display(), "registry: A cached artifact fails its MAC; compiling again.");
             return None;
         }
@@ -158,7 +158,7 @@ impl Compiler {
         let temporary = path.with_extension(format!("tmp{}", uuid::Uuid::new_v4().simple()));
         let mut file =
             std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
-        file.write_all(&self.mac().chain_update(bytes).finalize().into_bytes())?;
+        file.write_all(&self.mac(sha256).chain_update(bytes).finalize().into_bytes())?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&temporary, &path)
@@ -169,9 +169,15 @@ impl Compiler {
         valid.then(|| self.dir.join(format!("{sha256}-{}.cwasm", self.engine_tag)))
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
+    /// The MAC of the artifact of `sha256` for this engine, to be fed its
+    /// bytes: an entry cannot be passed off as another component's.
+    fn mac(&self, sha256: &str) -> Hmac<Sha256> {
         // A 32-byte key always fits HMAC-SHA256.
-        <Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
+        let mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        mac.chain_update(sha256.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(self.engine_tag.as_bytes())
+            .chain_update(b"\0")
     }
 
     async fn compile(&self, component: &[u8]) -> Result<Vec<u8>, LoadError> {

@@ -90,7 +90,12 @@ async fn every_endpoint_answers_each_caller_as_its_rights_say() {
         ("GET", "/v1/notifiers/acme-chat/logs", vec![], [401, 401, 404, 200, 200]),
         ("POST", "/v1/notifiers/acme-chat/activate", activate, [401, 401, 404, 200, 200]),
         ("POST", "/v1/notifiers/acme-chat/dry-run", vec![], [401, 401, 404, 200, 200]),
-        ("PUT", "/v1/notifiers/acme-chat/secrets/key", b"v".to_vec(), [401, 401, 404, 204, 204]),
+        (
+            "PUT",
+            "/v1/notifiers/acme-chat/secrets/key?url=https://h.example/",
+            b"v".to_vec(),
+            [401, 401, 404, 204, 204],
+        ),
         ("GET", "/v1/notifiers/acme-chat/secrets", vec![], [401, 401, 404, 200, 200]),
         ("DELETE", "/v1/notifiers/acme-chat/secrets/key", vec![], [401, 401, 404, 204, 404]),
         ("PUT", "/v1/notifiers/acme-chat", counter, [401, 401, 409, 201, 201]),
@@ -421,8 +426,13 @@ async fn the_plugin_cli_drives_the_api() {
     let (_, ran, _) = plugin_cli(&service, ACME, &["dry-run", "acme-chat"]).await;
     assert_eq!(ran["report"]["logs"][0]["message"], "calls=1", "version 1 runs again: {ran}");
 
-    let (code, _, stderr) =
-        plugin_cli_with_input(&service, ACME, &["secret", "set", "acme-chat", "api_key"], b"v4lue\n").await;
+    let (code, _, stderr) = plugin_cli_with_input(
+        &service,
+        ACME,
+        &["secret", "set", "acme-chat", "api_key", "--url", "https://h.example/"],
+        b"v4lue\n",
+    )
+    .await;
     assert_eq!(code, 0, "{stderr}");
     let (_, secrets, _) = plugin_cli(&service, ACME, &["secret", "list", "acme-chat"]).await;
     assert_eq!(secrets["secrets"][0]["name"], "api_key");
@@ -496,7 +506,8 @@ async fn two_hosts_sharing_postgresql_see_an_upload_live_within_a_second() {
     );
 
     // A secret set on a is used on b (the hosts share the secrets key).
-    let put = a.call("PUT", "/v1/notifiers/acme-chat/secrets/token", Some(ACME), b"t0ken".to_vec()).await;
+    let path = format!("/v1/notifiers/acme-chat/secrets/token?url={}", sink.url("/"));
+    let put = a.call("PUT", &path, Some(ACME), b"t0ken".to_vec()).await;
     assert_eq!(put.0, 204);
     let action =
         format!("acme-chat://x/?target={}&header=x-token&value=%7B%7Bsecret:token%7D%7D", sink.url("/s"));
@@ -590,7 +601,7 @@ async fn a_stored_secret_fills_placeholders_for_granted_hosts_only_and_is_never_
     let service = Service::start_logging(TOCSIN, &tenants_config(&vhost, &extra), "info,tocsin=trace").await;
     for scheme in ["acme-chat", "acme-pager"] {
         assert_eq!(upload(&service, scheme, ACME, component(plugins::FETCH)).await.0, 201);
-        let path = format!("/v1/notifiers/{scheme}/secrets/pager_key");
+        let path = format!("/v1/notifiers/{scheme}/secrets/pager_key?url={}", sink.url("/hook"));
         assert_eq!(service.call("PUT", &path, Some(ACME), format!("{SECRET}\n").into_bytes()).await.0, 204);
     }
     let placeholder = "value=Token%20%7B%7Bsecret:pager_key%7D%7D&header=x-api-key";
@@ -599,37 +610,48 @@ async fn a_stored_secret_fills_placeholders_for_granted_hosts_only_and_is_never_
         service.call("POST", &format!("/v1/notifiers/{scheme}/dry-run"), Some(ACME), body).await.1
     };
 
-    // acme-chat has 127.0.0.1 granted by the operator: filled in.
+    // acme-chat has 127.0.0.1 granted by the operator, and /hook is under
+    // the secret's prefix: filled in.
     let ran =
         dry_run("acme-chat", format!("acme-chat://x/?target={}&{placeholder}", sink.url("/hook"))).await;
     assert_eq!(ran["report"]["outcome"], "delivered", "{ran}");
     assert_eq!(sink.received()[0].header("x-api-key"), Some(format!("Token {SECRET}").as_str()));
     // acme-pager has no grant: the action URL's host, chosen by whoever
     // wrote the alarm, never gets the secret.
-    let action = format!("acme-pager://{}/?target={}&{placeholder}", sink.addr, sink.url("/pager"));
+    let action = format!("acme-pager://{}/?target={}&{placeholder}", sink.addr, sink.url("/hook"));
     let ran = dry_run("acme-pager", action).await;
     assert_eq!(ran["report"]["outcome"], "failed", "{ran}");
     let logs = ran["report"]["logs"].to_string();
     assert!(logs.contains("secret placeholders are filled in only for hosts granted"), "{ran}");
-    // A name that is not stored is named.
+    // Another path on the granted host, or a secret that is not stored:
+    // one refusal for both, nothing sent.
+    let elsewhere = format!("acme-chat://x/?target={}&{placeholder}", sink.url("/other"));
     let unknown =
-        format!("acme-chat://x/?target={}&value=%7B%7Bsecret:nope%7D%7D&header=x-api-key", sink.url("/u"));
-    let ran = dry_run("acme-chat", unknown).await;
-    assert!(ran["report"]["logs"].to_string().contains(r#"no secret \\\"nope\\\" is stored"#), "{ran}");
+        format!("acme-chat://x/?target={}&value=%7B%7Bsecret:nope%7D%7D&header=x-a", sink.url("/hook"));
+    for (action, name) in [(elsewhere, "pager_key"), (unknown, "nope")] {
+        let ran = dry_run("acme-chat", action).await;
+        let refusal = format!(r#"secret \\\"{name}\\\" is not available for this URL"#);
+        assert!(ran["report"]["logs"].to_string().contains(&refusal), "{ran}");
+    }
     assert_eq!(sink.received().len(), 1, "nothing else was sent");
 
-    // Names only, to the owner only.
+    // Names and prefixes only, to the owner only; a prefix is required.
     let (status, listed) = service.call("GET", "/v1/notifiers/acme-chat/secrets", Some(ACME), vec![]).await;
     assert_eq!((status, &listed["secrets"][0]["name"]), (200, &"pager_key".into()), "{listed}");
+    assert_eq!(listed["secrets"][0]["url"], sink.url("/hook"));
     let (status, _) = service.call("GET", "/v1/notifiers/acme-chat/secrets", Some(GLOBEX), vec![]).await;
     assert_eq!(status, 404);
-    let (status, _) =
-        service.call("PUT", "/v1/notifiers/acme-chat/secrets/stolen", Some(GLOBEX), b"x".to_vec()).await;
+    let put = |name: &str, url: &str| format!("/v1/notifiers/acme-chat/secrets/{name}?url={url}");
+    let (status, _) = service.call("PUT", &put("stolen", &sink.url("/")), Some(GLOBEX), b"x".to_vec()).await;
     assert_eq!(status, 404);
-    let (status, answer) = service
-        .call("PUT", "/v1/notifiers/acme-chat/secrets/pager_key", Some(ACME), b"bad\x01value".to_vec())
-        .await;
-    assert_eq!(status, 400, "{answer}");
+    for (path, value) in [
+        (put("pager_key", &sink.url("/")), b"bad\x01value".to_vec()),
+        (put("k", "ftp://h/"), b"v".to_vec()),
+        ("/v1/notifiers/acme-chat/secrets/k".to_owned(), b"v".to_vec()),
+    ] {
+        let (status, answer) = service.call("PUT", &path, Some(ACME), value).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+    }
 
     // Nowhere to be read: log, metrics, answers, the database file.
     let (_, shown) = service.call("GET", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await;

@@ -113,18 +113,31 @@ pub async fn secrets(
     Ok(Json(json!({"scheme": scheme, "secrets": secrets})))
 }
 
-/// `PUT /v1/notifiers/{scheme}/secrets/{name}`: the value as the raw body.
+/// The query of `PUT /v1/notifiers/{scheme}/secrets/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFor {
+    /// The URL prefix the secret is for (`https://host[:port]/path`).
+    pub url: String,
+}
+
+/// `PUT /v1/notifiers/{scheme}/secrets/{name}?url=PREFIX`: the value as the
+/// raw body, filled in only for requests to URLs under `PREFIX`.
 pub async fn put_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path((scheme, name)): Path<(String, String)>,
+    query: Result<Query<SecretFor>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
+    let Query(SecretFor { url }) = query.map_err(|_| {
+        ApiError::BadRequest("a secret is stored for a URL prefix: ?url=https://host[:port]/path".into())
+    })?;
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("a secret is text (visible ASCII)".into()))?;
     state
         .catalog
-        .put_secret(&caller, &scheme, &name, value.trim_end_matches(['\r', '\n']).to_owned())
+        .put_secret(&caller, &scheme, &name, &url, value.trim_end_matches(['\r', '\n']).to_owned())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,12 +1,16 @@
 //! Secrets by handle: a tenant stores named secrets with a notifier (the
-//! API key of its pager, say); its plugin writes a placeholder,
+//! API key of its pager, say), each bound to the URL prefix it is for
+//! (`https://events.pager.example/v2/`); its plugin writes a placeholder,
 //! `{{secret:NAME}}`, in a header value, and the host puts the secret in
-//! its place when the request goes to a host granted to the plugin (by the
-//! operator, or asked for at upload), never merely the action URL's host,
-//! which an alarm's author chooses. The plugin never reads a secret; logs,
-//! metrics and API answers never show one; at rest each is encrypted
-//! (ChaCha20-Poly1305, its notifier and name as associated data) under a
-//! key kept outside the database.
+//! its place only when the request goes to a URL under that prefix, on a
+//! host granted to the plugin (by the operator, or asked for at upload),
+//! never merely the action URL's host, which an alarm's author chooses. A
+//! placeholder that an alarm's author slipped into a header through a
+//! careless plugin can so only send the secret where it was meant to go.
+//! The plugin never reads a secret; logs, metrics and API answers never
+//! show one; at rest each is encrypted (ChaCha20-Poly1305, its notifier,
+//! name and URL prefix as associated data) under a key kept outside the
+//! database.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,7 +20,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
+
+use super::egress::url_host_key;
 
 use crate::sandbox::bindings::tocsin::notifier::http::HttpError;
 
@@ -56,9 +63,64 @@ impl SecretValue {
     }
 }
 
+/// A secret and the URLs it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundSecret {
+    /// The value.
+    pub value: SecretValue,
+    /// It is filled in only for URLs under this prefix.
+    pub prefix: SecretPrefix,
+}
+
+/// The URLs a secret is for: a scheme, host and port, and a path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretPrefix(Url);
+
+impl SecretPrefix {
+    /// Parses `text`: an `http` or `https` URL with a host, no user info,
+    /// query or fragment.
+    ///
+    /// # Errors
+    /// What is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = Url::parse(text).map_err(|e| format!("the secret's url {text:?}: {e}"))?;
+        let plain = matches!(url.scheme(), "http" | "https")
+            && url.host().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.query().is_none()
+            && url.fragment().is_none();
+        if !plain {
+            return Err(format!(
+                "the secret's url {text:?} must be http(s)://host[:port]/path, without user info, query or fragment"
+            ));
+        }
+        Ok(SecretPrefix(url))
+    }
+
+    /// The prefix as text (stored beside the secret).
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Whether `url` is under this prefix: same scheme, host and port, and
+    /// a path that continues the prefix's at a segment boundary.
+    pub fn covers(&self, url: &Url) -> bool {
+        let same_origin = url.scheme() == self.0.scheme()
+            && url.host().map(|h| url_host_key(&h)) == self.0.host().map(|h| url_host_key(&h))
+            && url.port_or_known_default() == self.0.port_or_known_default();
+        let prefix = self.0.path();
+        let path = url.path();
+        same_origin
+            && (prefix.ends_with('/') && path.starts_with(prefix)
+                || path == prefix
+                || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')))
+    }
+}
+
 /// The secrets of one notifier, by name, swapped whole when they change so
 /// that the next request sees the new ones.
-pub type SharedSecrets = Arc<ArcSwap<BTreeMap<String, SecretValue>>>;
+pub type SharedSecrets = Arc<ArcSwap<BTreeMap<String, BoundSecret>>>;
 
 /// Whether `name` can name a secret: 1 to 64 of `a-z`, `0-9`, `_`, `-`.
 pub fn is_secret_name(name: &str) -> bool {
@@ -66,15 +128,18 @@ pub fn is_secret_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-/// Puts the secrets in place of the placeholders of `headers`.
+/// Puts the secrets in place of the placeholders of `headers`, for a
+/// request to `url`.
 ///
 /// # Errors
 /// [`HttpError::Denied`] when a placeholder is in a request to a host that
-/// is not granted (`granted` false); [`HttpError::InvalidRequest`] for a
-/// malformed placeholder or a secret that is not stored.
+/// is not granted (`granted` false), or names a secret that is not stored
+/// or not for `url` (one answer for both: a plugin cannot probe which
+/// secrets exist); [`HttpError::InvalidRequest`] for a malformed one.
 pub fn substitute(
     headers: &mut HeaderMap,
-    secrets: &BTreeMap<String, SecretValue>,
+    secrets: &BTreeMap<String, BoundSecret>,
+    url: &Url,
     granted: bool,
 ) -> Result<(), HttpError> {
     for value in headers.values_mut() {
@@ -97,10 +162,11 @@ pub fn substitute(
                 HttpError::InvalidRequest("a secret placeholder is not closed with }}".into())
             })?;
             let name = &after[..end];
-            let secret = secrets.get(name).ok_or_else(|| {
-                HttpError::InvalidRequest(format!("no secret {name:?} is stored for this notifier"))
-            })?;
-            filled.push_str(&secret.0);
+            let secret = secrets
+                .get(name)
+                .filter(|secret| secret.prefix.covers(url))
+                .ok_or_else(|| HttpError::Denied(format!("secret {name:?} is not available for this URL")))?;
+            filled.push_str(&secret.value.0);
             rest = &after[end + CLOSE.len()..];
         }
         filled.push_str(rest);
@@ -135,29 +201,38 @@ impl SecretBox {
         Ok(SecretBox { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)) })
     }
 
-    /// Encrypts `value` for `scheme`'s secret `name`: (nonce, ciphertext).
-    pub fn seal(&self, scheme: &str, name: &str, value: &SecretValue) -> (Vec<u8>, Vec<u8>) {
+    /// Encrypts `value` for `scheme`'s secret `name`, for URLs under
+    /// `prefix`: (nonce, ciphertext).
+    pub fn seal(
+        &self,
+        scheme: &str,
+        name: &str,
+        prefix: &SecretPrefix,
+        value: &SecretValue,
+    ) -> (Vec<u8>, Vec<u8>) {
         let nonce: [u8; 12] = rand::random();
-        let aad = associated_data(scheme, name);
+        let aad = associated_data(scheme, name, prefix);
         let payload = Payload { msg: value.0.as_bytes(), aad: &aad };
         // Encryption with a valid key and nonce does not fail.
         let sealed = self.cipher.encrypt(Nonce::from_slice(&nonce), payload).unwrap_or_default();
         (nonce.to_vec(), sealed)
     }
 
-    /// Decrypts what [`SecretBox::seal`] made for `scheme` and `name`.
+    /// Decrypts what [`SecretBox::seal`] made for `scheme`, `name` and
+    /// `prefix`.
     ///
     /// # Errors
-    /// Another key, another notifier or name, or altered bytes.
+    /// Another key, another notifier, name or prefix, or altered bytes.
     pub fn unseal(
         &self,
         scheme: &str,
         name: &str,
+        prefix: &SecretPrefix,
         nonce: &[u8],
         sealed: &[u8],
     ) -> Result<SecretValue, String> {
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| "the nonce is not 12 bytes".to_owned())?;
-        let aad = associated_data(scheme, name);
+        let aad = associated_data(scheme, name, prefix);
         let plain = self
             .cipher
             .decrypt(Nonce::from_slice(&nonce), Payload { msg: sealed, aad: &aad })
@@ -166,16 +241,20 @@ impl SecretBox {
     }
 }
 
-fn associated_data(scheme: &str, name: &str) -> Vec<u8> {
-    format!("tocsin-secret\0{scheme}\0{name}").into_bytes()
+fn associated_data(scheme: &str, name: &str, prefix: &SecretPrefix) -> Vec<u8> {
+    format!("tocsin-secret\0{scheme}\0{name}\0{}", prefix.as_str()).into_bytes()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn secrets() -> BTreeMap<String, SecretValue> {
-        BTreeMap::from([("pager".to_owned(), SecretValue::new("k3y-123".into()).unwrap())])
+    fn secrets() -> BTreeMap<String, BoundSecret> {
+        let bound = BoundSecret {
+            value: SecretValue::new("k3y-123".into()).unwrap(),
+            prefix: SecretPrefix::parse("https://pager.example/v2/").unwrap(),
+        };
+        BTreeMap::from([("pager".to_owned(), bound)])
     }
 
     fn headers(value: &str) -> HeaderMap {
@@ -185,26 +264,55 @@ mod tests {
         headers
     }
 
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    fn refused_as(error: &HttpError, name: &str) -> bool {
+        matches!(error, HttpError::Denied(why) if *why == format!("secret {name:?} is not available for this URL"))
+    }
+
     #[test]
-    fn placeholders_are_filled_only_for_granted_hosts_and_only_with_stored_secrets() {
+    fn placeholders_are_filled_only_under_the_secrets_prefix_on_granted_hosts() {
+        let to = url("https://PAGER.example./v2/enqueue");
         let mut filled = headers("Token {{secret:pager}}, again {{secret:pager}}");
-        substitute(&mut filled, &secrets(), true).unwrap();
+        substitute(&mut filled, &secrets(), &to, true).unwrap();
         assert_eq!(filled["authorization"], "Token k3y-123, again k3y-123");
         assert!(filled["authorization"].is_sensitive());
         assert_eq!(filled["accept"], "application/json");
 
-        let denied = substitute(&mut headers("Token {{secret:pager}}"), &secrets(), false).unwrap_err();
+        let denied = substitute(&mut headers("Token {{secret:pager}}"), &secrets(), &to, false).unwrap_err();
         assert!(matches!(denied, HttpError::Denied(_)), "{denied:?}");
-        let unknown = substitute(&mut headers("{{secret:other}}"), &secrets(), true).unwrap_err();
-        assert!(
-            matches!(&unknown, HttpError::InvalidRequest(why) if why == "no secret \"other\" is stored for this notifier"),
-            "{unknown:?}"
-        );
-        let open = substitute(&mut headers("{{secret:pager"), &secrets(), true).unwrap_err();
+        let elsewhere = [
+            "http://pager.example/v2/x",
+            "https://pager.example:8443/v2/x",
+            "https://pager.example/v1/x",
+            "https://pager.example/v2",
+            "https://other.example/v2/x",
+        ];
+        for to in elsewhere {
+            let refused =
+                substitute(&mut headers("{{secret:pager}}"), &secrets(), &url(to), true).unwrap_err();
+            assert!(refused_as(&refused, "pager"), "{to}: {refused:?}");
+        }
+        let unknown = substitute(&mut headers("{{secret:other}}"), &secrets(), &to, true).unwrap_err();
+        assert!(refused_as(&unknown, "other"), "the same answer as for another URL: {unknown:?}");
+        let open = substitute(&mut headers("{{secret:pager"), &secrets(), &to, true).unwrap_err();
         assert!(matches!(open, HttpError::InvalidRequest(_)));
         let mut plain = headers("Bearer abc");
-        substitute(&mut plain, &BTreeMap::new(), false).unwrap();
+        substitute(&mut plain, &BTreeMap::new(), &to, false).unwrap();
         assert_eq!(plain["authorization"], "Bearer abc");
+    }
+
+    #[test]
+    fn a_prefix_without_a_slash_covers_its_path_and_what_is_below() {
+        let prefix = SecretPrefix::parse("https://h.example/hook").unwrap();
+        assert!(prefix.covers(&url("https://h.example/hook")));
+        assert!(prefix.covers(&url("https://h.example/hook/1?x=1")));
+        assert!(!prefix.covers(&url("https://h.example/hooks")));
+        for bad in ["ftp://h/", "https://u:p@h/", "https://h/?q=1", "https://h/#f", "not a url"] {
+            assert!(SecretPrefix::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -212,18 +320,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sealer = SecretBox::open(&dir.path().join("key")).unwrap();
         let value = SecretValue::new("k3y-123".into()).unwrap();
-        let (nonce, sealed) = sealer.seal("acme-pager", "pager", &value);
+        let prefix = SecretPrefix::parse("https://pager.example/v2/").unwrap();
+        let elsewhere = SecretPrefix::parse("https://evil.example/").unwrap();
+        let (nonce, sealed) = sealer.seal("acme-pager", "pager", &prefix, &value);
         assert!(!sealed.windows(7).any(|w| w == b"k3y-123"), "encrypted at rest");
-        assert_eq!(sealer.unseal("acme-pager", "pager", &nonce, &sealed), Ok(value));
-        assert!(sealer.unseal("acme-pager", "other", &nonce, &sealed).is_err());
-        assert!(sealer.unseal("globex-pager", "pager", &nonce, &sealed).is_err());
+        assert_eq!(sealer.unseal("acme-pager", "pager", &prefix, &nonce, &sealed), Ok(value));
+        assert!(sealer.unseal("acme-pager", "other", &prefix, &nonce, &sealed).is_err());
+        assert!(sealer.unseal("globex-pager", "pager", &prefix, &nonce, &sealed).is_err());
+        assert!(
+            sealer.unseal("acme-pager", "pager", &elsewhere, &nonce, &sealed).is_err(),
+            "bound to its prefix"
+        );
         let mut altered = sealed.clone();
         altered[0] ^= 1;
-        assert!(sealer.unseal("acme-pager", "pager", &nonce, &altered).is_err());
+        assert!(sealer.unseal("acme-pager", "pager", &prefix, &nonce, &altered).is_err());
         let other = SecretBox::open(&dir.path().join("other-key")).unwrap();
-        assert!(other.unseal("acme-pager", "pager", &nonce, &sealed).is_err());
+        assert!(other.unseal("acme-pager", "pager", &prefix, &nonce, &sealed).is_err());
         let again = SecretBox::open(&dir.path().join("key")).unwrap();
-        assert!(again.unseal("acme-pager", "pager", &nonce, &sealed).is_ok(), "the key file is reused");
+        assert!(
+            again.unseal("acme-pager", "pager", &prefix, &nonce, &sealed).is_ok(),
+            "the key file is reused"
+        );
         assert_eq!(format!("{:?}", SecretValue::new("k3y-123".into()).unwrap()), "SecretValue(<redacted>)");
     }
 

@@ -86,12 +86,16 @@ pub enum PluginCommand {
 /// What `tocsin plugin secret` does.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum SecretCommand {
-    /// Store (or replace) secret NAME of SCHEME; the value comes from stdin.
+    /// Store (or replace) secret NAME of SCHEME, for requests to URLs under
+    /// `--url`; the value comes from stdin.
     Set {
         /// The scheme.
         scheme: String,
         /// The secret's name.
         name: String,
+        /// The URL prefix it is filled in for: `https://host[:port]/path`.
+        #[arg(long)]
+        url: String,
     },
     /// The names of SCHEME's secrets (never their values).
     List {
@@ -138,11 +142,14 @@ pub async fn run(target: &ApiTarget, command: PluginCommand) -> anyhow::Result<E
             json_post(&client, format!("{base}/{scheme}/activate"), &json!({"version": version}))
         }
         PluginCommand::Logs { scheme } => client.get(format!("{base}/{scheme}/logs")),
-        PluginCommand::Secret { command: SecretCommand::Set { scheme, name } } => {
+        PluginCommand::Secret { command: SecretCommand::Set { scheme, name, url } } => {
             let mut value = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
                 .context("cannot read the secret from stdin")?;
-            client.put(format!("{base}/{scheme}/secrets/{name}")).body(value)
+            let mut put = url::Url::parse(&format!("{base}/{scheme}/secrets/{name}"))
+                .with_context(|| format!("--api {}: not a URL", target.api))?;
+            put.query_pairs_mut().append_pair("url", &url);
+            client.put(put).body(value)
         }
         PluginCommand::Secret { command: SecretCommand::List { scheme } } => {
             client.get(format!("{base}/{scheme}/secrets"))

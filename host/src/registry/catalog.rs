@@ -25,7 +25,9 @@ use super::{Origin, Registry, scheme_of, spec_for};
 use crate::alarm::{Alarm, Delivery};
 use crate::api::auth::Caller;
 use crate::capabilities::egress::{host_key, validate_host_entry};
-use crate::capabilities::secrets::{MAX_SECRETS, SecretBox, SecretValue, SharedSecrets, is_secret_name};
+use crate::capabilities::secrets::{
+    BoundSecret, MAX_SECRETS, SecretBox, SecretPrefix, SecretValue, SharedSecrets, is_secret_name,
+};
 use crate::config::Config;
 use crate::sandbox::artifacts::Compiler;
 use crate::sandbox::limits::LimitOverrides;
@@ -232,7 +234,8 @@ impl Catalog {
         Ok(())
     }
 
-    /// Stores `scheme`'s secret `name` and puts it in use at once.
+    /// Stores `scheme`'s secret `name`, for URLs under `url_prefix`, and
+    /// puts it in use at once.
     ///
     /// # Errors
     /// [`CatalogError::NotFound`], [`CatalogError::Invalid`] for a bad name
@@ -242,6 +245,7 @@ impl Catalog {
         caller: &Caller,
         scheme: &str,
         name: &str,
+        url_prefix: &str,
         value: String,
     ) -> Result<(), CatalogError> {
         let row = self.visible(caller, scheme).await?;
@@ -251,8 +255,10 @@ impl Catalog {
             )));
         }
         let value = SecretValue::new(value).map_err(CatalogError::Invalid)?;
-        let (nonce, ciphertext) = self.secret_box.seal(scheme, name, &value);
-        let sealed = SealedSecret { name: name.to_owned(), nonce, ciphertext, updated_at_ms: 0 };
+        let prefix = SecretPrefix::parse(url_prefix).map_err(CatalogError::Invalid)?;
+        let (nonce, ciphertext) = self.secret_box.seal(scheme, name, &prefix, &value);
+        let url_prefix = prefix.as_str().to_owned();
+        let sealed = SealedSecret { name: name.to_owned(), url_prefix, nonce, ciphertext, updated_at_ms: 0 };
         let _one_at_a_time = self.one_at_a_time.lock().await;
         self.store.put_secret(scheme, &sealed, MAX_SECRETS).await?;
         self.secret_changed(&row, name, "stored").await
@@ -301,7 +307,9 @@ impl Catalog {
         let sealed = self.store.secrets(scheme).await?;
         Ok(sealed
             .into_iter()
-            .map(|secret| serde_json::json!({"name": secret.name, "updated_at_ms": secret.updated_at_ms}))
+            .map(|secret| {
+                serde_json::json!({"name": secret.name, "url": secret.url_prefix, "updated_at_ms": secret.updated_at_ms})
+            })
             .collect())
     }
 
@@ -311,9 +319,19 @@ impl Catalog {
     async fn refresh_secrets(&self, scheme: &str) -> Result<(), CatalogError> {
         let mut values = std::collections::BTreeMap::new();
         for sealed in self.store.secrets(scheme).await? {
-            match self.secret_box.unseal(scheme, &sealed.name, &sealed.nonce, &sealed.ciphertext) {
-                Ok(value) => {
-                    values.insert(sealed.name, value);
+            let opened = SecretPrefix::parse(&sealed.url_prefix).and_then(|prefix| {
+                let value = self.secret_box.unseal(
+                    scheme,
+                    &sealed.name,
+                    &prefix,
+                    &sealed.nonce,
+                    &sealed.ciphertext,
+                )?;
+                Ok(BoundSecret { value, prefix })
+            });
+            match opened {
+                Ok(bound) => {
+                    values.insert(sealed.name, bound);
                 }
                 Err(error) => tracing::error!(
                     plugin = scheme, secret = %sealed.name, error = %error, outcome = "failed",

@@ -391,6 +391,8 @@ pub fn key_file(path: &Path) -> std::io::Result<[u8; 32]> {
 pub struct SealedSecret {
     /// Its name.
     pub name: String,
+    /// The URLs it is for.
+    pub url_prefix: String,
     /// The nonce it was sealed with.
     pub nonce: Vec<u8>,
     /// The ciphertext.
@@ -429,10 +431,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO notifier_secrets (scheme, name, nonce, ciphertext, updated_at_ms) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO notifier_secrets (scheme, name, url_prefix, nonce, ciphertext, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(scheme)
         .bind(&secret.name)
+        .bind(&secret.url_prefix)
         .bind(&secret.nonce)
         .bind(&secret.ciphertext)
         .bind(now_ms())
@@ -461,7 +465,8 @@ impl Store {
     /// [`StoreError::Database`].
     pub async fn secrets(&self, scheme: &str) -> Result<Vec<SealedSecret>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, nonce, ciphertext, updated_at_ms FROM notifier_secrets WHERE scheme = $1 ORDER BY name",
+            "SELECT name, url_prefix, nonce, ciphertext, updated_at_ms FROM notifier_secrets \
+             WHERE scheme = $1 ORDER BY name",
         )
         .bind(scheme)
         .fetch_all(&self.pool)
@@ -470,9 +475,10 @@ impl Store {
             .map(|row| {
                 Ok(SealedSecret {
                     name: row.try_get(0)?,
-                    nonce: row.try_get(1)?,
-                    ciphertext: row.try_get(2)?,
-                    updated_at_ms: row.try_get(3)?,
+                    url_prefix: row.try_get(1)?,
+                    nonce: row.try_get(2)?,
+                    ciphertext: row.try_get(3)?,
+                    updated_at_ms: row.try_get(4)?,
                 })
             })
             .collect()

@@ -4,11 +4,16 @@ aodh validates an alarm action with ``url.scheme not in ACTIONS_SCHEMA``,
 where ``ACTIONS_SCHEMA`` (``aodh.api.controllers.v2.alarms``) is the list of
 ``aodh.notifier`` entry points read at import. The filter replaces it with a
 set that also holds the schemes of tocsin's live notifiers, read from
-tocsin's API (``GET /v1/notifiers``) and cached for ``cache_seconds``.
+tocsin's API (``GET /v1/notifiers``) and cached for ``cache_seconds``: the
+operator's for every project, a tenant's only in alarms of the projects
+tocsin binds to that tenant (``project_ids``), the request's project being
+the one Keystone's middleware put in ``X-Project-Id``.
 """
 
 import json
 import logging
+
+import pecan
 import threading
 import time
 import urllib.request
@@ -24,15 +29,21 @@ class TocsinSchemes:
         self._url = api.rstrip("/") + "/v1/notifiers"
         self._token = token
         self._cache_seconds = cache_seconds
-        self._served = frozenset()
+        self._served = {}
         self._fetched_at = None
         self._lock = threading.Lock()
 
     def __contains__(self, scheme):
-        return scheme in self._own or scheme in self._tocsin()
+        if scheme in self._own:
+            return True
+        served = self._tocsin()
+        if scheme not in served:
+            return False
+        projects = served[scheme]
+        return projects is None or _request_project() in projects
 
     def __iter__(self):
-        return iter(sorted(self._own | self._tocsin()))
+        return iter(sorted(self._own | set(self._tocsin())))
 
     def _tocsin(self):
         with self._lock:
@@ -49,9 +60,21 @@ class TocsinSchemes:
         request = urllib.request.Request(self._url, headers={"Authorization": "Bearer " + self._token})
         with urllib.request.urlopen(request, timeout=5) as response:
             notifiers = json.load(response)["notifiers"]
-        return frozenset(
-            n["scheme"] for n in notifiers if (n.get("live") or {}).get("state") == "live"
-        )
+        # scheme -> the projects that may use it (None: every project).
+        return {
+            n["scheme"]: (None if n.get("projects") is None else frozenset(n["projects"]))
+            for n in notifiers
+            if (n.get("live") or {}).get("state") == "live"
+        }
+
+
+def _request_project():
+    """The project of the request being validated, as Keystone's
+    middleware set it; None outside a request."""
+    try:
+        return pecan.request.headers.get("X-Project-Id")
+    except (AttributeError, TypeError, RuntimeError):
+        return None
 
 
 def filter_factory(global_conf, **local_conf):

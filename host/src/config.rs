@@ -349,6 +349,11 @@ impl Default for UploadsConfig {
 pub struct TenantConfig {
     /// SHA-256 (hex) of the tenant's bearer token.
     pub token_sha256: TokenHash,
+    /// The OpenStack (Keystone) projects whose alarms may use the tenant's
+    /// notifiers: aodh-tocsin lets aodh's API accept the tenant's schemes
+    /// in those projects' alarms only. Empty: no project's.
+    #[serde(default)]
+    pub project_ids: Vec<String>,
     /// Notifiers (schemes) the tenant may have.
     #[serde(default = "TenantConfig::default_max_notifiers")]
     pub max_notifiers: u32,

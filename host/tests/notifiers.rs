@@ -723,29 +723,46 @@ async fn the_openapi_document_lists_routes_the_service_has() {
 
 /// aodh's own action check (aodh 23.0.0 from PyPI) behind the aodh-tocsin
 /// paste filter: a tenant's scheme is "Unsupported" until tocsin serves it,
-/// then accepted, without restarting anything; aodh's schemes always are.
+/// then accepted in its tenant's projects' alarms only, without restarting
+/// anything; the operator's and aodh's schemes are accepted for all.
 #[tokio::test]
-async fn aodh_accepts_a_tenant_scheme_once_tocsin_serves_it() {
+async fn aodh_accepts_a_tenant_scheme_once_tocsin_serves_it_in_the_tenants_projects() {
     let vhost = TestVhost::create();
-    let service = Service::start(TOCSIN, &tenants_config(&vhost, "")).await;
+    let projects = "project_ids = [\"p-acme\"]\n\n[tenants.globex]";
+    let service =
+        Service::start(TOCSIN, &tenants_config(&vhost, "").replace("[tenants.globex]", projects)).await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/aodh/check_actions.py");
-    let check = async || {
+    let check = async |project: &str| {
         let output = tokio::process::Command::new(tocsin_tests::aodh_python())
             .arg(&script)
-            .args([&service.api, OPERATOR, "http://h/", "acme-chat://chat.example/room", "acme-nope://h/"])
+            .args([
+                &service.api,
+                OPERATOR,
+                project,
+                "http://h/",
+                "acme-chat://chat.example/room",
+                "acme-nope://h/",
+            ])
+            .arg("pager://h/")
             .output()
             .await
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         serde_json::from_slice::<Value>(&output.stdout).unwrap()
     };
-    let before = check().await;
+    let before = check("p-acme").await;
     assert_eq!(before["http://h/"], "accepted");
     assert_eq!(before["acme-chat://chat.example/room"], "Unsupported action acme-chat://chat.example/room");
 
     assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::COUNTER)).await.0, 201);
-    let after = check().await;
-    assert_eq!(after["acme-chat://chat.example/room"], "accepted", "{after}");
-    assert_eq!(after["acme-nope://h/"], "Unsupported action acme-nope://h/");
-    assert_eq!(after["http://h/"], "accepted");
+    assert_eq!(upload(&service, "pager", OPERATOR, component(plugins::COUNTER)).await.0, 201);
+    let acme = check("p-acme").await;
+    assert_eq!(acme["acme-chat://chat.example/room"], "accepted", "{acme}");
+    assert_eq!(acme["acme-nope://h/"], "Unsupported action acme-nope://h/");
+    assert_eq!((&acme["http://h/"], &acme["pager://h/"]), (&"accepted".into(), &"accepted".into()));
+    // Another project may not put acme's notifier in its alarms; the
+    // operator's notifier is for every project.
+    let other = check("p-other").await;
+    assert_eq!(other["acme-chat://chat.example/room"], "Unsupported action acme-chat://chat.example/room");
+    assert_eq!(other["pager://h/"], "accepted");
 }

@@ -1,8 +1,9 @@
 """Runs aodh's own alarm-action check (aodh.api.controllers.v2.alarms,
-from PyPI) behind the tocsin_aodh paste filter, as aodh-api would, and
-prints one JSON line: for each action given, "accepted" or aodh's error.
+from PyPI) behind the tocsin_aodh paste filter, as aodh-api would for a
+request of Keystone project PROJECT, and prints one JSON line: for each
+action given, "accepted" or aodh's error.
 
-Usage: check_actions.py TOCSIN_API TOKEN ACTION...
+Usage: check_actions.py TOCSIN_API TOKEN PROJECT ACTION...
 """
 
 import json
@@ -14,11 +15,12 @@ from aodh.api.controllers.v2 import base
 
 import tocsin_aodh
 
-api, token, actions = sys.argv[1], sys.argv[2], sys.argv[3:]
+api, token, project, actions = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 tocsin_aodh.filter_factory({}, tocsin_api=api, token=token)(None)
 
 request = mock.Mock()
 request.cfg.api.alarm_max_actions = -1
+request.headers = {"X-Project-Id": project}
 results = {}
 with mock.patch.object(alarms.pecan, "request", request), \
         mock.patch.object(base.pecan, "response", mock.Mock()), \

@@ -144,6 +144,10 @@ pub struct NotifierView {
     pub row: NotifierRow,
     /// Whether it runs on the host that answers.
     pub live: Option<LiveState>,
+    /// The OpenStack projects whose alarms may use it: its tenant's
+    /// `project_ids` (none: every project, for the operator's). What
+    /// aodh-tocsin lets aodh's API accept.
+    pub projects: Option<Vec<String>>,
     /// Its versions, oldest first (only in a single notifier's view).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub versions: Option<Vec<VersionRow>>,
@@ -465,10 +469,18 @@ impl Catalog {
             .filter(|row| caller.may_manage(&row.owner()))
             .map(|row| NotifierView {
                 live: live.get(&row.scheme).map(|(_, state)| state.clone()),
+                projects: self.projects_of(&row),
                 row,
                 versions: None,
             })
             .collect())
+    }
+
+    /// The projects whose alarms may use `row`'s notifier; none for the
+    /// operator's (every project).
+    fn projects_of(&self, row: &NotifierRow) -> Option<Vec<String>> {
+        let tenant = row.tenant.as_ref()?;
+        Some(self.config.tenants.get(tenant).map(|tenant| tenant.project_ids.clone()).unwrap_or_default())
     }
 
     /// One notifier with its versions.
@@ -479,7 +491,8 @@ impl Catalog {
         let row = self.visible(caller, scheme).await?;
         let versions = self.store.versions(scheme).await?;
         let live = self.live_states().get(scheme).map(|(_, state)| state.clone());
-        Ok(NotifierView { row, live, versions: Some(versions) })
+        let projects = self.projects_of(&row);
+        Ok(NotifierView { row, live, projects, versions: Some(versions) })
     }
 
     /// The live plugin of `scheme` on this host, if the caller may see it.

@@ -118,6 +118,7 @@ mod tests {
     fn tenants() -> BTreeMap<String, TenantConfig> {
         let tenant = TenantConfig {
             token_sha256: TokenHash::of("t"),
+            project_ids: Vec::new(),
             max_notifiers: 1,
             max_total_bytes: 1,
             max_concurrent_deliveries: 1,

@@ -587,6 +587,31 @@ impl Config {
                  digits (it prefixes the tenant's schemes: acme-chat)"
             ));
         }
+        let uploads = &self.uploads;
+        if uploads.compile_cpu_seconds == 0
+            || uploads.compile_memory_bytes == 0
+            || uploads.compile_timeout_ms == 0
+        {
+            return fail(
+                "uploads.compile_cpu_seconds, compile_memory_bytes and compile_timeout_ms must be above 0"
+                    .into(),
+            );
+        }
+        if let Some((name, _)) = self.tenants.iter().find(|(_, tenant)| tenant.max_concurrent_deliveries == 0)
+        {
+            return fail(format!("tenants.{name}.max_concurrent_deliveries must be at least 1"));
+        }
+        let mut hashes: Vec<_> = self.tenants.values().map(|tenant| tenant.token_sha256).collect();
+        hashes.extend(self.api.operator_token_sha256);
+        let count = hashes.len();
+        hashes.sort_by_key(TokenHash::to_hex);
+        hashes.dedup();
+        if hashes.len() != count {
+            return fail(
+                "two callers (tenants or the operator) have the same token hash: give each its own token"
+                    .into(),
+            );
+        }
         if self.uploads.versions_kept < 2 {
             return fail("uploads.versions_kept must be at least 2 (the newest and the one before)".into());
         }
@@ -783,5 +808,38 @@ mod tests {
         let error = load_toml(&format!("[http.signing.\"https://h.example\"]\nsecrets = [\"{secret}\"]\n"))
             .unwrap_err();
         assert!(error.to_string().contains("not a bare host"), "{error}");
+    }
+
+    #[test]
+    fn tenants_need_their_own_tokens_a_valid_name_and_usable_quotas() {
+        let hash = |token: &str| TokenHash::of(token).to_hex();
+        let tenant = |name: &str, token: &str, extra: &str| {
+            format!("[tenants.{name}]\ntoken_sha256 = \"{}\"\n{extra}\n", hash(token))
+        };
+        let ok = format!("{}{}", tenant("acme", "a", "project_ids = [\"p1\"]"), tenant("globex", "g", ""));
+        let config = load_toml(&ok).unwrap();
+        assert_eq!(config.tenants["acme"].project_ids, ["p1"]);
+        assert_eq!(config.tenants["globex"].max_concurrent_deliveries, 16);
+        let refused = [
+            (format!("{}{}", tenant("acme", "same", ""), tenant("globex", "same", "")), "same token hash"),
+            (
+                format!(
+                    "[api]\noperator_token_sha256 = \"{}\"\n{}",
+                    hash("same"),
+                    tenant("acme", "same", "")
+                ),
+                "same token hash",
+            ),
+            (tenant("Acme", "a", ""), "tenant name"),
+            (tenant("ac-me", "a", ""), "tenant name"),
+            (tenant("acme", "a", "max_concurrent_deliveries = 0"), "max_concurrent_deliveries"),
+            ("[uploads]\ncompile_cpu_seconds = 0\n".to_owned(), "compile_cpu_seconds"),
+            ("[uploads]\nversions_kept = 1\n".to_owned(), "versions_kept"),
+            ("[database]\nconnection = \"mysql://u@h/d\"\n".to_owned(), "mysql"),
+        ];
+        for (text, expected) in refused {
+            let error = load_toml(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
     }
 }

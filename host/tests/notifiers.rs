@@ -766,3 +766,38 @@ async fn aodh_accepts_a_tenant_scheme_once_tocsin_serves_it_in_the_tenants_proje
     assert_eq!(other["acme-chat://chat.example/room"], "Unsupported action acme-chat://chat.example/room");
     assert_eq!(other["pager://h/"], "accepted");
 }
+
+/// Dry runs take instance slots outside dispatch's bounds: a host runs at
+/// most a few at once and answers 429 `busy` beyond.
+#[tokio::test]
+async fn dry_runs_beyond_the_cap_are_answered_busy() {
+    let vhost = TestVhost::create();
+    let hang = Webhook::start(Reply::Hang).await.unwrap();
+    let extra = "[http]\ntimeout_ms = 3000\nmax_timeout_ms = 3000\n";
+    let service = Service::start(TOCSIN, &tenants_config(&vhost, extra)).await;
+    assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::FETCH)).await.0, 201);
+    let body =
+        serde_json::json!({ "action": format!("acme-chat://x/?target={}", hang.url("/")) }).to_string();
+    let dry_run =
+        || service.call("POST", "/v1/notifiers/acme-chat/dry-run", Some(ACME), body.clone().into_bytes());
+    let running =
+        futures_util::future::join_all((0..tocsin::registry::catalog::MAX_DRY_RUNS).map(|_| dry_run()));
+    let extra_one = async {
+        let all_in = eventually(Duration::from_secs(10), async || {
+            hang.connections() == tocsin::registry::catalog::MAX_DRY_RUNS
+        })
+        .await;
+        assert!(all_in, "{} dry runs reached the sink", hang.connections());
+        dry_run().await
+    };
+    let (finished, (status, answer)) = tokio::join!(running, extra_one);
+    assert_eq!((status, answer["error"]["code"].as_str()), (429, Some("busy")), "{answer}");
+    for (status, answer) in finished {
+        assert_eq!(
+            (status, answer["report"]["outcome"].as_str()),
+            (200, Some("failed")),
+            "timed out: {answer}"
+        );
+    }
+    assert_eq!(dry_run().await.0, 200, "slots free again");
+}

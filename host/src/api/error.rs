@@ -42,6 +42,8 @@ impl ApiError {
                 CatalogError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "component_refused"),
                 CatalogError::NotLive(_) => (StatusCode::CONFLICT, "not_live"),
                 CatalogError::Quota(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+                CatalogError::Busy => (StatusCode::TOO_MANY_REQUESTS, "busy"),
+                CatalogError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
                 CatalogError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             },
         }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use tokio::sync::{Mutex as AsyncMutex, mpsc};
+use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 
 use super::ownership::{self, ClaimError, Owner};
 use super::validate::LoadError;
@@ -33,6 +33,10 @@ use crate::sandbox::artifacts::Compiler;
 use crate::sandbox::limits::LimitOverrides;
 use crate::sandbox::{Plugin, Sandbox};
 use crate::store::{NewVersion, NotifierRow, SealedSecret, Store, StoreError, VersionRow};
+
+/// Dry runs at once on one host (each holds an instance slot for up to its
+/// deadline, outside dispatch's concurrency bounds).
+pub const MAX_DRY_RUNS: usize = 4;
 
 /// Why a notifier request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +83,12 @@ pub enum CatalogError {
     /// A tenant quota would be exceeded.
     #[error("quota exceeded: {0}")]
     Quota(String),
+    /// Too many dry runs at once; try again shortly.
+    #[error("{MAX_DRY_RUNS} dry runs are running; try again shortly")]
+    Busy,
+    /// Another host changed the notifier at the same moment.
+    #[error("notifier {0} was changed concurrently; try again")]
+    Conflict(String),
     /// The database failed.
     #[error(transparent)]
     Store(StoreError),
@@ -102,6 +112,7 @@ impl From<StoreError> for CatalogError {
         match error {
             StoreError::Taken(scheme) => CatalogError::Claim(ClaimError::Unavailable(scheme)),
             StoreError::Quota(why) => CatalogError::Quota(why),
+            StoreError::Conflict(scheme) => CatalogError::Conflict(scheme),
             other => CatalogError::Store(other),
         }
     }
@@ -165,6 +176,7 @@ pub struct Catalog {
     secrets: Mutex<HashMap<String, SharedSecrets>>,
     secret_box: SecretBox,
     one_at_a_time: AsyncMutex<()>,
+    dry_runs: Semaphore,
     outbox: mpsc::UnboundedSender<String>,
 }
 
@@ -191,6 +203,7 @@ impl Catalog {
             secrets: Mutex::default(),
             secret_box,
             one_at_a_time: AsyncMutex::new(()),
+            dry_runs: Semaphore::new(MAX_DRY_RUNS),
             outbox,
         }
     }
@@ -521,6 +534,8 @@ impl Catalog {
         let row = self.visible(caller, scheme).await?;
         let plugin =
             self.registry.uploaded(scheme).ok_or_else(|| CatalogError::NotLive(scheme.to_owned()))?;
+        // Dry runs take instance slots outside dispatch's bounds: few at once.
+        let _slot = self.dry_runs.try_acquire().map_err(|_| CatalogError::Busy)?;
         let action = action.unwrap_or_else(|| format!("{scheme}://dry-run.invalid/"));
         if scheme_of(&action).ok().as_deref() != Some(scheme) {
             return Err(CatalogError::Invalid(format!(

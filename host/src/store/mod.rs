@@ -47,6 +47,10 @@ pub enum StoreError {
     /// A quota would be exceeded.
     #[error("{0}")]
     Quota(String),
+    /// Another writer (another host) changed the same notifier at the same
+    /// moment: a key it added is taken.
+    #[error("notifier {0} was changed concurrently")]
+    Conflict(String),
 }
 
 /// Where the notifiers are stored: `database.connection`, parsed.
@@ -235,6 +239,16 @@ impl Store {
     /// [`StoreError::Quota`] when the tenant's quota would be exceeded,
     /// [`StoreError::Database`].
     pub async fn add_version(&self, new: NewVersion<'_>) -> Result<VersionRow, StoreError> {
+        let scheme = new.scheme;
+        self.add_version_once(new).await.map_err(|error| match error {
+            StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                StoreError::Conflict(scheme.to_owned())
+            }
+            other => other,
+        })
+    }
+
+    async fn add_version_once(&self, new: NewVersion<'_>) -> Result<VersionRow, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let existing = sqlx::query("SELECT tenant FROM notifiers WHERE scheme = $1")

@@ -801,3 +801,47 @@ async fn dry_runs_beyond_the_cap_are_answered_busy() {
     }
     assert_eq!(dry_run().await.0, 200, "slots free again");
 }
+
+/// The artifact cache keeps what stored versions need: a deleted
+/// notifier's artifact and one of no stored component are removed when
+/// the host next catches up with the store (here: at start).
+#[tokio::test]
+async fn compiled_artifacts_of_deleted_notifiers_are_removed() {
+    let vhost = TestVhost::create();
+    let state = tempfile::tempdir().unwrap();
+    let config = tenants_config(&vhost, &format!("[uploads]\nstate_path = \"{}\"\n", state.path().display()));
+    let artifacts = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(state.path().join("artifacts"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".cwasm"))
+            .map(|name| name[..64].to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let sha = |path: &str| format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(component(path)));
+    let mut first = Service::start(TOCSIN, &config).await;
+    assert_eq!(upload(&first, "acme-kept", ACME, component(plugins::COUNTER)).await.0, 201);
+    assert_eq!(upload(&first, "acme-gone", ACME, component(plugins::FETCH)).await.0, 201);
+    assert_eq!(first.call("DELETE", "/v1/notifiers/acme-gone", Some(ACME), vec![]).await.0, 204);
+    first.terminate(Duration::from_secs(20)).await.unwrap();
+    let mut both = vec![sha(plugins::COUNTER), sha(plugins::FETCH)];
+    both.sort();
+    assert_eq!(artifacts(), both);
+    let tag = std::fs::read_dir(state.path().join("artifacts"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| name.ends_with(".cwasm"))
+        .map(|name| name[65..].to_owned())
+        .unwrap();
+    std::fs::write(state.path().join("artifacts").join(format!("{}-{tag}", "f".repeat(64))), b"stray")
+        .unwrap();
+
+    let second = Service::start(TOCSIN, &config).await;
+    assert_eq!(artifacts(), [sha(plugins::COUNTER)], "{}", second.log_text());
+    assert_eq!(
+        second.lines_with("registry: Removed compiled artifacts no stored version needs.")[0]["removed"],
+        2
+    );
+}

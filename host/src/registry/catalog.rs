@@ -209,8 +209,9 @@ impl Catalog {
     }
 
     /// Brings every notifier in line with the store: loads what is not
-    /// live at its active version, takes out what is gone. Returns how
-    /// many are live and how many disabled.
+    /// live at its active version, takes out what is gone, reads the
+    /// secrets again, and removes compiled artifacts no stored version
+    /// needs. Returns how many are live and how many disabled.
     ///
     /// # Errors
     /// [`CatalogError::Store`] when the database cannot be read.
@@ -222,6 +223,10 @@ impl Catalog {
             self.live_states().keys().filter(|s| !stored.contains(s.as_str())).cloned().collect();
         for scheme in gone {
             self.forget(&scheme);
+        }
+        let removed = self.compiler.retain(&self.store.stored_digests().await?);
+        if removed > 0 {
+            tracing::info!(removed, "registry: Removed compiled artifacts no stored version needs.");
         }
         let (mut live, mut disabled) = (0, 0);
         for row in &rows {

@@ -164,6 +164,31 @@ impl Compiler {
         std::fs::rename(&temporary, &path)
     }
 
+    /// Deletes the cached artifacts of components not in `keep` (deleted or
+    /// pruned versions), of other engines, and unfinished writes older than
+    /// an hour; returns how many files went.
+    pub fn retain(&self, keep: &std::collections::HashSet<String>) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return 0 };
+        let suffix = format!("-{}.cwasm", self.engine_tag);
+        let stale = |path: &Path| {
+            let age = std::fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            age.is_some_and(|age| age > Duration::from_secs(3600))
+        };
+        let mut removed = 0;
+        for path in entries.filter_map(|entry| entry.ok().map(|entry| entry.path())) {
+            let Some(name) = path.file_name().and_then(|name| name.to_str()) else { continue };
+            let unused = if name.ends_with(".cwasm") {
+                name.strip_suffix(&suffix).is_none_or(|sha256| !keep.contains(sha256))
+            } else {
+                name.contains(".tmp") && stale(&path)
+            };
+            if unused && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     fn path(&self, sha256: &str) -> Option<PathBuf> {
         let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
         valid.then(|| self.dir.join(format!("{sha256}-{}.cwasm", self.engine_tag)))

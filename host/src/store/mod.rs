@@ -217,6 +217,15 @@ impl Store {
         rows.iter().map(|row| version_row(scheme, row)).collect()
     }
 
+    /// The SHA-256 of every stored version, of every notifier.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn stored_digests(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT sha256 FROM notifier_versions").fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect()
+    }
+
     /// The bytes of one version.
     ///
     /// # Errors

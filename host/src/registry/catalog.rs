@@ -439,7 +439,11 @@ impl Catalog {
         let row = self.visible(caller, scheme).await?;
         let plugin = self.load_stored(&row, version).await?;
         let _one_at_a_time = self.one_at_a_time.lock().await;
-        if !self.store.activate(scheme, version).await? {
+        // Still the notifier whose version was loaded (not deleted and made
+        // again meanwhile)?
+        let same =
+            self.store.notifier(scheme).await?.is_some_and(|now| now.created_at_ms == row.created_at_ms);
+        if !same || !self.store.activate(scheme, version).await? {
             return Err(CatalogError::NoSuchVersion { scheme: scheme.to_owned(), version });
         }
         let changed_at_ms = self.store.notifier(scheme).await?.map_or(i64::MIN, |row| row.updated_at_ms);

@@ -31,6 +31,7 @@ class TocsinSchemes:
         self._cache_seconds = cache_seconds
         self._served = {}
         self._fetched_at = None
+        self._fetching = False
         self._lock = threading.Lock()
 
     def __contains__(self, scheme):
@@ -46,14 +47,23 @@ class TocsinSchemes:
         return iter(sorted(self._own | set(self._tocsin())))
 
     def _tocsin(self):
+        # One request at a time, made outside the lock: other checks use
+        # what tocsin served last meanwhile, and never wait on tocsin.
         with self._lock:
             fresh = self._fetched_at is not None and time.monotonic() - self._fetched_at < self._cache_seconds
-            if not fresh:
-                self._fetched_at = time.monotonic()
-                try:
-                    self._served = self._fetch()
-                except Exception as error:  # keep what tocsin served last
-                    LOG.warning("tocsin: cannot list the notifiers at %s: %s", self._url, error)
+            if fresh or self._fetching:
+                return self._served
+            self._fetching = True
+        served = None
+        try:
+            served = self._fetch()
+        except Exception as error:  # keep what tocsin served last
+            LOG.warning("tocsin: cannot list the notifiers at %s: %s", self._url, error)
+        with self._lock:
+            self._fetching = False
+            self._fetched_at = time.monotonic()
+            if served is not None:
+                self._served = served
             return self._served
 
     def _fetch(self):

@@ -2,11 +2,12 @@
 //! its URL scheme selects, within bounded concurrency, and says what
 //! became of it.
 //!
-//! Three bounds keep one slow destination or plugin from starving the
-//! rest: a global one (the instance pool), one per plugin and one per
-//! destination host. A delivery that cannot get its plugin or host slot
-//! within `dispatch.slot_wait_ms` is [`Outcome::Deferred`] to a retry tier
-//! instead of holding its message (and the prefetch window) hostage.
+//! Four bounds keep one slow destination, plugin or tenant from starving
+//! the rest: a global one (the instance pool), one per plugin, one per
+//! tenant (its quota) and one per destination host. A delivery that cannot
+//! get its plugin, tenant or host slot within `dispatch.slot_wait_ms` is
+//! [`Outcome::Deferred`] to a retry tier instead of holding its message
+//! (and the prefetch window) hostage.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -266,17 +267,18 @@ impl<N: Notifiers> Dispatcher<N> {
         Outcome::Failed { code, reason: error.to_string() }
     }
 
-    /// A global slot (waited for: every delivery needs one, and they all
-    /// finish within their deadline), then the plugin's, the tenant's (a
-    /// tenant's plugins share its quota) and the destination's (each waited
-    /// for at most `slot_wait`).
+    /// The plugin's, the tenant's (a tenant's plugins share its quota) and
+    /// the destination's slots, each waited for at most `slot_wait`, then a
+    /// global one (waited for: every delivery needs one, and they all finish
+    /// within their deadline). The bounded ones first, so that a delivery
+    /// waiting for its busy plugin, tenant or destination holds no global
+    /// slot that other alarms could use.
     async fn acquire(
         &self,
         plugin: &str,
         tenant: Option<&str>,
         destination: &str,
     ) -> Result<Permits, String> {
-        let global = Arc::clone(&self.global).acquire_owned().await.map_err(|e| e.to_string())?;
         let deadline = tokio::time::Instant::now() + self.slot_wait;
         let plugin_slot = slot(self.per_plugin.semaphore(plugin), deadline)
             .await
@@ -294,6 +296,7 @@ impl<N: Notifiers> Dispatcher<N> {
         let host_slot = slot(self.per_host.semaphore(destination), deadline)
             .await
             .ok_or_else(|| format!("destination {destination} is at its concurrency limit"))?;
+        let global = Arc::clone(&self.global).acquire_owned().await.map_err(|e| e.to_string())?;
         Ok(Permits { _held: (global, plugin_slot, tenant_slot, host_slot) })
     }
 }

@@ -65,8 +65,10 @@ pub enum PluginCommand {
     },
     /// Store a secret with a notifier (the value is read from stdin), list
     /// the names, or delete one. The plugin writes `{{secret:NAME}}` in a
-    /// header value; the host fills it in for the plugin's granted hosts.
+    /// header value; the host fills it in for requests under the secret's
+    /// URL prefix, on the plugin's granted hosts.
     Secret {
+        /// What to do with the secret.
         #[command(subcommand)]
         command: SecretCommand,
     },

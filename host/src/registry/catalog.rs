@@ -414,8 +414,8 @@ impl Catalog {
         let versions_kept = self.config.uploads.versions_kept;
         let new = NewVersion { scheme, owner: &owner, component, meta, quota, versions_kept };
         let stored = self.store.add_version(new).await?;
-        let changed_at_ms = self.store.notifier(scheme).await?.map_or(i64::MIN, |row| row.updated_at_ms);
-        self.make_live(scheme, changed_at_ms, stored.version, Arc::new(plugin));
+        // The store set the notifier's `updated_at_ms` to the version's time.
+        self.make_live(scheme, stored.created_at_ms, stored.version, Arc::new(plugin));
         self.announce(scheme);
         tracing::info!(
             plugin = scheme, tenant = owner.tenant().unwrap_or(""), version = stored.version,
@@ -439,14 +439,10 @@ impl Catalog {
         let row = self.visible(caller, scheme).await?;
         let plugin = self.load_stored(&row, version).await?;
         let _one_at_a_time = self.one_at_a_time.lock().await;
-        // Still the notifier whose version was loaded (not deleted and made
-        // again meanwhile)?
-        let same =
-            self.store.notifier(scheme).await?.is_some_and(|now| now.created_at_ms == row.created_at_ms);
-        if !same || !self.store.activate(scheme, version).await? {
+        // Only if it is still the notifier whose version was loaded.
+        let Some(changed_at_ms) = self.store.activate(scheme, row.created_at_ms, version).await? else {
             return Err(CatalogError::NoSuchVersion { scheme: scheme.to_owned(), version });
-        }
-        let changed_at_ms = self.store.notifier(scheme).await?.map_or(i64::MIN, |row| row.updated_at_ms);
+        };
         self.make_live(scheme, changed_at_ms, version, Arc::new(plugin));
         self.announce(scheme);
         tracing::info!(
@@ -617,7 +613,9 @@ impl Catalog {
         self.load(&row.scheme, &row.owner(), &meta, &component).await
     }
 
-    /// Compiles (through the cache) and loads one version.
+    /// Compiles (through the cache) and loads one version, sharing the
+    /// scheme's secret set (read by `sync`/`sync_all`, which every host runs
+    /// before serving, and on every secret change).
     async fn load(
         &self,
         scheme: &str,
@@ -626,7 +624,6 @@ impl Catalog {
         component: &[u8],
     ) -> Result<Plugin, CatalogError> {
         let artifact = self.compiler.artifact(&meta.sha256, component).await?;
-        self.refresh_secrets(scheme).await?;
         let mut spec = spec_for(scheme, Origin::External, owner.tenant().map(str::to_owned), &self.config);
         spec.grants.secrets = self.secret_slot(scheme);
         spec.limits = spec.limits.with(&meta.limits);

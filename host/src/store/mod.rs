@@ -241,7 +241,8 @@ impl Store {
 
     /// Adds a version of `new.scheme` (creating the notifier) and makes it
     /// active, in one transaction, deleting versions past
-    /// `new.versions_kept` (never the active one).
+    /// `new.versions_kept` (never the active one). The notifier's
+    /// `updated_at_ms` becomes the new version's `created_at_ms`.
     ///
     /// # Errors
     /// [`StoreError::Taken`] when another owner has the scheme,
@@ -350,24 +351,36 @@ impl Store {
         Ok(meta)
     }
 
-    /// Makes `version` of `scheme` the active one. False when there is no
-    /// such version.
+    /// Makes `version` of `scheme` the active one, if the notifier is still
+    /// the one created at `created_at_ms` (not deleted and made again
+    /// meanwhile). Returns its new `updated_at_ms`; none when there is no
+    /// such notifier or version.
     ///
     /// # Errors
     /// [`StoreError::Database`].
-    pub async fn activate(&self, scheme: &str, version: i64) -> Result<bool, StoreError> {
+    pub async fn activate(
+        &self,
+        scheme: &str,
+        created_at_ms: i64,
+        version: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query("SELECT 1 FROM notifier_versions WHERE scheme = $1 AND version = $2")
-            .bind(scheme)
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
+        let exists = sqlx::query(
+            "SELECT 1 FROM notifier_versions v JOIN notifiers n ON n.scheme = v.scheme \
+             WHERE v.scheme = $1 AND v.version = $2 AND n.created_at_ms = $3",
+        )
+        .bind(scheme)
+        .bind(version)
+        .bind(created_at_ms)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        let now = now_ms();
         if exists {
-            activate_in(&mut tx, scheme, version, now_ms()).await?;
+            activate_in(&mut tx, scheme, version, now).await?;
         }
         tx.commit().await?;
-        Ok(exists)
+        Ok(exists.then_some(now))
     }
 
     /// Deletes `scheme` with all its versions and secrets. False when there
@@ -628,8 +641,10 @@ mod tests {
         let quota = add("acme-third", owner, b"").await.unwrap_err();
         assert!(quota.to_string().contains("2 notifiers"), "count quota: {quota}");
 
-        assert!(store.activate("acme-chat", 1).await.unwrap());
-        assert!(!store.activate("acme-chat", 9).await.unwrap());
+        let created = store.notifier("acme-chat").await.unwrap().unwrap().created_at_ms;
+        assert!(store.activate("acme-chat", created, 1).await.unwrap().is_some());
+        assert!(store.activate("acme-chat", created, 9).await.unwrap().is_none());
+        assert!(store.activate("acme-chat", created - 1, 1).await.unwrap().is_none(), "another notifier");
         assert_eq!(store.notifier("acme-chat").await.unwrap().unwrap().active_version, Some(1));
         assert!(store.delete("acme-chat").await.unwrap());
         assert!(!store.delete("acme-chat").await.unwrap());
@@ -663,7 +678,8 @@ mod tests {
             add().await.unwrap();
         }
         assert_eq!(kept().await, [2, 3, 4]);
-        assert!(store.activate("pager", 2).await.unwrap());
+        let created = store.notifier("pager").await.unwrap().unwrap().created_at_ms;
+        assert!(store.activate("pager", created, 2).await.unwrap().is_some());
         add().await.unwrap();
         assert_eq!(kept().await, [2, 3, 4, 5], "the active version stays");
         add().await.unwrap();

@@ -192,14 +192,13 @@ impl Service {
     /// connections to the service's API, as real clients would).
     pub async fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
         signal(self.child.id(), "TERM");
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
+        let mut status = None;
+        eventually(limit, async || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        })
+        .await;
+        status
     }
 
     /// SIGKILL, and reaps it.

@@ -15,7 +15,6 @@ use crate::api::{self, AppState};
 use crate::capabilities::secrets::SecretBox;
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Sandboxed};
-use crate::intake::transport::Broker;
 use crate::intake::{Intake, Status};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -57,10 +56,9 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     let state = AppState { config: Arc::clone(&config), metrics, status, catalog: Arc::clone(&catalog) };
     let api = tokio::spawn(api::serve(listener, state, shutdown.clone()));
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let broker = Broker::new(&config.broker).context("cannot use the broker settings")?;
     let feed = tokio::spawn(changes::run(
         Arc::clone(&config),
-        broker,
+        intake.broker().clone(),
         Arc::clone(&catalog),
         changes,
         shutdown.clone(),

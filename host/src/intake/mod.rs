@@ -108,6 +108,12 @@ impl<N: Notifiers> Intake<N> {
         })
     }
 
+    /// The brokers it connects to, for other connections of the service to
+    /// the same brokers (the notifier change feed).
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
     /// Runs until `shutdown` is cancelled (then waits up to `grace` for
     /// in-flight messages) or a configuration problem makes going on
     /// pointless.

@@ -124,7 +124,7 @@ impl Default for BrokerConfig {
             rabbit_ha_queues: false,
             rabbit_quorum_queue: false,
             rabbit_transient_queues_ttl: 1800,
-            rabbit_qos_prefetch_count: 32,
+            rabbit_qos_prefetch_count: 64,
             ssl: false,
             ssl_ca_file: None,
             ssl_cert_file: None,
@@ -219,15 +219,18 @@ pub struct DispatchConfig {
     pub per_plugin: u32,
     /// Deliveries running at once per destination host.
     pub per_host: u32,
-    /// How long a delivery waits for a per-plugin or per-host slot before
-    /// it is handed to the first retry tier (without counting an attempt),
-    /// so one slow destination never holds up other alarms; in ms.
+    /// The longest a delivery waits for a busy plugin, tenant or
+    /// destination slot, in ms. It waits only when a slot is expected
+    /// within this time (judged from how long that key's deliveries take);
+    /// otherwise, or once this time has passed, it goes to the first retry
+    /// tier (without counting an attempt), so a slow destination never
+    /// holds up other alarms.
     pub slot_wait_ms: u64,
 }
 
 impl Default for DispatchConfig {
     fn default() -> Self {
-        DispatchConfig { concurrency: 64, per_plugin: 64, per_host: 16, slot_wait_ms: 1_000 }
+        DispatchConfig { concurrency: 64, per_plugin: 64, per_host: 16, slot_wait_ms: 100 }
     }
 }
 

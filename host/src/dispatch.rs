@@ -4,13 +4,17 @@
 //!
 //! Four bounds keep one slow destination, plugin or tenant from starving
 //! the rest: a global one (the instance pool), one per plugin, one per
-//! tenant (its quota) and one per destination host. A delivery that cannot
-//! get its plugin, tenant or host slot within `dispatch.slot_wait_ms` is
-//! [`Outcome::Deferred`] to a retry tier instead of holding its message
-//! (and the prefetch window) hostage.
+//! tenant (its quota) and one per destination host. A delivery whose
+//! plugin, tenant or host slot is busy waits only if one is expected
+//! within `dispatch.slot_wait_ms` (judged from how long that key's
+//! deliveries take and how long since one started), and that long at
+//! most; otherwise it is [`Outcome::Deferred`] to a retry tier at once
+//! instead of holding its message (and a place in the broker's prefetch
+//! window) hostage: a slow endpoint cannot block the alarms behind it.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -116,31 +120,126 @@ impl Notifiers for Sandboxed {
     }
 }
 
-/// Concurrency slots keyed by plugin or destination.
+/// Concurrency slots keyed by plugin, tenant or destination.
 #[derive(Debug)]
 struct Slots {
-    per_key: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_key: Mutex<HashMap<String, Arc<Slot>>>,
     permits: usize,
+    epoch: tokio::time::Instant,
 }
 
 impl Slots {
     fn new(permits: u32) -> Self {
-        Slots { per_key: Mutex::new(HashMap::new()), permits: permits as usize }
-    }
-
-    /// The semaphore of `key`, made with the default number of permits.
-    fn semaphore(&self, key: &str) -> Arc<Semaphore> {
-        self.semaphore_of(key, self.permits)
-    }
-
-    /// The semaphore of `key`, made with `permits` when it is new.
-    fn semaphore_of(&self, key: &str, permits: usize) -> Arc<Semaphore> {
-        let Ok(mut per_key) = self.per_key.lock() else { return Arc::new(Semaphore::new(permits)) };
-        if per_key.len() > MAX_IDLE_KEYS {
-            per_key.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+        Slots {
+            per_key: Mutex::new(HashMap::new()),
+            permits: permits as usize,
+            epoch: tokio::time::Instant::now(),
         }
-        Arc::clone(per_key.entry(key.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(permits))))
     }
+
+    /// The slot of `key`, made with the default number of permits.
+    fn slot(&self, key: &str) -> Arc<Slot> {
+        self.slot_of(key, self.permits)
+    }
+
+    /// The slot of `key`, made with `permits` when it is new.
+    fn slot_of(&self, key: &str, permits: usize) -> Arc<Slot> {
+        let new = || Arc::new(Slot::new(permits, self.epoch));
+        let Ok(mut per_key) = self.per_key.lock() else { return new() };
+        if per_key.len() > MAX_IDLE_KEYS {
+            per_key.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        Arc::clone(per_key.entry(key.to_owned()).or_insert_with(new))
+    }
+}
+
+/// One key's permits, and what tells whether waiting for one is worth it:
+/// how long its deliveries take and how long since one started.
+#[derive(Debug)]
+struct Slot {
+    semaphore: Arc<Semaphore>,
+    permits: u64,
+    epoch: tokio::time::Instant,
+    /// Deliveries waiting for a permit now.
+    waiting: AtomicU64,
+    /// How long its deliveries take, µs: a moving mean (each new one
+    /// weighs 1/8).
+    mean_us: AtomicU64,
+    /// When one of its deliveries last took a permit, µs since `epoch`.
+    last_start_us: AtomicU64,
+}
+
+impl Slot {
+    fn new(permits: usize, epoch: tokio::time::Instant) -> Self {
+        Slot {
+            semaphore: Arc::new(Semaphore::new(permits)),
+            permits: permits.max(1) as u64,
+            epoch,
+            waiting: AtomicU64::new(0),
+            mean_us: AtomicU64::new(0),
+            last_start_us: AtomicU64::new(micros(epoch.elapsed())),
+        }
+    }
+
+    /// How long a delivery arriving now would wait for a permit: none when
+    /// one is free; else the longer of the time since the last one started
+    /// (all permits have been held at least that long) and the mean time
+    /// of a delivery for each round of the queue ahead of it.
+    fn expected_wait(&self) -> Duration {
+        if self.semaphore.available_permits() > 0 {
+            return Duration::ZERO;
+        }
+        let since_start =
+            micros(self.epoch.elapsed()).saturating_sub(self.last_start_us.load(Ordering::Relaxed));
+        let rounds = self.waiting.load(Ordering::Relaxed) / self.permits + 1;
+        Duration::from_micros(since_start.max(self.mean_us.load(Ordering::Relaxed).saturating_mul(rounds)))
+    }
+
+    /// A permit, waited for only when one is expected within `limit`, and
+    /// then until `deadline` at most.
+    async fn take(self: Arc<Self>, limit: Duration, deadline: tokio::time::Instant) -> Option<Held> {
+        let semaphore = Arc::clone(&self.semaphore);
+        let permit = match semaphore.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if self.expected_wait() >= limit => return None,
+            Err(_) => {
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                let _waiting = Waiting(&self.waiting);
+                tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await.ok()?.ok()?
+            }
+        };
+        self.last_start_us.store(micros(self.epoch.elapsed()), Ordering::Relaxed);
+        Some(Held { _permit: permit, slot: self })
+    }
+}
+
+/// Counts a waiting delivery until it stops waiting, for any reason.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A permit of one key, with the slot it came from.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    slot: Arc<Slot>,
+}
+
+impl Held {
+    /// Tells the slot a delivery took `took`.
+    fn learn(&self, took: Duration) {
+        let took = micros(took);
+        let _ = self.slot.mean_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
+            Some(if mean == 0 { took } else { mean - mean / 8 + took / 8 })
+        });
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Runs deliveries within the configured bounds.
@@ -195,7 +294,7 @@ impl<N: Notifiers> Dispatcher<N> {
         };
         let (name, tenant) = N::identity(&plugin);
         let destination = split.as_ref().map(|s| s.host_port().to_ascii_lowercase()).unwrap_or_default();
-        let _permits = match self.acquire(name, tenant, &destination).await {
+        let permits = match self.acquire(name, tenant, &destination).await {
             Ok(permits) => permits,
             Err(reason) => {
                 tracing::warn!(
@@ -211,6 +310,7 @@ impl<N: Notifiers> Dispatcher<N> {
         let delivery = record.delivery(tenant.map(str::to_owned));
         let result = self.notifiers.invoke(&plugin, &record.action, &record.alarm, &delivery).await;
         let elapsed = started.elapsed();
+        permits.learn(elapsed);
         self.metrics
             .delivery_seconds
             .get_or_create(&PluginLabels { plugin: name.to_owned() })
@@ -268,11 +368,13 @@ impl<N: Notifiers> Dispatcher<N> {
     }
 
     /// The plugin's, the tenant's (a tenant's plugins share its quota) and
-    /// the destination's slots, each waited for at most `slot_wait`, then a
-    /// global one (waited for: every delivery needs one, and they all finish
-    /// within their deadline). The bounded ones first, so that a delivery
-    /// waiting for its busy plugin, tenant or destination holds no global
-    /// slot that other alarms could use.
+    /// the destination's slots, then a global one (waited for: every
+    /// delivery needs one, and they all finish within their deadline). A
+    /// busy plugin, tenant or destination slot is waited for only when one
+    /// is expected within `slot_wait`, and then `slot_wait` at most: a
+    /// delivery that waits holds its message, and so a place in the
+    /// broker's prefetch window that other alarms could use. The bounded
+    /// slots first, so that a waiting delivery holds no global slot either.
     async fn acquire(
         &self,
         plugin: &str,
@@ -280,33 +382,112 @@ impl<N: Notifiers> Dispatcher<N> {
         destination: &str,
     ) -> Result<Permits, String> {
         let deadline = tokio::time::Instant::now() + self.slot_wait;
-        let plugin_slot = slot(self.per_plugin.semaphore(plugin), deadline)
+        let plugin_slot = self
+            .per_plugin
+            .slot(plugin)
+            .take(self.slot_wait, deadline)
             .await
             .ok_or_else(|| format!("plugin {plugin} is at its concurrency limit"))?;
         let tenant_slot = match tenant {
             Some(tenant) => {
                 let quota = self.tenant_quotas.get(tenant).copied().unwrap_or(self.per_tenant.permits);
-                let permit = slot(self.per_tenant.semaphore_of(tenant, quota), deadline)
+                let held = self
+                    .per_tenant
+                    .slot_of(tenant, quota)
+                    .take(self.slot_wait, deadline)
                     .await
                     .ok_or_else(|| format!("tenant {tenant} is at its concurrent-delivery quota"))?;
-                Some(permit)
+                Some(held)
             }
             None => None,
         };
-        let host_slot = slot(self.per_host.semaphore(destination), deadline)
+        let host_slot = self
+            .per_host
+            .slot(destination)
+            .take(self.slot_wait, deadline)
             .await
             .ok_or_else(|| format!("destination {destination} is at its concurrency limit"))?;
         let global = Arc::clone(&self.global).acquire_owned().await.map_err(|e| e.to_string())?;
-        Ok(Permits { _held: (global, plugin_slot, tenant_slot, host_slot) })
+        Ok(Permits { _global: global, keyed: [Some(plugin_slot), tenant_slot, Some(host_slot)] })
     }
 }
 
 /// The slots one delivery holds while it runs.
 struct Permits {
-    _held: (OwnedSemaphorePermit, OwnedSemaphorePermit, Option<OwnedSemaphorePermit>, OwnedSemaphorePermit),
+    _global: OwnedSemaphorePermit,
+    keyed: [Option<Held>; 3],
 }
 
-/// A permit of `semaphore`, if one comes free before `deadline`.
-async fn slot(semaphore: Arc<Semaphore>, deadline: tokio::time::Instant) -> Option<OwnedSemaphorePermit> {
-    tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await.ok()?.ok()
+impl Permits {
+    /// Tells the plugin's, tenant's and destination's slots how long the
+    /// delivery took.
+    fn learn(&self, took: Duration) {
+        self.keyed.iter().flatten().for_each(|held| held.learn(took));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_millis(100);
+
+    fn one_permit() -> Arc<Slot> {
+        Arc::new(Slot::new(1, tokio::time::Instant::now()))
+    }
+
+    async fn take(slot: &Arc<Slot>) -> Option<Held> {
+        Arc::clone(slot).take(WAIT, tokio::time::Instant::now() + WAIT).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_key_whose_deliveries_are_quick_is_waited_for() {
+        let slot = one_permit();
+        let held = take(&slot).await.unwrap();
+        held.learn(Duration::from_millis(2));
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            drop(held);
+        });
+        let started = tokio::time::Instant::now();
+        assert!(take(&slot).await.is_some(), "the permit came free within the wait");
+        assert_eq!(started.elapsed(), Duration::from_millis(5));
+        release.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_key_whose_deliveries_are_slow_defers_at_once() {
+        let slot = one_permit();
+        let held = take(&slot).await.unwrap();
+        held.learn(Duration::from_secs(2));
+        let started = tokio::time::Instant::now();
+        assert!(take(&slot).await.is_none());
+        assert_eq!(started.elapsed(), Duration::ZERO, "no time spent holding the message");
+        drop(held);
+        assert!(take(&slot).await.is_some(), "a free permit is taken whatever the key's speed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_busy_past_the_wait_defers_at_once_before_any_delivery_ends() {
+        let slot = one_permit();
+        let _held = take(&slot).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(take(&slot).await.is_none(), "nothing learnt yet: waits, until the wait runs out");
+        assert_eq!(started.elapsed(), WAIT);
+        let started = tokio::time::Instant::now();
+        assert!(take(&slot).await.is_none());
+        assert_eq!(started.elapsed(), Duration::ZERO, "busy for longer than the wait: deferred at once");
+        assert_eq!(slot.waiting.load(Ordering::Relaxed), 0, "no waiter left counted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_round_of_waiters_ahead_adds_a_delivery_time() {
+        let slot = Arc::new(Slot::new(2, tokio::time::Instant::now()));
+        let (first, _second) = (take(&slot).await.unwrap(), take(&slot).await.unwrap());
+        first.learn(Duration::from_millis(40));
+        assert_eq!(slot.expected_wait(), Duration::from_millis(40));
+        slot.waiting.store(2, Ordering::Relaxed);
+        assert_eq!(slot.expected_wait(), Duration::from_millis(80), "two waiters ahead fill one round");
+        slot.waiting.store(0, Ordering::Relaxed);
+    }
 }

@@ -25,6 +25,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot set up has nothing to measure
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,10 +40,12 @@ use tocsin::intake::topology::Topology;
 use tocsin::intake::{Intake, Status};
 use tocsin::message::{self, Stamps, WireFormat};
 use tocsin::metrics::Metrics;
-use tocsin::registry::{self, Registry, ResolveError};
+use tocsin::registry::{Registry, ResolveError};
 use tocsin::sandbox::{CallError, Sandbox};
 use tocsin_tests::broker::TestVhost;
 use tokio_util::sync::CancellationToken;
+
+use crate::common::Native;
 
 /// The allocator the `tocsin` binary uses, so the figures are the service's.
 #[global_allocator]
@@ -49,62 +53,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const LATENCY_RATE: u64 = 1_000;
 const LATENCY_SECONDS: u64 = 5;
-
-/// The built-in notifiers' own code (their lines, body and request),
-/// compiled natively: no sandbox. Their lines carry the fields the
-/// service's plugin lines carry (`plugin`, `alarm_id`), so both variants
-/// write the same log.
-struct Native {
-    client: reqwest::Client,
-}
-
-impl Notifiers for Native {
-    type Plugin = &'static str;
-
-    fn resolve(&self, action: &str) -> Result<Arc<&'static str>, ResolveError> {
-        registry::builtin_for_action(action).map(Arc::new)
-    }
-
-    fn identity<'a>(plugin: &'a &'static str) -> (&'a str, Option<&'a str>) {
-        (plugin, None)
-    }
-
-    async fn invoke(
-        &self,
-        plugin: &&'static str,
-        action: &str,
-        alarm: &Alarm,
-        delivery: &Delivery,
-    ) -> Result<(), CallError> {
-        let alarm = alarm.to_sdk();
-        if *plugin == "log" {
-            let line = tocsin_notifier_log::aodh_line(action, &alarm);
-            tracing::info!(target: "tocsin::plugin", plugin = "log", alarm_id = alarm.alarm_id, "{line}");
-            return Ok(());
-        }
-        let split =
-            tocsin_guest_sdk::action::split(action).map_err(|e| CallError::Permanent(e.to_string()))?;
-        let request_id = delivery.request_id();
-        let line = tocsin_notifier_http::sending_line(&split, &alarm, &request_id);
-        tracing::info!(target: "tocsin::plugin", plugin = "http", alarm_id = alarm.alarm_id, "{line}");
-        let response = self
-            .client
-            .post(split.without_credentials())
-            .header("x-openstack-request-id", request_id)
-            .header("content-type", "application/json")
-            .body(tocsin_notifier_http::aodh_body(&alarm))
-            .send()
-            .await
-            .map_err(|e| CallError::Retryable { reason: e.to_string(), retry_after: None })?;
-        let status = response.status().as_u16();
-        let line = tocsin_notifier_http::response_line(&alarm.alarm_id, status);
-        tracing::info!(target: "tocsin::plugin", plugin = "http", alarm_id = alarm.alarm_id, "{line}");
-        match response.status().is_success() {
-            true => Ok(()),
-            false => Err(CallError::Permanent(status.to_string())),
-        }
-    }
-}
 
 /// Counts deliveries and records publish → delivered from the alarm's
 /// reason (`t=<unix ns>`).

@@ -1,0 +1,216 @@
+//! The load: numbered alarms published as an evaluator publishes them, and
+//! when each one was published and when it arrived (at the sink, or as the
+//! notifier's log line), on one clock.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use lapin::BasicProperties;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
+use tocsin::alarm::{Alarm, SAMPLE_ALARM};
+use tocsin::config::Config;
+use tocsin::intake::topology::Topology;
+use tocsin::intake::transport::Broker;
+use tocsin::message::{self, Stamps, WireFormat};
+
+/// Aodh's notification exchange (`control_exchange`).
+pub const EXCHANGE: &str = "aodh";
+/// Aodh's notifier topic at priority `sample`: the routing key and the queue
+/// both notifiers consume.
+pub const QUEUE: &str = "alarming.sample";
+/// Confirmations awaited at once while publishing.
+const CONFIRM_BATCH: usize = 512;
+/// The part of an alarm id before its number.
+const ID_PREFIX: &str = "00000000-0000-4000-8000-";
+
+/// The id of alarm number `seq`: a UUID that ends in the number, so it can
+/// be found in a request body or a log line.
+pub fn alarm_id(seq: usize) -> String {
+    format!("{ID_PREFIX}{seq:012}")
+}
+
+/// The number of the first alarm id in `text`.
+pub fn seq_in(text: &[u8]) -> Option<usize> {
+    let prefix = ID_PREFIX.as_bytes();
+    let start = text.windows(prefix.len()).position(|window| window == prefix)? + prefix.len();
+    let digits = text.get(start..start + 12)?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Publish and arrival times of alarms `0..count`, and when the notifier
+/// began consuming, in ns since the run's start (0: not yet).
+#[derive(Debug)]
+pub struct Timeline {
+    epoch: Instant,
+    consuming: AtomicU64,
+    published: Vec<AtomicU64>,
+    arrived: Vec<AtomicU64>,
+    arrivals: AtomicUsize,
+}
+
+impl Timeline {
+    /// An empty timeline for `count` alarms.
+    pub fn new(count: usize) -> Self {
+        Timeline {
+            epoch: Instant::now(),
+            consuming: AtomicU64::new(0),
+            published: (0..count).map(|_| AtomicU64::new(0)).collect(),
+            arrived: (0..count).map(|_| AtomicU64::new(0)).collect(),
+            arrivals: AtomicUsize::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Alarms in the run.
+    pub fn count(&self) -> usize {
+        self.published.len()
+    }
+
+    /// Alarm `seq` is being published now.
+    pub fn publishing(&self, seq: usize) {
+        if let Some(at) = self.published.get(seq) {
+            at.store(self.now(), Ordering::Relaxed);
+        }
+    }
+
+    /// The notifier began consuming now.
+    pub fn consuming(&self) {
+        self.consuming.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// Alarm `seq` arrived now; only its first arrival counts.
+    pub fn arrived(&self, seq: usize) {
+        let Some(at) = self.arrived.get(seq) else { return };
+        if at.compare_exchange(0, self.now(), Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.arrivals.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Distinct alarms arrived so far.
+    pub fn arrivals(&self) -> usize {
+        self.arrivals.load(Ordering::Relaxed)
+    }
+
+    /// Publish → arrival of every arrived alarm `seq` for which `pick(seq)`,
+    /// the clock of an alarm published before the notifier consumed
+    /// starting when it began to: its start-up time is left out.
+    pub fn latencies(&self, pick: impl Fn(usize) -> bool) -> Vec<Duration> {
+        let consuming = self.consuming.load(Ordering::Relaxed);
+        let mut latencies: Vec<Duration> = (0..self.count())
+            .filter(|seq| pick(*seq))
+            .filter_map(|seq| {
+                let published = self.published[seq].load(Ordering::Relaxed).max(consuming);
+                let arrived = self.arrived[seq].load(Ordering::Relaxed);
+                (published > 0 && arrived > 0)
+                    .then(|| Duration::from_nanos(arrived.saturating_sub(published)))
+            })
+            .collect();
+        latencies.sort();
+        latencies
+    }
+
+    /// From when the notifier began consuming (or the first publish, if
+    /// later) to the last arrival.
+    pub fn span(&self) -> Duration {
+        let consuming = self.consuming.load(Ordering::Relaxed);
+        let first = self.published.iter().map(|at| at.load(Ordering::Relaxed)).filter(|at| *at > 0).min();
+        let last = self.arrived.iter().map(|at| at.load(Ordering::Relaxed)).max();
+        match (first, last) {
+            (Some(first), Some(last)) => Duration::from_nanos(last.saturating_sub(first.max(consuming))),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// Fills the queue both notifiers consume on the vhost of `transport_url`
+/// with alarms `0..timeline.count()`, `alarm.update` notifications
+/// (tocsin's encoder: the bytes oslo.messaging writes), alarm `seq` with
+/// the one action `action(seq)`. The exchange and queue are declared as
+/// oslo.messaging declares them, so that the notifier started next finds
+/// them as its own. Returns how long publishing took.
+///
+/// # Errors
+/// No broker, or a message the broker refused.
+pub async fn prefill(
+    transport_url: &str,
+    timeline: &Timeline,
+    action: impl Fn(usize) -> String,
+) -> anyhow::Result<Duration> {
+    let mut config = Config::default();
+    config.broker.transport_url = transport_url.to_owned();
+    let connection = Broker::new(&config.broker)?
+        .connect("peer-bench")
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot connect to RabbitMQ to publish: {error}"))?;
+    let channel = connection.create_channel().await.context("cannot open a channel")?;
+    Topology::new(&config).publisher(&config, WireFormat::Notification).declare(&channel, false).await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await.context("cannot enable confirms")?;
+    let mut alarm: Alarm = serde_json::from_str(SAMPLE_ALARM).context("the sample alarm")?;
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(2)
+        .with_priority(0)
+        .with_headers(FieldTable::default());
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(CONFIRM_BATCH);
+    for seq in 0..timeline.count() {
+        alarm.alarm_id = alarm_id(seq);
+        let body = message::encode(WireFormat::Notification, &alarm, &[action(seq)], &Stamps::fresh());
+        timeline.publishing(seq);
+        let confirm = channel
+            .basic_publish(
+                EXCHANGE.into(),
+                QUEUE.into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties.clone(),
+            )
+            .await
+            .with_context(|| format!("publishing alarm {seq}"))?;
+        pending.push(confirm);
+        if pending.len() == CONFIRM_BATCH || seq + 1 == timeline.count() {
+            for confirm in pending.drain(..) {
+                anyhow::ensure!(confirm.await?.is_ack(), "the broker refused an alarm");
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = connection.close(200, "published".into()).await;
+    Ok(elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alarm_number_is_found_again_in_a_body_or_a_line() {
+        let id = alarm_id(4321);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id} is a UUID, as aodh's ids are");
+        let line = format!("INFO Notifying alarm cpu_high {id} of critical priority from ok to alarm");
+        assert_eq!(seq_in(line.as_bytes()), Some(4321));
+        assert_eq!(seq_in(format!("{{\"alarm_id\": \"{id}\"}}").as_bytes()), Some(4321));
+        assert_eq!(seq_in(b"Notifying alarm cpu_high 0e3cd4a5-7d6a-4f4c-9b5b-6c1f2d3e4f50"), None);
+    }
+
+    #[test]
+    fn the_timeline_counts_first_arrivals_and_measures_from_publish() {
+        let timeline = Timeline::new(3);
+        timeline.publishing(0);
+        timeline.publishing(1);
+        timeline.arrived(1);
+        timeline.consuming();
+        timeline.arrived(1);
+        timeline.arrived(7);
+        assert_eq!(timeline.arrivals(), 1, "a repeat and an unknown number do not count");
+        assert_eq!(timeline.latencies(|_| true).len(), 1);
+        assert!(timeline.latencies(|seq| seq == 0).is_empty(), "alarm 0 has not arrived");
+        assert!(timeline.span() > Duration::ZERO);
+    }
+}

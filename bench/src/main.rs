@@ -1,0 +1,210 @@
+//! `peer-bench`: tocsin against OpenStack's own aodh-notifier, side by
+//! side in one run, on the same RabbitMQ, the same loopback sink and the
+//! same alarms. For each scenario (`log://`, `http://`, and a mix where
+//! every tenth alarm goes to an endpoint that answers after a pause), each
+//! notifier is started fresh on a vhost of its own, the alarms are
+//! published as fast as the broker takes them, and the run ends when all
+//! have arrived. Prints a Markdown table (throughput, publish → arrival
+//! percentiles, CPU per 1,000 actions, peak RSS, tocsin/aodh ratios) and
+//! writes it as JSON. `scripts/peer-bench` installs what it needs and runs it.
+
+mod load;
+mod notifiers;
+mod procfs;
+mod report;
+mod sink;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+use tocsin_tests::broker::TestVhost;
+
+use crate::load::Timeline;
+use crate::notifiers::{Kind, Notifier, Programs};
+use crate::report::{Latency, Run};
+use crate::sink::Sink;
+
+/// A run with no arrival for this long has stalled and ends.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// What one run sends and how arrivals are seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// `log://`: an alarm has arrived when the notifier logs its line.
+    Log,
+    /// `http://` to the sink.
+    Http,
+    /// `http://`, every tenth alarm to a sink that answers after `--slow-ms`.
+    SlowMix,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Log => "log",
+            Scenario::Http => "http",
+            Scenario::SlowMix => "slow-mix",
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "tocsin against aodh-notifier: the same alarms, broker and sink, side by side")]
+struct Args {
+    /// Alarms published per run, one action each.
+    #[arg(long, default_value_t = 5_000)]
+    count: usize,
+    /// The scenarios to run.
+    #[arg(long, value_delimiter = ',', default_value = "log,http,slow-mix")]
+    scenarios: Vec<Scenario>,
+    /// The notifiers to run.
+    #[arg(long, value_delimiter = ',', default_value = "aodh,tocsin")]
+    notifiers: Vec<NotifierArg>,
+    /// The slow endpoint's pause before it answers, in ms.
+    #[arg(long, default_value_t = 2_000)]
+    slow_ms: u64,
+    /// `aodh-notifier` to run.
+    #[arg(long, default_value = "target/aodh-venv/bin/aodh-notifier")]
+    aodh_notifier: PathBuf,
+    /// `tocsin` binary to run.
+    #[arg(long, default_value = "target/release/tocsin")]
+    tocsin: PathBuf,
+    /// Where the results are written as JSON.
+    #[arg(long, default_value = "target/peer-bench.json")]
+    json: PathBuf,
+    /// Longest a run may take, in seconds, before it is reported incomplete.
+    #[arg(long, default_value_t = 600)]
+    run_limit_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NotifierArg {
+    Aodh,
+    Tocsin,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.count > 0, "--count must be at least 1");
+    let programs = Programs { aodh_notifier: args.aodh_notifier.clone(), tocsin: args.tocsin.clone() };
+    for program in [&programs.aodh_notifier, &programs.tocsin] {
+        anyhow::ensure!(program.exists(), "{} is missing: run scripts/peer-bench", program.display());
+    }
+    let mut runs = Vec::new();
+    for scenario in &args.scenarios {
+        for notifier in &args.notifiers {
+            let kind = match notifier {
+                NotifierArg::Aodh => Kind::Aodh,
+                NotifierArg::Tocsin => Kind::Tocsin,
+            };
+            eprintln!("==> {} with {} alarms through {}", scenario.name(), args.count, kind.name());
+            let run = measure(&args, &programs, *scenario, kind)
+                .await
+                .with_context(|| format!("{} through {}", scenario.name(), kind.name()))?;
+            eprintln!(
+                "    {} of {} in {:.2} s: {:.0} actions/s, {:.3} CPU s per 1,000",
+                run.delivered, run.actions, run.seconds, run.actions_per_s, run.cpu_s_per_1000
+            );
+            runs.push(run);
+        }
+    }
+    println!("{}", report::table(&runs));
+    let document = json!({
+        "count": args.count,
+        "slow_ms": args.slow_ms,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "runs": runs,
+        "ratios": report::ratios(&runs),
+    });
+    std::fs::write(&args.json, serde_json::to_vec_pretty(&document)?)
+        .with_context(|| format!("writing {}", args.json.display()))?;
+    eprintln!("==> written to {}", args.json.display());
+    let incomplete: Vec<String> = runs
+        .iter()
+        .filter(|run| run.delivered < run.actions)
+        .map(|run| format!("{} through {}", run.scenario, run.notifier.name()))
+        .collect();
+    anyhow::ensure!(incomplete.is_empty(), "not every alarm arrived in: {}", incomplete.join(", "));
+    Ok(())
+}
+
+/// One notifier on one scenario, on a vhost of its own.
+async fn measure(args: &Args, programs: &Programs, scenario: Scenario, kind: Kind) -> anyhow::Result<Run> {
+    // Deleted with everything in it when the run ends.
+    let vhost = TestVhost::create();
+    let timeline = Arc::new(Timeline::new(args.count));
+    let fast = Sink::start(Arc::clone(&timeline), Duration::ZERO).await?;
+    let slow = Sink::start(Arc::clone(&timeline), Duration::from_millis(args.slow_ms)).await?;
+    let is_slow = |seq: usize| scenario == Scenario::SlowMix && seq.is_multiple_of(10);
+    let action = |seq: usize| match scenario {
+        Scenario::Log => "log://".to_owned(),
+        Scenario::Http | Scenario::SlowMix if is_slow(seq) => slow.url.clone(),
+        Scenario::Http | Scenario::SlowMix => fast.url.clone(),
+    };
+    let publishing = load::prefill(&vhost.transport_url(), &timeline, action).await?;
+
+    let lines = (scenario == Scenario::Log).then(|| Arc::clone(&timeline));
+    let mut notifier = Notifier::start(kind, programs, &vhost.transport_url(), lines)?;
+    let watching = vhost.connect().await;
+    notifier.consuming(&watching.create_channel().await?).await?;
+    // Its start-up is over: from here on, what it uses is the alarms' work.
+    timeline.consuming();
+    let processes = notifier.processes();
+    let broker = procfs::named("beam.smp");
+    let me = [std::process::id()];
+    let before = [processes.as_slice(), &broker, &me].map(procfs::total_cpu_seconds);
+    let limit = Duration::from_secs(args.run_limit_s);
+    let started = Instant::now();
+    let (mut seen, mut progressed) = (0, Instant::now());
+    while timeline.arrivals() < args.count && started.elapsed() < limit && progressed.elapsed() < STALL_LIMIT
+    {
+        notifier.check_running()?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if timeline.arrivals() > seen {
+            (seen, progressed) = (timeline.arrivals(), Instant::now());
+        }
+    }
+    let after = [processes.as_slice(), &broker, &me].map(procfs::total_cpu_seconds);
+    let peak_rss = procfs::peak_rss_bytes(&processes);
+    if timeline.arrivals() < args.count {
+        eprintln!(
+            "    incomplete after {:.0} s ({} s without an arrival); its last lines:\n{}",
+            started.elapsed().as_secs_f64(),
+            progressed.elapsed().as_secs(),
+            notifier.tail()
+        );
+    }
+    notifier.stop().await;
+
+    let delivered = timeline.arrivals();
+    let seconds = timeline.span().as_secs_f64();
+    let per_1000 = |index: usize| (after[index] - before[index]) * 1000.0 / delivered.max(1) as f64;
+    let (healthy_latency, slow_latency) = match scenario {
+        Scenario::SlowMix => {
+            (Latency::of(&timeline.latencies(|seq| !is_slow(seq))), Latency::of(&timeline.latencies(is_slow)))
+        }
+        Scenario::Log | Scenario::Http => (None, None),
+    };
+    Ok(Run {
+        scenario: scenario.name(),
+        notifier: kind,
+        actions: args.count,
+        delivered,
+        seconds,
+        actions_per_s: if seconds > 0.0 { delivered as f64 / seconds } else { 0.0 },
+        latency: Latency::of(&timeline.latencies(|_| true)),
+        healthy_latency,
+        slow_latency,
+        cpu_s_per_1000: per_1000(0),
+        peak_rss_mib: peak_rss as f64 / f64::from(1 << 20),
+        processes: processes.len(),
+        broker_cpu_s_per_1000: per_1000(1),
+        sender_cpu_s_per_1000: per_1000(2),
+        publish_seconds: publishing.as_secs_f64(),
+    })
+}

@@ -1,0 +1,209 @@
+//! The hot paths of one delivery, each measured with criterion beside a
+//! native baseline in the same run, so that a regression shows as a ratio
+//! rather than as a time that depends on the machine:
+//!
+//! | group | measured | baseline |
+//! |---|---|---|
+//! | `decode` | `message::decode` of a captured `alarm.update` | parsing the same bytes into JSON values (envelope and inner message), the least any decoder does |
+//! | `dispatch` | `Dispatcher::deliver` of a `log://` delivery record (resolve, four concurrency slots, metrics, outcome) over the native notifier | calling that notifier directly |
+//! | `sandbox-call` | the built-in `log` notifier: fresh store, instantiation, `notify`, the `log` capability, teardown; pooling and on-demand allocator | its formatting (`aodh_line`) compiled natively |
+//! | `http` | the built-in `http` notifier: one POST through the `http` capability (grant, egress policy, shared client) to a keep-alive sink on 127.0.0.1 | the notifier's code compiled natively, the same client and sink |
+//!
+//! `cargo bench -p tocsin --bench hot_paths` prints criterion's figures,
+//! then a table of each median against its baseline's.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot set up has nothing to measure
+
+mod common;
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::Criterion;
+use tocsin::alarm::{Alarm, Delivery, SAMPLE_ALARM};
+use tocsin::config::Config;
+use tocsin::delivery::DeliveryRecord;
+use tocsin::dispatch::{Dispatcher, Notifiers, Outcome};
+use tocsin::message::{self, Properties};
+use tocsin::metrics::Metrics;
+use tocsin::registry::{self, Origin, builtin};
+use tocsin::sandbox::Sandbox;
+
+use crate::common::Native;
+
+/// The allocator the `tocsin` binary uses, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Each measured path and the baseline it is compared with: (group,
+/// measured, baseline).
+const PAIRS: [(&str, &str, &str); 5] = [
+    ("decode", "tocsin", "native-json"),
+    ("dispatch", "dispatcher", "direct-call"),
+    ("sandbox-call", "pooling", "native"),
+    ("sandbox-call", "on-demand", "native"),
+    ("http", "sandbox", "native"),
+];
+
+fn output_directory() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/criterion")
+}
+
+fn sample_alarm() -> Alarm {
+    serde_json::from_str(SAMPLE_ALARM).expect("sample alarm")
+}
+
+/// A configuration whose `http` notifier may reach 127.0.0.1.
+fn loopback_config() -> Config {
+    let mut config = Config::default();
+    config.egress.allow_networks = vec!["127.0.0.1/32".parse().unwrap()];
+    config.plugins.entry("http".into()).or_default().allow_hosts = vec!["127.0.0.1".into()];
+    config.validate().expect("bench config");
+    config
+}
+
+fn native(config: &Config) -> Native {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(config.http.timeout_ms))
+        .build()
+        .unwrap();
+    Native { client }
+}
+
+fn decode(c: &mut Criterion) {
+    let body =
+        std::fs::read(tocsin_tests::fixture("notification-1.body.bin")).expect("captured notification");
+    let properties = Properties { content_type: Some("application/json"), content_encoding: Some("utf-8") };
+    let mut group = c.benchmark_group("decode");
+    group.bench_function("native-json", |b| {
+        b.iter(|| {
+            let envelope: serde_json::Value = serde_json::from_slice(black_box(&body)).unwrap();
+            let inner: serde_json::Value =
+                serde_json::from_str(envelope["oslo.message"].as_str().unwrap()).unwrap();
+            black_box(inner)
+        });
+    });
+    group.bench_function("tocsin", |b| {
+        b.iter(|| black_box(message::decode(properties, black_box(&body), 1 << 20).unwrap()));
+    });
+    group.finish();
+}
+
+fn dispatch(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let config = loopback_config();
+    let notifier = native(&config);
+    let record = DeliveryRecord::first("bench", 0, "log://".into(), sample_alarm(), 0, 0);
+    let delivery = record.delivery(None);
+    let mut group = c.benchmark_group("dispatch");
+    group.bench_function("direct-call", |b| {
+        b.to_async(runtime).iter(|| async {
+            notifier.invoke(&"log", &record.action, &record.alarm, &delivery).await.unwrap();
+        });
+    });
+    let dispatcher = Dispatcher::new(native(&config), &config, Arc::new(Metrics::default()));
+    group.bench_function("dispatcher", |b| {
+        b.to_async(runtime).iter(|| async {
+            assert_eq!(dispatcher.deliver(black_box(&record)).await, Outcome::Delivered);
+        });
+    });
+    group.finish();
+}
+
+fn sandbox_call(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let alarm = sample_alarm();
+    let delivery = Delivery::one_off();
+    let mut group = c.benchmark_group("sandbox-call");
+    let sdk_alarm = alarm.to_sdk();
+    group.bench_function("native", |b| {
+        b.iter(|| black_box(tocsin_notifier_log::aodh_line(black_box("log://"), black_box(&sdk_alarm))));
+    });
+    for (name, pooling) in [("pooling", true), ("on-demand", false)] {
+        let mut config = Config::default();
+        config.sandbox.pooling = pooling;
+        config.sandbox.instances = 16;
+        let sandbox = Sandbox::new(&config).expect("sandbox");
+        let spec = registry::spec_for("log", Origin::Builtin, None, &config);
+        let plugin = sandbox.load(spec, builtin::component("log").expect("built-in log")).expect("load log");
+        group.bench_function(name, |b| {
+            b.to_async(runtime).iter(|| async {
+                let run = sandbox.invoke(&plugin, "log://", &alarm, &delivery).await;
+                assert!(run.result.is_ok(), "{:?}", run.result);
+            });
+        });
+    }
+    group.finish();
+}
+
+fn http(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let config = loopback_config();
+    let sink = runtime.block_on(start_sink());
+    let (alarm, delivery) = (sample_alarm(), Delivery::one_off());
+    let mut group = c.benchmark_group("http");
+    let notifier = native(&config);
+    group.bench_function("native", |b| {
+        b.to_async(runtime).iter(|| async {
+            notifier.invoke(&"http", &sink, &alarm, &delivery).await.unwrap();
+        });
+    });
+    let sandbox = Sandbox::new(&config).expect("sandbox");
+    let spec = registry::spec_for("http", Origin::Builtin, None, &config);
+    let plugin = sandbox.load(spec, builtin::component("http").expect("built-in http")).expect("load http");
+    group.bench_function("sandbox", |b| {
+        b.to_async(runtime).iter(|| async {
+            let run = sandbox.invoke(&plugin, &sink, &alarm, &delivery).await;
+            assert!(run.result.is_ok(), "{:?}", run.result);
+        });
+    });
+    group.finish();
+}
+
+/// A keep-alive HTTP sink on 127.0.0.1 that answers 200.
+async fn start_sink() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(|| async { "" });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/hook")
+}
+
+/// Criterion's median estimate of `group/bench` in this run, in ns.
+fn median_ns(group: &str, bench: &str) -> Option<f64> {
+    let path = output_directory().join(group).join(bench).join("new/estimates.json");
+    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
+
+fn print_ratios(filter: &[String]) {
+    println!("\n| path | measured | median | baseline | median | ratio |");
+    println!("|---|---|---|---|---|---|");
+    for (group, measured, baseline) in PAIRS {
+        let id = format!("{group}/{measured}");
+        if !filter.is_empty() && !filter.iter().any(|f| id.contains(f.as_str())) {
+            continue;
+        }
+        if let (Some(m), Some(b)) = (median_ns(group, measured), median_ns(group, baseline)) {
+            println!(
+                "| {group} | {measured} | {:.2} µs | {baseline} | {:.2} µs | {:.2}× |",
+                m / 1e3,
+                b / 1e3,
+                m / b
+            );
+        }
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut c = Criterion::default().output_directory(&output_directory()).configure_from_args();
+    decode(&mut c);
+    dispatch(&mut c, &runtime);
+    sandbox_call(&mut c, &runtime);
+    http(&mut c, &runtime);
+    c.final_summary();
+    // Bench name filters given on the command line (`-- http`), if any.
+    let filter: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    print_ratios(&filter);
+}

@@ -11,7 +11,7 @@ use tocsin::commands::plugin::{ApiTarget, PluginCommand};
 use tocsin::commands::{self, Exit, notify::NotifyArgs, publish::PublishArgs};
 use tocsin::config::Config;
 use tocsin::message::WireFormat;
-use tocsin::telemetry::{self, LogFormat};
+use tocsin::telemetry::{self, LogFormat, LogWriter};
 
 /// Many small allocations per delivery (decode, records, sandbox state):
 /// mimalloc serves them faster than the system allocator (see the README's
@@ -149,7 +149,11 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let writer = match cli.command {
+        Command::CompileComponent { .. } => LogWriter::Direct,
+        _ => LogWriter::Background,
+    };
+    let _log = telemetry::init(cli.log_format, writer);
     let result = match cli.command {
         // The compiler process limits itself before anything else runs: no
         // async runtime, no worker threads.

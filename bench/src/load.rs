@@ -73,8 +73,12 @@ impl Timeline {
 
     /// Alarm `seq` is being published now.
     pub fn publishing(&self, seq: usize) {
+        self.publishing_at(seq, self.now());
+    }
+
+    fn publishing_at(&self, seq: usize, ns: u64) {
         if let Some(at) = self.published.get(seq) {
-            at.store(self.now(), Ordering::Relaxed);
+            at.store(ns, Ordering::Relaxed);
         }
     }
 
@@ -85,8 +89,12 @@ impl Timeline {
 
     /// Alarm `seq` arrived now; only its first arrival counts.
     pub fn arrived(&self, seq: usize) {
+        self.arrived_at(seq, self.now());
+    }
+
+    fn arrived_at(&self, seq: usize, ns: u64) {
         let Some(at) = self.arrived.get(seq) else { return };
-        if at.compare_exchange(0, self.now(), Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if at.compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             self.arrivals.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -200,17 +208,18 @@ mod tests {
     }
 
     #[test]
-    fn the_timeline_counts_first_arrivals_and_measures_from_publish() {
+    fn the_timeline_counts_first_arrivals_and_measures_from_when_consuming_began() {
         let timeline = Timeline::new(3);
-        timeline.publishing(0);
-        timeline.publishing(1);
-        timeline.arrived(1);
-        timeline.consuming();
-        timeline.arrived(1);
-        timeline.arrived(7);
+        timeline.publishing_at(0, 10);
+        timeline.publishing_at(1, 20);
+        timeline.consuming.store(1_000, Ordering::Relaxed);
+        timeline.arrived_at(1, 1_500);
+        timeline.arrived_at(1, 1_700);
+        timeline.arrived_at(7, 1_800);
         assert_eq!(timeline.arrivals(), 1, "a repeat and an unknown number do not count");
-        assert_eq!(timeline.latencies(|_| true).len(), 1);
+        let latencies = timeline.latencies(|_| true);
+        assert_eq!(latencies, [Duration::from_nanos(500)], "the wait before consuming is left out");
         assert!(timeline.latencies(|seq| seq == 0).is_empty(), "alarm 0 has not arrived");
-        assert!(timeline.span() > Duration::ZERO);
+        assert_eq!(timeline.span(), Duration::from_nanos(500), "the span starts when consuming began");
     }
 }

@@ -13,6 +13,7 @@ mod notifiers;
 mod procfs;
 mod report;
 mod sink;
+mod vhost;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,13 +21,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use lapin::{Connection, ConnectionProperties};
 use serde_json::json;
-use tocsin_tests::broker::TestVhost;
 
 use crate::load::Timeline;
 use crate::notifiers::{Kind, Notifier, Programs};
 use crate::report::{Latency, Run};
 use crate::sink::Sink;
+use crate::vhost::Vhost;
 
 /// A run with no arrival for this long has stalled and ends.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -136,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
 /// One notifier on one scenario, on a vhost of its own.
 async fn measure(args: &Args, programs: &Programs, scenario: Scenario, kind: Kind) -> anyhow::Result<Run> {
     // Deleted with everything in it when the run ends.
-    let vhost = TestVhost::create();
+    let vhost = Vhost::create()?;
     let timeline = Arc::new(Timeline::new(args.count));
     let fast = Sink::start(Arc::clone(&timeline), Duration::ZERO).await?;
     let slow = Sink::start(Arc::clone(&timeline), Duration::from_millis(args.slow_ms)).await?;
@@ -150,7 +152,9 @@ async fn measure(args: &Args, programs: &Programs, scenario: Scenario, kind: Kin
 
     let lines = (scenario == Scenario::Log).then(|| Arc::clone(&timeline));
     let mut notifier = Notifier::start(kind, programs, &vhost.transport_url(), lines)?;
-    let watching = vhost.connect().await;
+    let watching = Connection::connect(&vhost.amqp_uri(), ConnectionProperties::default())
+        .await
+        .context("cannot connect to RabbitMQ")?;
     notifier.consuming(&watching.create_channel().await?).await?;
     // Its start-up is over: from here on, what it uses is the alarms' work.
     timeline.consuming();

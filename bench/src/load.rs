@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::FieldTable;
 use tocsin::alarm::{Alarm, SAMPLE_ALARM};
+use tocsin::commands::publish::oslo_properties;
 use tocsin::config::Config;
 use tocsin::intake::topology::Topology;
 use tocsin::intake::transport::Broker;
@@ -159,12 +158,7 @@ pub async fn prefill(
     Topology::new(&config).publisher(&config, WireFormat::Notification).declare(&channel, false).await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await.context("cannot enable confirms")?;
     let mut alarm: Alarm = serde_json::from_str(SAMPLE_ALARM).context("the sample alarm")?;
-    let properties = BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_content_encoding("utf-8".into())
-        .with_delivery_mode(2)
-        .with_priority(0)
-        .with_headers(FieldTable::default());
+    let properties = oslo_properties();
     let started = Instant::now();
     let mut pending = Vec::with_capacity(CONFIRM_BATCH);
     for seq in 0..timeline.count() {

@@ -35,6 +35,17 @@ pub struct PublishArgs {
     pub count: u32,
 }
 
+/// The AMQP properties oslo.messaging gives an alarm message: JSON in
+/// UTF-8, persistent, priority 0, empty headers.
+pub fn oslo_properties() -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(2)
+        .with_priority(0)
+        .with_headers(FieldTable::default())
+}
+
 /// Publishes and waits for the broker's confirmations: exit 0 when all
 /// were confirmed.
 ///
@@ -59,12 +70,7 @@ pub async fn run(config: &Config, args: PublishArgs) -> anyhow::Result<Exit> {
             (&config.intake.notification.exchange, format!("{}.sample", config.intake.notification.topic))
         }
     };
-    let properties = BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_content_encoding("utf-8".into())
-        .with_delivery_mode(2)
-        .with_priority(0)
-        .with_headers(FieldTable::default());
+    let properties = oslo_properties();
     let started = Instant::now();
     let mut pending = Vec::with_capacity(CONFIRM_BATCH);
     let mut refused = 0usize;

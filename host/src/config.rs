@@ -230,7 +230,7 @@ pub struct DispatchConfig {
 
 impl Default for DispatchConfig {
     fn default() -> Self {
-        DispatchConfig { concurrency: 64, per_plugin: 64, per_host: 16, slot_wait_ms: 100 }
+        DispatchConfig { concurrency: 64, per_plugin: 64, per_host: 16, slot_wait_ms: 500 }
     }
 }
 

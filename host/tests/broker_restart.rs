@@ -36,9 +36,15 @@ async fn a_broker_restart_in_a_burst_loses_nothing_with_durable_queues() {
     let started = eventually(Duration::from_secs(30), async || sink.received().len() >= 100).await;
     assert!(started, "deliveries started: {}", service.log_text());
     let before_restart = sink.received().len();
-    rabbitmqctl(&["-q", "stop_app"]);
-    rabbitmqctl(&["-q", "start_app"]);
-    rabbitmqctl(&["-q", "await_startup"]);
+    // On the blocking pool: the sink runs on this test's runtime and must
+    // keep answering while the broker restarts, as a real receiver would.
+    tokio::task::spawn_blocking(|| {
+        rabbitmqctl(&["-q", "stop_app"]);
+        rabbitmqctl(&["-q", "start_app"]);
+        rabbitmqctl(&["-q", "await_startup"]);
+    })
+    .await
+    .unwrap();
     assert!(before_restart < ALARMS, "the restart must land in the middle of the burst");
 
     let mut ids = HashSet::new();

@@ -150,17 +150,17 @@ async fn measure(args: &Args, programs: &Programs, scenario: Scenario, kind: Kin
     };
     let publishing = load::prefill(&vhost.transport_url(), &timeline, action).await?;
 
-    let lines = (scenario == Scenario::Log).then(|| Arc::clone(&timeline));
-    let mut notifier = Notifier::start(kind, programs, &vhost.transport_url(), lines)?;
     let watching = Connection::connect(&vhost.amqp_uri(), ConnectionProperties::default())
         .await
         .context("cannot connect to RabbitMQ")?;
-    notifier.consuming(&watching.create_channel().await?).await?;
+    let channel = watching.create_channel().await?;
+    let (broker, me) = (procfs::named("beam.smp"), [std::process::id()]);
+    let lines = (scenario == Scenario::Log).then(|| Arc::clone(&timeline));
+    let mut notifier = Notifier::start(kind, programs, &vhost.transport_url(), lines)?;
+    notifier.consuming(&channel).await?;
     // Its start-up is over: from here on, what it uses is the alarms' work.
     timeline.consuming();
     let processes = notifier.processes();
-    let broker = procfs::named("beam.smp");
-    let me = [std::process::id()];
     let before = [processes.as_slice(), &broker, &me].map(procfs::total_cpu_seconds);
     let limit = Duration::from_secs(args.run_limit_s);
     let started = Instant::now();
@@ -208,7 +208,7 @@ async fn measure(args: &Args, programs: &Programs, scenario: Scenario, kind: Kin
         peak_rss_mib: peak_rss as f64 / f64::from(1 << 20),
         processes: processes.len(),
         broker_cpu_s_per_1000: per_1000(1),
-        sender_cpu_s_per_1000: per_1000(2),
+        bench_cpu_s_per_1000: per_1000(2),
         publish_seconds: publishing.as_secs_f64(),
     })
 }

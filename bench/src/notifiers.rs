@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader, Read};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -56,12 +57,14 @@ pub struct Programs {
     pub tocsin: PathBuf,
 }
 
-/// A running notifier; killed with everything below it when dropped.
+/// A running notifier, leader of its own process group; the group is
+/// killed when dropped.
 #[derive(Debug)]
 pub struct Notifier {
     kind: Kind,
     child: Child,
     tail: Arc<Mutex<VecDeque<String>>>,
+    killed: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -84,6 +87,7 @@ impl Notifier {
             Kind::Tocsin => tocsin_command(&programs.tocsin, transport_url, dir.path())?,
         };
         let mut child = command
+            .process_group(0)
             .env("NO_PROXY", "127.0.0.1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -101,7 +105,7 @@ impl Notifier {
             let (tail, timeline) = (Arc::clone(&tail), timeline.clone());
             std::thread::spawn(move || watch(output, &tail, timeline.as_deref()));
         }
-        Ok(Notifier { kind, child, tail, _dir: dir })
+        Ok(Notifier { kind, child, tail, killed: false, _dir: dir })
     }
 
     /// The process and everything below it.
@@ -110,7 +114,7 @@ impl Notifier {
     }
 
     /// Waits until the notifier consumes the alarm queue (which exists:
-    /// it was filled), looking every 5 ms.
+    /// it was filled), looking every millisecond.
     ///
     /// # Errors
     /// It exited, or did not consume within a minute.
@@ -126,7 +130,7 @@ impl Notifier {
             if queue.consumer_count() > 0 {
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         bail!(
             "{} did not consume {QUEUE} within {} s:\n{}",
@@ -154,37 +158,39 @@ impl Notifier {
 
     /// SIGTERM, then SIGKILL for whatever of it is left after 10 s.
     pub async fn stop(mut self) {
-        let processes = self.processes();
-        signal("TERM", &[self.child.id()]);
+        signal_group("TERM", self.child.id());
         let started = Instant::now();
         while started.elapsed() < STOP_LIMIT && matches!(self.child.try_wait(), Ok(None)) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // Drop kills what is left, workers included.
-        self.kill(&processes);
+        self.kill();
     }
 
-    fn kill(&mut self, processes: &[u32]) {
-        signal("KILL", processes);
+    /// SIGKILL to its process group (workers included), once.
+    fn kill(&mut self) {
+        if self.killed {
+            return;
+        }
+        signal_group("KILL", self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.killed = true;
     }
 }
 
 impl Drop for Notifier {
     fn drop(&mut self) {
-        let processes = self.processes();
-        self.kill(&processes);
+        self.kill();
     }
 }
 
-fn signal(name: &str, pids: &[u32]) {
-    if pids.is_empty() {
-        return;
-    }
+/// Sends SIGname to the process group `group` (the notifier was started as
+/// its leader, so its workers are in it even once the leader has exited).
+fn signal_group(name: &str, group: u32) {
     let _ = Command::new("kill")
         .arg(format!("-{name}"))
-        .args(pids.iter().map(u32::to_string))
+        .arg("--")
+        .arg(format!("-{group}"))
         .stderr(Stdio::null())
         .status();
 }

@@ -17,13 +17,14 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-/// User plus system CPU seconds `pid` has used, its exited threads
-/// included; 0 for a process that is gone.
+/// User plus system CPU seconds `pid` has used, its exited threads and
+/// the children it has waited for included; 0 for a process that is gone.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let Some(fields) = stat_fields(pid) else { return 0.0 };
-    // After the name: state(0) ppid(1) … utime(11) stime(12).
+    // After the name: state(0) ppid(1) … utime(11) stime(12) cutime(13)
+    // cstime(14).
     let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND
+    (11..=14).map(ticks).sum::<u64>() as f64 / TICKS_PER_SECOND
 }
 
 /// `pid` and every process below it.
@@ -62,7 +63,9 @@ pub fn total_cpu_seconds(pids: &[u32]) -> f64 {
     pids.iter().map(|pid| cpu_seconds(*pid)).sum()
 }
 
-/// Sum of the peak resident set (`VmHWM`) of `pids`, in bytes.
+/// Sum of the peak resident set (`VmHWM`) of `pids`, in bytes: start-up
+/// included, and pages a forked worker shares with its parent counted in
+/// both.
 pub fn peak_rss_bytes(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|pid| vm_hwm(&Path::new("/proc").join(pid.to_string()).join("status"))).sum()
 }

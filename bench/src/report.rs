@@ -57,9 +57,10 @@ pub struct Run {
     pub processes: usize,
     /// CPU seconds of RabbitMQ per 1,000 actions (not charged to the notifier).
     pub broker_cpu_s_per_1000: f64,
-    /// CPU seconds of this benchmark (publisher and sinks) per 1,000 actions.
-    pub sender_cpu_s_per_1000: f64,
-    /// Seconds the publisher took to publish all alarms.
+    /// CPU seconds of this benchmark while the notifier ran (its sinks and
+    /// log readers; the queue was filled before) per 1,000 actions.
+    pub bench_cpu_s_per_1000: f64,
+    /// Seconds the publisher took to fill the queue (before the notifier ran).
     pub publish_seconds: f64,
 }
 
@@ -69,9 +70,9 @@ pub struct Ratio {
     /// The scenario.
     pub scenario: &'static str,
     /// tocsin's actions/s over aodh's.
-    pub throughput: f64,
+    pub throughput: Option<f64>,
     /// aodh's CPU per action over tocsin's.
-    pub cpu_per_action: f64,
+    pub cpu_per_action: Option<f64>,
     /// aodh's p99 over tocsin's (healthy alarms only in `slow-mix`).
     pub p99: Option<f64>,
 }
@@ -88,12 +89,22 @@ pub fn ratios(runs: &[Run]) -> Vec<Ratio> {
         let p99 = |run: &Run| run.healthy_latency.or(run.latency).map(|latency| latency.p99_ms);
         ratios.push(Ratio {
             scenario: aodh.scenario,
-            throughput: tocsin.actions_per_s / aodh.actions_per_s,
-            cpu_per_action: aodh.cpu_s_per_1000 / tocsin.cpu_s_per_1000,
-            p99: p99(aodh).zip(p99(tocsin)).map(|(aodh, tocsin)| aodh / tocsin),
+            throughput: ratio(tocsin.actions_per_s, aodh.actions_per_s),
+            cpu_per_action: ratio(aodh.cpu_s_per_1000, tocsin.cpu_s_per_1000),
+            p99: p99(aodh).zip(p99(tocsin)).and_then(|(aodh, tocsin)| ratio(aodh, tocsin)),
         });
     }
     ratios
+}
+
+/// `a / b`, when `b` is not zero (a run too short for the CPU clock's
+/// 10 ms ticks measures none).
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+fn ratio_cell(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".into(), |ratio| format!("{ratio:.1}×"))
 }
 
 fn latency_cell(latency: Option<Latency>) -> String {
@@ -131,15 +142,20 @@ pub fn table(runs: &[Run]) -> String {
     );
     let _ = writeln!(out, "|---|---|---|---|");
     for ratio in ratios(runs) {
-        let p99 = ratio.p99.map_or_else(|| "-".into(), |p99| format!("{p99:.1}×"));
         let _ = writeln!(
             out,
-            "| {} | {:.1}× | {:.1}× | {p99} |",
-            ratio.scenario, ratio.throughput, ratio.cpu_per_action
+            "| {} | {} | {} | {} |",
+            ratio.scenario,
+            ratio_cell(ratio.throughput),
+            ratio_cell(ratio.cpu_per_action),
+            ratio_cell(ratio.p99)
         );
     }
     let _ = writeln!(out, "\nNot charged to either notifier (CPU s per 1,000 actions):\n");
-    let _ = writeln!(out, "| scenario | notifier | RabbitMQ | publisher and sinks | publishing took s |");
+    let _ = writeln!(
+        out,
+        "| scenario | notifier | RabbitMQ | benchmark (sinks, log readers) | filling the queue took s |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|");
     for run in runs {
         let _ = writeln!(
@@ -148,7 +164,7 @@ pub fn table(runs: &[Run]) -> String {
             run.scenario,
             run.notifier.name(),
             run.broker_cpu_s_per_1000,
-            run.sender_cpu_s_per_1000,
+            run.bench_cpu_s_per_1000,
             run.publish_seconds
         );
     }

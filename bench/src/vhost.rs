@@ -20,8 +20,10 @@ impl Vhost {
     /// # Errors
     /// `rabbitmqctl` is missing or fails.
     pub fn create() -> anyhow::Result<Vhost> {
-        let vhost = Vhost { name: format!("tocsin-peer-bench-{}", uuid::Uuid::new_v4().simple()) };
-        rabbitmqctl(&["add_vhost", &vhost.name])?;
+        let name = format!("tocsin-peer-bench-{}", uuid::Uuid::new_v4().simple());
+        rabbitmqctl(&["add_vhost", &name])?;
+        // Deleted from here on, whatever fails next.
+        let vhost = Vhost { name };
         rabbitmqctl(&["set_permissions", "-p", &vhost.name, "guest", ".*", ".*", ".*"])?;
         Ok(vhost)
     }
@@ -46,8 +48,9 @@ impl Drop for Vhost {
 }
 
 fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
-    let output = Command::new("rabbitmqctl")
-        .arg("-q")
+    // Bounded: a wedged broker must not hang the run (or its clean-up).
+    let output = Command::new("timeout")
+        .args(["60", "rabbitmqctl", "-q"])
         .args(args)
         .output()
         .context("cannot run rabbitmqctl (scripts/peer-bench installs RabbitMQ)")?;

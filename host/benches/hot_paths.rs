@@ -10,7 +10,9 @@
 //! | `http` | the built-in `http` notifier: one POST through the `http` capability (grant, egress policy, shared client) to a keep-alive sink on 127.0.0.1 | the notifier's code compiled natively, the same client and sink |
 //!
 //! `cargo bench -p tocsin --bench hot_paths` prints criterion's figures,
-//! then a table of each median against its baseline's.
+//! then a table of each median against its baseline's. No tracing
+//! subscriber is installed: log lines cost nothing on either side here
+//! (the pipeline benchmark and `scripts/profile` count them).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot set up has nothing to measure
 
@@ -19,7 +21,7 @@ mod common;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use criterion::Criterion;
 use tocsin::alarm::{Alarm, Delivery, SAMPLE_ALARM};
@@ -169,22 +171,24 @@ async fn start_sink() -> String {
     format!("http://{addr}/hook")
 }
 
-/// Criterion's median estimate of `group/bench` in this run, in ns.
-fn median_ns(group: &str, bench: &str) -> Option<f64> {
+/// Criterion's median estimate of `group/bench`, in ns, if it was
+/// measured in this run (written after `since`): a bench filtered out of
+/// this run has only an older run's file.
+fn median_ns(group: &str, bench: &str, since: SystemTime) -> Option<f64> {
     let path = output_directory().join(group).join(bench).join("new/estimates.json");
+    if std::fs::metadata(&path).and_then(|m| m.modified()).ok()? < since {
+        return None;
+    }
     let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     estimates["median"]["point_estimate"].as_f64()
 }
 
-fn print_ratios(filter: &[String]) {
+/// The ratio of each pair both of whose sides ran in this run.
+fn print_ratios(since: SystemTime) {
     println!("\n| path | measured | median | baseline | median | ratio |");
     println!("|---|---|---|---|---|---|");
     for (group, measured, baseline) in PAIRS {
-        let id = format!("{group}/{measured}");
-        if !filter.is_empty() && !filter.iter().any(|f| id.contains(f.as_str())) {
-            continue;
-        }
-        if let (Some(m), Some(b)) = (median_ns(group, measured), median_ns(group, baseline)) {
+        if let (Some(m), Some(b)) = (median_ns(group, measured, since), median_ns(group, baseline, since)) {
             println!(
                 "| {group} | {measured} | {:.2} µs | {baseline} | {:.2} µs | {:.2}× |",
                 m / 1e3,
@@ -196,6 +200,7 @@ fn print_ratios(filter: &[String]) {
 }
 
 fn main() {
+    let since = SystemTime::now();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut c = Criterion::default().output_directory(&output_directory()).configure_from_args();
     decode(&mut c);
@@ -203,7 +208,5 @@ fn main() {
     sandbox_call(&mut c, &runtime);
     http(&mut c, &runtime);
     c.final_summary();
-    // Bench name filters given on the command line (`-- http`), if any.
-    let filter: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
-    print_ratios(&filter);
+    print_ratios(since);
 }

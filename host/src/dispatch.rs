@@ -126,14 +126,20 @@ struct Slots {
     per_key: Mutex<HashMap<String, Arc<Slot>>>,
     permits: usize,
     epoch: tokio::time::Instant,
+    /// Whether a busy slot is judged by its expected wait (destinations,
+    /// each with deliveries of one kind) or always waited for until the
+    /// deadline (plugins and tenants, whose deliveries go to fast and slow
+    /// destinations alike, so that their mean says nothing).
+    judged: bool,
 }
 
 impl Slots {
-    fn new(permits: u32) -> Self {
+    fn new(permits: u32, judged: bool) -> Self {
         Slots {
             per_key: Mutex::new(HashMap::new()),
             permits: permits as usize,
             epoch: tokio::time::Instant::now(),
+            judged,
         }
     }
 
@@ -144,7 +150,7 @@ impl Slots {
 
     /// The slot of `key`, made with `permits` when it is new.
     fn slot_of(&self, key: &str, permits: usize) -> Arc<Slot> {
-        let new = || Arc::new(Slot::new(permits, self.epoch));
+        let new = || Arc::new(Slot::new(permits, self.epoch, self.judged));
         let Ok(mut per_key) = self.per_key.lock() else { return new() };
         if per_key.len() > MAX_IDLE_KEYS {
             per_key.retain(|_, slot| Arc::strong_count(slot) > 1);
@@ -160,6 +166,7 @@ struct Slot {
     semaphore: Arc<Semaphore>,
     permits: u64,
     epoch: tokio::time::Instant,
+    judged: bool,
     /// Deliveries waiting for a permit now.
     waiting: AtomicU64,
     /// How long its deliveries take, µs: a moving mean (each new one
@@ -170,11 +177,12 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(permits: usize, epoch: tokio::time::Instant) -> Self {
+    fn new(permits: usize, epoch: tokio::time::Instant, judged: bool) -> Self {
         Slot {
             semaphore: Arc::new(Semaphore::new(permits)),
             permits: permits.max(1) as u64,
             epoch,
+            judged,
             waiting: AtomicU64::new(0),
             mean_us: AtomicU64::new(0),
             last_start_us: AtomicU64::new(micros(epoch.elapsed())),
@@ -183,25 +191,27 @@ impl Slot {
 
     /// How long a delivery arriving now would wait for a permit: none when
     /// one is free; else the longer of the time since the last one started
-    /// (all permits have been held at least that long) and the mean time
-    /// of a delivery for each round of the queue ahead of it.
+    /// (all permits have been held at least that long: a stall) and its
+    /// place in the queue at one permit freed per `mean / permits` (the
+    /// permits were taken at different times and free up in turn).
     fn expected_wait(&self) -> Duration {
         if self.semaphore.available_permits() > 0 {
             return Duration::ZERO;
         }
         let since_start =
             micros(self.epoch.elapsed()).saturating_sub(self.last_start_us.load(Ordering::Relaxed));
-        let rounds = self.waiting.load(Ordering::Relaxed) / self.permits + 1;
-        Duration::from_micros(since_start.max(self.mean_us.load(Ordering::Relaxed).saturating_mul(rounds)))
+        let place = self.waiting.load(Ordering::Relaxed) + 1;
+        let queued = self.mean_us.load(Ordering::Relaxed).saturating_mul(place) / self.permits;
+        Duration::from_micros(since_start.max(queued))
     }
 
-    /// A permit, waited for only when one is expected within `limit`, and
-    /// then until `deadline` at most.
+    /// A permit, waited for (if judged) only when one is expected within
+    /// `limit`, and then until `deadline` at most.
     async fn take(self: Arc<Self>, limit: Duration, deadline: tokio::time::Instant) -> Option<Held> {
         let semaphore = Arc::clone(&self.semaphore);
         let permit = match semaphore.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) if self.expected_wait() >= limit => return None,
+            Err(_) if self.judged && self.expected_wait() >= limit => return None,
             Err(_) => {
                 self.waiting.fetch_add(1, Ordering::Relaxed);
                 let _waiting = Waiting(&self.waiting);
@@ -268,9 +278,9 @@ impl<N: Notifiers> Dispatcher<N> {
         Dispatcher {
             notifiers,
             global: Arc::new(Semaphore::new(dispatch.concurrency as usize)),
-            per_plugin: Slots::new(dispatch.per_plugin),
-            per_host: Slots::new(dispatch.per_host),
-            per_tenant: Slots::new(dispatch.per_plugin),
+            per_plugin: Slots::new(dispatch.per_plugin, false),
+            per_host: Slots::new(dispatch.per_host, true),
+            per_tenant: Slots::new(dispatch.per_plugin, false),
             tenant_quotas,
             slot_wait: Duration::from_millis(dispatch.slot_wait_ms),
             metrics,
@@ -293,7 +303,12 @@ impl<N: Notifiers> Dispatcher<N> {
             Err(error) => return self.unresolved(record, &shown, &error),
         };
         let (name, tenant) = N::identity(&plugin);
-        let destination = split.as_ref().map(|s| s.host_port().to_ascii_lowercase()).unwrap_or_default();
+        // Actions without a host (`log://`) are their plugin's destination.
+        let destination = split
+            .as_ref()
+            .map(|s| s.host_port().to_ascii_lowercase())
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| format!("{name}:"));
         let permits = match self.acquire(name, tenant, &destination).await {
             Ok(permits) => permits,
             Err(reason) => {
@@ -401,28 +416,31 @@ impl<N: Notifiers> Dispatcher<N> {
             }
             None => None,
         };
+        // What is left of the wait after the plugin's and tenant's slots.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let host_slot = self
             .per_host
             .slot(destination)
-            .take(self.slot_wait, deadline)
+            .take(left, deadline)
             .await
             .ok_or_else(|| format!("destination {destination} is at its concurrency limit"))?;
         let global = Arc::clone(&self.global).acquire_owned().await.map_err(|e| e.to_string())?;
-        Ok(Permits { _global: global, keyed: [Some(plugin_slot), tenant_slot, Some(host_slot)] })
+        Ok(Permits { _global: global, _plugin: plugin_slot, _tenant: tenant_slot, host: host_slot })
     }
 }
 
 /// The slots one delivery holds while it runs.
 struct Permits {
     _global: OwnedSemaphorePermit,
-    keyed: [Option<Held>; 3],
+    _plugin: Held,
+    _tenant: Option<Held>,
+    host: Held,
 }
 
 impl Permits {
-    /// Tells the plugin's, tenant's and destination's slots how long the
-    /// delivery took.
+    /// Tells the destination's slot how long the delivery took.
     fn learn(&self, took: Duration) {
-        self.keyed.iter().flatten().for_each(|held| held.learn(took));
+        self.host.learn(took);
     }
 }
 
@@ -433,7 +451,7 @@ mod tests {
     const WAIT: Duration = Duration::from_millis(100);
 
     fn one_permit() -> Arc<Slot> {
-        Arc::new(Slot::new(1, tokio::time::Instant::now()))
+        Arc::new(Slot::new(1, tokio::time::Instant::now(), true))
     }
 
     async fn take(slot: &Arc<Slot>) -> Option<Held> {
@@ -481,13 +499,45 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn each_round_of_waiters_ahead_adds_a_delivery_time() {
-        let slot = Arc::new(Slot::new(2, tokio::time::Instant::now()));
+    async fn each_waiter_ahead_adds_a_delivery_time_shared_by_the_permits() {
+        let slot = Arc::new(Slot::new(2, tokio::time::Instant::now(), true));
         let (first, _second) = (take(&slot).await.unwrap(), take(&slot).await.unwrap());
         first.learn(Duration::from_millis(40));
-        assert_eq!(slot.expected_wait(), Duration::from_millis(40));
-        slot.waiting.store(2, Ordering::Relaxed);
-        assert_eq!(slot.expected_wait(), Duration::from_millis(80), "two waiters ahead fill one round");
-        slot.waiting.store(0, Ordering::Relaxed);
+        assert_eq!(slot.expected_wait(), Duration::from_millis(20), "one of two permits frees every 20 ms");
+        // Two real waiters, each bounded by the wait.
+        let waiters: Vec<_> = (0..2).map(|_| tokio::spawn(take_owned(Arc::clone(&slot)))).collect();
+        tokio::task::yield_now().await;
+        assert_eq!(slot.waiting.load(Ordering::Relaxed), 2);
+        assert_eq!(slot.expected_wait(), Duration::from_millis(60), "third in line");
+        for waiter in waiters {
+            assert!(waiter.await.unwrap().is_none(), "no permit came free within the wait");
+        }
+        assert_eq!(slot.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    async fn take_owned(slot: Arc<Slot>) -> Option<Held> {
+        take(&slot).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unjudged_slot_is_waited_for_until_the_deadline_whatever_its_speed() {
+        let slot = Arc::new(Slot::new(1, tokio::time::Instant::now(), false));
+        let held = take(&slot).await.unwrap();
+        held.learn(Duration::from_secs(2));
+        let started = tokio::time::Instant::now();
+        assert!(take(&slot).await.is_none());
+        assert_eq!(started.elapsed(), WAIT, "a plugin's or tenant's slot: waited for, up to the deadline");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_wait_is_no_longer_counted() {
+        let slot = one_permit();
+        let _held = take(&slot).await.unwrap();
+        let waiter = tokio::spawn(take_owned(Arc::clone(&slot)));
+        tokio::task::yield_now().await;
+        assert_eq!(slot.waiting.load(Ordering::Relaxed), 1);
+        waiter.abort();
+        assert!(waiter.await.is_err_and(|error| error.is_cancelled()));
+        assert_eq!(slot.waiting.load(Ordering::Relaxed), 0);
     }
 }

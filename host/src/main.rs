@@ -153,7 +153,7 @@ fn main() -> ExitCode {
         Command::CompileComponent { .. } => LogWriter::Direct,
         _ => LogWriter::Background,
     };
-    let _log = telemetry::init(cli.log_format, writer);
+    let log = telemetry::init(cli.log_format, writer);
     let result = match cli.command {
         // The compiler process limits itself before anything else runs: no
         // async runtime, no worker threads.
@@ -171,6 +171,8 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::new)
             .and_then(|runtime| runtime.block_on(run(cli.config.as_deref(), command))),
     };
+    // The queued log lines first, then the reason the command failed.
+    drop(log);
     match result {
         Ok(exit) => exit.into(),
         Err(error) => {

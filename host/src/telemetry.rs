@@ -25,8 +25,10 @@ pub enum LogWriter {
     /// Handed to a writer thread that writes them in batches, as many as
     /// queued up, one `write` for each batch: a busy service logs a line or
     /// more per delivery, and a `write` per line cost more CPU than the rest
-    /// of the line's work. Never lossy: a full queue makes the logging thread
-    /// wait. Lines are written until the returned guard is dropped.
+    /// of the line's work. Not lossy while the process runs: a full queue
+    /// makes the logging thread wait. Dropping the returned guard writes
+    /// what is queued, waiting up to a second for it (tracing-appender's
+    /// bound): drop it before the process exits.
     Background,
 }
 

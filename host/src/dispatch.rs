@@ -4,13 +4,14 @@
 //!
 //! Four bounds keep one slow destination, plugin or tenant from starving
 //! the rest: a global one (the instance pool), one per plugin, one per
-//! tenant (its quota) and one per destination host. A delivery whose
-//! plugin, tenant or host slot is busy waits only if one is expected
-//! within `dispatch.slot_wait_ms` (judged from how long that key's
-//! deliveries take and how long since one started), and that long at
-//! most; otherwise it is [`Outcome::Deferred`] to a retry tier at once
-//! instead of holding its message (and a place in the broker's prefetch
-//! window) hostage: a slow endpoint cannot block the alarms behind it.
+//! tenant (its quota) and one per destination host. A delivery waits for
+//! a busy plugin or tenant slot up to `dispatch.slot_wait_ms`, and for a
+//! busy destination only if a slot is expected within what is left of
+//! that time (judged from how long that destination's deliveries take and
+//! how long since one started); otherwise it is [`Outcome::Deferred`] to
+//! a retry tier at once instead of holding its message (and a place in
+//! the broker's prefetch window) hostage: a slow endpoint cannot block
+//! the alarms behind it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -126,20 +127,14 @@ struct Slots {
     per_key: Mutex<HashMap<String, Arc<Slot>>>,
     permits: usize,
     epoch: tokio::time::Instant,
-    /// Whether a busy slot is judged by its expected wait (destinations,
-    /// each with deliveries of one kind) or always waited for until the
-    /// deadline (plugins and tenants, whose deliveries go to fast and slow
-    /// destinations alike, so that their mean says nothing).
-    judged: bool,
 }
 
 impl Slots {
-    fn new(permits: u32, judged: bool) -> Self {
+    fn new(permits: u32) -> Self {
         Slots {
             per_key: Mutex::new(HashMap::new()),
             permits: permits as usize,
             epoch: tokio::time::Instant::now(),
-            judged,
         }
     }
 
@@ -150,7 +145,7 @@ impl Slots {
 
     /// The slot of `key`, made with `permits` when it is new.
     fn slot_of(&self, key: &str, permits: usize) -> Arc<Slot> {
-        let new = || Arc::new(Slot::new(permits, self.epoch, self.judged));
+        let new = || Arc::new(Slot::new(permits, self.epoch));
         let Ok(mut per_key) = self.per_key.lock() else { return new() };
         if per_key.len() > MAX_IDLE_KEYS {
             per_key.retain(|_, slot| Arc::strong_count(slot) > 1);
@@ -166,7 +161,6 @@ struct Slot {
     semaphore: Arc<Semaphore>,
     permits: u64,
     epoch: tokio::time::Instant,
-    judged: bool,
     /// Deliveries waiting for a permit now.
     waiting: AtomicU64,
     /// How long its deliveries take, µs: a moving mean (each new one
@@ -177,12 +171,11 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(permits: usize, epoch: tokio::time::Instant, judged: bool) -> Self {
+    fn new(permits: usize, epoch: tokio::time::Instant) -> Self {
         Slot {
             semaphore: Arc::new(Semaphore::new(permits)),
             permits: permits.max(1) as u64,
             epoch,
-            judged,
             waiting: AtomicU64::new(0),
             mean_us: AtomicU64::new(0),
             last_start_us: AtomicU64::new(micros(epoch.elapsed())),
@@ -205,17 +198,25 @@ impl Slot {
         Duration::from_micros(since_start.max(queued))
     }
 
-    /// A permit, waited for (if judged) only when one is expected within
-    /// `limit`, and then until `deadline` at most.
-    async fn take(self: Arc<Self>, limit: Duration, deadline: tokio::time::Instant) -> Option<Held> {
-        let semaphore = Arc::clone(&self.semaphore);
-        let permit = match semaphore.clone().try_acquire_owned() {
+    /// A permit, waited for until `deadline` at most; when `judge_speed`,
+    /// only if one is expected before then. Destinations are judged (each
+    /// has deliveries of one kind); plugins and tenants are not (theirs go
+    /// to fast and slow destinations alike, so their mean says nothing).
+    async fn take(self: Arc<Self>, deadline: tokio::time::Instant, judge_speed: bool) -> Option<Held> {
+        let permit = match Arc::clone(&self.semaphore).try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) if self.judged && self.expected_wait() >= limit => return None,
+            Err(_)
+                if judge_speed
+                    && self.expected_wait()
+                        >= deadline.saturating_duration_since(tokio::time::Instant::now()) =>
+            {
+                return None;
+            }
             Err(_) => {
                 self.waiting.fetch_add(1, Ordering::Relaxed);
                 let _waiting = Waiting(&self.waiting);
-                tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await.ok()?.ok()?
+                let wait = Arc::clone(&self.semaphore).acquire_owned();
+                tokio::time::timeout_at(deadline, wait).await.ok()?.ok()?
             }
         };
         self.last_start_us.store(micros(self.epoch.elapsed()), Ordering::Relaxed);
@@ -278,9 +279,9 @@ impl<N: Notifiers> Dispatcher<N> {
         Dispatcher {
             notifiers,
             global: Arc::new(Semaphore::new(dispatch.concurrency as usize)),
-            per_plugin: Slots::new(dispatch.per_plugin, false),
-            per_host: Slots::new(dispatch.per_host, true),
-            per_tenant: Slots::new(dispatch.per_plugin, false),
+            per_plugin: Slots::new(dispatch.per_plugin),
+            per_host: Slots::new(dispatch.per_host),
+            per_tenant: Slots::new(dispatch.per_plugin),
             tenant_quotas,
             slot_wait: Duration::from_millis(dispatch.slot_wait_ms),
             metrics,
@@ -383,13 +384,13 @@ impl<N: Notifiers> Dispatcher<N> {
     }
 
     /// The plugin's, the tenant's (a tenant's plugins share its quota) and
-    /// the destination's slots, then a global one (waited for: every
-    /// delivery needs one, and they all finish within their deadline). A
-    /// busy plugin, tenant or destination slot is waited for only when one
-    /// is expected within `slot_wait`, and then `slot_wait` at most: a
-    /// delivery that waits holds its message, and so a place in the
-    /// broker's prefetch window that other alarms could use. The bounded
-    /// slots first, so that a waiting delivery holds no global slot either.
+    /// the destination's slots, all within `slot_wait`, then a global one
+    /// (waited for: every delivery needs one, and they all finish within
+    /// their deadline). A busy destination is waited for only when a slot
+    /// is expected in time: a delivery that waits holds its message, and
+    /// so a place in the broker's prefetch window that other alarms could
+    /// use. The bounded slots first, so that a waiting delivery holds no
+    /// global slot either.
     async fn acquire(
         &self,
         plugin: &str,
@@ -400,7 +401,7 @@ impl<N: Notifiers> Dispatcher<N> {
         let plugin_slot = self
             .per_plugin
             .slot(plugin)
-            .take(self.slot_wait, deadline)
+            .take(deadline, false)
             .await
             .ok_or_else(|| format!("plugin {plugin} is at its concurrency limit"))?;
         let tenant_slot = match tenant {
@@ -409,19 +410,17 @@ impl<N: Notifiers> Dispatcher<N> {
                 let held = self
                     .per_tenant
                     .slot_of(tenant, quota)
-                    .take(self.slot_wait, deadline)
+                    .take(deadline, false)
                     .await
                     .ok_or_else(|| format!("tenant {tenant} is at its concurrent-delivery quota"))?;
                 Some(held)
             }
             None => None,
         };
-        // What is left of the wait after the plugin's and tenant's slots.
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let host_slot = self
             .per_host
             .slot(destination)
-            .take(left, deadline)
+            .take(deadline, true)
             .await
             .ok_or_else(|| format!("destination {destination} is at its concurrency limit"))?;
         let global = Arc::clone(&self.global).acquire_owned().await.map_err(|e| e.to_string())?;
@@ -451,11 +450,11 @@ mod tests {
     const WAIT: Duration = Duration::from_millis(100);
 
     fn one_permit() -> Arc<Slot> {
-        Arc::new(Slot::new(1, tokio::time::Instant::now(), true))
+        Arc::new(Slot::new(1, tokio::time::Instant::now()))
     }
 
     async fn take(slot: &Arc<Slot>) -> Option<Held> {
-        Arc::clone(slot).take(WAIT, tokio::time::Instant::now() + WAIT).await
+        Arc::clone(slot).take(tokio::time::Instant::now() + WAIT, true).await
     }
 
     #[tokio::test(start_paused = true)]
@@ -500,7 +499,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn each_waiter_ahead_adds_a_delivery_time_shared_by_the_permits() {
-        let slot = Arc::new(Slot::new(2, tokio::time::Instant::now(), true));
+        let slot = Arc::new(Slot::new(2, tokio::time::Instant::now()));
         let (first, _second) = (take(&slot).await.unwrap(), take(&slot).await.unwrap());
         first.learn(Duration::from_millis(40));
         assert_eq!(slot.expected_wait(), Duration::from_millis(20), "one of two permits frees every 20 ms");
@@ -521,11 +520,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_unjudged_slot_is_waited_for_until_the_deadline_whatever_its_speed() {
-        let slot = Arc::new(Slot::new(1, tokio::time::Instant::now(), false));
+        let slot = one_permit();
         let held = take(&slot).await.unwrap();
         held.learn(Duration::from_secs(2));
         let started = tokio::time::Instant::now();
-        assert!(take(&slot).await.is_none());
+        assert!(Arc::clone(&slot).take(started + WAIT, false).await.is_none());
         assert_eq!(started.elapsed(), WAIT, "a plugin's or tenant's slot: waited for, up to the deadline");
     }
 

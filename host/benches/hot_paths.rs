@@ -21,7 +21,7 @@ mod common;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use criterion::Criterion;
 use tocsin::alarm::{Alarm, Delivery, SAMPLE_ALARM};
@@ -33,7 +33,7 @@ use tocsin::metrics::Metrics;
 use tocsin::registry::{self, Origin, builtin};
 use tocsin::sandbox::Sandbox;
 
-use crate::common::Native;
+use crate::common::{Native, allow_loopback, start_sink};
 
 /// The allocator the `tocsin` binary uses, so the figures are the service's.
 #[global_allocator]
@@ -60,19 +60,9 @@ fn sample_alarm() -> Alarm {
 /// A configuration whose `http` notifier may reach 127.0.0.1.
 fn loopback_config() -> Config {
     let mut config = Config::default();
-    config.egress.allow_networks = vec!["127.0.0.1/32".parse().unwrap()];
-    config.plugins.entry("http".into()).or_default().allow_hosts = vec!["127.0.0.1".into()];
+    allow_loopback(&mut config);
     config.validate().expect("bench config");
     config
-}
-
-fn native(config: &Config) -> Native {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_millis(config.http.timeout_ms))
-        .build()
-        .unwrap();
-    Native { client }
 }
 
 fn decode(c: &mut Criterion) {
@@ -96,7 +86,7 @@ fn decode(c: &mut Criterion) {
 
 fn dispatch(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let config = loopback_config();
-    let notifier = native(&config);
+    let notifier = Native::new(&config);
     let record = DeliveryRecord::first("bench", 0, "log://".into(), sample_alarm(), 0, 0);
     let delivery = record.delivery(None);
     let mut group = c.benchmark_group("dispatch");
@@ -105,7 +95,7 @@ fn dispatch(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
             notifier.invoke(&"log", &record.action, &record.alarm, &delivery).await.unwrap();
         });
     });
-    let dispatcher = Dispatcher::new(native(&config), &config, Arc::new(Metrics::default()));
+    let dispatcher = Dispatcher::new(Native::new(&config), &config, Arc::new(Metrics::default()));
     group.bench_function("dispatcher", |b| {
         b.to_async(runtime).iter(|| async {
             assert_eq!(dispatcher.deliver(black_box(&record)).await, Outcome::Delivered);
@@ -144,7 +134,7 @@ fn http(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let sink = runtime.block_on(start_sink());
     let (alarm, delivery) = (sample_alarm(), Delivery::one_off());
     let mut group = c.benchmark_group("http");
-    let notifier = native(&config);
+    let notifier = Native::new(&config);
     group.bench_function("native", |b| {
         b.to_async(runtime).iter(|| async {
             notifier.invoke(&"http", &sink, &alarm, &delivery).await.unwrap();
@@ -160,15 +150,6 @@ fn http(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
         });
     });
     group.finish();
-}
-
-/// A keep-alive HTTP sink on 127.0.0.1 that answers 200.
-async fn start_sink() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().fallback(|| async { "" });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/hook")
 }
 
 /// Criterion's median estimate of `group/bench`, in ns, if it was

@@ -45,7 +45,7 @@ use tocsin::sandbox::{CallError, Sandbox};
 use tocsin_tests::broker::TestVhost;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::Native;
+use crate::common::{Native, allow_loopback, start_sink};
 
 /// The allocator the `tocsin` binary uses, so the figures are the service's.
 #[global_allocator]
@@ -110,19 +110,9 @@ fn config(vhost: &TestVhost) -> Config {
     let mut config = Config::default();
     config.broker.transport_url = vhost.transport_url();
     config.intake.host = "bench".into();
-    config.egress.allow_networks = vec!["127.0.0.1/32".parse().unwrap()];
-    config.plugins.entry("http".into()).or_default().allow_hosts = vec!["127.0.0.1".into()];
+    allow_loopback(&mut config);
     config.validate().expect("bench config");
     config
-}
-
-/// A keep-alive HTTP sink on 127.0.0.1 that answers 200.
-async fn start_sink() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "" }));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/hook")
 }
 
 /// Publishes `count` notifications with one action, pacing them at `rate`
@@ -230,13 +220,6 @@ impl Executor {
     /// The executors for `config`, in the order the table shows them; the
     /// no-reuse one (a second instance pool) only `with_no_reuse`.
     fn all(config: &Config, with_no_reuse: bool) -> Vec<Executor> {
-        // The per-attempt timeout is the delivery policy's, not the
-        // sandbox's: the native limit has it too.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_millis(config.http.timeout_ms))
-            .build()
-            .unwrap();
         let sandboxed = |config: &Config| -> &'static Sandboxed {
             let sandbox = Sandbox::new(config).unwrap();
             let registry = Registry::with_builtins(&sandbox, config).unwrap();
@@ -248,7 +231,7 @@ impl Executor {
             }))
         };
         let mut all = vec![
-            Executor::Native(Box::leak(Box::new(Native { client }))),
+            Executor::Native(Box::leak(Box::new(Native::new(config)))),
             Executor::Sandbox(sandboxed(config)),
         ];
         if with_no_reuse {

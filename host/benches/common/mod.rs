@@ -1,11 +1,14 @@
-//! The native baseline the benchmarks measure the sandbox against: the
-//! built-in notifiers' own code (their lines, body and request) compiled
-//! natively into the host, behind the same [`Notifiers`] trait the sandbox
-//! implements.
+//! What the benchmarks share: the native baseline they measure the
+//! sandbox against (the built-in notifiers' own code — their lines, body
+//! and request — compiled natively into the host, behind the same
+//! [`Notifiers`] trait the sandbox implements), the loopback grant their
+//! `http` notifier needs, and the sink it posts to.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tocsin::alarm::{Alarm, Delivery};
+use tocsin::config::Config;
 use tocsin::dispatch::Notifiers;
 use tocsin::registry::{self, ResolveError};
 use tocsin::sandbox::CallError;
@@ -15,8 +18,36 @@ use tocsin::sandbox::CallError;
 /// service's plugin lines carry (`plugin`, `alarm_id`), so both variants
 /// write the same log.
 pub struct Native {
-    /// The HTTP client, configured as the sandbox's.
-    pub client: reqwest::Client,
+    client: reqwest::Client,
+}
+
+impl Native {
+    /// The native notifiers with a client configured as the sandbox's:
+    /// no proxy, the per-attempt timeout of the delivery policy.
+    pub fn new(config: &Config) -> Self {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_millis(config.http.timeout_ms))
+            .build()
+            .expect("HTTP client");
+        Native { client }
+    }
+}
+
+/// Lets the built-in `http` notifier reach 127.0.0.1, where the sink is
+/// (tocsin's egress policy refuses loopback by default).
+pub fn allow_loopback(config: &mut Config) {
+    config.egress.allow_networks = vec!["127.0.0.1/32".parse().expect("network")];
+    config.plugins.entry("http".into()).or_default().allow_hosts = vec!["127.0.0.1".into()];
+}
+
+/// A keep-alive HTTP sink on 127.0.0.1 that answers 200; its URL.
+pub async fn start_sink() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the sink");
+    let addr = listener.local_addr().expect("sink address");
+    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/hook")
 }
 
 impl Notifiers for Native {

@@ -65,7 +65,7 @@ struct Args {
     scenarios: Vec<Scenario>,
     /// The notifiers to run.
     #[arg(long, value_delimiter = ',', default_value = "aodh,tocsin")]
-    notifiers: Vec<NotifierArg>,
+    notifiers: Vec<Kind>,
     /// The slow endpoint's pause before it answers, in ms.
     #[arg(long, default_value_t = 2_000)]
     slow_ms: u64,
@@ -83,12 +83,6 @@ struct Args {
     run_limit_s: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum NotifierArg {
-    Aodh,
-    Tocsin,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -99,11 +93,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut runs = Vec::new();
     for scenario in &args.scenarios {
-        for notifier in &args.notifiers {
-            let kind = match notifier {
-                NotifierArg::Aodh => Kind::Aodh,
-                NotifierArg::Tocsin => Kind::Tocsin,
-            };
+        for &kind in &args.notifiers {
             eprintln!("==> {} with {} alarms through {}", scenario.name(), args.count, kind.name());
             let run = measure(&args, &programs, *scenario, kind)
                 .await

@@ -27,15 +27,19 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (11..=14).map(ticks).sum::<u64>() as f64 / TICKS_PER_SECOND
 }
 
-/// `pid` and every process below it.
-pub fn tree(pid: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+/// Every process now.
+fn pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|child| Some((child, stat_fields(child)?.get(1)?.parse().ok()?)))
-        .collect();
+}
+
+/// `pid` and every process below it.
+pub fn tree(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> =
+        pids().filter_map(|child| Some((child, stat_fields(child)?.get(1)?.parse().ok()?))).collect();
     let mut found = vec![pid];
     let mut next = 0;
     while let Some(&parent) = found.get(next) {
@@ -47,11 +51,7 @@ pub fn tree(pid: u32) -> Vec<u32> {
 
 /// The processes whose command is `name` (`beam.smp` for RabbitMQ).
 pub fn named(name: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+    pids()
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == name)
         })

@@ -111,69 +111,109 @@ fn latency_cell(latency: Option<Latency>) -> String {
     latency.map_or_else(|| "-".into(), |l| format!("{:.1} / {:.1}", l.p50_ms, l.p99_ms))
 }
 
-/// The table, as Markdown.
+/// The tables, as Markdown.
 pub fn table(runs: &[Run]) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| scenario | notifier | delivered | actions/s | p50 / p99 ms | healthy p50 / p99 ms | slow p50 / p99 ms | CPU s per 1,000 | peak RSS MiB |"
+    markdown(
+        &mut out,
+        &[
+            "scenario",
+            "notifier",
+            "delivered",
+            "actions/s",
+            "p50 / p99 ms",
+            "healthy p50 / p99 ms",
+            "slow p50 / p99 ms",
+            "CPU s per 1,000",
+            "peak RSS MiB",
+        ],
+        runs.iter().map(|run| {
+            vec![
+                run.scenario.to_owned(),
+                run.notifier.name().to_owned(),
+                format!("{} / {}", run.delivered, run.actions),
+                format!("{:.0}", run.actions_per_s),
+                latency_cell(run.latency),
+                latency_cell(run.healthy_latency),
+                latency_cell(run.slow_latency),
+                format!("{:.3}", run.cpu_s_per_1000),
+                format!("{:.0} ({} proc)", run.peak_rss_mib, run.processes),
+            ]
+        }),
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-    for run in runs {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} / {} | {:.0} | {} | {} | {} | {:.3} | {:.0} ({} proc) |",
-            run.scenario,
-            run.notifier.name(),
-            run.delivered,
-            run.actions,
-            run.actions_per_s,
-            latency_cell(run.latency),
-            latency_cell(run.healthy_latency),
-            latency_cell(run.slow_latency),
-            run.cpu_s_per_1000,
-            run.peak_rss_mib,
-            run.processes,
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n| scenario | tocsin / aodh actions/s | aodh / tocsin CPU per action | aodh / tocsin p99 |"
+    out.push('\n');
+    markdown(
+        &mut out,
+        &["scenario", "tocsin / aodh actions/s", "aodh / tocsin CPU per action", "aodh / tocsin p99"],
+        ratios(runs).into_iter().map(|ratio| {
+            vec![
+                ratio.scenario.to_owned(),
+                ratio_cell(ratio.throughput),
+                ratio_cell(ratio.cpu_per_action),
+                ratio_cell(ratio.p99),
+            ]
+        }),
     );
-    let _ = writeln!(out, "|---|---|---|---|");
-    for ratio in ratios(runs) {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
-            ratio.scenario,
-            ratio_cell(ratio.throughput),
-            ratio_cell(ratio.cpu_per_action),
-            ratio_cell(ratio.p99)
-        );
-    }
-    let _ = writeln!(out, "\nNot charged to either notifier (CPU s per 1,000 actions):\n");
-    let _ = writeln!(
-        out,
-        "| scenario | notifier | RabbitMQ | benchmark (sinks, log readers) | filling the queue took s |"
+    out.push_str("\nNot charged to either notifier (CPU s per 1,000 actions):\n\n");
+    markdown(
+        &mut out,
+        &["scenario", "notifier", "RabbitMQ", "benchmark (sinks, log readers)", "filling the queue took s"],
+        runs.iter().map(|run| {
+            vec![
+                run.scenario.to_owned(),
+                run.notifier.name().to_owned(),
+                format!("{:.3}", run.broker_cpu_s_per_1000),
+                format!("{:.3}", run.bench_cpu_s_per_1000),
+                format!("{:.2}", run.publish_seconds),
+            ]
+        }),
     );
-    let _ = writeln!(out, "|---|---|---|---|---|");
-    for run in runs {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.3} | {:.3} | {:.2} |",
-            run.scenario,
-            run.notifier.name(),
-            run.broker_cpu_s_per_1000,
-            run.bench_cpu_s_per_1000,
-            run.publish_seconds
-        );
-    }
     out
+}
+
+/// Appends a Markdown table: the header, its rule, a line per row.
+fn markdown(out: &mut String, header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(notifier: Kind, actions_per_s: f64, cpu_s_per_1000: f64) -> Run {
+        Run {
+            scenario: "http",
+            notifier,
+            actions: 10,
+            delivered: 10,
+            seconds: 1.0,
+            actions_per_s,
+            latency: Some(Latency { p50_ms: 1.0, p99_ms: 2.0 }),
+            healthy_latency: None,
+            slow_latency: None,
+            cpu_s_per_1000,
+            peak_rss_mib: 100.0,
+            processes: 1,
+            broker_cpu_s_per_1000: 0.05,
+            bench_cpu_s_per_1000: 0.0,
+            publish_seconds: 0.25,
+        }
+    }
+
+    #[test]
+    fn the_tables_show_each_run_and_the_ratios() {
+        let text = table(&[run(Kind::Aodh, 800.0, 1.3), run(Kind::Tocsin, 12_000.0, 0.0)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "|---|---|---|---|---|---|---|---|---|");
+        assert_eq!(lines[2], "| http | aodh | 10 / 10 | 800 | 1.0 / 2.0 | - | - | 1.300 | 100 (1 proc) |");
+        assert_eq!(lines[6], "|---|---|---|---|");
+        assert_eq!(lines[7], "| http | 15.0× | - | 1.0× |", "no CPU measured: no ratio");
+        assert_eq!(lines[14], "| http | tocsin | 0.050 | 0.000 | 0.25 |");
+    }
 
     #[test]
     fn percentiles_pick_the_nearest_rank() {

@@ -9,16 +9,16 @@ use anyhow::Context as _;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use tocsin::alarm::{Alarm, SAMPLE_ALARM};
 use tocsin::commands::publish::oslo_properties;
-use tocsin::config::Config;
+use tocsin::config::{Config, NotificationIntakeConfig};
 use tocsin::intake::topology::Topology;
 use tocsin::intake::transport::Broker;
 use tocsin::message::{self, Stamps, WireFormat};
 
-/// Aodh's notification exchange (`control_exchange`).
-pub const EXCHANGE: &str = "aodh";
-/// Aodh's notifier topic at priority `sample`: the routing key and the queue
-/// both notifiers consume.
-pub const QUEUE: &str = "alarming.sample";
+/// The alarm notifications both notifiers consume: their defaults, the
+/// same in aodh and in tocsin (exchange `aodh`, queue `alarming.sample`).
+pub fn intake() -> NotificationIntakeConfig {
+    NotificationIntakeConfig::default()
+}
 /// Confirmations awaited at once while publishing.
 const CONFIRM_BATCH: usize = 512;
 /// The part of an alarm id before its number.
@@ -150,6 +150,8 @@ pub async fn prefill(
 ) -> anyhow::Result<Duration> {
     let mut config = Config::default();
     config.broker.transport_url = transport_url.to_owned();
+    config.intake.notification = intake();
+    let (exchange, queue) = (&config.intake.notification.exchange, config.intake.notification.queue());
     let connection = Broker::new(&config.broker)?
         .connect("peer-bench")
         .await
@@ -167,8 +169,8 @@ pub async fn prefill(
         timeline.publishing(seq);
         let confirm = channel
             .basic_publish(
-                EXCHANGE.into(),
-                QUEUE.into(),
+                exchange.as_str().into(),
+                queue.as_str().into(),
                 BasicPublishOptions::default(),
                 &body,
                 properties.clone(),

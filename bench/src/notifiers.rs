@@ -16,7 +16,7 @@ use lapin::Channel;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 
-use crate::load::{QUEUE, Timeline, seq_in};
+use crate::load::{Timeline, intake, seq_in};
 use crate::procfs;
 
 /// How both notifiers' `log://` line begins (Aodh's words).
@@ -119,21 +119,22 @@ impl Notifier {
     /// # Errors
     /// It exited, or did not consume within a minute.
     pub async fn consuming(&mut self, channel: &Channel) -> anyhow::Result<()> {
+        let name = intake().queue();
         let started = Instant::now();
         while started.elapsed() < READY_LIMIT {
             self.check_running()?;
             let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
             let queue = channel
-                .queue_declare(QUEUE.into(), options, FieldTable::default())
+                .queue_declare(name.as_str().into(), options, FieldTable::default())
                 .await
-                .with_context(|| format!("the queue {QUEUE} is gone"))?;
+                .with_context(|| format!("the queue {name} is gone"))?;
             if queue.consumer_count() > 0 {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         bail!(
-            "{} did not consume {QUEUE} within {} s:\n{}",
+            "{} did not consume {name} within {} s:\n{}",
             self.kind.name(),
             READY_LIMIT.as_secs(),
             self.tail()

@@ -208,6 +208,14 @@ impl Default for NotificationIntakeConfig {
     }
 }
 
+impl NotificationIntakeConfig {
+    /// The queue, and routing key, of alarm notifications: `<topic>.sample`
+    /// (oslo's notification topic at priority `sample`).
+    pub fn queue(&self) -> String {
+        format!("{}.sample", self.topic)
+    }
+}
+
 /// Concurrency of deliveries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

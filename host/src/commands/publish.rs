@@ -67,7 +67,7 @@ pub async fn run(config: &Config, args: PublishArgs) -> anyhow::Result<Exit> {
     let (exchange, routing_key) = match args.format {
         WireFormat::Rpc => (&config.intake.rpc.exchange, config.intake.rpc.topic.clone()),
         WireFormat::Notification => {
-            (&config.intake.notification.exchange, format!("{}.sample", config.intake.notification.topic))
+            (&config.intake.notification.exchange, config.intake.notification.queue())
         }
     };
     let properties = oslo_properties();

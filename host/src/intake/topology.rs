@@ -213,7 +213,7 @@ impl Topology {
             if !exchanges.iter().any(|exchange| exchange.name == notification.exchange) {
                 exchanges.push(topic_exchange(&notification.exchange));
             }
-            let name = format!("{}.sample", notification.topic);
+            let name = notification.queue();
             queues.push(intake_queue(name.clone(), vec![(notification.exchange.clone(), name)]));
         }
         let own = OwnQueues::new(config);
@@ -250,10 +250,9 @@ impl Topology {
     pub fn publisher(&self, config: &Config, format: WireFormat) -> Topology {
         let (exchange, queue) = match format {
             WireFormat::Rpc => (&config.intake.rpc.exchange, None),
-            WireFormat::Notification => (
-                &config.intake.notification.exchange,
-                Some(format!("{}.sample", config.intake.notification.topic)),
-            ),
+            WireFormat::Notification => {
+                (&config.intake.notification.exchange, Some(config.intake.notification.queue()))
+            }
         };
         Topology {
             exchanges: self.exchanges.iter().filter(|e| &e.name == exchange).cloned().collect(),

@@ -19,6 +19,8 @@ use tocsin_guest_sdk::json::to_python_json;
 
 use crate::alarm::Alarm;
 
+mod typed;
+
 /// The RPC method Ceilometer's and Aodh's evaluators cast.
 pub const RPC_METHOD: &str = "notify_alarm";
 /// The event type of Aodh's notifications.
@@ -157,11 +159,35 @@ impl DecodeError {
 }
 
 /// Decodes one message. Never panics, whatever the
-/// bytes; `max_bytes` bounds the body it will parse.
+/// bytes; `max_bytes` bounds the body it will parse. The shapes real
+/// evaluators write take a typed fast path; anything else, and every
+/// error, goes through the general decoder ([`decode_reference`]).
 ///
 /// # Errors
 /// [`DecodeError`] saying why the message cannot be delivered.
 pub fn decode(properties: Properties<'_>, body: &[u8], max_bytes: usize) -> Result<Decoded, DecodeError> {
+    check(properties, body, max_bytes)?;
+    let fallback_id = || body_digest(body);
+    typed::decode(body, fallback_id).map_or_else(|| decode_tree(body, fallback_id), Ok)
+}
+
+/// [`decode`] without its fast path: every message through the general
+/// decoder. The reference the fast path is tested against (it must give
+/// the same result wherever it gives one).
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_reference(
+    properties: Properties<'_>,
+    body: &[u8],
+    max_bytes: usize,
+) -> Result<Decoded, DecodeError> {
+    check(properties, body, max_bytes)?;
+    decode_tree(body, || body_digest(body))
+}
+
+/// The checks before any parsing: size and the AMQP properties.
+fn check(properties: Properties<'_>, body: &[u8], max_bytes: usize) -> Result<(), DecodeError> {
     if body.len() > max_bytes {
         return Err(DecodeError::TooLarge { size: body.len(), limit: max_bytes });
     }
@@ -176,12 +202,18 @@ pub fn decode(properties: Properties<'_>, body: &[u8], max_bytes: usize) -> Resu
     {
         return Err(DecodeError::ContentEncoding(encoding.to_owned()));
     }
+    Ok(())
+}
+
+/// The general decoder: the body as a JSON tree, fields picked out of it.
+/// It reads every message [`typed::decode`] reads, the same way, and the
+/// rest, and says what is wrong with a message it cannot use.
+fn decode_tree(body: &[u8], fallback_id: impl FnOnce() -> String) -> Result<Decoded, DecodeError> {
     let outer: Value = serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let message = unwrap_envelope(outer)?;
     let Value::Object(message) = message else {
         return Err(DecodeError::Unrecognised(format!("the message is {}", json_kind(&message))));
     };
-    let fallback_id = || body_digest(body);
     if message.contains_key("method") {
         decode_rpc(message, fallback_id)
     } else if message.contains_key("event_type") {

@@ -1,0 +1,214 @@
+//! The fast path of [`decode`](super::decode): the shapes real evaluators
+//! write, read straight into their types.
+//!
+//! The general decoder builds a JSON tree of the whole body, then of the
+//! envelope's inner text, and picks fields out of it: a hashed,
+//! order-keeping map per object and a string per key. This path reads the
+//! fields it needs and skips the rest without keeping them; the only tree
+//! left is `reason_data`'s, which plugins receive as it is. It takes a
+//! quarter off decoding an `alarm.update` (52,700 → 40,700 instructions,
+//! `scripts/profile log`).
+//!
+//! It declines ([`None`]) anything it does not recognise exactly: a field
+//! of another type (null included), a duplicate key, a list where an
+//! object is expected, an action that is not a string. The general decoder
+//! then decides, and explains its error, as before. Where both decode a
+//! message they give the same result (the unit tests check it on every
+//! captured message and on mutated ones), with one difference: a number
+//! out of `f64`'s range in a field this path skips (`1e400` in a context
+//! value) is skipped, where the general decoder refuses the message as not
+//! JSON; Python's `json` reads it as infinity, so Aodh delivers it too.
+
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny};
+use serde_json::value::RawValue;
+
+use super::{ALARM_EVENT_TYPE, ALARM_PRIORITY, AlarmNotification, Decoded, MessageKind, RPC_METHOD};
+use crate::alarm::Alarm;
+
+/// oslo's "2.0" envelope; both absent is a "1.0" message.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "oslo.version", default, borrow, deserialize_with = "string")]
+    version: Option<Cow<'a, str>>,
+    #[serde(rename = "oslo.message", default, borrow, deserialize_with = "string")]
+    message: Option<Cow<'a, str>>,
+}
+
+/// The inner message's fields that either kind of message uses.
+#[derive(serde::Deserialize)]
+struct Message<'a> {
+    #[serde(default, borrow, deserialize_with = "string")]
+    method: Option<Cow<'a, str>>,
+    /// Present (whatever its value) in an RPC call, absent in a cast.
+    #[serde(rename = "_msg_id", default, deserialize_with = "present")]
+    msg_id: bool,
+    #[serde(default, borrow)]
+    args: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "string")]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "string")]
+    priority: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    payload: Option<&'a RawValue>,
+    #[serde(rename = "_unique_id", default, borrow, deserialize_with = "string")]
+    unique_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "string")]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(rename = "_context_request_id", default, borrow, deserialize_with = "string")]
+    request_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "string")]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+/// An RPC message's `args`.
+#[derive(serde::Deserialize)]
+struct Args<'a> {
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// The action list of `data`/`payload`; absent or null is none.
+#[derive(serde::Deserialize)]
+struct Actions {
+    #[serde(default)]
+    actions: Option<Vec<String>>,
+}
+
+/// The message, when it has one of the shapes this path reads; `fallback_id`
+/// names a message that carries no id.
+pub(super) fn decode(body: &[u8], fallback_id: impl FnOnce() -> String) -> Option<Decoded> {
+    // Validated once here: the parses below read text, and skip what they
+    // do not keep without looking at its bytes again.
+    let body = std::str::from_utf8(body).ok()?;
+    let envelope: Envelope<'_> = object(body)?;
+    let inner: Cow<'_, str> = match envelope {
+        Envelope { version: Some(version), message: Some(inner) } => {
+            if version.split('.').next() != Some("2") {
+                return None;
+            }
+            inner
+        }
+        _ => Cow::Borrowed(body),
+    };
+    let message: Message<'_> = object(&inner)?;
+    if message.method.is_some() {
+        rpc(message, fallback_id)
+    } else if message.event_type.is_some() {
+        notification(message, fallback_id)
+    } else {
+        None
+    }
+}
+
+fn rpc(message: Message<'_>, fallback_id: impl FnOnce() -> String) -> Option<Decoded> {
+    if message.method.as_deref() != Some(RPC_METHOD) {
+        return None;
+    }
+    let args: Args<'_> = object(message.args?.get())?;
+    let (alarm, actions) = alarm_and_actions(args.data)?;
+    Some(Decoded::Alarm(Box::new(AlarmNotification {
+        alarm,
+        actions,
+        message_id: text(message.unique_id).unwrap_or_else(fallback_id),
+        kind: if message.msg_id { MessageKind::Call } else { MessageKind::Cast },
+        changed_at_us: None,
+        request_id: text(message.request_id),
+    })))
+}
+
+fn notification(message: Message<'_>, fallback_id: impl FnOnce() -> String) -> Option<Decoded> {
+    let event_type = message.event_type?.into_owned();
+    let priority = message.priority.map(Cow::into_owned).unwrap_or_default();
+    if event_type != ALARM_EVENT_TYPE || !priority.eq_ignore_ascii_case(ALARM_PRIORITY) {
+        return Some(Decoded::Ignored { event_type, priority });
+    }
+    let (alarm, actions) = alarm_and_actions(message.payload?)?;
+    let message_id = text(message.unique_id).or_else(|| text(message.message_id)).unwrap_or_else(fallback_id);
+    Some(Decoded::Alarm(Box::new(AlarmNotification {
+        alarm,
+        actions,
+        message_id,
+        kind: MessageKind::Notification,
+        changed_at_us: text(message.timestamp).as_deref().and_then(super::parse_oslo_timestamp),
+        request_id: None,
+    })))
+}
+
+/// The alarm and its actions: two passes over the same text, each
+/// skipping the other's fields.
+fn alarm_and_actions(data: &RawValue) -> Option<(Alarm, Vec<String>)> {
+    let Actions { actions } = object(data.get())?;
+    Some((object(data.get())?, actions.unwrap_or_default()))
+}
+
+/// `T` read from `text` when it is a JSON object: serde also reads a
+/// struct from a list, which no sender writes and the general decoder
+/// refuses.
+fn object<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+        .then(|| serde_json::from_str(text).ok())
+        .flatten()
+}
+
+/// A string, borrowed where it has no escapes; any other JSON, null
+/// included, is an error (so the message goes to the general decoder).
+fn string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Text::deserialize(deserializer).map(|Text(text)| Some(text))
+}
+
+/// True for a key that is there, whatever its value.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| true)
+}
+
+/// The general decoder's reading of an id-like field: empty is none.
+fn text(value: Option<Cow<'_, str>>) -> Option<String> {
+    value.filter(|text| !text.is_empty()).map(Cow::into_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+    use std::path::Path;
+
+    use super::*;
+
+    /// The captured messages (`../shared/fixtures/openstack`), each read by
+    /// this path: it is the one real traffic takes.
+    #[test]
+    fn reads_every_captured_alarm_message() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openstack");
+        let mut read = 0;
+        for stem in ["cast-1", "call-1", "fanout-cast-1", "notification-1", "notification-v1-1"] {
+            let body = std::fs::read(fixtures.join(format!("{stem}.body.bin"))).unwrap();
+            let decoded = decode(&body, || unreachable!("{stem} has an id"));
+            assert!(matches!(decoded, Some(Decoded::Alarm(_))), "{stem}: {decoded:?}");
+            read += 1;
+        }
+        assert_eq!(read, 5);
+    }
+
+    #[test]
+    fn declines_what_it_does_not_read_exactly() {
+        let alarm = r#""data": {"alarm_id": "a", "previous": "ok", "current": "alarm", "reason": "r"}"#;
+        for declined in [
+            r#"{"method": null, "args": {}}"#.to_owned(),
+            format!(r#"{{"method": "notify_alarm", "args": [{{{alarm}}}]}}"#),
+            format!(r#"{{"method": "notify_alarm", "args": {{{alarm}, {alarm}}}}}"#),
+            r#"["2.0", "{}"]"#.to_owned(),
+        ] {
+            assert!(decode(declined.as_bytes(), String::new).is_none(), "{declined}");
+        }
+        // Read, and declined once a skipped field is not UTF-8.
+        let good = format!(r#"{{"method": "notify_alarm", "x": "-", "args": {{{alarm}}}}}"#).into_bytes();
+        assert!(decode(&good, String::new).is_some());
+        let bad: Vec<u8> = good.iter().map(|&b| if b == b'-' { 0xff } else { b }).collect();
+        assert!(decode(&bad, String::new).is_none());
+    }
+}

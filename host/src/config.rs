@@ -21,9 +21,10 @@ use crate::capabilities::signing::WebhookSecret;
 use crate::sandbox::limits::{LimitOverrides, Limits};
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
-/// keys: they choose the file and the log output, and give `tocsin
-/// plugin` the API's address and the caller's token.
-const NON_CONFIG_ENV: &[&str] = &["config", "log", "log_format", "api", "token"];
+/// keys: they choose the file and the log output (and how long its lines
+/// gather), and give `tocsin plugin` the API's address and the caller's
+/// token.
+const NON_CONFIG_ENV: &[&str] = &["config", "log", "log_format", "log_flush_ms", "api", "token"];
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -151,7 +151,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let writer = match cli.command {
         Command::CompileComponent { .. } => LogWriter::Direct,
-        _ => LogWriter::Background,
+        _ => LogWriter::Batched,
     };
     let log = telemetry::init(cli.log_format, writer);
     let result = match cli.command {

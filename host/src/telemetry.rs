@@ -1,11 +1,21 @@
 //! Logging setup: `tracing` events to stderr, as text or JSON, filtered by
-//! `TOCSIN_LOG` (an `EnvFilter` directive, default `info`). Nothing else.
+//! `TOCSIN_LOG` (an `EnvFilter` directive, default `info`), batched for
+//! up to `TOCSIN_LOG_FLUSH_MS` (default 5) under load. Nothing else.
 
-use std::io::{BufWriter, IsTerminal as _};
+use std::io::{IsTerminal as _, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+/// How long, after a write, lines gather before the next one, unless
+/// `TOCSIN_LOG_FLUSH_MS` says otherwise (0: every line as it comes).
+const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+/// A batch this big is written at once by the thread that filled it.
+const BATCH_BYTES: usize = 64 << 10;
 
 /// Output format of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,29 +32,188 @@ pub enum LogWriter {
     /// Written by the thread that logs, one write per line: for a process
     /// that must start no thread (the compiler child).
     Direct,
-    /// Handed to a writer thread that writes them in batches, as many as
-    /// queued up, one `write` for each batch: a busy service logs a line or
-    /// more per delivery, and a `write` per line cost more CPU than the rest
-    /// of the line's work. Not lossy while the process runs: a full queue
-    /// makes the logging thread wait. Dropping the returned guard writes
-    /// what is queued, waiting up to a second for it (tracing-appender's
-    /// bound): drop it before the process exits.
-    Background,
+    /// Appended to a batch in memory, written with one `write` per batch by
+    /// a flusher thread: at once when the log was quiet, else at most every
+    /// [`FLUSH_INTERVAL`] (lines wait that long at most), or by the logging
+    /// thread once the batch holds [`BATCH_BYTES`]. A busy service logs a
+    /// line or more per delivery; a `write`, or a wake-up of a writer
+    /// thread, per line cost more CPU than the rest of the line's work.
+    /// Nothing is dropped: the returned guard writes the batch when dropped
+    /// (drop it before the process exits), and a panic writes it before the
+    /// panic's message.
+    Batched,
+}
+
+/// Writes what is batched when dropped, and stops the flusher.
+#[derive(Debug)]
+pub struct LogGuard {
+    batch: Arc<Batch>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.batch.lock().stopping = true;
+        self.batch.filled.notify_one();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+        self.batch.write_out();
+    }
+}
+
+/// The lines not yet written, shared by every logging thread and the
+/// flusher.
+struct Batch {
+    state: Mutex<BatchState>,
+    /// Signalled when a line lands in an empty batch, and at stop.
+    filled: Condvar,
+}
+
+struct BatchState {
+    lines: Vec<u8>,
+    stopping: bool,
+    /// Stderr, but for tests.
+    out: Box<dyn Write + Send>,
+}
+
+impl BatchState {
+    /// One `write` of the lines, which it empties. A failed write (stderr
+    /// closed) drops them: there is nowhere else to log to.
+    fn write_lines(&mut self) {
+        if !self.lines.is_empty() {
+            let _ = self.out.write_all(&self.lines);
+            let _ = self.out.flush();
+            self.lines.clear();
+        }
+    }
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").finish_non_exhaustive()
+    }
+}
+
+impl Batch {
+    fn new(out: Box<dyn Write + Send>) -> Self {
+        Batch {
+            state: Mutex::new(BatchState { lines: Vec::new(), stopping: false, out }),
+            filled: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BatchState> {
+        // A thread that panicked holding the lock left whole lines behind
+        // (appending cannot fail halfway): keep using them.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends one formatted line (tracing-subscriber hands over each event
+    /// whole); writes the batch out when it is full.
+    fn append(&self, line: &[u8]) {
+        let mut state = self.lock();
+        if state.lines.is_empty() {
+            self.filled.notify_one();
+        }
+        state.lines.extend_from_slice(line);
+        if state.lines.len() >= BATCH_BYTES {
+            state.write_lines();
+        }
+    }
+
+    /// Writes what is batched (under the lock, so batches keep their order).
+    fn write_out(&self) {
+        self.lock().write_lines();
+    }
+
+    /// Writes what is batched unless another thread holds the batch (a
+    /// panic while appending): a panic hook must not wait on it.
+    fn write_out_unless_busy(&self) {
+        match self.state.try_lock() {
+            Ok(mut state) => state.write_lines(),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().write_lines(),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+    }
+
+    /// The flusher: sleeps until a line arrives, writes the batch, lets
+    /// the next one gather for `interval`; until the guard is dropped.
+    fn flush_until_stopped(&self, interval: Duration) {
+        let mut state = self.lock();
+        loop {
+            while state.lines.is_empty() && !state.stopping {
+                state = self.filled.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+            if state.stopping {
+                return;
+            }
+            state.write_lines();
+            drop(state);
+            std::thread::sleep(interval);
+            state = self.lock();
+        }
+    }
+}
+
+/// A [`Batch`] as tracing-subscriber's writer.
+#[derive(Debug, Clone)]
+struct BatchWriter(Arc<Batch>);
+
+impl Write for BatchWriter {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.0.append(line);
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchWriter {
+    type Writer = BatchWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// A batch writing to `out` every `interval`, and the guard that stops
+/// its flusher.
+fn batched(out: Box<dyn Write + Send>, interval: Duration) -> std::io::Result<(BatchWriter, LogGuard)> {
+    let batch = Arc::new(Batch::new(out));
+    let flusher = std::thread::Builder::new().name("tocsin-log".into()).spawn({
+        let batch = Arc::clone(&batch);
+        move || batch.flush_until_stopped(interval)
+    })?;
+    Ok((BatchWriter(Arc::clone(&batch)), LogGuard { batch, flusher: Some(flusher) }))
 }
 
 /// Installs the global subscriber. Stdout stays free for command output.
-/// Keep the guard until the process ends: dropping it writes what is queued.
-pub fn init(format: LogFormat, writer: LogWriter) -> Option<WorkerGuard> {
+/// Keep the guard until the process ends: dropping it writes what is
+/// batched.
+pub fn init(format: LogFormat, writer: LogWriter) -> Option<LogGuard> {
     let filter = EnvFilter::try_from_env("TOCSIN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let (make_writer, guard) = match writer {
-        LogWriter::Direct => (BoxMakeWriter::new(std::io::stderr), None),
-        LogWriter::Background => {
-            // The writer thread flushes its buffer whenever the queue is empty.
-            let (queue, guard) = NonBlockingBuilder::default()
-                .lossy(false)
-                .thread_name("tocsin-log")
-                .finish(BufWriter::with_capacity(64 << 10, std::io::stderr()));
-            (BoxMakeWriter::new(queue), Some(guard))
+    let interval = std::env::var("TOCSIN_LOG_FLUSH_MS").ok().map(|ms| ms.parse().map(Duration::from_millis));
+    let (make_writer, guard) = match (writer, interval.clone().unwrap_or(Ok(FLUSH_INTERVAL))) {
+        (LogWriter::Direct, _) | (LogWriter::Batched, Ok(Duration::ZERO)) => {
+            (BoxMakeWriter::new(std::io::stderr), None)
+        }
+        (LogWriter::Batched, interval) => {
+            match batched(Box::new(std::io::stderr()), interval.unwrap_or(FLUSH_INTERVAL)) {
+                Ok((writer, guard)) => {
+                    let hook = std::panic::take_hook();
+                    let batch = Arc::clone(&writer.0);
+                    std::panic::set_hook(Box::new(move |panic| {
+                        batch.write_out_unless_busy();
+                        hook(panic);
+                    }));
+                    (BoxMakeWriter::new(writer), Some(guard))
+                }
+                // No thread to flush a batch: each line is written as it comes.
+                Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
+            }
         }
     };
     // Colours only for a person at a terminal: escape codes in a log file
@@ -58,5 +227,72 @@ pub fn init(format: LogFormat, writer: LogWriter) -> Option<WorkerGuard> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    if let Some(Err(error)) = interval {
+        tracing::warn!(error = %error, default_ms = FLUSH_INTERVAL.as_millis(), "TOCSIN_LOG_FLUSH_MS is not a number of milliseconds; using the default.");
+    }
     guard
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+    use std::time::Instant;
+
+    use super::*;
+
+    /// An output that records each `write` apart.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Recorder {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push(bytes.to_vec());
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        fn written(&self) -> Vec<u8> {
+            self.0.lock().unwrap().concat()
+        }
+    }
+
+    #[test]
+    fn the_flusher_writes_lines_in_order_without_being_asked() {
+        let recorder = Recorder::default();
+        let (mut writer, _guard) = batched(Box::new(recorder.clone()), FLUSH_INTERVAL).unwrap();
+        for line in ["one\n", "two\n", "three\n"] {
+            writer.write_all(line.as_bytes()).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while recorder.written().len() < 14 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(recorder.written(), b"one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn a_full_batch_is_written_at_once_and_the_rest_when_the_guard_drops() {
+        let recorder = Recorder::default();
+        let batch = Batch::new(Box::new(recorder.clone()));
+        let line = [b'x'; 1000];
+        for _ in 0..BATCH_BYTES / line.len() {
+            batch.append(&line);
+        }
+        assert!(recorder.0.lock().unwrap().is_empty(), "below a full batch, nothing is written yet");
+        batch.append(&line);
+        assert_eq!(recorder.0.lock().unwrap().len(), 1, "one write for the full batch");
+        assert_eq!(recorder.written().len(), (BATCH_BYTES / line.len() + 1) * line.len());
+
+        let recorder = Recorder::default();
+        let (mut writer, guard) = batched(Box::new(recorder.clone()), FLUSH_INTERVAL).unwrap();
+        writer.write_all(b"last words\n").unwrap();
+        drop(guard);
+        assert_eq!(recorder.written(), b"last words\n", "written when the guard drops, not lost");
+    }
 }

@@ -113,6 +113,9 @@ impl Service {
             .args(["--log-format", "json", "serve"])
             .env("TOCSIN_CONFIG", &config_path)
             .env("TOCSIN_LOG", level)
+            // Tests read the log right after what they cause: every line is
+            // written as it comes, not batched.
+            .env("TOCSIN_LOG_FLUSH_MS", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -335,10 +335,21 @@ impl<N: Notifiers> Dispatcher<N> {
         let attempt = record.attempt;
         match result {
             Ok(()) => {
-                tracing::info!(
-                    alarm_id, action = %shown, plugin = name, tenant, delivery_id = %record.delivery_id,
-                    attempt, outcome = "delivered", elapsed_ms, "dispatch: Delivered."
-                );
+                // A first attempt's success is the plugin's own lines at
+                // `info`, as Aodh logs it (one line per `log://` action):
+                // this line is for `debug`. One that took retries is news.
+                macro_rules! delivered {
+                    ($level:expr) => {
+                        tracing::event!($level, alarm_id, action = %shown, plugin = name, tenant,
+                            delivery_id = %record.delivery_id, attempt, outcome = "delivered", elapsed_ms,
+                            "dispatch: Delivered.")
+                    };
+                }
+                if attempt > 1 {
+                    delivered!(tracing::Level::INFO);
+                } else {
+                    delivered!(tracing::Level::DEBUG);
+                }
                 self.metrics.delivery(name, tenant, "delivered");
                 Outcome::Delivered
             }

@@ -418,6 +418,36 @@ async fn a_hanging_webhook_does_not_hold_up_other_alarms() {
     assert!(hanging.received().len() <= 2 + 2, "at most per_host requests hang at once (+ retries)");
 }
 
+/// Acks are coalesced (one `basic.ack multiple` for a run of finished
+/// messages), and a message finished above a slow one is acked on its own
+/// soon after: with every fourth request answered 300 ms late, each
+/// message is acked while the service runs (the broker counts none
+/// unacknowledged), none comes back, and stopping leaves the queue empty.
+#[tokio::test]
+async fn every_message_is_acked_whatever_order_its_deliveries_finish_in() {
+    let vhost = TestVhost::create();
+    let alarms = 80;
+    let slow = Reply::Delayed(Duration::from_millis(300), Box::new(Reply::status(200)));
+    let script = (0..alarms).map(|n| if n % 4 == 0 { slow.clone() } else { Reply::status(200) }).collect();
+    let sink = Webhook::start(Reply::Script(script)).await.unwrap();
+    let mut service = serve(&vhost, "").await;
+    tocsin_cli(&vhost, &["publish", "--count", &alarms.to_string(), "--action", &sink.url("/mixed")]).await;
+    wait_for_requests(&sink, alarms).await;
+    let queue = "alarming.sample";
+    let delivered = r#"tocsin_deliveries_total{plugin="http",tenant="",outcome="delivered"}"#;
+    let settled = eventually(Duration::from_secs(20), async || {
+        service.metric(delivered).await == alarms as f64 && vhost.unacknowledged(queue).await == 0
+    })
+    .await;
+    assert!(settled, "{} unacknowledged: {}", vhost.unacknowledged(queue).await, service.log_text());
+    assert_eq!(service.metric("tocsin_redeliveries_total").await, 0.0);
+    let status = service.terminate(Duration::from_secs(20)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", service.log_text());
+    assert_eq!(vhost.depth(queue).await, 0, "nothing came back when the consumer left");
+    assert_eq!(sink.received().len(), alarms, "each alarm delivered once");
+    assert!(service.lines_with("intake: Cannot settle a message; the broker will redeliver it.").is_empty());
+}
+
 async fn tocsin_cli(vhost: &TestVhost, args: &[&str]) -> String {
     cli(TOCSIN, &vhost.transport_url(), args, &[]).await
 }

@@ -12,8 +12,9 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-/// Runs `rabbitmqctl` with `args`, panicking with its output on failure.
-pub fn rabbitmqctl(args: &[&str]) {
+/// Runs `rabbitmqctl` with `args`, panicking with its output on failure;
+/// returns what it printed.
+pub fn rabbitmqctl(args: &[&str]) -> String {
     let output = Command::new("rabbitmqctl").args(args).output().unwrap_or_else(|error| {
         panic!("rabbitmqctl: {error} (is rabbitmq-server installed? run scripts/test)")
     });
@@ -23,6 +24,7 @@ pub fn rabbitmqctl(args: &[&str]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A virtual host of its own, deleted with everything in it when dropped.
@@ -108,6 +110,24 @@ impl TestVhost {
             .unwrap_or_else(|e| panic!("queue {queue}: {e}"));
         let _ = connection.close(200, "done".into()).await;
         declared.message_count()
+    }
+}
+
+impl TestVhost {
+    /// Messages of `queue` delivered to a consumer and not yet acked, as
+    /// the broker counts them (`rabbitmqctl`, on the blocking pool: the
+    /// test's sinks go on answering meanwhile).
+    pub async fn unacknowledged(&self, queue: &str) -> u64 {
+        let args =
+            ["-q", "list_queues", "-p", &self.name, "--no-table-headers", "name", "messages_unacknowledged"]
+                .map(str::to_owned);
+        let listing = tokio::task::spawn_blocking(move || rabbitmqctl(&args.each_ref().map(String::as_str)))
+            .await
+            .unwrap_or_else(|error| panic!("rabbitmqctl list_queues: {error}"));
+        listing
+            .lines()
+            .find_map(|line| line.strip_prefix(queue)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("queue {queue} not listed: {listing}"))
     }
 }
 

@@ -1,6 +1,7 @@
 //! What happens to one received message, and when it is acknowledged.
 //!
-//! A message is acked only when each of its actions has a final outcome:
+//! A message is acked (by the channel's [`super::settle::Settler`]) only
+//! when each of its actions has a final outcome:
 //! delivered; failed for good and its record confirmed in the dead-letter
 //! queue; or retryable and its record confirmed in a retry tier. If the
 //! broker does not confirm one of those, the message is not acked and
@@ -10,11 +11,11 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use lapin::message::Delivery as Message;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
 use tocsin_guest_sdk::action;
 
 use super::Intake;
 use super::publisher::{PublishError, Publisher};
+use super::settle::Settlement;
 use super::topology::Source;
 use crate::delivery::policy::{Decision, tier_label};
 use crate::delivery::{DeliveryRecord, now_ms, now_us};
@@ -23,9 +24,9 @@ use crate::message::{self, AlarmNotification, Decoded, Properties};
 use crate::metrics::ReasonLabels;
 
 impl<N: Notifiers> Intake<N> {
-    /// Handles one message, then acks it, or requeues it when its
-    /// outcomes could not all be handed to the broker.
-    pub(super) async fn handle(&self, source: Source, message: Message, publisher: &Publisher) {
+    /// Handles one message: to be acked, or requeued when its outcomes
+    /// could not all be handed to the broker.
+    pub(super) async fn handle(&self, source: Source, message: Message, publisher: &Publisher) -> Settlement {
         if message.redelivered {
             self.metrics.redeliveries.inc();
         }
@@ -33,18 +34,15 @@ impl<N: Notifiers> Intake<N> {
             Source::OpenStack => self.handle_openstack(&message, publisher).await,
             Source::Work => self.handle_record(&message, publisher).await,
         };
-        let settled = match handled {
-            Ok(()) => message.ack(BasicAckOptions::default()).await,
+        match handled {
+            Ok(()) => Settlement::Ack,
             Err(error) => {
                 tracing::warn!(
                     error = %error, exchange = %message.exchange, routing_key = %message.routing_key,
                     "intake: A retry or dead letter was not confirmed by the broker; the message is requeued."
                 );
-                message.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await
+                Settlement::Requeue
             }
-        };
-        if let Err(error) = settled {
-            tracing::warn!(error = %error, "intake: Cannot settle the message; the broker will redeliver it.");
         }
     }
 

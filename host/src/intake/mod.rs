@@ -3,7 +3,8 @@
 //! Connects to the first broker of `transport_url` that answers, declares
 //! the [`topology`], consumes the intake queues and tocsin's work queue
 //! with manual acks and a bounded prefetch, and hands each message to the
-//! [`handler`]. A lost connection is retried with capped exponential
+//! [`handler`]; each channel's [`settle::Settler`] acks what the handlers
+//! finished, a run of them at a time. A lost connection is retried with capped exponential
 //! backoff and everything is declared and consumed again; unacknowledged
 //! messages come back from the broker, so nothing is lost. On shutdown
 //! the consumers are cancelled, in-flight messages get a grace period to
@@ -11,6 +12,7 @@
 
 pub mod handler;
 pub mod publisher;
+pub mod settle;
 pub mod topology;
 pub mod transport;
 
@@ -32,6 +34,7 @@ use crate::delivery::policy::RetryPolicy;
 use crate::dispatch::{Dispatcher, Notifiers};
 use crate::metrics::{Metrics, QueueLabels};
 use publisher::Publisher;
+use settle::{SettleHandle, Settler};
 use topology::{QueueSpec, Source, Topology, TopologyError};
 use transport::{Broker, BrokerError};
 
@@ -188,12 +191,15 @@ impl<N: Notifiers> Intake<N> {
         self.topology.declare(&setup, self.config.broker.passive_declare).await?;
         let publisher = Arc::new(Publisher::open(&connection).await.map_err(|e| broker_error("channel", e))?);
         let tracker = TaskTracker::new();
+        let settlers = TaskTracker::new();
         let stop = shutdown.child_token();
         let (lost, mut lost_rx) = mpsc::channel::<String>(1);
         let consumed: Vec<&QueueSpec> = self.topology.queues.iter().filter(|q| q.consume.is_some()).collect();
         for queue in consumed {
             let (channel, consumer) = self.consume(&connection, queue).await?;
             let source = queue.consume.unwrap_or(Source::OpenStack);
+            let (settler, settle) = Settler::new(channel.clone());
+            settlers.spawn(settler.run());
             let run = ConsumerLoop {
                 intake: Arc::clone(&self),
                 queue: queue.name.clone(),
@@ -201,6 +207,7 @@ impl<N: Notifiers> Intake<N> {
                 consumer,
                 source,
                 publisher: Arc::clone(&publisher),
+                settle,
                 tracker: tracker.clone(),
                 stop: stop.clone(),
                 lost: lost.clone(),
@@ -217,6 +224,7 @@ impl<N: Notifiers> Intake<N> {
         stop.cancel();
         self.status.connected.store(false, Ordering::Relaxed);
         self.metrics.broker_connected.set(0);
+        settlers.close();
         if let Ended::Shutdown = ended {
             tracker.close();
             let in_flight = tracker.len();
@@ -225,7 +233,13 @@ impl<N: Notifiers> Intake<N> {
                 grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
                 "intake: Stopped consuming; finishing the messages in flight."
             );
-            if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            // The settlers end once the handlers are done and what they
+            // finished is acked.
+            let finished = async {
+                tracker.wait().await;
+                settlers.wait().await;
+            };
+            if tokio::time::timeout(grace, finished).await.is_err() {
                 tracing::warn!(
                     unfinished = tracker.len(),
                     "intake: Grace period over; the broker redelivers the unfinished messages."
@@ -279,6 +293,7 @@ struct ConsumerLoop<N: Notifiers> {
     consumer: Consumer,
     source: Source,
     publisher: Arc<Publisher>,
+    settle: SettleHandle,
     tracker: TaskTracker,
     stop: CancellationToken,
     lost: mpsc::Sender<String>,
@@ -298,9 +313,17 @@ impl<N: Notifiers> ConsumerLoop<N> {
             };
             match next {
                 Some(Ok(message)) => {
-                    let (intake, publisher, source) =
-                        (Arc::clone(&self.intake), Arc::clone(&self.publisher), self.source);
-                    self.tracker.spawn(async move { intake.handle(source, message, &publisher).await });
+                    let tag = message.delivery_tag;
+                    self.settle.received(tag);
+                    let (intake, publisher, source, settle) = (
+                        Arc::clone(&self.intake),
+                        Arc::clone(&self.publisher),
+                        self.source,
+                        self.settle.clone(),
+                    );
+                    self.tracker.spawn(async move {
+                        settle.settle(tag, intake.handle(source, message, &publisher).await);
+                    });
                 }
                 Some(Err(error)) => break Some(format!("consumer of {}: {error}", self.queue)),
                 None => break Some(format!("the broker cancelled the consumer of {}", self.queue)),

@@ -1,0 +1,324 @@
+//! Settling received messages with the broker: one channel's acks,
+//! coalesced.
+//!
+//! Each handled message is acked, or requeued when its outcomes could not
+//! all be handed to the broker. Acking each message on its own costs a
+//! frame, a trip through lapin's internal RPC task and a spawned task per
+//! message, on tocsin's side and the broker's. Most messages finish in the
+//! order they came, so the [`Settler`] acks a run of finished messages at
+//! the bottom of the channel's window with one `basic.ack multiple`. A
+//! finished message above one still being handled (a slow webhook's
+//! neighbour) waits at most [`HELD_ACK_LINGER`] for the gap to close, then
+//! is acked on its own: it would otherwise hold a place of the prefetch
+//! window that other alarms could use. Requeues are sent on their own, and
+//! before any ack that could cover them. When the channel's handlers are
+//! all done, whatever is left is settled before the settler ends.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lapin::Channel;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::DeliveryTag;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How long a finished message above an unfinished one waits to be acked
+/// with it before it is acked on its own.
+pub const HELD_ACK_LINGER: Duration = Duration::from_millis(5);
+/// Most events taken in one round before the acks are sent: a round is
+/// bounded even while messages keep arriving.
+const MAX_EVENTS_PER_ROUND: usize = 1024;
+
+/// What becomes of a handled message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Every outcome is final: the broker may forget it.
+    Ack,
+    /// An outcome was not confirmed: the broker delivers it again.
+    Requeue,
+}
+
+#[derive(Debug)]
+enum Event {
+    Received(DeliveryTag),
+    Settled(DeliveryTag, Settlement),
+}
+
+/// How the channel's consumer and handlers tell the settler about its
+/// messages. Every handle dropped ends the settler, once it has settled
+/// what it was told.
+#[derive(Debug, Clone)]
+pub struct SettleHandle {
+    // Unbounded, yet holds at most two events per message of the prefetch
+    // window: the settler takes them as they come.
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl SettleHandle {
+    /// A message came (before its handler starts: the settler learns of
+    /// the messages in the order the broker numbered them).
+    pub fn received(&self, tag: DeliveryTag) {
+        // Fails only once the settler has ended, after every handle.
+        let _ = self.events.send(Event::Received(tag));
+    }
+
+    /// The message's handler is done with it.
+    pub fn settle(&self, tag: DeliveryTag, settlement: Settlement) {
+        let _ = self.events.send(Event::Settled(tag, settlement));
+    }
+}
+
+/// Settles one channel's messages; runs until every [`SettleHandle`] is
+/// dropped.
+#[derive(Debug)]
+pub struct Settler {
+    channel: Channel,
+    events: mpsc::UnboundedReceiver<Event>,
+    window: Window,
+}
+
+impl Settler {
+    /// A settler for the messages consumed on `channel`, and the handle to
+    /// tell it about them.
+    pub fn new(channel: Channel) -> (Settler, SettleHandle) {
+        let (sender, events) = mpsc::unbounded_channel();
+        (Settler { channel, events, window: Window::default() }, SettleHandle { events: sender })
+    }
+
+    /// Takes events as they come and sends the settlements each round of
+    /// them allows; at the end, settles everything it was told of.
+    pub async fn run(mut self) {
+        loop {
+            let linger = self.window.next_linger_end();
+            let closed = tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(event) => {
+                        self.take_round(event);
+                        false
+                    }
+                    None => true,
+                },
+                () = sleep_until(linger), if linger.is_some() => false,
+            };
+            let plan = if closed { self.window.take_all() } else { self.window.take_ready(Instant::now()) };
+            self.send(plan).await;
+            if closed {
+                return;
+            }
+        }
+    }
+
+    /// `first` and the events queued behind it, up to a round's worth.
+    fn take_round(&mut self, first: Event) {
+        let now = Instant::now();
+        self.window.apply(first, now);
+        for _ in 1..MAX_EVENTS_PER_ROUND {
+            match self.events.try_recv() {
+                Ok(event) => self.window.apply(event, now),
+                Err(_) => break,
+            }
+        }
+    }
+
+    async fn send(&self, plan: Plan) {
+        for tag in plan.requeue {
+            let options = BasicNackOptions { requeue: true, multiple: false };
+            if let Err(error) = self.channel.basic_nack(tag, options).await {
+                settle_failed(&error);
+            }
+        }
+        let acks = plan.through.map(|(tag, multiple)| (tag, BasicAckOptions { multiple }));
+        let singles = plan.single.into_iter().map(|tag| (tag, BasicAckOptions { multiple: false }));
+        for (tag, options) in acks.into_iter().chain(singles) {
+            if let Err(error) = self.channel.basic_ack(tag, options).await {
+                settle_failed(&error);
+            }
+        }
+    }
+}
+
+fn settle_failed(error: &lapin::Error) {
+    tracing::warn!(error = %error, "intake: Cannot settle a message; the broker will redeliver it.");
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// What one round sends, in this order.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    /// Requeued, each on its own.
+    requeue: Vec<DeliveryTag>,
+    /// Acked with every message below it (`multiple` when there are
+    /// others).
+    through: Option<(DeliveryTag, bool)>,
+    /// Acked each on its own.
+    single: Vec<DeliveryTag>,
+}
+
+/// The channel's unsettled messages: received and still being handled, or
+/// finished and waiting to be acked (since when).
+#[derive(Debug, Default)]
+struct Window {
+    unsettled: BTreeMap<DeliveryTag, Option<Instant>>,
+    requeue: Vec<DeliveryTag>,
+}
+
+impl Window {
+    fn apply(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Received(tag) => {
+                self.unsettled.insert(tag, None);
+            }
+            Event::Settled(tag, Settlement::Ack) => {
+                if let Some(finished) = self.unsettled.get_mut(&tag) {
+                    *finished = Some(now);
+                }
+            }
+            Event::Settled(tag, Settlement::Requeue) => {
+                if self.unsettled.remove(&tag).is_some() {
+                    self.requeue.push(tag);
+                }
+            }
+        }
+    }
+
+    /// The finished run at the bottom of the window, acked at once; the
+    /// finished messages above a gap that have waited [`HELD_ACK_LINGER`].
+    fn take_ready(&mut self, now: Instant) -> Plan {
+        let through = self.take_bottom_run();
+        let single: Vec<DeliveryTag> = self
+            .unsettled
+            .iter()
+            .filter(|(_, finished)| finished.is_some_and(|at| now.duration_since(at) >= HELD_ACK_LINGER))
+            .map(|(&tag, _)| tag)
+            .collect();
+        for tag in &single {
+            self.unsettled.remove(tag);
+        }
+        Plan { requeue: std::mem::take(&mut self.requeue), through, single }
+    }
+
+    /// Every finished message, however long it waited.
+    fn take_all(&mut self) -> Plan {
+        let through = self.take_bottom_run();
+        let single: Vec<DeliveryTag> =
+            self.unsettled.iter().filter(|(_, finished)| finished.is_some()).map(|(&tag, _)| tag).collect();
+        self.unsettled.retain(|_, finished| finished.is_none());
+        Plan { requeue: std::mem::take(&mut self.requeue), through, single }
+    }
+
+    /// Removes the finished messages below the lowest unfinished one: the
+    /// highest of them, and whether there were several.
+    fn take_bottom_run(&mut self) -> Option<(DeliveryTag, bool)> {
+        let mut run = None::<(DeliveryTag, usize)>;
+        while let Some(entry) = self.unsettled.first_entry() {
+            if entry.get().is_none() {
+                break;
+            }
+            let tag = entry.remove_entry().0;
+            run = Some((tag, run.map_or(1, |(_, count)| count + 1)));
+        }
+        run.map(|(tag, count)| (tag, count > 1))
+    }
+
+    /// When the earliest finished message above a gap has waited long
+    /// enough.
+    fn next_linger_end(&self) -> Option<Instant> {
+        self.unsettled.values().flatten().min().map(|&at| at + HELD_ACK_LINGER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(received: std::ops::RangeInclusive<DeliveryTag>) -> Window {
+        let mut window = Window::default();
+        for tag in received {
+            window.apply(Event::Received(tag), Instant::now());
+        }
+        window
+    }
+
+    #[test]
+    fn messages_finished_in_order_are_acked_with_one_multiple_ack() {
+        let now = Instant::now();
+        let mut window = window(1..=5);
+        for tag in 1..=4 {
+            window.apply(Event::Settled(tag, Settlement::Ack), now);
+        }
+        assert_eq!(window.take_ready(now), Plan { through: Some((4, true)), ..Plan::default() });
+        window.apply(Event::Settled(5, Settlement::Ack), now);
+        assert_eq!(window.take_ready(now), Plan { through: Some((5, false)), ..Plan::default() });
+        assert!(window.unsettled.is_empty());
+        assert_eq!(window.next_linger_end(), None);
+    }
+
+    #[test]
+    fn a_message_above_an_unfinished_one_waits_for_the_gap_then_goes_alone() {
+        let now = Instant::now();
+        let mut window = window(1..=4);
+        window.apply(Event::Settled(2, Settlement::Ack), now);
+        window.apply(Event::Settled(3, Settlement::Ack), now);
+        assert_eq!(window.take_ready(now), Plan::default(), "1 is unfinished: 2 and 3 wait");
+        assert_eq!(window.next_linger_end(), Some(now + HELD_ACK_LINGER));
+
+        let later = now + HELD_ACK_LINGER;
+        assert_eq!(window.take_ready(later), Plan { single: vec![2, 3], ..Plan::default() });
+        window.apply(Event::Settled(4, Settlement::Ack), later);
+        window.apply(Event::Settled(1, Settlement::Ack), later);
+        assert_eq!(
+            window.take_ready(later),
+            Plan { through: Some((4, true)), ..Plan::default() },
+            "the gap closed: one ack through 4 covers 1 and 4 (2 and 3 are acked already)"
+        );
+    }
+
+    #[test]
+    fn a_gap_that_closes_in_time_is_acked_with_what_waited_above_it() {
+        let now = Instant::now();
+        let mut window = window(1..=3);
+        window.apply(Event::Settled(3, Settlement::Ack), now);
+        window.apply(Event::Settled(2, Settlement::Ack), now);
+        assert_eq!(window.take_ready(now), Plan::default());
+        window.apply(Event::Settled(1, Settlement::Ack), now + HELD_ACK_LINGER / 2);
+        assert_eq!(window.take_ready(now + HELD_ACK_LINGER / 2).through, Some((3, true)));
+    }
+
+    #[test]
+    fn requeues_go_first_and_the_ack_over_them_follows() {
+        let now = Instant::now();
+        let mut window = window(1..=3);
+        window.apply(Event::Settled(2, Settlement::Requeue), now);
+        window.apply(Event::Settled(1, Settlement::Ack), now);
+        window.apply(Event::Settled(3, Settlement::Ack), now);
+        assert_eq!(
+            window.take_ready(now),
+            Plan { requeue: vec![2], through: Some((3, true)), single: vec![] },
+            "the nack of 2 is sent before the multiple ack through 3, which then leaves it alone"
+        );
+    }
+
+    #[test]
+    fn at_the_end_every_finished_message_is_acked_and_none_unfinished() {
+        let now = Instant::now();
+        let mut window = window(1..=4);
+        window.apply(Event::Settled(2, Settlement::Ack), now);
+        window.apply(Event::Settled(4, Settlement::Ack), now);
+        assert_eq!(window.take_all(), Plan { single: vec![2, 4], ..Plan::default() });
+        assert_eq!(window.unsettled.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_settlement_of_an_unknown_message_is_ignored() {
+        let mut window = window(1..=1);
+        window.apply(Event::Settled(7, Settlement::Ack), Instant::now());
+        window.apply(Event::Settled(8, Settlement::Requeue), Instant::now());
+        assert_eq!(window.take_all(), Plan::default());
+    }
+}

@@ -245,13 +245,18 @@ mod tests {
         window
     }
 
+    /// `tags` finished at `at`, in this order.
+    fn finish(window: &mut Window, tags: &[DeliveryTag], settlement: Settlement, at: Instant) {
+        for &tag in tags {
+            window.apply(Event::Settled(tag, settlement), at);
+        }
+    }
+
     #[test]
     fn messages_finished_in_order_are_acked_with_one_multiple_ack() {
         let now = Instant::now();
         let mut window = window(1..=5);
-        for tag in 1..=4 {
-            window.apply(Event::Settled(tag, Settlement::Ack), now);
-        }
+        finish(&mut window, &[1, 2, 3, 4], Settlement::Ack, now);
         assert_eq!(window.take_ready(now), Plan { through: Some((4, true)), ..Plan::default() });
         window.apply(Event::Settled(5, Settlement::Ack), now);
         assert_eq!(window.take_ready(now), Plan { through: Some((5, false)), ..Plan::default() });
@@ -263,15 +268,13 @@ mod tests {
     fn a_message_above_an_unfinished_one_waits_for_the_gap_then_goes_alone() {
         let now = Instant::now();
         let mut window = window(1..=4);
-        window.apply(Event::Settled(2, Settlement::Ack), now);
-        window.apply(Event::Settled(3, Settlement::Ack), now);
+        finish(&mut window, &[2, 3], Settlement::Ack, now);
         assert_eq!(window.take_ready(now), Plan::default(), "1 is unfinished: 2 and 3 wait");
         assert_eq!(window.next_linger_end(), Some(now + HELD_ACK_LINGER));
 
         let later = now + HELD_ACK_LINGER;
         assert_eq!(window.take_ready(later), Plan { single: vec![2, 3], ..Plan::default() });
-        window.apply(Event::Settled(4, Settlement::Ack), later);
-        window.apply(Event::Settled(1, Settlement::Ack), later);
+        finish(&mut window, &[4, 1], Settlement::Ack, later);
         assert_eq!(
             window.take_ready(later),
             Plan { through: Some((4, true)), ..Plan::default() },
@@ -283,8 +286,7 @@ mod tests {
     fn a_gap_that_closes_in_time_is_acked_with_what_waited_above_it() {
         let now = Instant::now();
         let mut window = window(1..=3);
-        window.apply(Event::Settled(3, Settlement::Ack), now);
-        window.apply(Event::Settled(2, Settlement::Ack), now);
+        finish(&mut window, &[3, 2], Settlement::Ack, now);
         assert_eq!(window.take_ready(now), Plan::default());
         window.apply(Event::Settled(1, Settlement::Ack), now + HELD_ACK_LINGER / 2);
         assert_eq!(window.take_ready(now + HELD_ACK_LINGER / 2).through, Some((3, true)));
@@ -294,9 +296,8 @@ mod tests {
     fn requeues_go_first_and_the_ack_over_them_follows() {
         let now = Instant::now();
         let mut window = window(1..=3);
-        window.apply(Event::Settled(2, Settlement::Requeue), now);
-        window.apply(Event::Settled(1, Settlement::Ack), now);
-        window.apply(Event::Settled(3, Settlement::Ack), now);
+        finish(&mut window, &[2], Settlement::Requeue, now);
+        finish(&mut window, &[1, 3], Settlement::Ack, now);
         assert_eq!(
             window.take_ready(now),
             Plan { requeue: vec![2], through: Some((3, true)), single: vec![] },
@@ -308,8 +309,7 @@ mod tests {
     fn at_the_end_every_finished_message_is_acked_and_none_unfinished() {
         let now = Instant::now();
         let mut window = window(1..=4);
-        window.apply(Event::Settled(2, Settlement::Ack), now);
-        window.apply(Event::Settled(4, Settlement::Ack), now);
+        finish(&mut window, &[2, 4], Settlement::Ack, now);
         assert_eq!(window.take_all(), Plan { single: vec![2, 4], ..Plan::default() });
         assert_eq!(window.unsettled.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
     }
@@ -317,8 +317,8 @@ mod tests {
     #[test]
     fn a_settlement_of_an_unknown_message_is_ignored() {
         let mut window = window(1..=1);
-        window.apply(Event::Settled(7, Settlement::Ack), Instant::now());
-        window.apply(Event::Settled(8, Settlement::Requeue), Instant::now());
+        finish(&mut window, &[7], Settlement::Ack, Instant::now());
+        finish(&mut window, &[8], Settlement::Requeue, Instant::now());
         assert_eq!(window.take_all(), Plan::default());
     }
 }

@@ -67,6 +67,7 @@ impl Drop for LogGuard {
 struct Batch {
     state: Mutex<BatchState>,
     /// Signalled when a line lands in an empty batch, and at stop.
+    /// (The flusher, gathering, wakes for the first only to wait again.)
     filled: Condvar,
 }
 
@@ -117,7 +118,8 @@ impl Batch {
             self.filled.notify_one();
         }
         state.lines.extend_from_slice(line);
-        if state.lines.len() >= BATCH_BYTES {
+        // Once stopping, no flusher is left to write it.
+        if state.lines.len() >= BATCH_BYTES || state.stopping {
             state.write_lines();
         }
     }
@@ -149,9 +151,11 @@ impl Batch {
                 return;
             }
             state.write_lines();
-            drop(state);
-            std::thread::sleep(interval);
-            state = self.lock();
+            // Lines gather for `interval`, unless the guard stops it first.
+            state = match self.filled.wait_timeout_while(state, interval, |state| !state.stopping) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
     }
 }

@@ -403,14 +403,38 @@ async fn a_hanging_webhook_does_not_hold_up_other_alarms() {
         ],
     )
     .await;
-    wait_for_requests(&healthy, alarms).await;
-    // Every healthy action arrived while no hanging request had ended (each
-    // would end as a retryable timeout after http.timeout_ms = 10 s): none
-    // waited for the hanging webhook.
+    // Each healthy action arrives, or, when the healthy webhook's own two
+    // slots were busy and its delivery went to a retry tier, is dropped
+    // there because a newer change of the same alarm (all 40 are one
+    // alarm) reached that action meanwhile, as designed.
+    let superseded = || {
+        service
+            .lines_with(
+                "intake: A newer state change of this alarm went to this action; the stale retry is dropped.",
+            )
+            .iter()
+            .filter(|line| line["action"].as_str().is_some_and(|action| action.ends_with("/fast")))
+            .count()
+    };
     let http =
         |outcome: &str| format!(r#"tocsin_deliveries_total{{plugin="http",tenant="",outcome="{outcome}"}}"#);
+    let settled = eventually(Duration::from_secs(30), async || {
+        let arrived = healthy.received().len();
+        arrived + superseded() >= alarms && service.metric(&http("delivered")).await == arrived as f64
+    })
+    .await;
+    assert!(
+        settled,
+        "{} arrived, {} superseded: {}",
+        healthy.received().len(),
+        superseded(),
+        service.log_text()
+    );
+    // All that happened while no hanging request had ended (each would end
+    // as a retryable timeout after http.timeout_ms = 10 s): none waited for
+    // the hanging webhook.
     assert_eq!(service.metric(&http("retryable")).await, 0.0, "{}", service.log_text());
-    assert_eq!(service.metric(&http("delivered")).await, alarms as f64);
+    assert!(healthy.received().len() >= alarms / 2, "most healthy actions were delivered at once");
     assert!(
         service.metric(&http("deferred")).await >= 1.0,
         "the busy destination's deliveries were deferred"
@@ -419,24 +443,39 @@ async fn a_hanging_webhook_does_not_hold_up_other_alarms() {
 }
 
 /// Acks are coalesced (one `basic.ack multiple` for a run of finished
-/// messages), and a message finished above a slow one is acked on its own
-/// soon after: with every fourth request answered 300 ms late, each
-/// message is acked while the service runs (the broker counts none
-/// unacknowledged), none comes back, and stopping leaves the queue empty.
+/// messages), and a message finished above one still in progress is acked
+/// on its own soon after. The first request hangs until the HTTP timeout
+/// and every fourth is answered 300 ms late: while the first hangs, the
+/// broker counts just it unacknowledged; once its retry is scheduled, none.
+/// Nothing comes back, and stopping leaves the queue empty.
 #[tokio::test]
 async fn every_message_is_acked_whatever_order_its_deliveries_finish_in() {
     let vhost = TestVhost::create();
-    let alarms = 80;
+    let alarms = 60;
     let slow = Reply::Delayed(Duration::from_millis(300), Box::new(Reply::status(200)));
-    let script = (0..alarms).map(|n| if n % 4 == 0 { slow.clone() } else { Reply::status(200) }).collect();
+    let script = std::iter::once(Reply::Hang)
+        .chain((1..alarms).map(|n| if n % 4 == 0 { slow.clone() } else { Reply::status(200) }))
+        .collect();
     let sink = Webhook::start(Reply::Script(script)).await.unwrap();
-    let mut service = serve(&vhost, "").await;
+    let mut service = serve(&vhost, "[http]\ntimeout_ms = 8000\n").await;
     tocsin_cli(&vhost, &["publish", "--count", &alarms.to_string(), "--action", &sink.url("/mixed")]).await;
-    wait_for_requests(&sink, alarms).await;
     let queue = "alarming.sample";
     let delivered = r#"tocsin_deliveries_total{plugin="http",tenant="",outcome="delivered"}"#;
-    let settled = eventually(Duration::from_secs(20), async || {
-        service.metric(delivered).await == alarms as f64 && vhost.unacknowledged(queue).await == 0
+    let all_but_the_hanging = eventually(Duration::from_secs(6), async || {
+        service.metric(delivered).await == (alarms - 1) as f64 && vhost.unacknowledged(queue).await == 1
+    })
+    .await;
+    assert!(
+        all_but_the_hanging,
+        "{} delivered, {} unacknowledged while one request hangs: {}",
+        service.metric(delivered).await,
+        vhost.unacknowledged(queue).await,
+        service.log_text()
+    );
+    // The hanging delivery times out and goes to a retry tier (where the
+    // newer changes of the same alarm supersede it): its message is acked.
+    let settled = eventually(Duration::from_secs(30), async || {
+        !service.lines_with("intake: Retry scheduled.").is_empty() && vhost.unacknowledged(queue).await == 0
     })
     .await;
     assert!(settled, "{} unacknowledged: {}", vhost.unacknowledged(queue).await, service.log_text());
@@ -444,8 +483,8 @@ async fn every_message_is_acked_whatever_order_its_deliveries_finish_in() {
     let status = service.terminate(Duration::from_secs(20)).await;
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", service.log_text());
     assert_eq!(vhost.depth(queue).await, 0, "nothing came back when the consumer left");
-    assert_eq!(sink.received().len(), alarms, "each alarm delivered once");
-    assert!(service.lines_with("intake: Cannot settle a message; the broker will redeliver it.").is_empty());
+    assert_eq!(sink.received().len(), alarms, "each alarm's request made once");
+    assert!(service.lines_with("intake: Cannot settle messages; the broker will redeliver them.").is_empty());
 }
 
 async fn tocsin_cli(vhost: &TestVhost, args: &[&str]) -> String {

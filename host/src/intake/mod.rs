@@ -207,12 +207,11 @@ impl<N: Notifiers> Intake<N> {
                 consumer,
                 source,
                 publisher: Arc::clone(&publisher),
-                settle,
                 tracker: tracker.clone(),
                 stop: stop.clone(),
                 lost: lost.clone(),
             };
-            tokio::spawn(run.run());
+            tokio::spawn(run.run(settle));
         }
         drop(lost);
         self.status.connected.store(true, Ordering::Relaxed);
@@ -293,14 +292,15 @@ struct ConsumerLoop<N: Notifiers> {
     consumer: Consumer,
     source: Source,
     publisher: Arc<Publisher>,
-    settle: SettleHandle,
     tracker: TaskTracker,
     stop: CancellationToken,
     lost: mpsc::Sender<String>,
 }
 
 impl<N: Notifiers> ConsumerLoop<N> {
-    async fn run(mut self) {
+    /// Consumes until stopped or the consumer fails; each message's handler
+    /// tells `settle` when it is done.
+    async fn run(mut self, settle: SettleHandle) {
         let metrics = Arc::clone(&self.intake.metrics);
         let labels = QueueLabels { queue: self.queue.clone() };
         metrics.consumers.get_or_create(&labels).set(1);
@@ -314,13 +314,12 @@ impl<N: Notifiers> ConsumerLoop<N> {
             match next {
                 Some(Ok(message)) => {
                     let tag = message.delivery_tag;
-                    self.settle.received(tag);
-                    let (intake, publisher, source, settle) = (
-                        Arc::clone(&self.intake),
-                        Arc::clone(&self.publisher),
-                        self.source,
-                        self.settle.clone(),
-                    );
+                    settle.received(tag);
+                    let (intake, publisher, source, settle) =
+                        (Arc::clone(&self.intake), Arc::clone(&self.publisher), self.source, settle.clone());
+                    // A handler that panics (a bug) settles nothing: its
+                    // message stays unacked until the connection closes, and
+                    // the messages after it are acked each on its own.
                     self.tracker.spawn(async move {
                         settle.settle(tag, intake.handle(source, message, &publisher).await);
                     });
@@ -329,6 +328,9 @@ impl<N: Notifiers> ConsumerLoop<N> {
                 None => break Some(format!("the broker cancelled the consumer of {}", self.queue)),
             }
         };
+        // The settler ends once the handlers are done: it must not wait for
+        // the broker's answer to the cancel below.
+        drop(settle);
         self.intake.status.consumers.fetch_sub(1, Ordering::Relaxed);
         metrics.consumers.get_or_create(&labels).set(0);
         match why {

@@ -121,25 +121,30 @@ impl Settler {
         }
     }
 
+    /// Sends the plan's settlements in order; the first the channel
+    /// refuses (it is closed: the broker redelivers what it did not
+    /// settle) ends the round, with one line for all it could not send.
     async fn send(&self, plan: Plan) {
-        for tag in plan.requeue {
-            let options = BasicNackOptions { requeue: true, multiple: false };
-            if let Err(error) = self.channel.basic_nack(tag, options).await {
-                settle_failed(&error);
-            }
-        }
-        let acks = plan.through.map(|(tag, multiple)| (tag, BasicAckOptions { multiple }));
-        let singles = plan.single.into_iter().map(|tag| (tag, BasicAckOptions { multiple: false }));
-        for (tag, options) in acks.into_iter().chain(singles) {
-            if let Err(error) = self.channel.basic_ack(tag, options).await {
-                settle_failed(&error);
+        let requeues = plan.requeue.into_iter().map(|tag| (tag, None));
+        let through = plan.through.map(|(tag, multiple)| (tag, Some(multiple)));
+        let singles = plan.single.into_iter().map(|tag| (tag, Some(false)));
+        let settlements: Vec<(DeliveryTag, Option<bool>)> = requeues.chain(through).chain(singles).collect();
+        for (index, &(tag, ack)) in settlements.iter().enumerate() {
+            let sent = match ack {
+                None => {
+                    self.channel.basic_nack(tag, BasicNackOptions { requeue: true, multiple: false }).await
+                }
+                Some(multiple) => self.channel.basic_ack(tag, BasicAckOptions { multiple }).await,
+            };
+            if let Err(error) = sent {
+                tracing::warn!(
+                    error = %error, unsent = settlements.len() - index,
+                    "intake: Cannot settle messages; the broker will redeliver them."
+                );
+                return;
             }
         }
     }
-}
-
-fn settle_failed(error: &lapin::Error) {
-    tracing::warn!(error = %error, "intake: Cannot settle a message; the broker will redeliver it.");
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -320,5 +325,81 @@ mod tests {
         finish(&mut window, &[7], Settlement::Ack, Instant::now());
         finish(&mut window, &[8], Settlement::Requeue, Instant::now());
         assert_eq!(window.take_all(), Plan::default());
+    }
+
+    /// What the broker would make of the plans: every tag it acks or
+    /// requeues is one it still counts unacked (a second settlement would
+    /// close the channel), a tag is acked only once its handler finished
+    /// with `Ack`, requeued only when it asked for that, and what finished
+    /// is settled by the end.
+    mod against_the_broker {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Broker side: what it delivered and has not yet had settled,
+        /// and how each handler finished.
+        #[derive(Default)]
+        struct Broker {
+            unacked: BTreeSet<DeliveryTag>,
+            finished: BTreeMap<DeliveryTag, Settlement>,
+        }
+
+        impl Broker {
+            fn settle(&mut self, tag: DeliveryTag, as_: Settlement) {
+                assert!(self.unacked.remove(&tag), "{tag} settled twice or never delivered");
+                assert_eq!(self.finished.get(&tag), Some(&as_), "{tag} settled as its handler did not say");
+            }
+
+            fn apply(&mut self, plan: Plan) {
+                for tag in plan.requeue {
+                    self.settle(tag, Settlement::Requeue);
+                }
+                if let Some((through, multiple)) = plan.through {
+                    let covered: Vec<DeliveryTag> = self.unacked.range(..=through).copied().collect();
+                    assert!(multiple || covered == [through], "a single ack of {through} over {covered:?}");
+                    for tag in covered {
+                        self.settle(tag, Settlement::Ack);
+                    }
+                }
+                for tag in plan.single {
+                    self.settle(tag, Settlement::Ack);
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn every_plan_settles_each_finished_message_once_and_nothing_else(
+                steps in proptest::collection::vec((0u8..4, any::<prop::sample::Index>(), any::<bool>()), 1..200)
+            ) {
+                let start = Instant::now();
+                let (mut window, mut broker, mut next, mut now) = (Window::default(), Broker::default(), 1, start);
+                let mut in_flight: Vec<DeliveryTag> = Vec::new();
+                for (step, pick, requeue) in steps {
+                    match step {
+                        0 => {
+                            window.apply(Event::Received(next), now);
+                            broker.unacked.insert(next);
+                            in_flight.push(next);
+                            next += 1;
+                        }
+                        1 if !in_flight.is_empty() => {
+                            let tag = in_flight.swap_remove(pick.index(in_flight.len()));
+                            let settlement = if requeue { Settlement::Requeue } else { Settlement::Ack };
+                            broker.finished.insert(tag, settlement);
+                            window.apply(Event::Settled(tag, settlement), now);
+                        }
+                        2 => now += HELD_ACK_LINGER / 2,
+                        _ => broker.apply(window.take_ready(now)),
+                    }
+                }
+                broker.apply(window.take_all());
+                let unsettled: BTreeSet<DeliveryTag> = in_flight.into_iter().collect();
+                prop_assert_eq!(&broker.unacked, &unsettled, "only the unfinished are left unacked");
+            }
+        }
     }
 }

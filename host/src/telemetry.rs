@@ -199,26 +199,26 @@ fn batched(out: Box<dyn Write + Send>, interval: Duration) -> std::io::Result<(B
 /// batched.
 pub fn init(format: LogFormat, writer: LogWriter) -> Option<LogGuard> {
     let filter = EnvFilter::try_from_env("TOCSIN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let interval = std::env::var("TOCSIN_LOG_FLUSH_MS").ok().map(|ms| ms.parse().map(Duration::from_millis));
-    let (make_writer, guard) = match (writer, interval.clone().unwrap_or(Ok(FLUSH_INTERVAL))) {
-        (LogWriter::Direct, _) | (LogWriter::Batched, Ok(Duration::ZERO)) => {
-            (BoxMakeWriter::new(std::io::stderr), None)
-        }
-        (LogWriter::Batched, interval) => {
-            match batched(Box::new(std::io::stderr()), interval.unwrap_or(FLUSH_INTERVAL)) {
-                Ok((writer, guard)) => {
-                    let hook = std::panic::take_hook();
-                    let batch = Arc::clone(&writer.0);
-                    std::panic::set_hook(Box::new(move |panic| {
-                        batch.write_out_unless_busy();
-                        hook(panic);
-                    }));
-                    (BoxMakeWriter::new(writer), Some(guard))
-                }
-                // No thread to flush a batch: each line is written as it comes.
-                Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
+    let (interval, unreadable) = match std::env::var("TOCSIN_LOG_FLUSH_MS").ok().map(|ms| ms.parse()) {
+        Some(Ok(ms)) => (Duration::from_millis(ms), None),
+        Some(Err(error)) => (FLUSH_INTERVAL, Some(error)),
+        None => (FLUSH_INTERVAL, None),
+    };
+    let (make_writer, guard) = match writer {
+        LogWriter::Batched if !interval.is_zero() => match batched(Box::new(std::io::stderr()), interval) {
+            Ok((writer, guard)) => {
+                let hook = std::panic::take_hook();
+                let batch = Arc::clone(&writer.0);
+                std::panic::set_hook(Box::new(move |panic| {
+                    batch.write_out_unless_busy();
+                    hook(panic);
+                }));
+                (BoxMakeWriter::new(writer), Some(guard))
             }
-        }
+            // No thread to flush a batch: each line is written as it comes.
+            Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
+        },
+        LogWriter::Batched | LogWriter::Direct => (BoxMakeWriter::new(std::io::stderr), None),
     };
     // Colours only for a person at a terminal: escape codes in a log file
     // or a journal are noise to its readers and shippers (and cost a
@@ -231,8 +231,11 @@ pub fn init(format: LogFormat, writer: LogWriter) -> Option<LogGuard> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
-    if let Some(Err(error)) = interval {
-        tracing::warn!(error = %error, default_ms = FLUSH_INTERVAL.as_millis(), "TOCSIN_LOG_FLUSH_MS is not a number of milliseconds; using the default.");
+    if let Some(error) = unreadable {
+        tracing::warn!(
+            error = %error, default_ms = FLUSH_INTERVAL.as_millis(),
+            "TOCSIN_LOG_FLUSH_MS is not a number of milliseconds; using the default."
+        );
     }
     guard
 }

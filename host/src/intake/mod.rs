@@ -4,8 +4,9 @@
 //! the [`topology`], consumes the intake queues and tocsin's work queue
 //! with manual acks and a bounded prefetch, and hands each message to the
 //! [`handler`]; each channel's [`settle::Settler`] acks what the handlers
-//! finished, a run of them at a time. A lost connection is retried with capped exponential
-//! backoff and everything is declared and consumed again; unacknowledged
+//! finished, a run of them at a time. A lost connection is retried with
+//! capped exponential backoff and everything is declared and consumed
+//! again; unacknowledged
 //! messages come back from the broker, so nothing is lost. On shutdown
 //! the consumers are cancelled, in-flight messages get a grace period to
 //! finish, and whatever is left is redelivered by the broker.

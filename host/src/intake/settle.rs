@@ -101,7 +101,8 @@ impl Settler {
                 },
                 () = sleep_until(linger), if linger.is_some() => false,
             };
-            let plan = if closed { self.window.take_all() } else { self.window.take_ready(Instant::now()) };
+            let held = if closed { Duration::ZERO } else { HELD_ACK_LINGER };
+            let plan = self.window.take(Instant::now(), held);
             self.send(plan).await;
             if closed {
                 return;
@@ -125,26 +126,37 @@ impl Settler {
     /// refuses (it is closed: the broker redelivers what it did not
     /// settle) ends the round, with one line for all it could not send.
     async fn send(&self, plan: Plan) {
-        let requeues = plan.requeue.into_iter().map(|tag| (tag, None));
-        let through = plan.through.map(|(tag, multiple)| (tag, Some(multiple)));
-        let singles = plan.single.into_iter().map(|tag| (tag, Some(false)));
-        let settlements: Vec<(DeliveryTag, Option<bool>)> = requeues.chain(through).chain(singles).collect();
-        for (index, &(tag, ack)) in settlements.iter().enumerate() {
-            let sent = match ack {
-                None => {
+        let frames: Vec<Frame> = plan
+            .requeue
+            .into_iter()
+            .map(Frame::Requeue)
+            .chain(plan.through.map(|(tag, multiple)| Frame::Ack { tag, multiple }))
+            .chain(plan.single.into_iter().map(|tag| Frame::Ack { tag, multiple: false }))
+            .collect();
+        for (index, frame) in frames.iter().enumerate() {
+            let sent = match *frame {
+                Frame::Requeue(tag) => {
                     self.channel.basic_nack(tag, BasicNackOptions { requeue: true, multiple: false }).await
                 }
-                Some(multiple) => self.channel.basic_ack(tag, BasicAckOptions { multiple }).await,
+                Frame::Ack { tag, multiple } => {
+                    self.channel.basic_ack(tag, BasicAckOptions { multiple }).await
+                }
             };
             if let Err(error) = sent {
                 tracing::warn!(
-                    error = %error, unsent = settlements.len() - index,
+                    error = %error, unsent = frames.len() - index,
                     "intake: Cannot settle messages; the broker will redeliver them."
                 );
                 return;
             }
         }
     }
+}
+
+/// One settlement sent to the broker.
+enum Frame {
+    Requeue(DeliveryTag),
+    Ack { tag: DeliveryTag, multiple: bool },
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -193,27 +205,14 @@ impl Window {
     }
 
     /// The finished run at the bottom of the window, acked at once; the
-    /// finished messages above a gap that have waited [`HELD_ACK_LINGER`].
-    fn take_ready(&mut self, now: Instant) -> Plan {
+    /// finished messages above a gap that have waited `held` (the round's
+    /// [`HELD_ACK_LINGER`]; zero at the end, for all of them).
+    fn take(&mut self, now: Instant, held: Duration) -> Plan {
         let through = self.take_bottom_run();
-        let single: Vec<DeliveryTag> = self
-            .unsettled
-            .iter()
-            .filter(|(_, finished)| finished.is_some_and(|at| now.duration_since(at) >= HELD_ACK_LINGER))
-            .map(|(&tag, _)| tag)
-            .collect();
-        for tag in &single {
-            self.unsettled.remove(tag);
-        }
-        Plan { requeue: std::mem::take(&mut self.requeue), through, single }
-    }
-
-    /// Every finished message, however long it waited.
-    fn take_all(&mut self) -> Plan {
-        let through = self.take_bottom_run();
+        let waited = |finished: &Option<Instant>| finished.is_some_and(|at| now.duration_since(at) >= held);
         let single: Vec<DeliveryTag> =
-            self.unsettled.iter().filter(|(_, finished)| finished.is_some()).map(|(&tag, _)| tag).collect();
-        self.unsettled.retain(|_, finished| finished.is_none());
+            self.unsettled.iter().filter(|(_, finished)| waited(finished)).map(|(&tag, _)| tag).collect();
+        self.unsettled.retain(|_, finished| !waited(finished));
         Plan { requeue: std::mem::take(&mut self.requeue), through, single }
     }
 
@@ -262,9 +261,9 @@ mod tests {
         let now = Instant::now();
         let mut window = window(1..=5);
         finish(&mut window, &[1, 2, 3, 4], Settlement::Ack, now);
-        assert_eq!(window.take_ready(now), Plan { through: Some((4, true)), ..Plan::default() });
+        assert_eq!(window.take(now, HELD_ACK_LINGER), Plan { through: Some((4, true)), ..Plan::default() });
         window.apply(Event::Settled(5, Settlement::Ack), now);
-        assert_eq!(window.take_ready(now), Plan { through: Some((5, false)), ..Plan::default() });
+        assert_eq!(window.take(now, HELD_ACK_LINGER), Plan { through: Some((5, false)), ..Plan::default() });
         assert!(window.unsettled.is_empty());
         assert_eq!(window.next_linger_end(), None);
     }
@@ -274,14 +273,14 @@ mod tests {
         let now = Instant::now();
         let mut window = window(1..=4);
         finish(&mut window, &[2, 3], Settlement::Ack, now);
-        assert_eq!(window.take_ready(now), Plan::default(), "1 is unfinished: 2 and 3 wait");
+        assert_eq!(window.take(now, HELD_ACK_LINGER), Plan::default(), "1 is unfinished: 2 and 3 wait");
         assert_eq!(window.next_linger_end(), Some(now + HELD_ACK_LINGER));
 
         let later = now + HELD_ACK_LINGER;
-        assert_eq!(window.take_ready(later), Plan { single: vec![2, 3], ..Plan::default() });
+        assert_eq!(window.take(later, HELD_ACK_LINGER), Plan { single: vec![2, 3], ..Plan::default() });
         finish(&mut window, &[4, 1], Settlement::Ack, later);
         assert_eq!(
-            window.take_ready(later),
+            window.take(later, HELD_ACK_LINGER),
             Plan { through: Some((4, true)), ..Plan::default() },
             "the gap closed: one ack through 4 covers 1 and 4 (2 and 3 are acked already)"
         );
@@ -292,9 +291,9 @@ mod tests {
         let now = Instant::now();
         let mut window = window(1..=3);
         finish(&mut window, &[3, 2], Settlement::Ack, now);
-        assert_eq!(window.take_ready(now), Plan::default());
+        assert_eq!(window.take(now, HELD_ACK_LINGER), Plan::default());
         window.apply(Event::Settled(1, Settlement::Ack), now + HELD_ACK_LINGER / 2);
-        assert_eq!(window.take_ready(now + HELD_ACK_LINGER / 2).through, Some((3, true)));
+        assert_eq!(window.take(now + HELD_ACK_LINGER / 2, HELD_ACK_LINGER).through, Some((3, true)));
     }
 
     #[test]
@@ -304,7 +303,7 @@ mod tests {
         finish(&mut window, &[2], Settlement::Requeue, now);
         finish(&mut window, &[1, 3], Settlement::Ack, now);
         assert_eq!(
-            window.take_ready(now),
+            window.take(now, HELD_ACK_LINGER),
             Plan { requeue: vec![2], through: Some((3, true)), single: vec![] },
             "the nack of 2 is sent before the multiple ack through 3, which then leaves it alone"
         );
@@ -315,7 +314,10 @@ mod tests {
         let now = Instant::now();
         let mut window = window(1..=4);
         finish(&mut window, &[2, 4], Settlement::Ack, now);
-        assert_eq!(window.take_all(), Plan { single: vec![2, 4], ..Plan::default() });
+        assert_eq!(
+            window.take(Instant::now(), Duration::ZERO),
+            Plan { single: vec![2, 4], ..Plan::default() }
+        );
         assert_eq!(window.unsettled.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
     }
 
@@ -324,7 +326,7 @@ mod tests {
         let mut window = window(1..=1);
         finish(&mut window, &[7], Settlement::Ack, Instant::now());
         finish(&mut window, &[8], Settlement::Requeue, Instant::now());
-        assert_eq!(window.take_all(), Plan::default());
+        assert_eq!(window.take(Instant::now(), Duration::ZERO), Plan::default());
     }
 
     /// What the broker would make of the plans: every tag it acks or
@@ -393,10 +395,10 @@ mod tests {
                             window.apply(Event::Settled(tag, settlement), now);
                         }
                         2 => now += HELD_ACK_LINGER / 2,
-                        _ => broker.apply(window.take_ready(now)),
+                        _ => broker.apply(window.take(now, HELD_ACK_LINGER)),
                     }
                 }
-                broker.apply(window.take_all());
+                broker.apply(window.take(now, Duration::ZERO));
                 let unsettled: BTreeSet<DeliveryTag> = in_flight.into_iter().collect();
                 prop_assert_eq!(&broker.unacked, &unsettled, "only the unfinished are left unacked");
             }

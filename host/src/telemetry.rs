@@ -7,9 +7,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::capabilities::log::PLUGIN_TARGET;
 
 /// How long, after a write, lines gather before the next one, unless
 /// `TOCSIN_LOG_FLUSH_MS` says otherwise (0: every line as it comes).
@@ -183,6 +190,25 @@ impl<'a> MakeWriter<'a> for BatchWriter {
     }
 }
 
+/// Events formatted as `format` lines to `writer`; `sanitize` escapes the
+/// control characters (terminal escapes among them) in their fields.
+fn lines<S>(format: LogFormat, writer: BoxMakeWriter, sanitize: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+{
+    // Colours only for a person at a terminal: escape codes in a log file
+    // or a journal are noise to its readers and shippers (and cost a
+    // tenth of a line's formatting).
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi_sanitization(sanitize)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().flatten_event(true).boxed(),
+    }
+}
+
 /// A batch writing to `out` every `interval`, and the guard that stops
 /// its flusher.
 fn batched(out: Box<dyn Write + Send>, interval: Duration) -> std::io::Result<(BatchWriter, LogGuard)> {
@@ -204,7 +230,7 @@ pub fn init(format: LogFormat, writer: LogWriter) -> Option<LogGuard> {
         Some(Err(error)) => (FLUSH_INTERVAL, Some(error)),
         None => (FLUSH_INTERVAL, None),
     };
-    let (make_writer, guard) = match writer {
+    let (batch, guard) = match writer {
         LogWriter::Batched if !interval.is_zero() => match batched(Box::new(std::io::stderr()), interval) {
             Ok((writer, guard)) => {
                 let hook = std::panic::take_hook();
@@ -213,24 +239,26 @@ pub fn init(format: LogFormat, writer: LogWriter) -> Option<LogGuard> {
                     batch.write_out_unless_busy();
                     hook(panic);
                 }));
-                (BoxMakeWriter::new(writer), Some(guard))
+                (Some(writer), Some(guard))
             }
             // No thread to flush a batch: each line is written as it comes.
-            Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
+            Err(_) => (None, None),
         },
-        LogWriter::Batched | LogWriter::Direct => (BoxMakeWriter::new(std::io::stderr), None),
+        LogWriter::Batched | LogWriter::Direct => (None, None),
     };
-    // Colours only for a person at a terminal: escape codes in a log file
-    // or a journal are noise to its readers and shippers (and cost a
-    // tenth of a line's formatting).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(make_writer);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    let writer = || match &batch {
+        Some(batch) => BoxMakeWriter::new(batch.clone()),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    // Plugins' lines come escaped from the log capability, so they skip
+    // tracing-subscriber's sanitising (a formatting call per character, a
+    // tenth of a log:// delivery's work); every other event keeps it.
+    let from_plugin = |meta: &Metadata<'_>| meta.target() == PLUGIN_TARGET;
+    let layers = vec![
+        lines(format, writer(), true).with_filter(filter_fn(move |meta| !from_plugin(meta))).boxed(),
+        lines(format, writer(), false).with_filter(filter_fn(from_plugin)).boxed(),
+    ];
+    tracing_subscriber::registry().with(filter).with(layers).init();
     if let Some(error) = unreadable {
         tracing::warn!(
             error = %error, default_ms = FLUSH_INTERVAL.as_millis(),

@@ -47,6 +47,33 @@ fn notify_log_prints_aodhs_line() {
     assert_eq!(report["logs"][0]["message"], aodh);
 }
 
+/// The text log writes plugins' lines without tracing-subscriber's
+/// sanitising (the log capability escapes them): a terminal escape in the
+/// alarm's id or name, from the broker, still reaches stderr escaped.
+#[test]
+fn a_terminal_escape_in_an_alarm_reaches_the_text_log_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let alarm = dir.path().join("alarm.json");
+    let mut fields: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_file("examples/alarm.json")).unwrap()).unwrap();
+    fields["alarm_id"] = "id-\u{1b}]0;owned\u{7}".into();
+    fields["alarm_name"] = "name-\u{1b}[31mred".into();
+    std::fs::write(&alarm, fields.to_string()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["--log-format", "text", "notify", "--plugin", "log", "--action", "log://", "--alarm"])
+        .arg(&alarm)
+        .env("TOCSIN_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let line = stderr.lines().find(|line| line.contains("Notifying alarm")).expect("the plugin's line");
+    assert!(!line.contains(['\u{1b}', '\u{7}']), "no raw control character: {line:?}");
+    let escaped = r"Notifying alarm name-\u{1b}[31mred id-\u{1b}]0;owned\u{7} of critical priority";
+    assert!(line.contains(escaped), "the plugin's text escaped: {line}");
+}
+
 #[tokio::test]
 async fn notify_http_posts_to_an_allowed_loopback_host() {
     let hook = Webhook::start(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();

@@ -559,8 +559,6 @@ fn finish(
     }
 }
 
-/// The engine configuration: component model, fuel, the stack limit and
-/// (by default) the pooling allocator sized to `sandbox.instances`.
 /// The engine settings that decide what compiled code looks like: shared
 /// by the service's engine and the compiler process, so that what one
 /// compiles the other can load.
@@ -584,6 +582,8 @@ pub fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
     component.serialize().map_err(|e| LoadError::Compile(format!("{e:#}")))
 }
 
+/// The service's engine configuration: [`compile_settings`] and (by
+/// default) the pooling allocator sized to `sandbox.instances`.
 fn engine_config(config: &Config) -> wasmtime::Config {
     let mut engine = compile_settings(config.sandbox.max_wasm_stack_bytes);
     if config.sandbox.pooling {

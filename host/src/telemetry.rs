@@ -7,16 +7,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tracing::{Metadata, Subscriber};
-use tracing_subscriber::filter::filter_fn;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer};
+use std::fmt::Write as _;
 
-use crate::capabilities::log::PLUGIN_TARGET;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
+
+use crate::capabilities::log::needs_escape;
 
 /// How long, after a write, lines gather before the next one, unless
 /// `TOCSIN_LOG_FLUSH_MS` says otherwise (0: every line as it comes).
@@ -190,22 +190,61 @@ impl<'a> MakeWriter<'a> for BatchWriter {
     }
 }
 
-/// Events formatted as `format` lines to `writer`; `sanitize` escapes the
-/// control characters (terminal escapes among them) in their fields.
-fn lines<S>(format: LogFormat, writer: BoxMakeWriter, sanitize: bool) -> Box<dyn Layer<S> + Send + Sync>
-where
-    S: Subscriber + for<'span> LookupSpan<'span>,
-{
-    // Colours only for a person at a terminal: escape codes in a log file
-    // or a journal are noise to its readers and shippers (and cost a
-    // tenth of a line's formatting).
-    let layer = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_ansi_sanitization(sanitize)
-        .with_writer(writer);
-    match format {
-        LogFormat::Text => layer.boxed(),
-        LogFormat::Json => layer.json().flatten_event(true).boxed(),
+/// The text log's fields, every control character in them escaped
+/// (`\u{1b}`, `\n`) as the log capability escapes plugins' lines: an alarm's
+/// id or an action from the broker cannot move the cursor of a terminal
+/// showing the log, nor split its line. tracing-subscriber's own
+/// sanitising covers only the message, a formatting call per character.
+struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> std::fmt::Result {
+        let mut visitor = EscapingVisitor { out: Escaping(writer), first: true, result: Ok(()) };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+/// Writes fields as tracing-subscriber's default does (`name=value`, the
+/// message bare, strings quoted), leaving out the `log.*` metadata of
+/// records from the `log` crate.
+struct EscapingVisitor<'writer> {
+    out: Escaping<'writer>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        let pad = if std::mem::take(&mut self.first) { "" } else { " " };
+        self.result = match name {
+            "message" => write!(self.out, "{pad}{value:?}"),
+            name => write!(self.out, "{pad}{}={value:?}", name.strip_prefix("r#").unwrap_or(name)),
+        };
+    }
+}
+
+/// A writer escaping [`needs_escape`]'s characters; text of printable ASCII
+/// (almost all) passes in one piece.
+struct Escaping<'writer>(Writer<'writer>);
+
+impl std::fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        if text.bytes().all(|b| matches!(b, b' '..=b'~')) {
+            return self.0.write_str(text);
+        }
+        for c in text.chars() {
+            if needs_escape(c) {
+                write!(self.0, "{}", c.escape_default())?;
+            } else {
+                self.0.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -246,19 +285,21 @@ pub fn init(format: LogFormat, writer: LogWriter) -> Option<LogGuard> {
         },
         LogWriter::Batched | LogWriter::Direct => (None, None),
     };
-    let writer = || match &batch {
-        Some(batch) => BoxMakeWriter::new(batch.clone()),
+    let make_writer = match batch {
+        Some(batch) => BoxMakeWriter::new(batch),
         None => BoxMakeWriter::new(std::io::stderr),
     };
-    // Plugins' lines come escaped from the log capability, so they skip
-    // tracing-subscriber's sanitising (a formatting call per character, a
-    // tenth of a log:// delivery's work); every other event keeps it.
-    let from_plugin = |meta: &Metadata<'_>| meta.target() == PLUGIN_TARGET;
-    let layers = vec![
-        lines(format, writer(), true).with_filter(filter_fn(move |meta| !from_plugin(meta))).boxed(),
-        lines(format, writer(), false).with_filter(filter_fn(from_plugin)).boxed(),
-    ];
-    tracing_subscriber::registry().with(filter).with(layers).init();
+    // Colours only for a person at a terminal: escape codes in a log file
+    // or a journal are noise to its readers and shippers (and cost a
+    // tenth of a line's formatting).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(make_writer);
+    match format {
+        LogFormat::Text => builder.fmt_fields(EscapedFields).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
     if let Some(error) = unreadable {
         tracing::warn!(
             error = %error, default_ms = FLUSH_INTERVAL.as_millis(),

@@ -26,10 +26,6 @@ pub struct CallIdentity {
     pub alarm_id: String,
 }
 
-/// The `tracing` target of the lines plugins write, every part of them
-/// escaped by this module.
-pub const PLUGIN_TARGET: &str = "tocsin::plugin";
-
 /// One line a plugin wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogLine {
@@ -169,23 +165,17 @@ impl CallLog {
     /// left out: `tenant` for the platform's plugins, `plugin_level` where
     /// the event's own level says it (only `error` is logged as WARN), and
     /// `fields` when the plugin gave none.
-    ///
-    /// Everything in the event is escaped here, the alarm's id (from the
-    /// broker) and the plugin's and tenant's names too: the log setup
-    /// writes [`PLUGIN_TARGET`] events as they are, without
-    /// `tracing-subscriber`'s character-by-character sanitising.
     fn emit(&self, level: Level, line: &LogLine) {
-        let plugin = escape(&self.identity.plugin);
-        let tenant = self.identity.tenant.as_deref().map(escape);
-        let alarm_id = escape(&self.identity.alarm_id);
-        let (plugin, tenant, alarm_id) = (plugin.as_str(), tenant.as_deref(), alarm_id.as_str());
+        let plugin = &*self.identity.plugin;
+        let tenant = self.identity.tenant.as_deref();
+        let alarm_id = self.identity.alarm_id.as_str();
         let plugin_level = matches!(level, Level::Error).then_some(line.level);
         let fields = (!line.fields.is_empty())
             .then(|| line.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
         let message = line.message.as_str();
         macro_rules! event {
             ($level:expr) => {
-                tracing::event!(target: PLUGIN_TARGET, $level, plugin, tenant, alarm_id,
+                tracing::event!(target: "tocsin::plugin", $level, plugin, tenant, alarm_id,
                     plugin_level, fields = fields.as_deref(), "{message}")
             };
         }
@@ -218,7 +208,7 @@ fn level_name(level: Level) -> &'static str {
 /// Characters that would let one plugin line pose as several, or reorder
 /// what a reader sees: control characters, line and paragraph separators,
 /// and bidirectional overrides.
-fn needs_escape(c: char) -> bool {
+pub fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
         || ('\u{202a}'..='\u{202e}').contains(&c)

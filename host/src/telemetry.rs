@@ -1,13 +1,13 @@
 //! Logging setup: `tracing` events to stderr, as text or JSON, filtered by
 //! `TOCSIN_LOG` (an `EnvFilter` directive, default `info`), batched for
-//! up to `TOCSIN_LOG_FLUSH_MS` (default 5) under load. Nothing else.
+//! up to `TOCSIN_LOG_FLUSH_MS` (default 5) under load; the text log's
+//! fields escaped. Nothing else.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use std::fmt::Write as _;
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
@@ -16,7 +16,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 
-use crate::capabilities::log::needs_escape;
+use crate::capabilities::log::write_escaped;
 
 /// How long, after a write, lines gather before the next one, unless
 /// `TOCSIN_LOG_FLUSH_MS` says otherwise (0: every line as it comes).
@@ -194,7 +194,9 @@ impl<'a> MakeWriter<'a> for BatchWriter {
 /// (`\u{1b}`, `\n`) as the log capability escapes plugins' lines: an alarm's
 /// id or an action from the broker cannot move the cursor of a terminal
 /// showing the log, nor split its line. tracing-subscriber's own
-/// sanitising covers only the message, a formatting call per character.
+/// sanitising covers only the message and errors, and formats them a
+/// character at a time. (JSON lines are the JSON encoder's: it escapes the
+/// C0 controls, not DEL, C1 or bidirectional overrides.)
 struct EscapedFields;
 
 impl<'writer> FormatFields<'writer> for EscapedFields {
@@ -205,9 +207,11 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
     }
 }
 
-/// Writes fields as tracing-subscriber's default does (`name=value`, the
-/// message bare, strings quoted), leaving out the `log.*` metadata of
-/// records from the `log` crate.
+/// Writes fields in the shape of tracing-subscriber's default (`name=value`
+/// apart by spaces, the message bare, strings quoted), leaving out the
+/// `log.*` metadata of records from the `log` crate. Unlike the default:
+/// no colours for field names at a terminal, and an error is its `Display`
+/// (no list of sources; tocsin logs errors with `%` anyway).
 struct EscapingVisitor<'writer> {
     out: Escaping<'writer>,
     first: bool,
@@ -215,6 +219,14 @@ struct EscapingVisitor<'writer> {
 }
 
 impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let name = field.name();
         if self.result.is_err() || name.starts_with("log.") {
@@ -228,23 +240,12 @@ impl Visit for EscapingVisitor<'_> {
     }
 }
 
-/// A writer escaping [`needs_escape`]'s characters; text of printable ASCII
-/// (almost all) passes in one piece.
+/// A [`Writer`] through [`write_escaped`].
 struct Escaping<'writer>(Writer<'writer>);
 
 impl std::fmt::Write for Escaping<'_> {
     fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        if text.bytes().all(|b| matches!(b, b' '..=b'~')) {
-            return self.0.write_str(text);
-        }
-        for c in text.chars() {
-            if needs_escape(c) {
-                write!(self.0, "{}", c.escape_default())?;
-            } else {
-                self.0.write_char(c)?;
-            }
-        }
-        Ok(())
+        write_escaped(&mut self.0, text)
     }
 }
 
@@ -336,6 +337,34 @@ mod tests {
         fn written(&self) -> Vec<u8> {
             self.0.lock().unwrap().concat()
         }
+    }
+
+    #[test]
+    fn the_text_log_escapes_every_field_and_span_in_the_default_shape() {
+        let recorder = Recorder::default();
+        let sink = recorder.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .fmt_fields(EscapedFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("call", alarm_id = %"a\u{1b}[2J", later = tracing::field::Empty);
+            span.record("later", "x\ny");
+            let _entered = span.enter();
+            tracing::info!(r#type = "t", action = %"log://\u{202e}", count = 3, "text\u{7}");
+            tracing::info!(message = "a str message\u{9b}");
+        });
+        let written = String::from_utf8(recorder.written()).unwrap();
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(lines.len(), 2, "{written:?}");
+        let expected =
+            r#"call{alarm_id=a\u{1b}[2J later="x\ny"}: text\u{7} type="t" action=log://\u{202e} count=3"#;
+        assert!(lines[0].ends_with(expected), "{:?}", lines[0]);
+        assert!(lines[1].ends_with(r"}: a str message\u{9b}"), "{:?}", lines[1]);
+        assert!(!lines.concat().contains(char::is_control), "{written:?}");
     }
 
     #[test]

@@ -205,33 +205,40 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// Characters that would let one plugin line pose as several, or reorder
+/// Characters that would let one log line pose as several, or reorder
 /// what a reader sees: control characters, line and paragraph separators,
 /// and bidirectional overrides.
-pub fn needs_escape(c: char) -> bool {
+fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
         || ('\u{202a}'..='\u{202e}').contains(&c)
         || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
-/// Escapes the characters of [`needs_escape`] (`\n` → `\\n`,
-/// ESC → `\\u{1b}`) so one plugin line stays one log line and cannot carry
-/// terminal sequences.
-pub fn escape(text: &str) -> String {
+/// Writes `text` with the characters of [`needs_escape`] escaped (`\n` →
+/// `\\n`, ESC → `\\u{1b}`), the runs between them in whole pieces: for a
+/// plugin's lines, and every field of the text log (`telemetry`), so that
+/// a line stays one line and carries no terminal sequence.
+pub(crate) fn write_escaped(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
     // Printable ASCII (almost every line) needs no escape: a byte scan
     // settles it without decoding characters.
-    if text.bytes().all(|b| matches!(b, b' '..=b'~')) || !text.chars().any(needs_escape) {
-        return text.to_owned();
+    if text.bytes().all(|b| matches!(b, b' '..=b'~')) {
+        return out.write_str(text);
     }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if needs_escape(c) {
-            escaped.extend(c.escape_default());
-        } else {
-            escaped.push(c);
-        }
+    let mut clean = 0;
+    for (at, c) in text.char_indices().filter(|&(_, c)| needs_escape(c)) {
+        out.write_str(&text[clean..at])?;
+        write!(out, "{}", c.escape_default())?;
+        clean = at + c.len_utf8();
     }
+    out.write_str(&text[clean..])
+}
+
+/// `text` as [`write_escaped`] writes it.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    // A String takes every write.
+    write_escaped(&mut escaped, text).unwrap_or(());
     escaped
 }
 

@@ -259,96 +259,21 @@ impl Store {
     }
 
     async fn add_version_once(&self, new: NewVersion<'_>) -> Result<VersionRow, StoreError> {
-        let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let existing = sqlx::query("SELECT tenant FROM notifiers WHERE scheme = $1")
-            .bind(new.scheme)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let existing_is_none = existing.is_none();
-        let size = i64::try_from(new.component.len()).unwrap_or(i64::MAX);
-        match existing {
-            Some(row) => {
-                let tenant: Option<String> = row.try_get(0)?;
-                if Owner::from_tenant(tenant) != *new.owner {
-                    return Err(StoreError::Taken(new.scheme.to_owned()));
-                }
-                // Make room: keep the active version and the newest ones, so
-                // that with the new one the newest `versions_kept` remain. The
-                // newest always stays, so version numbers only grow.
-                sqlx::query(
-                    "DELETE FROM notifier_versions WHERE scheme = $1 \
-                     AND version <> COALESCE((SELECT active_version FROM notifiers WHERE scheme = $1), 0) \
-                     AND version NOT IN (SELECT version FROM notifier_versions WHERE scheme = $1 \
-                                         ORDER BY version DESC LIMIT $2)",
-                )
-                .bind(new.scheme)
-                .bind(i64::from(new.versions_kept.max(2) - 1))
-                .execute(&mut *tx)
-                .await?;
+        match add_version_in(&mut tx, new).await {
+            Ok(row) => {
+                tx.commit().await?;
+                Ok(row)
             }
-            None => {
-                sqlx::query(
-                    "INSERT INTO notifiers (scheme, tenant, active_version, created_at_ms, updated_at_ms) \
-                     VALUES ($1, $2, NULL, $3, $3)",
-                )
-                .bind(new.scheme)
-                .bind(new.owner.tenant())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            Err(error) => {
+                // Rolled back now: a dropped transaction rolls back only when
+                // its connection is next used, and SQLite meanwhile keeps the
+                // lock of what it wrote, so a write on another connection
+                // (the next upload) would fail with "database is locked".
+                tx.rollback().await?;
+                Err(error)
             }
         }
-        if let Some((max_notifiers, max_bytes)) = new.quota {
-            let tenant = new.owner.tenant().unwrap_or_default();
-            let usage = sqlx::query(
-                "SELECT (SELECT COUNT(*) FROM notifiers WHERE tenant = $1), \
-                 (SELECT CAST(COALESCE(SUM(v.size_bytes), 0) AS BIGINT) FROM notifier_versions v \
-                  JOIN notifiers n ON n.scheme = v.scheme WHERE n.tenant = $1)",
-            )
-            .bind(tenant)
-            .fetch_one(&mut *tx)
-            .await?;
-            let (count, bytes): (i64, i64) = (usage.try_get(0)?, usage.try_get(1)?);
-            // The count includes this notifier now: a new one may not be past the quota.
-            if existing_is_none && count > i64::from(max_notifiers) {
-                return Err(StoreError::Quota(format!(
-                    "tenant {tenant} has {} notifiers, its quota is {max_notifiers}",
-                    count - 1
-                )));
-            }
-            if bytes.saturating_add(size) > i64::try_from(max_bytes).unwrap_or(i64::MAX) {
-                return Err(StoreError::Quota(format!(
-                    "tenant {tenant} stores {bytes} bytes of notifiers; {size} more would exceed its quota of {max_bytes} \
-                     (delete notifiers; each keeps its last uploads.versions_kept versions)"
-                )));
-            }
-        }
-        let latest = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM notifier_versions WHERE scheme = $1")
-            .bind(new.scheme)
-            .fetch_one(&mut *tx)
-            .await?;
-        let version = latest.try_get::<i64, _>(0)? + 1;
-        let meta = VersionRow { version, size_bytes: size, created_at_ms: now, ..new.meta };
-        sqlx::query(
-            "INSERT INTO notifier_versions \
-             (scheme, version, sha256, size_bytes, component, imports, allow_hosts, limits, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(new.scheme)
-        .bind(version)
-        .bind(&meta.sha256)
-        .bind(size)
-        .bind(new.component)
-        .bind(to_json(&meta.imports))
-        .bind(to_json(&meta.allow_hosts))
-        .bind(to_json(&meta.limits))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        activate_in(&mut tx, new.scheme, version, now).await?;
-        tx.commit().await?;
-        Ok(meta)
     }
 
     /// Makes `version` of `scheme` the active one, if the notifier is still
@@ -519,6 +444,102 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// [`Store::add_version`]'s work in `tx`, which the caller commits or
+/// rolls back.
+async fn add_version_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: NewVersion<'_>,
+) -> Result<VersionRow, StoreError> {
+    let now = now_ms();
+    let existing = sqlx::query("SELECT tenant FROM notifiers WHERE scheme = $1")
+        .bind(new.scheme)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let existing_is_none = existing.is_none();
+    let size = i64::try_from(new.component.len()).unwrap_or(i64::MAX);
+    match existing {
+        Some(row) => {
+            let tenant: Option<String> = row.try_get(0)?;
+            if Owner::from_tenant(tenant) != *new.owner {
+                return Err(StoreError::Taken(new.scheme.to_owned()));
+            }
+            // Make room: keep the active version and the newest ones, so
+            // that with the new one the newest `versions_kept` remain. The
+            // newest always stays, so version numbers only grow.
+            sqlx::query(
+                "DELETE FROM notifier_versions WHERE scheme = $1 \
+                 AND version <> COALESCE((SELECT active_version FROM notifiers WHERE scheme = $1), 0) \
+                 AND version NOT IN (SELECT version FROM notifier_versions WHERE scheme = $1 \
+                                     ORDER BY version DESC LIMIT $2)",
+            )
+            .bind(new.scheme)
+            .bind(i64::from(new.versions_kept.max(2) - 1))
+            .execute(&mut **tx)
+            .await?;
+        }
+        None => {
+            sqlx::query(
+                "INSERT INTO notifiers (scheme, tenant, active_version, created_at_ms, updated_at_ms) \
+                 VALUES ($1, $2, NULL, $3, $3)",
+            )
+            .bind(new.scheme)
+            .bind(new.owner.tenant())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    if let Some((max_notifiers, max_bytes)) = new.quota {
+        let tenant = new.owner.tenant().unwrap_or_default();
+        let usage = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM notifiers WHERE tenant = $1), \
+             (SELECT CAST(COALESCE(SUM(v.size_bytes), 0) AS BIGINT) FROM notifier_versions v \
+              JOIN notifiers n ON n.scheme = v.scheme WHERE n.tenant = $1)",
+        )
+        .bind(tenant)
+        .fetch_one(&mut **tx)
+        .await?;
+        let (count, bytes): (i64, i64) = (usage.try_get(0)?, usage.try_get(1)?);
+        // The count includes this notifier now: a new one may not be past the quota.
+        if existing_is_none && count > i64::from(max_notifiers) {
+            return Err(StoreError::Quota(format!(
+                "tenant {tenant} has {} notifiers, its quota is {max_notifiers}",
+                count - 1
+            )));
+        }
+        if bytes.saturating_add(size) > i64::try_from(max_bytes).unwrap_or(i64::MAX) {
+            return Err(StoreError::Quota(format!(
+                "tenant {tenant} stores {bytes} bytes of notifiers; {size} more would exceed its quota of {max_bytes} \
+                 (delete notifiers; each keeps its last uploads.versions_kept versions)"
+            )));
+        }
+    }
+    let latest = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM notifier_versions WHERE scheme = $1")
+        .bind(new.scheme)
+        .fetch_one(&mut **tx)
+        .await?;
+    let version = latest.try_get::<i64, _>(0)? + 1;
+    let meta = VersionRow { version, size_bytes: size, created_at_ms: now, ..new.meta };
+    sqlx::query(
+        "INSERT INTO notifier_versions \
+         (scheme, version, sha256, size_bytes, component, imports, allow_hosts, limits, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(new.scheme)
+    .bind(version)
+    .bind(&meta.sha256)
+    .bind(size)
+    .bind(new.component)
+    .bind(to_json(&meta.imports))
+    .bind(to_json(&meta.allow_hosts))
+    .bind(to_json(&meta.limits))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    activate_in(tx, new.scheme, version, now).await?;
+    Ok(meta)
 }
 
 async fn activate_in(

@@ -270,7 +270,7 @@ pub fn init(format: LogFormat, writer: LogWriter) -> Option<LogGuard> {
         Some(Err(error)) => (FLUSH_INTERVAL, Some(error)),
         None => (FLUSH_INTERVAL, None),
     };
-    let (batch, guard) = match writer {
+    let (make_writer, guard) = match writer {
         LogWriter::Batched if !interval.is_zero() => match batched(Box::new(std::io::stderr()), interval) {
             Ok((writer, guard)) => {
                 let hook = std::panic::take_hook();
@@ -279,16 +279,12 @@ pub fn init(format: LogFormat, writer: LogWriter) -> Option<LogGuard> {
                     batch.write_out_unless_busy();
                     hook(panic);
                 }));
-                (Some(writer), Some(guard))
+                (BoxMakeWriter::new(writer), Some(guard))
             }
             // No thread to flush a batch: each line is written as it comes.
-            Err(_) => (None, None),
+            Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
         },
-        LogWriter::Batched | LogWriter::Direct => (None, None),
-    };
-    let make_writer = match batch {
-        Some(batch) => BoxMakeWriter::new(batch),
-        None => BoxMakeWriter::new(std::io::stderr),
+        LogWriter::Batched | LogWriter::Direct => (BoxMakeWriter::new(std::io::stderr), None),
     };
     // Colours only for a person at a terminal: escape codes in a log file
     // or a journal are noise to its readers and shippers (and cost a

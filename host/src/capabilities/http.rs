@@ -192,6 +192,29 @@ impl HttpCapability {
         builder.build()
     }
 
+    /// Builds, ahead of the first alarm, the clients that plugins' requests
+    /// use unless a plugin switches verification off: for the built-in
+    /// `http` notifier and for other plugins, to hosts granted by name or
+    /// not. Building one loads the system's root certificates (~10 ms);
+    /// left to the first request, that is the first alarm's delay, paid
+    /// once per worker that sends one before the first build is done. A
+    /// client that cannot be built is left to the first request, which
+    /// reports why to its plugin.
+    pub fn prepare(&self) {
+        let verify_operator = self.config.rest_notifier_ssl_verify;
+        for (operator_tls, verify) in [(true, verify_operator), (false, true)] {
+            for exceptions in [false, true] {
+                let kind = ClientKind { operator_tls, verify, exceptions };
+                if let Err(error) = self.client(kind) {
+                    tracing::warn!(
+                        error = %error, operator_tls, exceptions,
+                        "capability.http: Cannot build an HTTP client; its requests will fail."
+                    );
+                }
+            }
+        }
+    }
+
     fn client(&self, kind: ClientKind) -> Result<Client, HttpError> {
         let slot = &self.clients[kind.index()];
         if let Some(client) = slot.get() {
@@ -628,6 +651,28 @@ mod tests {
             std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, rustls_error));
         assert!(is_tls_failure(&nested));
         assert!(!is_tls_failure(&std::io::Error::other("connection reset")));
+    }
+
+    #[test]
+    fn prepare_builds_the_clients_of_unmodified_requests_ahead_of_them() {
+        // The operator switched verification off for the REST notifier.
+        let config = HttpConfig { rest_notifier_ssl_verify: false, ..HttpConfig::default() };
+        let policy = Arc::new(EgressPolicy::new(Vec::new(), Vec::<String>::new()));
+        let capability =
+            HttpCapability::new(&config, policy, Arc::new(crate::capabilities::egress::SystemLookup))
+                .unwrap();
+        assert!(capability.clients.iter().all(|slot| slot.get().is_none()));
+        capability.prepare();
+        let kind = |operator_tls, verify, exceptions| ClientKind { operator_tls, verify, exceptions }.index();
+        let mut expected = vec![
+            kind(true, false, false),
+            kind(true, false, true),
+            kind(false, true, false),
+            kind(false, true, true),
+        ];
+        expected.sort_unstable();
+        let built: Vec<usize> = (0..8).filter(|index| capability.clients[*index].get().is_some()).collect();
+        assert_eq!(built, expected);
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     let metrics = Arc::new(Metrics::default());
     let status = Arc::new(Status::default());
     let sandbox = Arc::new(Sandbox::new(&config).context("cannot start the sandbox")?);
+    // Meanwhile the built-ins compile and the broker is reached.
+    let preparing = tokio::task::spawn_blocking({
+        let sandbox = Arc::clone(&sandbox);
+        move || sandbox.prepare_http()
+    });
     let registry =
         Arc::new(Registry::with_builtins(&sandbox, &config).context("cannot load the built-in notifiers")?);
     let (outbox, changes) = mpsc::unbounded_channel();
@@ -64,6 +69,10 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         shutdown.clone(),
     ));
     let grace = Duration::from_millis(config.intake.shutdown_grace_ms);
+    // Ready before the first alarm, not built by it.
+    if let Err(error) = preparing.await {
+        tracing::warn!(error = %error, "serve: Preparing the HTTP clients failed; the first requests build them.");
+    }
     let result = intake.run(shutdown.clone(), grace).await;
     shutdown.cancel();
     match tokio::time::timeout(API_DRAIN, api).await {

@@ -357,6 +357,13 @@ impl Sandbox {
         Ok((info, pre))
     }
 
+    /// Builds the HTTP clients plugins' requests will use (see
+    /// [`HttpCapability::prepare`]): blocking, for the blocking pool at
+    /// start-up.
+    pub fn prepare_http(&self) {
+        self.http.prepare();
+    }
+
     /// The engine, for the artifact cache's compatibility key.
     pub fn engine(&self) -> &Engine {
         &self.engine

@@ -130,8 +130,8 @@ async fn measure(args: &Args, programs: &Programs, scenario: Scenario, kind: Kin
     // Deleted with everything in it when the run ends.
     let vhost = Vhost::create()?;
     let timeline = Arc::new(Timeline::new(args.count));
-    let fast = Sink::start(Arc::clone(&timeline), Duration::ZERO).await?;
-    let slow = Sink::start(Arc::clone(&timeline), Duration::from_millis(args.slow_ms)).await?;
+    let fast = Sink::start(Arc::clone(&timeline), Duration::ZERO)?;
+    let slow = Sink::start(Arc::clone(&timeline), Duration::from_millis(args.slow_ms))?;
     let is_slow = |seq: usize| scenario == Scenario::SlowMix && seq.is_multiple_of(10);
     let action = |seq: usize| match scenario {
         Scenario::Log => "log://".to_owned(),

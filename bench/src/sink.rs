@@ -1,8 +1,14 @@
 //! The HTTP receiver both notifiers deliver to: on 127.0.0.1, HTTP/1.1
 //! with keep-alive, notes when each alarm arrived and answers 200, at once
 //! or after a set pause (the slow endpoint).
+//!
+//! Each sink runs on a thread of its own with a single-threaded runtime:
+//! it shares the machine's cores with the notifier under test and the
+//! broker, and one thread taking every ready connection in turn wakes far
+//! less often than a pool of workers handing requests to each other.
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,6 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 use crate::load::{Timeline, seq_in};
 
@@ -24,7 +31,8 @@ struct Receiver {
 pub struct Sink {
     /// `http://127.0.0.1:port/alarm`.
     pub url: String,
-    task: tokio::task::JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Sink {
@@ -32,21 +40,36 @@ impl Sink {
     /// `pause`.
     ///
     /// # Errors
-    /// No loopback port to bind.
-    pub async fn start(timeline: Arc<Timeline>, pause: Duration) -> std::io::Result<Sink> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// No loopback port to bind, or no thread or runtime for the sink.
+    pub fn start(timeline: Arc<Timeline>, pause: Duration) -> std::io::Result<Sink> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let url = format!("http://{}/alarm", listener.local_addr()?);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let app = Router::new().fallback(receive).with_state(Arc::new(Receiver { timeline, pause }));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Sink { url, task })
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::Builder::new().name("sink".into()).spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::from_std(listener) else { return };
+                // Stopping drops the runtime, and with it every connection.
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+        Ok(Sink { url, stop: Some(stop), thread: Some(thread) })
     }
 }
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -117,20 +117,16 @@ impl<N: Notifiers> Intake<N> {
         self.metrics.message(kind, "accepted");
         let changed_at = notification.changed_at_us.unwrap_or_else(now_us);
         let started = now_ms();
-        let records: Vec<DeliveryRecord> = notification
-            .actions
-            .iter()
+        let AlarmNotification { alarm, actions, message_id, .. } = notification;
+        // One alarm per action: clones for all but the last, which takes it.
+        let alarms = std::iter::repeat_n(alarm, actions.len());
+        let records: Vec<DeliveryRecord> = actions
+            .into_iter()
+            .zip(alarms)
             .enumerate()
-            .map(|(index, url)| {
-                self.newest.observe(alarm_id, url, changed_at);
-                DeliveryRecord::first(
-                    message_id,
-                    index,
-                    url.clone(),
-                    notification.alarm.clone(),
-                    changed_at,
-                    started,
-                )
+            .map(|(index, (url, alarm))| {
+                self.newest.observe(&alarm.alarm_id, &url, changed_at);
+                DeliveryRecord::first(&message_id, index, url, alarm, changed_at, started)
             })
             .collect();
         let settled = match records.as_slice() {
@@ -140,7 +136,7 @@ impl<N: Notifiers> Intake<N> {
             }
         };
         settled.into_iter().collect::<Result<Vec<()>, _>>()?;
-        self.completed.insert(message_id);
+        self.completed.insert(&message_id);
         Ok(())
     }
 

@@ -321,9 +321,11 @@ impl<N: Notifiers> ConsumerLoop<N> {
                     // A handler that panics (a bug) settles nothing: its
                     // message stays unacked until the connection closes, and
                     // the messages after it are acked each on its own.
-                    self.tracker.spawn(async move {
+                    // Boxed: the handler's future is large (4.5 KiB), and a
+                    // task's future is moved more than once as it is spawned.
+                    self.tracker.spawn(Box::pin(async move {
                         settle.settle(tag, intake.handle(source, message, &publisher).await);
-                    });
+                    }));
                 }
                 Some(Err(error)) => break Some(format!("consumer of {}: {error}", self.queue)),
                 None => break Some(format!("the broker cancelled the consumer of {}", self.queue)),

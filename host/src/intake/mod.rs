@@ -199,7 +199,8 @@ impl<N: Notifiers> Intake<N> {
         for queue in consumed {
             let (channel, consumer) = self.consume(&connection, queue).await?;
             let source = queue.consume.unwrap_or(Source::OpenStack);
-            let (settler, settle) = Settler::new(channel.clone());
+            let (settler, settle) =
+                Settler::new(channel.clone(), self.config.broker.rabbit_qos_prefetch_count);
             settlers.spawn(settler.run());
             let run = ConsumerLoop {
                 intake: Arc::clone(&self),

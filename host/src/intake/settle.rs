@@ -10,7 +10,12 @@
 //! finished message above one still being handled (a slow webhook's
 //! neighbour) waits at most [`HELD_ACK_LINGER`] for the gap to close, then
 //! is acked on its own: it would otherwise hold a place of the prefetch
-//! window that other alarms could use. Requeues are sent on their own, and
+//! window that other alarms could use. Under load the run is gathered: it
+//! goes once it is a quarter of the window or its first message has
+//! waited [`ACK_GATHER`], so that a busy channel sends an ack per dozen
+//! messages, not per few (each ack is a frame the broker handles and a
+//! wake-up of lapin's I/O thread); an idle one acks at once as before.
+//! Requeues are sent on their own, and
 //! before any ack that could cover them. When the channel's handlers are
 //! all done, whatever is left is settled before the settler ends.
 
@@ -26,6 +31,9 @@ use tokio::time::Instant;
 /// How long a finished message above an unfinished one waits to be acked
 /// with it before it is acked on its own.
 pub const HELD_ACK_LINGER: Duration = Duration::from_millis(5);
+/// Longest a finished run at the bottom of the window waits for more
+/// messages to be acked with (shorter than [`HELD_ACK_LINGER`]).
+pub const ACK_GATHER: Duration = Duration::from_millis(1);
 /// Most events taken in one round before the acks are sent: a round is
 /// bounded even while messages keep arriving.
 const MAX_EVENTS_PER_ROUND: usize = 1024;
@@ -79,18 +87,19 @@ pub struct Settler {
 }
 
 impl Settler {
-    /// A settler for the messages consumed on `channel`, and the handle to
-    /// tell it about them.
-    pub fn new(channel: Channel) -> (Settler, SettleHandle) {
+    /// A settler for the messages consumed on `channel` with a window of
+    /// `prefetch`, and the handle to tell it about them.
+    pub fn new(channel: Channel, prefetch: u16) -> (Settler, SettleHandle) {
         let (sender, events) = mpsc::unbounded_channel();
-        (Settler { channel, events, window: Window::default() }, SettleHandle { events: sender })
+        let window = Window::gathering(usize::from(prefetch / 4).max(1));
+        (Settler { channel, events, window }, SettleHandle { events: sender })
     }
 
     /// Takes events as they come and sends the settlements each round of
     /// them allows; at the end, settles everything it was told of.
     pub async fn run(mut self) {
         loop {
-            let linger = self.window.next_linger_end();
+            let linger = self.window.next_due();
             let closed = tokio::select! {
                 event = self.events.recv() => match event {
                     Some(event) => {
@@ -179,13 +188,26 @@ struct Plan {
 
 /// The channel's unsettled messages: received and still being handled, or
 /// finished and waiting to be acked (since when).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Window {
     unsettled: BTreeMap<DeliveryTag, Option<Instant>>,
     requeue: Vec<DeliveryTag>,
+    /// A finished run at the bottom this long is acked without waiting
+    /// [`ACK_GATHER`] (1: every run at once).
+    batch: usize,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window::gathering(1)
+    }
 }
 
 impl Window {
+    fn gathering(batch: usize) -> Self {
+        Window { unsettled: BTreeMap::new(), requeue: Vec::new(), batch }
+    }
+
     fn apply(&mut self, event: Event, now: Instant) {
         match event {
             Event::Received(tag) => {
@@ -204,11 +226,17 @@ impl Window {
         }
     }
 
-    /// The finished run at the bottom of the window, acked at once; the
-    /// finished messages above a gap that have waited `held` (the round's
-    /// [`HELD_ACK_LINGER`]; zero at the end, for all of them).
+    /// The finished run at the bottom of the window, once it is a batch or
+    /// has waited [`ACK_GATHER`]; the finished messages above a gap that
+    /// have waited `held` (the round's [`HELD_ACK_LINGER`]; zero at the
+    /// end, for all of them, the run too).
     fn take(&mut self, now: Instant, held: Duration) -> Plan {
-        let through = self.take_bottom_run();
+        let (length, first) = self.bottom_run();
+        let due = held.is_zero()
+            || length >= self.batch
+            || first.is_some_and(|at| now.duration_since(at) >= ACK_GATHER);
+        let through = if due { self.take_bottom_run() } else { None };
+        // The run left gathering has waited less than `held`: not taken here.
         let waited = |finished: &Option<Instant>| finished.is_some_and(|at| now.duration_since(at) >= held);
         let single: Vec<DeliveryTag> =
             self.unsettled.iter().filter(|(_, finished)| waited(finished)).map(|(&tag, _)| tag).collect();
@@ -230,10 +258,23 @@ impl Window {
         run.map(|(tag, count)| (tag, count > 1))
     }
 
-    /// When the earliest finished message above a gap has waited long
-    /// enough.
-    fn next_linger_end(&self) -> Option<Instant> {
-        self.unsettled.values().flatten().min().map(|&at| at + HELD_ACK_LINGER)
+    /// How many finished messages lie below the lowest unfinished one, and
+    /// when the first of them finished.
+    fn bottom_run(&self) -> (usize, Option<Instant>) {
+        let run = self.unsettled.values().map_while(|finished| *finished);
+        run.fold((0, None), |(length, first), at| {
+            (length + 1, Some(first.map_or(at, |first: Instant| first.min(at))))
+        })
+    }
+
+    /// When the next round has something to send: the gathering run's
+    /// wait ends, or the earliest finished message above a gap has waited
+    /// long enough.
+    fn next_due(&self) -> Option<Instant> {
+        let (length, first) = self.bottom_run();
+        let gathered = first.map(|at| at + ACK_GATHER);
+        let held = self.unsettled.values().skip(length).flatten().min().map(|&at| at + HELD_ACK_LINGER);
+        gathered.into_iter().chain(held).min()
     }
 }
 
@@ -265,7 +306,7 @@ mod tests {
         window.apply(Event::Settled(5, Settlement::Ack), now);
         assert_eq!(window.take(now, HELD_ACK_LINGER), Plan { through: Some((5, false)), ..Plan::default() });
         assert!(window.unsettled.is_empty());
-        assert_eq!(window.next_linger_end(), None);
+        assert_eq!(window.next_due(), None);
     }
 
     #[test]
@@ -274,7 +315,7 @@ mod tests {
         let mut window = window(1..=4);
         finish(&mut window, &[2, 3], Settlement::Ack, now);
         assert_eq!(window.take(now, HELD_ACK_LINGER), Plan::default(), "1 is unfinished: 2 and 3 wait");
-        assert_eq!(window.next_linger_end(), Some(now + HELD_ACK_LINGER));
+        assert_eq!(window.next_due(), Some(now + HELD_ACK_LINGER));
 
         let later = now + HELD_ACK_LINGER;
         assert_eq!(window.take(later, HELD_ACK_LINGER), Plan { single: vec![2, 3], ..Plan::default() });
@@ -294,6 +335,40 @@ mod tests {
         assert_eq!(window.take(now, HELD_ACK_LINGER), Plan::default());
         window.apply(Event::Settled(1, Settlement::Ack), now + HELD_ACK_LINGER / 2);
         assert_eq!(window.take(now + HELD_ACK_LINGER / 2, HELD_ACK_LINGER).through, Some((3, true)));
+    }
+
+    #[test]
+    fn a_busy_window_gathers_its_bottom_run_into_batches() {
+        let now = Instant::now();
+        let mut window = Window::gathering(3);
+        for tag in 1..=6 {
+            window.apply(Event::Received(tag), now);
+        }
+        finish(&mut window, &[1, 2], Settlement::Ack, now);
+        assert_eq!(window.take(now, HELD_ACK_LINGER), Plan::default(), "2 of a batch of 3: they wait");
+        assert_eq!(window.next_due(), Some(now + ACK_GATHER));
+        finish(&mut window, &[3], Settlement::Ack, now);
+        assert_eq!(window.take(now, HELD_ACK_LINGER), Plan { through: Some((3, true)), ..Plan::default() });
+        let later = now + ACK_GATHER / 2;
+        finish(&mut window, &[4], Settlement::Ack, later);
+        assert_eq!(
+            window.take(later + ACK_GATHER / 2, HELD_ACK_LINGER),
+            Plan::default(),
+            "not waited long enough"
+        );
+        assert_eq!(
+            window.take(later + ACK_GATHER, HELD_ACK_LINGER),
+            Plan { through: Some((4, false)), ..Plan::default() },
+            "a run short of a batch goes once its first has waited"
+        );
+        finish(&mut window, &[6], Settlement::Ack, later);
+        assert_eq!(window.next_due(), Some(later + HELD_ACK_LINGER), "6 is above the gap at 5");
+        finish(&mut window, &[5], Settlement::Ack, later);
+        assert_eq!(
+            window.take(later, Duration::ZERO),
+            Plan { through: Some((6, true)), ..Plan::default() },
+            "at the end the run goes at once"
+        );
     }
 
     #[test]
@@ -375,10 +450,12 @@ mod tests {
         proptest! {
             #[test]
             fn every_plan_settles_each_finished_message_once_and_nothing_else(
-                steps in proptest::collection::vec((0u8..4, any::<prop::sample::Index>(), any::<bool>()), 1..200)
+                steps in proptest::collection::vec((0u8..5, any::<prop::sample::Index>(), any::<bool>()), 1..200),
+                batch in 1usize..6,
             ) {
                 let start = Instant::now();
-                let (mut window, mut broker, mut next, mut now) = (Window::default(), Broker::default(), 1, start);
+                let (mut window, mut broker, mut next, mut now) =
+                    (Window::gathering(batch), Broker::default(), 1, start);
                 let mut in_flight: Vec<DeliveryTag> = Vec::new();
                 for (step, pick, requeue) in steps {
                     match step {
@@ -395,7 +472,12 @@ mod tests {
                             window.apply(Event::Settled(tag, settlement), now);
                         }
                         2 => now += HELD_ACK_LINGER / 2,
-                        _ => broker.apply(window.take(now, HELD_ACK_LINGER)),
+                        3 => now += ACK_GATHER / 2,
+                        _ => {
+                            broker.apply(window.take(now, HELD_ACK_LINGER));
+                            // The settler sleeps until then: never a time already past.
+                            prop_assert!(window.next_due().is_none_or(|due| due > now));
+                        }
                     }
                 }
                 broker.apply(window.take(now, Duration::ZERO));

@@ -4,9 +4,10 @@
 //! every tenth alarm goes to an endpoint that answers after a pause), each
 //! notifier is started fresh on a vhost of its own, the alarms are
 //! published as fast as the broker takes them, and the run ends when all
-//! have arrived. Prints a Markdown table (throughput, publish → arrival
-//! percentiles, CPU per 1,000 actions, peak RSS, tocsin/aodh ratios) and
-//! writes it as JSON. `scripts/peer-bench` installs what it needs and runs it.
+//! have arrived; each scenario runs `--rounds` times (3), the notifiers
+//! taking turns. Prints a Markdown table of each notifier's median round
+//! (throughput, publish → arrival percentiles, CPU per 1,000 actions, peak
+//! RSS, tocsin/aodh ratios) and writes it, with every round, as JSON. `scripts/peer-bench` installs what it needs and runs it.
 
 mod load;
 mod notifiers;
@@ -66,6 +67,10 @@ struct Args {
     /// The notifiers to run.
     #[arg(long, value_delimiter = ',', default_value = "aodh,tocsin")]
     notifiers: Vec<Kind>,
+    /// Rounds of each scenario, the notifiers taking turns; the table shows
+    /// each notifier's median round by throughput, the JSON every round.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// The slow endpoint's pause before it answers, in ms.
     #[arg(long, default_value_t = 2_000)]
     slow_ms: u64,
@@ -87,23 +92,38 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.count > 0, "--count must be at least 1");
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     let programs = Programs { aodh_notifier: args.aodh_notifier.clone(), tocsin: args.tocsin.clone() };
     for program in [&programs.aodh_notifier, &programs.tocsin] {
         anyhow::ensure!(program.exists(), "{} is missing: run scripts/peer-bench", program.display());
     }
-    let mut runs = Vec::new();
+    let (mut rounds, mut runs) = (Vec::new(), Vec::new());
     for scenario in &args.scenarios {
-        for &kind in &args.notifiers {
-            eprintln!("==> {} with {} alarms through {}", scenario.name(), args.count, kind.name());
-            let run = measure(&args, &programs, *scenario, kind)
-                .await
-                .with_context(|| format!("{} through {}", scenario.name(), kind.name()))?;
-            eprintln!(
-                "    {} of {} in {:.2} s: {:.0} actions/s, {:.3} CPU s per 1,000",
-                run.delivered, run.actions, run.seconds, run.actions_per_s, run.cpu_s_per_1000
-            );
-            runs.push(run);
+        let mut scenario_rounds = Vec::new();
+        for round in 1..=args.rounds {
+            for &kind in &args.notifiers {
+                eprintln!(
+                    "==> {} with {} alarms through {}, round {round} of {}",
+                    scenario.name(),
+                    args.count,
+                    kind.name(),
+                    args.rounds
+                );
+                let run = measure(&args, &programs, *scenario, kind, round)
+                    .await
+                    .with_context(|| format!("{} through {}", scenario.name(), kind.name()))?;
+                eprintln!(
+                    "    {} of {} in {:.2} s: {:.0} actions/s, {:.3} CPU s per 1,000",
+                    run.delivered, run.actions, run.seconds, run.actions_per_s, run.cpu_s_per_1000
+                );
+                scenario_rounds.push(run);
+            }
         }
+        for &kind in &args.notifiers {
+            let of_kind = scenario_rounds.iter().filter(|run| run.notifier == kind).cloned().collect();
+            runs.extend(report::median(of_kind));
+        }
+        rounds.extend(scenario_rounds);
     }
     println!("{}", report::table(&runs));
     let document = json!({
@@ -112,21 +132,28 @@ async fn main() -> anyhow::Result<()> {
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "runs": runs,
         "ratios": report::ratios(&runs),
+        "rounds": rounds,
     });
     std::fs::write(&args.json, serde_json::to_vec_pretty(&document)?)
         .with_context(|| format!("writing {}", args.json.display()))?;
     eprintln!("==> written to {}", args.json.display());
-    let incomplete: Vec<String> = runs
+    let incomplete: Vec<String> = rounds
         .iter()
         .filter(|run| run.delivered < run.actions)
-        .map(|run| format!("{} through {}", run.scenario, run.notifier.name()))
+        .map(|run| format!("{} through {} (round {})", run.scenario, run.notifier.name(), run.round))
         .collect();
     anyhow::ensure!(incomplete.is_empty(), "not every alarm arrived in: {}", incomplete.join(", "));
     Ok(())
 }
 
-/// One notifier on one scenario, on a vhost of its own.
-async fn measure(args: &Args, programs: &Programs, scenario: Scenario, kind: Kind) -> anyhow::Result<Run> {
+/// One round of one notifier on one scenario, on a vhost of its own.
+async fn measure(
+    args: &Args,
+    programs: &Programs,
+    scenario: Scenario,
+    kind: Kind,
+    round: usize,
+) -> anyhow::Result<Run> {
     // Deleted with everything in it when the run ends.
     let vhost = Vhost::create()?;
     let timeline = Arc::new(Timeline::new(args.count));
@@ -187,6 +214,7 @@ async fn measure(args: &Args, programs: &Programs, scenario: Scenario, kind: Kin
     Ok(Run {
         scenario: scenario.name(),
         notifier: kind,
+        round,
         actions: args.count,
         delivered,
         seconds,

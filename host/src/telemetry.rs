@@ -277,6 +277,10 @@ fn write_timestamp(
     cache: &mut SecondText,
 ) -> std::fmt::Result {
     let (second, micros) = (at.as_second(), at.subsec_microsecond());
+    if micros < 0 {
+        // Before 1970 (a clock set wrong): the second is rounded toward zero.
+        return write!(w, "{at:.6}");
+    }
     let (cached, text) = cache;
     if *cached != second || text.is_empty() {
         let whole = jiff::Timestamp::from_second(second).map_err(|_| std::fmt::Error)?;
@@ -405,9 +409,13 @@ mod tests {
     #[test]
     fn timestamps_are_rfc_3339_with_microseconds_across_seconds() {
         let mut cache = SecondText::default();
-        for micros in
-            [1_764_763_846_975_229, 1_764_763_846_000_001, 1_764_763_847_000_000, 1_764_763_846_999_999]
-        {
+        for micros in [
+            1_764_763_846_975_229,
+            1_764_763_846_000_001,
+            1_764_763_847_000_000,
+            1_764_763_846_999_999,
+            -1_500_000,
+        ] {
             let at = jiff::Timestamp::from_microsecond(micros).unwrap();
             let mut written = String::new();
             write_timestamp(&mut written, at, &mut cache).unwrap();

@@ -162,8 +162,10 @@ impl HttpCapability {
             config: config.clone(),
         };
         if !capability.operator_tls.roots.is_empty() || capability.operator_tls.identity.is_some() {
-            // Surface bad TLS material at start-up, not at the first alarm.
-            capability.build(ClientKind { operator_tls: true, verify: true, exceptions: false })?;
+            // Surface bad TLS material at start-up, not at the first alarm;
+            // the client is kept for the requests that use it.
+            let kind = ClientKind { operator_tls: true, verify: true, exceptions: false };
+            let _ = capability.clients[kind.index()].set(capability.build(kind)?);
         }
         Ok(capability)
     }
@@ -208,7 +210,7 @@ impl HttpCapability {
                 if let Err(error) = self.client(kind) {
                     tracing::warn!(
                         error = %error, operator_tls, exceptions,
-                        "capability.http: Cannot build an HTTP client; its requests will fail."
+                        "capability.http: Cannot build an HTTP client; its requests will try again and report why."
                     );
                 }
             }

@@ -50,7 +50,14 @@ impl Sink {
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new().name("sink".into()).spawn(move || {
             runtime.block_on(async move {
-                let Ok(listener) = TcpListener::from_std(listener) else { return };
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        // The run then stalls without arrivals and says so.
+                        eprintln!("    the sink cannot listen: {error}");
+                        return;
+                    }
+                };
                 // Stopping drops the runtime, and with it every connection.
                 tokio::select! {
                     _ = axum::serve(listener, app) => {}

@@ -7,7 +7,8 @@
 //! have arrived; each scenario runs `--rounds` times (3), the notifiers
 //! taking turns. Prints a Markdown table of each notifier's median round
 //! (throughput, publish → arrival percentiles, CPU per 1,000 actions, peak
-//! RSS, tocsin/aodh ratios) and writes it, with every round, as JSON. `scripts/peer-bench` installs what it needs and runs it.
+//! RSS, tocsin/aodh ratios) and writes it, with every round, as JSON.
+//! `scripts/peer-bench` installs what it needs and runs it.
 
 mod load;
 mod notifiers;

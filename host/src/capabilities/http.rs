@@ -203,10 +203,9 @@ impl HttpCapability {
     /// client that cannot be built is left to the first request, which
     /// reports why to its plugin.
     pub fn prepare(&self) {
-        let verify_operator = self.config.rest_notifier_ssl_verify;
-        for (operator_tls, verify) in [(true, verify_operator), (false, true)] {
+        for operator_tls in [true, false] {
             for exceptions in [false, true] {
-                let kind = ClientKind { operator_tls, verify, exceptions };
+                let kind = ClientKind { operator_tls, verify: self.default_verify(operator_tls), exceptions };
                 if let Err(error) = self.client(kind) {
                     tracing::warn!(
                         error = %error, operator_tls, exceptions,
@@ -215,6 +214,13 @@ impl HttpCapability {
                 }
             }
         }
+    }
+
+    /// Whether a request verifies certificates unless its plugin says
+    /// otherwise: always, but for the operator's `rest_notifier_ssl_verify`
+    /// on the built-in `http` notifier's.
+    fn default_verify(&self, operator_tls: bool) -> bool {
+        !operator_tls || self.config.rest_notifier_ssl_verify
     }
 
     fn client(&self, kind: ClientKind) -> Result<Client, HttpError> {
@@ -377,8 +383,7 @@ impl CallHttp {
         }
         let config = &self.capability.config;
         let operator_tls = self.grants.operator_tls;
-        let default_verify = !operator_tls || config.rest_notifier_ssl_verify;
-        let verify = request.options.verify_tls.unwrap_or(default_verify);
+        let verify = request.options.verify_tls.unwrap_or(self.capability.default_verify(operator_tls));
         if request.options.verify_tls == Some(false) && !self.grants.allow_insecure_tls {
             return Err(HttpError::Denied("this plugin may not switch TLS verification off".into()));
         }

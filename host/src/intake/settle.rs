@@ -15,9 +15,8 @@
 //! [`ACK_GATHER`], so that a busy channel sends an ack per dozen messages,
 //! not per few (each ack is a frame the broker handles and a wake-up of
 //! lapin's I/O thread); a message of a quiet channel is acked 1–2 ms after
-//! it finished (the timer's resolution is a millisecond).
-//! Requeues are sent on their own, and
-//! before any ack that could cover them. When the channel's handlers are
+//! it finished (the timer's resolution is a millisecond). Requeues are sent
+//! on their own, and before any ack that could cover them. When the channel's handlers are
 //! all done, whatever is left is settled before the settler ends.
 
 use std::collections::BTreeMap;
@@ -236,7 +235,7 @@ impl Window {
         let due = held.is_zero()
             || length >= self.batch
             || first.is_some_and(|at| now.duration_since(at) >= ACK_GATHER);
-        let through = if due { self.take_bottom_run() } else { None };
+        let through = if due { self.take_bottom_run(length) } else { None };
         // The run left gathering has waited less than `held`: not taken here.
         let waited = |finished: &Option<Instant>| finished.is_some_and(|at| now.duration_since(at) >= held);
         let single: Vec<DeliveryTag> =
@@ -245,27 +244,18 @@ impl Window {
         Plan { requeue: std::mem::take(&mut self.requeue), through, single }
     }
 
-    /// Removes the finished messages below the lowest unfinished one: the
-    /// highest of them, and whether there were several.
-    fn take_bottom_run(&mut self) -> Option<(DeliveryTag, bool)> {
-        let mut run = None::<(DeliveryTag, usize)>;
-        while let Some(entry) = self.unsettled.first_entry() {
-            if entry.get().is_none() {
-                break;
-            }
-            let tag = entry.remove_entry().0;
-            run = Some((tag, run.map_or(1, |(_, count)| count + 1)));
-        }
-        run.map(|(tag, count)| (tag, count > 1))
+    /// Removes the bottom run, its `length` messages as [`Window::bottom_run`]
+    /// counted them: the highest of them, and whether there were several.
+    fn take_bottom_run(&mut self, length: usize) -> Option<(DeliveryTag, bool)> {
+        let (highest, _) = (0..length).filter_map(|_| self.unsettled.pop_first()).last()?;
+        Some((highest, length > 1))
     }
 
     /// How many finished messages lie below the lowest unfinished one, and
     /// when the first of them finished.
     fn bottom_run(&self) -> (usize, Option<Instant>) {
         let run = self.unsettled.values().map_while(|finished| *finished);
-        run.fold((0, None), |(length, first), at| {
-            (length + 1, Some(first.map_or(at, |first: Instant| first.min(at))))
-        })
+        (run.clone().count(), run.min())
     }
 
     /// When the next round has something to send: the gathering run's

@@ -231,6 +231,16 @@ fn the_fast_path_decodes_captured_and_odd_messages_as_the_reference_does() {
         inner.replace(r#""alarm_id": "a""#, r#""alarm_id": "a", "alarm_id": "b""#),
         inner.replace(r#"["log://"]"#, r#"["log://", 7, null]"#),
         inner.replace(r#""actions": ["log://"]"#, r#""actions": null"#),
+        // The fast path takes `actions` out of the alarm's own pass: a
+        // repeated, escaped or mistyped key, and one before the alarm's.
+        inner.replace(r#""actions": ["log://"]"#, r#""actions": ["log://"], "actions": ["test://"]"#),
+        inner.replace(r#""actions": ["log://"]"#, r#""actions": null, "actions": ["log://"]"#),
+        inner.replace(r#""actions""#, r#""act\u0069ons""#),
+        inner.replace(r#"["log://"]"#, r#"{"url": "log://"}"#),
+        inner.replace(
+            r#""alarm_id": "a", "previous""#,
+            r#""actions": ["log://"], "alarm_id": "a", "previous""#,
+        ),
         inner.replace(r#"{"method""#, r#"{"_msg_id": null, "method""#),
         inner.replace(r#"{"method""#, r#"{"_unique_id": "", "_context_request_id": 5, "method""#),
         serde_json::json!({"oslo.version": "2.0", "oslo.message": inner}).to_string(),

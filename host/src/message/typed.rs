@@ -21,7 +21,11 @@
 
 use std::borrow::Cow;
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, Error as _, IgnoredAny, IntoDeserializer as _, MapAccess,
+    Visitor,
+};
+use serde_json::de::StrRead;
 use serde_json::value::RawValue;
 
 use super::{ALARM_EVENT_TYPE, ALARM_PRIORITY, AlarmNotification, Decoded, MessageKind, RPC_METHOD};
@@ -67,13 +71,6 @@ struct Message<'a> {
 struct Args<'a> {
     #[serde(borrow)]
     data: &'a RawValue,
-}
-
-/// The action list of `data`/`payload`; absent or null is none.
-#[derive(serde::Deserialize)]
-struct Actions {
-    #[serde(default)]
-    actions: Option<Vec<String>>,
 }
 
 /// The message, when it has one of the shapes this path reads; `fallback_id`
@@ -136,30 +133,109 @@ fn notification(message: Message<'_>, fallback_id: impl FnOnce() -> String) -> O
     })))
 }
 
-/// The alarm and its actions: two passes over the same text, each
-/// skipping the other's fields.
+/// The alarm and its actions (absent or null is none), in one pass over
+/// `data`: [`Alarm`]'s own reading of the object, with the `actions` key
+/// taken out on the way ([`TakeActions`]).
 fn alarm_and_actions(data: &RawValue) -> Option<(Alarm, Vec<String>)> {
-    let Actions { actions } = object(data.get())?;
-    Some((object(data.get())?, actions.unwrap_or_default()))
+    let mut actions = None;
+    let alarm = object_with(data.get(), |deserializer| {
+        Alarm::deserialize(TakeActions { deserializer, actions: &mut actions })
+    })?;
+    Some((alarm, actions.flatten().unwrap_or_default()))
 }
 
 /// `T` read from `text` when it is a JSON object: serde also reads a
 /// struct from a list, which no sender writes and the general decoder
 /// refuses.
 fn object<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
-    text.trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('{')
-        .then(|| serde_json::from_str(text).ok())
-        .flatten()
+    object_with(text, |deserializer| T::deserialize(deserializer))
+}
+
+/// What `read` makes of `text` when it is a JSON object and nothing but
+/// whitespace follows it.
+fn object_with<'a, T>(
+    text: &'a str,
+    read: impl FnOnce(&mut serde_json::Deserializer<StrRead<'a>>) -> serde_json::Result<T>,
+) -> Option<T> {
+    if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        return None;
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = read(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    Some(value)
+}
+
+/// A JSON object's deserializer that hands every key but `actions` to the
+/// visitor, and reads `actions` (a list of strings, or null) into its
+/// slot: the slot is `Some` once the key was seen, so a second one is the
+/// error a derived struct gives a duplicate field.
+struct TakeActions<'s, D> {
+    deserializer: D,
+    actions: &'s mut Option<Option<Vec<String>>>,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for TakeActions<'_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.deserializer.deserialize_any(TakeActions { deserializer: visitor, actions: self.actions })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// The visitor side of [`TakeActions`]: only an object is read.
+impl<'de, V: Visitor<'de>> Visitor<'de> for TakeActions<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.deserializer.expecting(formatter)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.deserializer.visit_map(TakeActions { deserializer: map, actions: self.actions })
+    }
+}
+
+/// The map side of [`TakeActions`].
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for TakeActions<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        while let Some(Text(key)) = self.deserializer.next_key::<Text<'de>>()? {
+            if key != "actions" {
+                return seed.deserialize(key.into_deserializer()).map(Some);
+            }
+            if self.actions.is_some() {
+                return Err(A::Error::duplicate_field("actions"));
+            }
+            *self.actions = Some(self.deserializer.next_value()?);
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        self.deserializer.next_value_seed(seed)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.deserializer.size_hint()
+    }
 }
 
 /// A string, borrowed where it has no escapes; any other JSON, null
 /// included, is an error (so the message goes to the general decoder).
 fn string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    #[derive(serde::Deserialize)]
-    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
     Text::deserialize(deserializer).map(|Text(text)| Some(text))
 }
+
+/// A JSON string, borrowed where it has no escapes.
+#[derive(serde::Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// True for a key that is there, whatever its value.
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
@@ -192,6 +268,33 @@ mod tests {
             read += 1;
         }
         assert_eq!(read, 5);
+    }
+
+    #[test]
+    fn takes_the_actions_out_of_the_alarms_own_pass() {
+        let read = |actions: &str| {
+            let body = format!(
+                r#"{{"method": "notify_alarm", "args": {{"data": {{"alarm_id": "a", {actions} "previous": "ok", "current": "alarm", "reason": "r"}}}}}}"#
+            );
+            match decode(body.as_bytes(), String::new) {
+                Some(Decoded::Alarm(notification)) => {
+                    assert_eq!(
+                        (notification.alarm.alarm_id.as_str(), notification.alarm.reason.as_str()),
+                        ("a", "r")
+                    );
+                    Some(notification.actions)
+                }
+                _ => None,
+            }
+        };
+        assert_eq!(read(r#""actions": ["log://", "test://"],"#).unwrap(), ["log://", "test://"]);
+        assert_eq!(read(r#""act\u0069ons": ["log://"],"#).unwrap(), ["log://"]);
+        assert_eq!(read(r#""actions": null,"#).unwrap(), Vec::<String>::new());
+        assert_eq!(read("").unwrap(), Vec::<String>::new());
+        // Declined, for the general decoder to decide.
+        assert_eq!(read(r#""actions": null, "actions": ["log://"],"#), None);
+        assert_eq!(read(r#""actions": "log://","#), None);
+        assert_eq!(read(r#""actions": ["log://", 7],"#), None);
     }
 
     #[test]

@@ -444,24 +444,27 @@ async fn call_notify(
     delivery: &Delivery,
 ) -> Result<(), CallError> {
     let instance = pre.instantiate_async(&mut *store).await.map_err(|e| classify_error(&e, true))?;
+    // Borrowed (the bindings' `Borrowing` ownership): lowering copies each
+    // string into the guest's memory, so the host makes no copy of its own.
+    let (reason_data, request_id) = (alarm.reason_data_text(), delivery.request_id());
     let wit_alarm = wit::Alarm {
-        alarm_id: alarm.alarm_id.clone(),
-        alarm_name: alarm.alarm_name.clone(),
-        severity: alarm.severity.clone(),
-        previous: alarm.previous.clone(),
-        current: alarm.current.clone(),
-        reason: alarm.reason.clone(),
-        reason_data: alarm.reason_data_text(),
+        alarm_id: &alarm.alarm_id,
+        alarm_name: alarm.alarm_name.as_deref(),
+        severity: alarm.severity.as_deref(),
+        previous: &alarm.previous,
+        current: &alarm.current,
+        reason: &alarm.reason,
+        reason_data: reason_data.as_deref(),
     };
     let wit_delivery = wit::Delivery {
-        id: delivery.id.clone(),
-        request_id: delivery.request_id(),
+        id: &delivery.id,
+        request_id: &request_id,
         attempt: delivery.attempt,
-        tenant: delivery.tenant.clone(),
+        tenant: delivery.tenant.as_deref(),
     };
     let returned = instance
         .tocsin_notifier_handler()
-        .call_notify(&mut *store, action, &wit_alarm, &wit_delivery)
+        .call_notify(&mut *store, action, wit_alarm, wit_delivery)
         .await
         .map_err(|e| classify_error(&e, false))?;
     // The reason is the plugin's text: escaped and bounded before it

@@ -16,8 +16,9 @@
 //! not per few (each ack is a frame the broker handles and a wake-up of
 //! lapin's I/O thread); a message of a quiet channel is acked 1–2 ms after
 //! it finished (the timer's resolution is a millisecond). Requeues are sent
-//! on their own, and before any ack that could cover them. When the channel's handlers are
-//! all done, whatever is left is settled before the settler ends.
+//! on their own, and before any ack that could cover them. When the
+//! channel's handlers are all done, whatever is left is settled before the
+//! settler ends.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -197,12 +198,6 @@ struct Window {
     batch: usize,
 }
 
-impl Default for Window {
-    fn default() -> Self {
-        Window::gathering(1)
-    }
-}
-
 impl Window {
     fn gathering(batch: usize) -> Self {
         Window { unsettled: BTreeMap::new(), requeue: Vec::new(), batch }
@@ -274,7 +269,7 @@ mod tests {
     use super::*;
 
     fn window(received: std::ops::RangeInclusive<DeliveryTag>) -> Window {
-        let mut window = Window::default();
+        let mut window = Window::gathering(1);
         for tag in received {
             window.apply(Event::Received(tag), Instant::now());
         }

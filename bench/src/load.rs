@@ -32,8 +32,7 @@ pub fn alarm_id(seq: usize) -> String {
 
 /// The number of the first alarm id in `text`.
 pub fn seq_in(text: &[u8]) -> Option<usize> {
-    let prefix = ID_PREFIX.as_bytes();
-    let start = text.windows(prefix.len()).position(|window| window == prefix)? + prefix.len();
+    let start = memchr::memmem::find(text, ID_PREFIX.as_bytes())? + ID_PREFIX.len();
     let digits = text.get(start..start + 12)?;
     std::str::from_utf8(digits).ok()?.parse().ok()
 }

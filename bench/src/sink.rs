@@ -91,8 +91,8 @@ async fn accept(listener: TcpListener, receiver: Arc<Receiver>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
-            // Out of descriptors, say: the notifier's connect fails and it
-            // retries, as against any receiver.
+            // Out of descriptors, say: the connection waits in the
+            // listen backlog, and is taken once one is free again.
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;

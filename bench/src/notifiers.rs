@@ -203,7 +203,7 @@ fn watch(output: Box<dyn Read + Send>, tail: &Mutex<VecDeque<String>>, timeline:
     let mut line = Vec::new();
     while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
         if let Some(timeline) = timeline
-            && line.windows(LOG_LINE.len()).any(|w| w == LOG_LINE)
+            && memchr::memmem::find(&line, LOG_LINE).is_some()
             && let Some(seq) = seq_in(&line)
         {
             timeline.arrived(seq);

@@ -605,9 +605,12 @@ async fn the_real_oslo_messaging_client_casts_fanouts_and_notifies() {
 }
 
 #[tokio::test]
-async fn sigterm_stops_cleanly_and_a_declaration_mismatch_is_named() {
+async fn serve_runs_without_huge_pages_sigterm_stops_it_and_a_declaration_mismatch_is_named() {
     let vhost = TestVhost::create();
     let mut service = serve(&vhost, "").await;
+    // Opted out of transparent huge pages (see `main.rs`), whatever the
+    // machine's setting.
+    assert_eq!(service.proc_status("THP_enabled").as_deref(), Some("0"), "{}", service.log_text());
     let status = service.terminate(Duration::from_secs(20)).await;
     let status = status.unwrap_or_else(|| panic!("no exit 20 s after SIGTERM: {}", service.log_text()));
     assert_eq!(status.code(), Some(0), "{}", service.log_text());

@@ -214,6 +214,13 @@ impl Service {
     pub fn log_path(&self) -> &Path {
         &self.log
     }
+
+    /// The value of `field` in the kernel's `/proc/<pid>/status` of the
+    /// running service (`THP_enabled`, say), if it has that line.
+    pub fn proc_status(&self, field: &str) -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status.lines().find_map(|line| Some(line.strip_prefix(field)?.strip_prefix(':')?.trim().to_owned()))
+    }
 }
 
 impl Drop for Service {

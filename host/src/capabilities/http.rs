@@ -174,6 +174,10 @@ impl HttpCapability {
         let mut builder = Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
+            // Retries are the delivery policy's. reqwest's default resends
+            // only HTTP/2 refusals (not built here), yet clones every
+            // request in case it does.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .dns_resolver(Arc::new(EgressResolver::new(
                 Arc::clone(&self.policy),
                 Arc::clone(&self.lookup),

@@ -24,9 +24,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `madvise` mode), so the first touch of each 2 MiB of heap zeroes all
 /// of it inside a delivery: 3–10 % of tocsin's CPU in a burst of 5,000
 /// alarms after start-up, 1 % without (the README's performance section).
-/// Under `always`, the instance pool's slots would get huge pages too,
-/// which every call's reset then splits. With 4 KiB pages, only the pages
-/// used are faulted in. Inherited by the compiler process.
+/// The flag is the process's (every thread, whatever the machine's THP
+/// setting), and the compiler process inherits it.
 #[cfg(target_os = "linux")]
 fn disable_transparent_huge_pages() -> std::io::Result<()> {
     rustix::thread::disable_transparent_huge_pages(true).map_err(std::io::Error::from)

@@ -181,6 +181,8 @@ fn print_ratios(since: SystemTime) {
 }
 
 fn main() {
+    tocsin::process::disable_transparent_huge_pages()
+        .expect("opt out of transparent huge pages, as the service does");
     let since = SystemTime::now();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut c = Criterion::default().output_directory(&output_directory()).configure_from_args();

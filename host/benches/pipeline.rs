@@ -281,6 +281,8 @@ async fn case(
 }
 
 fn main() {
+    tocsin::process::disable_transparent_huge_pages()
+        .expect("opt out of transparent huge pages, as the service does");
     let alarms: u64 =
         std::env::var("TOCSIN_BENCH_ALARMS").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
     let rounds: usize = std::env::var("TOCSIN_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(3);

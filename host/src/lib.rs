@@ -18,6 +18,7 @@
 //! - [`api`]: health, metrics and the notifier API, with bearer tokens.
 //! - [`commands`]: the `tocsin` subcommands.
 //! - [`telemetry`]: logging setup.
+//! - [`process`]: process-wide settings made at start.
 
 pub mod alarm;
 pub mod api;
@@ -29,6 +30,7 @@ pub mod dispatch;
 pub mod intake;
 pub mod message;
 pub mod metrics;
+pub mod process;
 pub mod registry;
 pub mod sandbox;
 pub mod store;

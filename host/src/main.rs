@@ -11,6 +11,7 @@ use tocsin::commands::plugin::{ApiTarget, PluginCommand};
 use tocsin::commands::{self, Exit, notify::NotifyArgs, publish::PublishArgs};
 use tocsin::config::Config;
 use tocsin::message::WireFormat;
+use tocsin::process;
 use tocsin::telemetry::{self, LogFormat, LogWriter};
 
 /// Many small allocations per delivery (decode, records, sandbox state):
@@ -18,23 +19,6 @@ use tocsin::telemetry::{self, LogFormat, LogWriter};
 /// performance section).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Opts the process out of transparent huge pages. mimalloc asks for them
-/// on its arenas (`MADV_HUGEPAGE`, honoured in the kernel's default
-/// `madvise` mode), so the first touch of each 2 MiB of heap zeroes all
-/// of it inside a delivery: 3–10 % of tocsin's CPU in a burst of 5,000
-/// alarms after start-up, 1 % without (the README's performance section).
-/// The flag is the process's (every thread, whatever the machine's THP
-/// setting), and the compiler process inherits it.
-#[cfg(target_os = "linux")]
-fn disable_transparent_huge_pages() -> std::io::Result<()> {
-    rustix::thread::disable_transparent_huge_pages(true).map_err(std::io::Error::from)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn disable_transparent_huge_pages() -> std::io::Result<()> {
-    Ok(())
-}
 
 /// OpenStack alarm notifications through sandboxed WebAssembly notifiers.
 #[derive(Debug, Parser)]
@@ -165,8 +149,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    // Before the heap grows: pages already faulted in stay as they are.
-    let huge_pages = disable_transparent_huge_pages();
+    let huge_pages = process::disable_transparent_huge_pages();
     let cli = Cli::parse();
     let writer = match cli.command {
         Command::CompileComponent { .. } => LogWriter::Direct,
@@ -176,7 +159,7 @@ fn main() -> ExitCode {
     if let Err(error) = huge_pages {
         tracing::info!(
             %error,
-            "Transparent huge pages stay enabled: the first deliveries after start-up may wait for 2 MiB pages to be zeroed."
+            "process: Cannot opt out of transparent huge pages; the heap may be faulted in 2 MiB at a time."
         );
     }
     let result = match cli.command {

@@ -176,7 +176,8 @@ impl HttpCapability {
             .redirect(reqwest::redirect::Policy::none())
             // Retries are the delivery policy's. reqwest's default resends
             // only HTTP/2 refusals (not built here), yet clones every
-            // request in case it does.
+            // request in case it does; `never()` alone still clones (its
+            // scope is checked at the retry), the 0 per request does not.
             .retry(reqwest::retry::never().max_retries_per_request(0))
             .dns_resolver(Arc::new(EgressResolver::new(
                 Arc::clone(&self.policy),

@@ -608,7 +608,7 @@ async fn the_real_oslo_messaging_client_casts_fanouts_and_notifies() {
 async fn serve_runs_without_huge_pages_sigterm_stops_it_and_a_declaration_mismatch_is_named() {
     let vhost = TestVhost::create();
     let mut service = serve(&vhost, "").await;
-    // Opted out of transparent huge pages (see `main.rs`), whatever the
+    // Opted out of transparent huge pages (`tocsin::process`), whatever the
     // machine's setting.
     assert_eq!(service.proc_status("THP_enabled").as_deref(), Some("0"), "{}", service.log_text());
     let status = service.terminate(Duration::from_secs(20)).await;

@@ -39,9 +39,6 @@ use settle::{SettleHandle, Settler};
 use topology::{QueueSpec, Source, Topology, TopologyError};
 use transport::{Broker, BrokerError};
 
-/// How long the broker gets to confirm closing the connection at shutdown.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Why the intake stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -193,12 +190,15 @@ impl<N: Notifiers> Intake<N> {
         let publisher = Arc::new(Publisher::open(&connection).await.map_err(|e| broker_error("channel", e))?);
         let tracker = TaskTracker::new();
         let settlers = TaskTracker::new();
+        let consumers = TaskTracker::new();
+        let mut channels = vec![setup.clone(), publisher.channel().clone()];
         let stop = shutdown.child_token();
         let (lost, mut lost_rx) = mpsc::channel::<String>(1);
         let consumed: Vec<&QueueSpec> = self.topology.queues.iter().filter(|q| q.consume.is_some()).collect();
         for queue in consumed {
             let (channel, consumer) = self.consume(&connection, queue).await?;
             let source = queue.consume.unwrap_or(Source::OpenStack);
+            channels.push(channel.clone());
             let (settler, settle) =
                 Settler::new(channel.clone(), self.config.broker.rabbit_qos_prefetch_count);
             settlers.spawn(settler.run());
@@ -213,7 +213,7 @@ impl<N: Notifiers> Intake<N> {
                 stop: stop.clone(),
                 lost: lost.clone(),
             };
-            tokio::spawn(run.run(settle));
+            consumers.spawn(run.run(settle));
         }
         drop(lost);
         self.status.connected.store(true, Ordering::Relaxed);
@@ -226,6 +226,7 @@ impl<N: Notifiers> Intake<N> {
         self.status.connected.store(false, Ordering::Relaxed);
         self.metrics.broker_connected.set(0);
         settlers.close();
+        consumers.close();
         if let Ended::Shutdown = ended {
             tracker.close();
             let in_flight = tracker.len();
@@ -235,10 +236,11 @@ impl<N: Notifiers> Intake<N> {
                 "intake: Stopped consuming; finishing the messages in flight."
             );
             // The settlers end once the handlers are done and what they
-            // finished is acked.
+            // finished is acked; the consumers once cancelled.
             let finished = async {
                 tracker.wait().await;
                 settlers.wait().await;
+                consumers.wait().await;
             };
             if tokio::time::timeout(grace, finished).await.is_err() {
                 tracing::warn!(
@@ -246,12 +248,9 @@ impl<N: Notifiers> Intake<N> {
                     "intake: Grace period over; the broker redelivers the unfinished messages."
                 );
             }
-            match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "tocsin stopping".into())).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::debug!(error = %error, "intake: Closing the connection failed."),
-                Err(_) => {
-                    tracing::warn!("intake: The broker did not confirm closing the connection; leaving it.")
-                }
+            let channels: Vec<&Channel> = channels.iter().collect();
+            if let Err(error) = transport::close_in_order(&channels, &connection).await {
+                tracing::warn!(error = %error, "intake: The broker did not confirm every close; leaving it.");
             }
         }
         Ok(ended)

@@ -53,6 +53,11 @@ impl Publisher {
         Ok(Publisher { channel })
     }
 
+    /// Its channel, to close at shutdown.
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
     /// Publishes to `queue` through the default exchange and waits for the
     /// broker's confirmation.
     ///

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::catalog::Catalog;
 use crate::config::Config;
 use crate::intake::publisher::Publisher;
-use crate::intake::transport::Broker;
+use crate::intake::transport::{Broker, close_in_order};
 
 /// How often every notifier is brought in line with the store, besides
 /// the changes announced.
@@ -77,8 +77,11 @@ pub async fn run(
             Ok(connection) => {
                 wait = initial;
                 let feed = Feed { exchange: &exchange, host: &host, catalog: &catalog };
+                // A session that ends by shutdown has closed the connection.
                 let ended = feed.session(&connection, &mut outbox, &mut pending, &shutdown).await;
-                let _ = connection.close(200, "tocsin stopping".into()).await;
+                if ended.is_err() {
+                    let _ = connection.close(200, "tocsin stopping".into()).await;
+                }
                 ended.err().map(|error| error.to_string())
             }
             Err(error) => Some(error),
@@ -105,7 +108,7 @@ struct Feed<'a> {
 
 impl Feed<'_> {
     /// Binds, catches up with the store, then relays changes both ways
-    /// until shutdown (`Ok`) or a broker error.
+    /// until shutdown (`Ok`, the connection closed) or a broker error.
     async fn session(
         &self,
         connection: &Connection,
@@ -149,7 +152,12 @@ impl Feed<'_> {
                 pending.pop_front();
             }
             tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => {
+                    if let Err(error) = close_in_order(&[&channel, publisher.channel()], connection).await {
+                        tracing::warn!(error = %error, "registry: The broker did not confirm every close; leaving it.");
+                    }
+                    return Ok(());
+                }
                 _ = resync.tick() => self.catch_up().await,
                 Some(scheme) = outbox.recv() => pending.push_back(scheme),
                 delivery = consumer.next() => {

@@ -158,7 +158,7 @@ pub async fn prefill(
     let channel = connection.create_channel().await.context("cannot open a channel")?;
     Topology::new(&config).publisher(&config, WireFormat::Notification).declare(&channel, false).await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await.context("cannot enable confirms")?;
-    let mut alarm: Alarm = serde_json::from_str(SAMPLE_ALARM).context("the sample alarm")?;
+    let mut alarm = Alarm::from_json(SAMPLE_ALARM).context("the sample alarm")?;
     let properties = oslo_properties();
     let started = Instant::now();
     let mut pending = Vec::with_capacity(CONFIRM_BATCH);

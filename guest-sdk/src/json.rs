@@ -1,110 +1,23 @@
-//! JSON written the way Python's `json.dumps` writes it: `", "` and `": "`
-//! separators, non-ASCII escaped as `\uXXXX`, floats in Python's `repr`.
+//! JSON as Python's `json` module reads and writes it.
+//!
+//! OpenStack serialises with Python's `json`: `", "` and `": "` separators,
+//! non-ASCII escaped as `\uXXXX`, floats in Python's `repr`, and, where
+//! JSON has no word for them, `NaN`, `Infinity` and `-Infinity`, integers
+//! of any size up to 4,300 digits, and lone surrogate escapes (`"\ud800"`).
 //! Receivers built for OpenStack sometimes compare or sign these bytes, so
-//! a notifier that replaces a Python one can send exactly the same body.
+//! a notifier that replaces a Python one sends exactly the same body.
+//!
+//! - [`to_python_json`] and [`write_python_str`] write JSON as
+//!   `json.dumps` does.
+//! - [`PythonJson`] reads what `json.loads` reads, through serde_json.
+//! - [`normalize`] rewrites JSON text as `json.dumps(json.loads(text))`.
+//! - [`to_value`] reads it as a [`serde_json::Value`], for a plugin that
+//!   wants `reason_data` as a tree.
 
-use std::io::{self, Write};
+mod normal;
+mod read;
+mod write;
 
-use serde::{Serialize, Serializer as _};
-use serde_json::Value;
-use serde_json::ser::Formatter;
-
-/// Serializes `value` as Python's `json.dumps(value)` would.
-pub fn to_python_json(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    // Writing a `Value` into a `Vec` cannot fail: keys are strings and the
-    // writer is infallible.
-    let _ = value.serialize(&mut serializer);
-    out
-}
-
-/// Appends `text` as a JSON string, quoted and escaped as Python's
-/// `json.dumps` writes it: for building a body field by field without a
-/// `Value` in between.
-pub fn write_python_str(out: &mut Vec<u8>, text: &str) {
-    let mut serializer = serde_json::Serializer::with_formatter(out, PythonFormatter);
-    // Writing a string into a `Vec` cannot fail.
-    let _ = serializer.serialize_str(text);
-}
-
-/// Python's `repr(float)`: the shortest digits that round-trip, in decimal
-/// notation when the exponent is in `-4..16` (`97.0`, `0.0001`), else in
-/// scientific notation with a signed two-digit exponent (`1e+16`, `1e-05`).
-fn python_float_repr(value: f64) -> String {
-    let scientific = format!("{value:e}");
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if (-4..16).contains(&exponent) {
-        let decimal = format!("{value}");
-        if decimal.contains('.') { decimal } else { format!("{decimal}.0") }
-    } else {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    }
-}
-
-/// serde_json formatter with Python's defaults.
-struct PythonFormatter;
-
-impl Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
-        if first { Ok(()) } else { writer.write_all(b", ") }
-    }
-
-    fn begin_object_key<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
-        if first { Ok(()) } else { writer.write_all(b", ") }
-    }
-
-    fn begin_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        writer.write_all(b": ")
-    }
-
-    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
-        // Printable ASCII goes out in runs; anything else as `\uXXXX` units.
-        let mut rest = fragment;
-        while !rest.is_empty() {
-            let run = rest.bytes().position(|b| !(b' '..=b'~').contains(&b)).unwrap_or(rest.len());
-            writer.write_all(&rest.as_bytes()[..run])?;
-            rest = &rest[run..];
-            if let Some(c) = rest.chars().next() {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    write!(writer, "\\u{unit:04x}")?;
-                }
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-        Ok(())
-    }
-
-    fn write_f64<W: ?Sized + Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
-        writer.write_all(python_float_repr(value).as_bytes())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strings_written_alone_match_the_value_serializer() {
-        for text in ["plain", "quote \" and \\ back", "tab\tnew\nline\u{1}", "é😀\u{7f}"] {
-            let mut out = Vec::new();
-            write_python_str(&mut out, text);
-            assert_eq!(out, to_python_json(&Value::String(text.into())));
-        }
-    }
-
-    #[test]
-    fn python_escapes_and_float_forms() {
-        let value: Value = serde_json::from_str(
-            r#"{"s": "é😀\u007f\n\"", "a": [1e16, 1e-5, 0.5, -2, 1e15, 0.0001, 1.5e-7, 97.0, -0.0]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(to_python_json(&value)).unwrap(),
-            r#"{"s": "\u00e9\ud83d\ude00\u007f\n\"", "a": [1e+16, 1e-05, 0.5, -2, 1000000000000000.0, 0.0001, 1.5e-07, 97.0, -0.0]}"#
-        );
-    }
-}
+pub use normal::{MAX_DEPTH, normalize, to_value};
+pub use read::{MAX_INT_DIGITS, NonFinite, PythonJson, PythonJsonError};
+pub use write::{to_python_json, write_python_object, write_python_str};

@@ -8,7 +8,8 @@
 //! - the types of the contract: [`Alarm`], [`Delivery`], [`NotifyError`];
 //! - [`log`]: one function per level;
 //! - [`http`]: a request builder with a JSON helper;
-//! - [`json`]: JSON bytes exactly as Python's `json.dumps` writes them;
+//! - [`json`]: JSON as Python's `json` reads and writes it (`reason_data`
+//!   may hold `NaN`: [`Alarm::reason_data_value`] reads it);
 //! - [`status::classify`]: the HTTP status table that decides whether a
 //!   failed delivery is worth retrying;
 //! - [`action`]: Aodh-compatible handling of action URLs (display with
@@ -69,6 +70,15 @@ macro_rules! export_notifier {
         const _: fn(String, $crate::Alarm, $crate::Delivery) -> Result<(), $crate::NotifyError> =
             <$ty as $crate::Notifier>::notify;
     };
+}
+
+impl Alarm {
+    /// `reason_data` as a tree, read as Python's `json` reads it (see
+    /// [`json::to_value`]: `NaN`, `Infinity` and `-Infinity` are `null`).
+    /// The exact text is `alarm.reason_data`; none when the alarm has none.
+    pub fn reason_data_value(&self) -> Option<Result<serde_json::Value, json::PythonJsonError>> {
+        self.reason_data.as_deref().map(json::to_value)
+    }
 }
 
 impl NotifyError {

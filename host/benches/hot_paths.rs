@@ -54,7 +54,7 @@ fn output_directory() -> PathBuf {
 }
 
 fn sample_alarm() -> Alarm {
-    serde_json::from_str(SAMPLE_ALARM).expect("sample alarm")
+    Alarm::from_json(SAMPLE_ALARM).expect("sample alarm")
 }
 
 /// A configuration whose `http` notifier may reach 127.0.0.1.

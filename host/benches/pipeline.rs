@@ -126,7 +126,7 @@ async fn publish(vhost: &TestVhost, config: &Config, action: &str, count: u64, r
         .with_content_type("application/json".into())
         .with_content_encoding("utf-8".into())
         .with_delivery_mode(2);
-    let mut alarm: Alarm = serde_json::from_str(include_str!("../../examples/alarm.json")).unwrap();
+    let mut alarm = Alarm::sample();
     let actions = [action.to_owned()];
     let mut pacing = rate.map(|rate| tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate)));
     let mut pending = Vec::new();

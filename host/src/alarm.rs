@@ -2,6 +2,8 @@
 //! it) and the [`Delivery`] (which attempt of which action).
 
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use tocsin_guest_sdk::json::{PythonJson, PythonJsonError, normalize, write_python_object, write_python_str};
 use uuid::Uuid;
 
 /// Namespace of request ids: `req-<uuid v5 of the delivery id in this
@@ -14,9 +16,11 @@ const REQUEST_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a4e_9b3d_5c7a_8e10_f2
 pub const SAMPLE_ALARM: &str = include_str!("../../examples/alarm.json");
 
 /// An alarm state change, with the fields Aodh's notifier receives (the
-/// `data` of an RPC cast, the `payload` of a notification). Unknown keys
-/// (`actions`, `condition`…) are ignored.
+/// `data` of an RPC cast, the `payload` of a notification). Its serde form
+/// is the delivery record's, `reason_data` as a string; senders' JSON is
+/// read by [`Alarm::from_json`] and the decoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Alarm {
     /// The alarm's UUID.
     pub alarm_id: String,
@@ -31,20 +35,86 @@ pub struct Alarm {
     /// State after the change.
     pub current: String,
     /// Always text: very old senders send a number, converted here.
-    #[serde(deserialize_with = "text_or_number")]
     pub reason: String,
-    /// Any JSON; absent in Havana.
+    /// Absent (or null) in Havana.
     #[serde(default)]
-    pub reason_data: Option<serde_json::Value>,
+    pub reason_data: Option<ReasonData>,
+}
+
+/// Why a sender's alarm JSON cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlarmError {
+    /// Not what Python's `json` reads.
+    #[error("not JSON: {0}")]
+    Json(#[from] PythonJsonError),
+    /// A field missing or of the wrong type.
+    #[error("{0}")]
+    Fields(String),
 }
 
 impl Alarm {
-    /// `reason_data` as the WIT contract hands it to plugins: JSON text as
-    /// Python's `json.dumps` writes it, so the REST notifier embeds it in
-    /// Aodh's body as it is.
-    pub fn reason_data_text(&self) -> Option<String> {
-        let data = self.reason_data.as_ref()?;
-        String::from_utf8(tocsin_guest_sdk::json::to_python_json(data)).ok()
+    /// Reads an alarm as senders write it (Aodh's fields; others, such as
+    /// `actions`, ignored), from a file, the command line or the API:
+    /// `reason_data` is rewritten as Python's `json.dumps` would write it
+    /// (`1E5` is `100000.0`), so that what reaches a receiver is what Aodh
+    /// would send for the same alarm.
+    ///
+    /// # Errors
+    /// [`AlarmError`] naming what is wrong.
+    pub fn from_json(text: &str) -> Result<Alarm, AlarmError> {
+        let json = PythonJson::scan(text)?;
+        let fields: AlarmFields<'_> =
+            serde_json::from_str(json.readable()).map_err(|e| AlarmError::Fields(e.to_string()))?;
+        fields.into_alarm(|raw| {
+            let text = json.original_of(raw.get()).unwrap_or_default();
+            Ok(ReasonData(normalize(text)?.into()))
+        })
+    }
+
+    /// The sample alarm ([`SAMPLE_ALARM`]).
+    pub fn sample() -> Alarm {
+        // The sample is checked by a unit test; a failure would be a bug.
+        Alarm::from_json(SAMPLE_ALARM).unwrap_or_else(|error| unreachable!("examples/alarm.json: {error}"))
+    }
+
+    /// The alarm as senders write it (the form [`Alarm::from_json`] reads),
+    /// in `json.dumps` form, `reason_data` as it is.
+    pub fn to_json(&self) -> String {
+        String::from_utf8(self.to_json_after(Vec::new())).unwrap_or_default()
+    }
+
+    /// The alarm as its sender writes it, after `before`'s fields (JSON
+    /// already). Absent optional fields are left out, as Aodh before Kilo
+    /// did.
+    pub fn to_json_after<'a>(&'a self, mut fields: Vec<(&'a str, Vec<u8>)>) -> Vec<u8> {
+        let texts = [
+            ("alarm_id", Some(self.alarm_id.as_str())),
+            ("alarm_name", self.alarm_name.as_deref()),
+            ("severity", self.severity.as_deref()),
+            ("previous", Some(self.previous.as_str())),
+            ("current", Some(self.current.as_str())),
+            ("reason", Some(self.reason.as_str())),
+        ];
+        for (name, text) in texts {
+            if let Some(text) = text {
+                let mut value = Vec::with_capacity(text.len() + 2);
+                write_python_str(&mut value, text);
+                fields.push((name, value));
+            }
+        }
+        if let Some(reason_data) = &self.reason_data {
+            fields.push(("reason_data", reason_data.as_str().as_bytes().to_vec()));
+        }
+        let mut out = Vec::with_capacity(256);
+        write_python_object(&mut out, fields.iter().map(|(name, value)| (*name, value.as_slice())));
+        out
+    }
+
+    /// Whether this is an event alarm's (`reason_data.type` is `event`):
+    /// each of its messages is another occurrence, never a newer state of
+    /// an earlier one.
+    pub fn is_event(&self) -> bool {
+        self.reason_data.as_ref().is_some_and(ReasonData::is_event)
     }
 
     /// The alarm as the guest SDK types it, to run a notifier's own code
@@ -57,8 +127,92 @@ impl Alarm {
             previous: self.previous.clone(),
             current: self.current.clone(),
             reason: self.reason.clone(),
-            reason_data: self.reason_data_text(),
+            reason_data: self.reason_data.as_ref().map(|data| data.as_str().to_owned()),
         }
+    }
+}
+
+/// An alarm's `reason_data`: JSON text as Python's `json` writes it, kept
+/// from end to end as text. From oslo.messaging it is the sender's
+/// `json.dumps` output, byte for byte (`NaN`, integers beyond 64 bits, lone
+/// surrogate escapes included); what the plugins and the REST body receive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ReasonData(Box<str>);
+
+impl ReasonData {
+    /// Text a sender wrote with `json.dumps`, already read as such.
+    pub(crate) fn verbatim(text: &str) -> Self {
+        ReasonData(text.into())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `type` is `event`.
+    fn is_event(&self) -> bool {
+        #[derive(Deserialize)]
+        struct Kind<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        let Ok(json) = PythonJson::scan(&self.0) else { return false };
+        serde_json::from_str::<Kind<'_>>(json.readable())
+            .is_ok_and(|data| data.kind.as_deref() == Some("event"))
+    }
+}
+
+/// A record's text: kept as it is once Python's `json` would read it.
+impl TryFrom<String> for ReasonData {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let json = PythonJson::scan(&text).map_err(|e| e.to_string())?;
+        serde_json::from_str::<serde::de::IgnoredAny>(json.readable()).map_err(|e| e.to_string())?;
+        Ok(ReasonData(text.into()))
+    }
+}
+
+impl From<ReasonData> for String {
+    fn from(data: ReasonData) -> String {
+        data.0.into()
+    }
+}
+
+/// The alarm fields as a sender writes them, `reason_data` borrowed raw.
+#[derive(Deserialize)]
+pub(crate) struct AlarmFields<'a> {
+    alarm_id: String,
+    #[serde(default)]
+    alarm_name: Option<String>,
+    #[serde(default)]
+    severity: Option<String>,
+    previous: String,
+    current: String,
+    #[serde(deserialize_with = "text_or_number")]
+    reason: String,
+    #[serde(default, borrow)]
+    reason_data: Option<&'a RawValue>,
+}
+
+impl<'a> AlarmFields<'a> {
+    /// The alarm, with `reason_data` as `reason_data` makes it of the raw
+    /// value (null is none).
+    pub(crate) fn into_alarm<E>(
+        self,
+        reason_data: impl FnOnce(&'a RawValue) -> Result<ReasonData, E>,
+    ) -> Result<Alarm, E> {
+        Ok(Alarm {
+            alarm_id: self.alarm_id,
+            alarm_name: self.alarm_name,
+            severity: self.severity,
+            previous: self.previous,
+            current: self.current,
+            reason: self.reason,
+            reason_data: self.reason_data.map(reason_data).transpose()?,
+        })
     }
 }
 
@@ -117,12 +271,36 @@ mod tests {
 
     #[test]
     fn old_senders_numeric_reason_becomes_text_and_absent_fields_none() {
-        let alarm: Alarm = serde_json::from_str(
+        let alarm = Alarm::from_json(
             r#"{"alarm_id":"a","previous":"ok","current":"alarm","reason":97.5,"actions":["log://"]}"#,
         )
         .unwrap();
         assert_eq!(alarm.reason, "97.5");
         assert_eq!(alarm.alarm_name, None);
         assert_eq!(alarm.reason_data, None);
+        let null = Alarm::from_json(
+            r#"{"alarm_id":"a","previous":"ok","current":"alarm","reason":"r","reason_data":null}"#,
+        );
+        assert_eq!(null.unwrap().reason_data, None);
+    }
+
+    #[test]
+    fn a_senders_reason_data_is_written_as_json_dumps_writes_it_and_kept() {
+        let text = r#"{"alarm_id": "a", "previous": "ok", "current": "alarm", "reason": "r",
+            "reason_data": {"type":"event", "v": [1E5, -0, 1.10, NaN, 18446744073709551616, "\ud800"]}}"#;
+        let alarm = Alarm::from_json(text).unwrap();
+        let data = r#"{"type": "event", "v": [100000.0, 0, 1.1, NaN, 18446744073709551616, "\ud800"]}"#;
+        assert_eq!(alarm.reason_data.as_ref().unwrap().as_str(), data);
+        assert!(alarm.is_event());
+        assert!(!Alarm::sample().is_event());
+        // Read back from its own JSON and from a record, unchanged.
+        assert_eq!(Alarm::from_json(&alarm.to_json()).unwrap(), alarm);
+        let record: Alarm = serde_json::from_str(&serde_json::to_string(&alarm).unwrap()).unwrap();
+        assert_eq!(record, alarm);
+        let forged = serde_json::json!({"alarm_id": "a", "previous": "ok", "current": "alarm", "reason": "r",
+            "reason_data": "{not json"});
+        assert!(serde_json::from_value::<Alarm>(forged).is_err(), "a record's reason_data must be JSON");
+        assert!(matches!(Alarm::from_json(r#"{"alarm_id": "a"}"#), Err(AlarmError::Fields(_))));
+        assert!(matches!(Alarm::from_json("{\"reason_data\": [1,]}"), Err(AlarmError::Fields(_))));
     }
 }

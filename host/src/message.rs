@@ -1,23 +1,30 @@
 //! OpenStack's alarm messages, as they arrive from the broker and as
 //! oslo.messaging writes them.
 //!
-//! [`decode`] is a pure function from one AMQP message (properties, body) to an [`AlarmNotification`], a message to ignore, or a typed
+//! [`decode`] is a pure function from one AMQP message (properties, body)
+//! to an [`AlarmNotification`], a message to ignore, or a typed
 //! [`DecodeError`] that says why it cannot be used. It accepts what real
-//! evaluators send (`../shared/docs/wire-formats.md` §3–4): the oslo "2.0"
-//! envelope whose `oslo.message` is JSON text, un-enveloped "1.0"
-//! messages, RPC casts (`notify_alarm`; calls tolerated) and `alarm.update`
-//! notifications. [`encode`] writes the same bytes oslo.messaging would,
-//! for `tocsin publish`.
+//! evaluators send (`docs/wire-formats.md`): the oslo "2.0" envelope whose
+//! `oslo.message` is JSON text, un-enveloped "1.0" messages, RPC casts
+//! (`notify_alarm`; calls tolerated) and `alarm.update` notifications, all
+//! as Python's `json` reads them: `NaN` and `Infinity` where JSON has no
+//! word, integers of any size up to Python's limit, lone surrogate
+//! escapes. `reason_data` is kept as the sender's text, byte for byte.
+//! [`encode`] writes the same bytes oslo.messaging would, for
+//! `tocsin publish`.
 
+use indexmap::IndexMap;
 use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::Offset;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde::de::value::MapDeserializer;
+use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use tocsin_guest_sdk::json::to_python_json;
+use tocsin_guest_sdk::json::{MAX_INT_DIGITS, PythonJson, to_python_json, write_python_object};
 
-use crate::alarm::Alarm;
+use crate::alarm::{Alarm, AlarmFields, ReasonData};
 
 mod typed;
 
@@ -83,6 +90,11 @@ pub struct AlarmNotification {
     pub changed_at_us: Option<i64>,
     /// The context's `request_id`, when the sender gave one.
     pub request_id: Option<String>,
+    /// How many lone surrogate escapes (`"\ud800"`, which Python reads
+    /// and a WIT string cannot carry) the alarm's text fields and actions
+    /// had, each read as U+FFFD. Those in `reason_data` are kept as they
+    /// came.
+    pub lone_surrogates: usize,
 }
 
 /// What a message turned out to be.
@@ -160,15 +172,17 @@ impl DecodeError {
 
 /// Decodes one message. Never panics, whatever the
 /// bytes; `max_bytes` bounds the body it will parse. The shapes real
-/// evaluators write take a typed fast path; anything else, and every
-/// error, goes through the general decoder ([`decode_reference`]).
+/// evaluators write take a typed fast path; anything else (Python's
+/// additions to JSON among it), and every error, goes through the general
+/// decoder ([`decode_reference`]).
 ///
 /// # Errors
 /// [`DecodeError`] saying why the message cannot be delivered.
 pub fn decode(properties: Properties<'_>, body: &[u8], max_bytes: usize) -> Result<Decoded, DecodeError> {
     check(properties, body, max_bytes)?;
     let fallback_id = || body_digest(body);
-    typed::decode(body, fallback_id).map_or_else(|| decode_tree(body, fallback_id), Ok)
+    let fast = if may_hold_long_integer(body) { None } else { typed::decode(body, fallback_id) };
+    fast.map_or_else(|| decode_tree(body, fallback_id), Ok)
 }
 
 /// [`decode`] without its fast path: every message through the general
@@ -205,140 +219,200 @@ fn check(properties: Properties<'_>, body: &[u8], max_bytes: usize) -> Result<()
     Ok(())
 }
 
-/// The general decoder: the body as a JSON tree, fields picked out of it.
-/// It reads every message [`typed::decode`] reads, the same way, and the
-/// rest, and says what is wrong with a message it cannot use.
+/// Whether `body` has a run of digits longer than Python reads as an
+/// integer: the fast path does not look inside what it skips, so such a
+/// message goes to the general decoder, which refuses it as Python does.
+/// A shorter body cannot.
+fn may_hold_long_integer(body: &[u8]) -> bool {
+    body.len() > MAX_INT_DIGITS && body.split(|b| !b.is_ascii_digit()).any(|run| run.len() > MAX_INT_DIGITS)
+}
+
+/// One JSON object of the general decoder: each key's last value, raw, in
+/// the order of first appearance (as Python's `dict` and serde_json's
+/// `Map` keep them).
+type Object<'a> = IndexMap<String, &'a RawValue>;
+
+/// The general decoder: reads what Python's `json` reads (its additions
+/// through [`PythonJson`]), one object at a time with each value raw, and
+/// picks fields out. It reads every message [`typed::decode`] reads, the
+/// same way, and the rest, and says what is wrong with a message it cannot
+/// use.
 fn decode_tree(body: &[u8], fallback_id: impl FnOnce() -> String) -> Result<Decoded, DecodeError> {
-    let outer: Value = serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    let message = unwrap_envelope(outer)?;
-    let Value::Object(message) = message else {
-        return Err(DecodeError::Unrecognised(format!("the message is {}", json_kind(&message))));
+    let text = std::str::from_utf8(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let outer = PythonJson::scan(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let root: &RawValue =
+        serde_json::from_str(outer.readable()).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    match envelope_message(root)? {
+        Some(inner) => {
+            let json =
+                PythonJson::scan(&inner).map_err(|e| DecodeError::NotJson(format!("oslo.message: {e}")))?;
+            let message: &RawValue = serde_json::from_str(json.readable())
+                .map_err(|e| DecodeError::NotJson(format!("oslo.message: {e}")))?;
+            decode_message(&json, message, fallback_id)
+        }
+        None => decode_message(&outer, root, fallback_id),
+    }
+}
+
+/// oslo's rule: a body that is an object holding both `oslo.version` and
+/// `oslo.message` is a 2.x envelope whose message is JSON text (returned);
+/// anything else is a "1.0" message used as is (none).
+fn envelope_message(root: &RawValue) -> Result<Option<String>, DecodeError> {
+    if json_kind(root) != "an object" {
+        return Ok(None);
+    }
+    let object = object(root)?;
+    let (Some(version), Some(message)) = (object.get("oslo.version"), object.get("oslo.message")) else {
+        return Ok(None);
     };
+    match string(version) {
+        Some(version) if version.split('.').next() == Some("2") => {}
+        Some(version) => return Err(DecodeError::EnvelopeVersion(version)),
+        None => return Err(DecodeError::EnvelopeVersion(version.get().to_owned())),
+    }
+    match string(message) {
+        Some(inner) => Ok(Some(inner)),
+        None => Err(DecodeError::Field {
+            field: "oslo.message",
+            detail: format!("expected JSON text, found {}", json_kind(message)),
+        }),
+    }
+}
+
+/// The message (of `json`'s text): an RPC message or a notification.
+fn decode_message(
+    json: &PythonJson<'_>,
+    message: &RawValue,
+    fallback_id: impl FnOnce() -> String,
+) -> Result<Decoded, DecodeError> {
+    if json_kind(message) != "an object" {
+        return Err(DecodeError::Unrecognised(format!("the message is {}", json_kind(message))));
+    }
+    let message = object(message)?;
     if message.contains_key("method") {
-        decode_rpc(message, fallback_id)
+        decode_rpc(json, &message, fallback_id)
     } else if message.contains_key("event_type") {
-        decode_notification(message, fallback_id)
+        decode_notification(json, &message, fallback_id)
     } else {
         Err(DecodeError::Unrecognised("neither `method` (RPC) nor `event_type` (notification)".into()))
     }
 }
 
-/// oslo's rule: a body that is an object holding both `oslo.version` and
-/// `oslo.message` is a 2.x envelope whose message is JSON text; anything
-/// else is a "1.0" message used as is.
-fn unwrap_envelope(outer: Value) -> Result<Value, DecodeError> {
-    let Value::Object(mut object) = outer else { return Ok(outer) };
-    if !(object.contains_key("oslo.version") && object.contains_key("oslo.message")) {
-        return Ok(Value::Object(object));
-    }
-    let version = match object.remove("oslo.version") {
-        Some(Value::String(version)) => version,
-        other => return Err(DecodeError::EnvelopeVersion(other.map(|v| v.to_string()).unwrap_or_default())),
-    };
-    if version.split('.').next() != Some("2") {
-        return Err(DecodeError::EnvelopeVersion(version));
-    }
-    match object.remove("oslo.message") {
-        Some(Value::String(inner)) => {
-            serde_json::from_str(&inner).map_err(|e| DecodeError::NotJson(format!("oslo.message: {e}")))
-        }
-        other => Err(DecodeError::Field {
-            field: "oslo.message",
-            detail: format!("expected JSON text, found {}", other.as_ref().map_or("nothing", json_kind)),
-        }),
-    }
-}
-
 fn decode_rpc(
-    mut message: Map<String, Value>,
+    json: &PythonJson<'_>,
+    message: &Object<'_>,
     fallback_id: impl FnOnce() -> String,
 ) -> Result<Decoded, DecodeError> {
     match message.get("method") {
-        Some(Value::String(method)) if method == RPC_METHOD => {}
-        Some(Value::String(method)) => return Err(DecodeError::Method(method.clone())),
-        Some(other) => return Err(DecodeError::Method(other.to_string())),
+        Some(method) => match string(method) {
+            Some(method) if method == RPC_METHOD => {}
+            Some(method) => return Err(DecodeError::Method(method)),
+            None => return Err(DecodeError::Method(method.get().to_owned())),
+        },
         None => return Err(field("method", "missing".into())),
     }
     let kind = if message.contains_key("_msg_id") { MessageKind::Call } else { MessageKind::Cast };
-    let data = match message.get_mut("args").and_then(|args| args.get_mut("data")) {
-        Some(Value::Object(data)) => std::mem::take(data),
+    let args = message.get("args").filter(|args| json_kind(args) == "an object").map(|args| object(args));
+    let data = match args.transpose()?.as_ref().and_then(|args| args.get("data")) {
+        Some(data) if json_kind(data) == "an object" => *data,
         Some(other) => {
             return Err(field("args.data", format!("expected an object, found {}", json_kind(other))));
         }
         None => return Err(field("args.data", "missing".into())),
     };
-    let (alarm, actions) = alarm_and_actions(data, "args.data")?;
+    let (alarm, actions, lone_surrogates) = alarm_and_actions(json, data, "args.data")?;
     Ok(Decoded::Alarm(Box::new(AlarmNotification {
         alarm,
         actions,
-        message_id: text(&message, "_unique_id").unwrap_or_else(fallback_id),
+        message_id: text(message, "_unique_id").unwrap_or_else(fallback_id),
         kind,
         changed_at_us: None,
-        request_id: text(&message, "_context_request_id"),
+        request_id: text(message, "_context_request_id"),
+        lone_surrogates,
     })))
 }
 
 fn decode_notification(
-    mut message: Map<String, Value>,
+    json: &PythonJson<'_>,
+    message: &Object<'_>,
     fallback_id: impl FnOnce() -> String,
 ) -> Result<Decoded, DecodeError> {
-    let event_type = match message.get("event_type") {
-        Some(Value::String(event_type)) => event_type.clone(),
+    let event_type = match message.get("event_type").map(|raw| (raw, string(raw))) {
+        Some((_, Some(event_type))) => event_type,
         other => {
             return Err(field(
                 "event_type",
-                format!("expected a string, found {}", other.map_or("nothing", json_kind)),
+                format!("expected a string, found {}", other.map_or("nothing", |(raw, _)| json_kind(raw))),
             ));
         }
     };
-    let priority = text(&message, "priority").unwrap_or_default();
+    let priority = message.get("priority").and_then(|raw| string(raw)).unwrap_or_default();
     if event_type != ALARM_EVENT_TYPE || !priority.eq_ignore_ascii_case(ALARM_PRIORITY) {
         return Ok(Decoded::Ignored { event_type, priority });
     }
-    let payload = match message.get_mut("payload") {
-        Some(Value::Object(payload)) => std::mem::take(payload),
+    let payload = match message.get("payload") {
+        Some(payload) if json_kind(payload) == "an object" => *payload,
         Some(other) => {
             return Err(field("payload", format!("expected an object, found {}", json_kind(other))));
         }
         None => return Err(field("payload", "missing".into())),
     };
-    let (alarm, actions) = alarm_and_actions(payload, "payload")?;
+    let (alarm, actions, lone_surrogates) = alarm_and_actions(json, payload, "payload")?;
     let message_id =
-        text(&message, "_unique_id").or_else(|| text(&message, "message_id")).unwrap_or_else(fallback_id);
+        text(message, "_unique_id").or_else(|| text(message, "message_id")).unwrap_or_else(fallback_id);
     Ok(Decoded::Alarm(Box::new(AlarmNotification {
         alarm,
         actions,
         message_id,
         kind: MessageKind::Notification,
-        changed_at_us: text(&message, "timestamp").as_deref().and_then(parse_oslo_timestamp),
+        changed_at_us: text(message, "timestamp").as_deref().and_then(parse_oslo_timestamp),
         request_id: None,
+        lone_surrogates,
     })))
 }
 
-/// The alarm fields and the action list of `data`/`payload`. Absent or
-/// null `actions` is an empty list (Aodh logs "no action" and moves on).
+/// The alarm fields and the action list of `data`/`payload` (an object),
+/// and how many lone surrogate escapes they had. Absent or null `actions`
+/// is an empty list (Aodh logs "no action" and moves on); an action that
+/// is not a string is kept as the sender wrote it.
 fn alarm_and_actions(
-    mut data: Map<String, Value>,
+    json: &PythonJson<'_>,
+    data: &RawValue,
     path: &'static str,
-) -> Result<(Alarm, Vec<String>), DecodeError> {
-    let actions = match data.remove("actions") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(actions)) => actions
-            .into_iter()
-            .map(|action| match action {
-                Value::String(url) => url,
-                other => other.to_string(),
-            })
-            .collect(),
-        Some(other) => {
-            return Err(DecodeError::Field {
-                field: if path == "payload" { "payload.actions" } else { "args.data.actions" },
-                detail: format!("expected a list, found {}", json_kind(&other)),
-            });
-        }
+) -> Result<(Alarm, Vec<String>, usize), DecodeError> {
+    let mut data = object(data)?;
+    let as_written = |raw: &RawValue| json.original_of(raw.get()).unwrap_or(raw.get()).to_owned();
+    let actions = data.shift_remove("actions");
+    // Those in the fields that are read as text: they reach plugins and logs.
+    let lone_surrogates = ["alarm_id", "alarm_name", "severity", "previous", "current", "reason"]
+        .iter()
+        .filter_map(|key| data.get(*key))
+        .chain(&actions)
+        .map(|raw| json.lone_surrogates_in(raw.get()))
+        .sum();
+    let actions = match actions {
+        None => Vec::new(),
+        Some(actions) => match json_kind(actions) {
+            "null" => Vec::new(),
+            "a list" => serde_json::from_str::<Vec<&RawValue>>(actions.get())
+                .map_err(|e| DecodeError::NotJson(e.to_string()))?
+                .into_iter()
+                .map(|action| string(action).unwrap_or_else(|| as_written(action)))
+                .collect(),
+            other => {
+                return Err(DecodeError::Field {
+                    field: if path == "payload" { "payload.actions" } else { "args.data.actions" },
+                    detail: format!("expected a list, found {other}"),
+                });
+            }
+        },
     };
-    let alarm = Alarm::deserialize(Value::Object(data)).map_err(|e| field(path, e.to_string()))?;
-    Ok((alarm, actions))
+    let fields = AlarmFields::deserialize(MapDeserializer::new(data.into_iter()))
+        .map_err(|e| field(path, e.to_string()))?;
+    let alarm = fields.into_alarm(|raw| {
+        Ok::<_, DecodeError>(ReasonData::verbatim(json.original_of(raw.get()).unwrap_or(raw.get())))
+    })?;
+    Ok((alarm, actions, lone_surrogates))
 }
 
 /// oslo's notification timestamp: naive UTC `YYYY-MM-DD HH:MM:SS[.ffffff]`,
@@ -349,22 +423,34 @@ pub fn parse_oslo_timestamp(text: &str) -> Option<i64> {
 }
 
 /// The string at `key`; absent, not a string and empty are all none.
-fn text(message: &Map<String, Value>, key: &str) -> Option<String> {
-    message.get(key).and_then(Value::as_str).filter(|text| !text.is_empty()).map(str::to_owned)
+fn text(message: &Object<'_>, key: &str) -> Option<String> {
+    message.get(key).and_then(|raw| string(raw)).filter(|text| !text.is_empty())
+}
+
+/// The string `raw` is, if it is one.
+fn string(raw: &RawValue) -> Option<String> {
+    serde_json::from_str(raw.get()).ok()
+}
+
+/// The object `raw` is (checked by the caller: serde_json has read it).
+fn object<'a>(raw: &'a RawValue) -> Result<Object<'a>, DecodeError> {
+    serde_json::from_str(raw.get()).map_err(|e| DecodeError::NotJson(e.to_string()))
 }
 
 fn field(field: &'static str, detail: String) -> DecodeError {
     DecodeError::Field { field, detail }
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
+/// What kind of JSON value `raw` is, from its first byte (serde_json has
+/// read it; a non-finite literal's placeholder is a list).
+fn json_kind(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'"') => "a string",
+        Some(b'[') => "a list",
+        Some(b'{') => "an object",
+        _ => "a number",
     }
 }
 
@@ -415,51 +501,48 @@ impl Stamps {
 /// them, keys in oslo's order, an RPC cast with the evaluator's admin
 /// context.
 pub fn encode(format: WireFormat, alarm: &Alarm, actions: &[String], stamps: &Stamps) -> Vec<u8> {
-    let mut data = Map::new();
-    data.insert("actions".into(), actions.iter().cloned().map(Value::String).collect());
-    if let Value::Object(fields) = serde_json::to_value(alarm).unwrap_or(Value::Null) {
-        data.extend(fields.into_iter().filter(|(key, value)| {
-            !value.is_null() || !matches!(key.as_str(), "alarm_name" | "severity" | "reason_data")
-        }));
-    }
-    let mut inner = Map::new();
+    let json = |value: Value| to_python_json(&value);
+    let data = alarm.to_json_after(vec![("actions", to_python_json(actions))]);
+    let mut inner: Vec<(String, Vec<u8>)> = Vec::with_capacity(20);
     match format {
         WireFormat::Rpc => {
-            let mut args = Map::new();
-            args.insert("data".into(), Value::Object(data));
-            inner.insert("method".into(), RPC_METHOD.into());
-            inner.insert("args".into(), Value::Object(args));
-            inner.insert("version".into(), "1.0".into());
-            inner.insert("_unique_id".into(), stamps.unique_id.clone().into());
+            let mut args = Vec::with_capacity(data.len() + 12);
+            write_python_object(&mut args, [("data", data.as_slice())]);
+            inner.push(("method".into(), json(RPC_METHOD.into())));
+            inner.push(("args".into(), args));
+            inner.push(("version".into(), json("1.0".into())));
+            inner.push(("_unique_id".into(), json(stamps.unique_id.clone().into())));
             for (key, value) in ADMIN_CONTEXT {
                 let value = match (key, value) {
-                    ("request_id", _) => stamps.request_id.clone().into(),
-                    (_, Some(value)) => serde_json::from_str(value).unwrap_or(Value::Null),
-                    (_, None) => Value::Null,
+                    ("request_id", _) => json(stamps.request_id.clone().into()),
+                    (_, Some(value)) => value.as_bytes().to_vec(),
+                    (_, None) => b"null".to_vec(),
                 };
-                inner.insert(format!("_context_{key}"), value);
+                inner.push((format!("_context_{key}"), value));
             }
         }
         WireFormat::Notification => {
-            inner.insert("message_id".into(), stamps.message_id.clone().into());
-            inner.insert("publisher_id".into(), "alarming.evaluator".into());
-            inner.insert("event_type".into(), ALARM_EVENT_TYPE.into());
-            inner.insert("priority".into(), ALARM_PRIORITY.into());
-            inner.insert("payload".into(), Value::Object(data));
-            inner.insert("timestamp".into(), stamps.timestamp.clone().into());
-            inner.insert("_unique_id".into(), stamps.unique_id.clone().into());
+            inner.push(("message_id".into(), json(stamps.message_id.clone().into())));
+            inner.push(("publisher_id".into(), json("alarming.evaluator".into())));
+            inner.push(("event_type".into(), json(ALARM_EVENT_TYPE.into())));
+            inner.push(("priority".into(), json(ALARM_PRIORITY.into())));
+            inner.push(("payload".into(), data));
+            inner.push(("timestamp".into(), json(stamps.timestamp.clone().into())));
+            inner.push(("_unique_id".into(), json(stamps.unique_id.clone().into())));
         }
     }
-    let inner_text = String::from_utf8(to_python_json(&Value::Object(inner))).unwrap_or_default();
-    let mut envelope = Map::new();
+    let mut inner_text = Vec::with_capacity(1024);
+    write_python_object(&mut inner_text, inner.iter().map(|(key, value)| (key.as_str(), value.as_slice())));
+    let inner_text = String::from_utf8(inner_text).unwrap_or_default();
+    let mut envelope = serde_json::Map::new();
     envelope.insert("oslo.version".into(), "2.0".into());
     envelope.insert("oslo.message".into(), inner_text.into());
     to_python_json(&Value::Object(envelope))
 }
 
 /// The admin context the evaluator sends with RPC casts, oslo.context's
-/// keys in its order, values as JSON text (`None` is null; the request
-/// id comes from [`Stamps`]).
+/// keys in its order, values as JSON text in `json.dumps` form (`None` is
+/// null; the request id comes from [`Stamps`]).
 const ADMIN_CONTEXT: [(&str, Option<&str>); 12] = [
     ("user", None),
     ("tenant", None),

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lapin::BasicProperties;
@@ -16,7 +17,7 @@ use tocsin_tests::broker::{TestVhost, eventually};
 use tocsin_tests::service::{Service, cli, test_config};
 use tocsin_tests::tls::{TestCa, TlsFront};
 use tocsin_tests::webhook::{Received, Reply, Webhook};
-use tocsin_tests::{fixture, pypi_python};
+use tocsin_tests::{PYTHON_JSON_FIXTURES, aodh_python, fixture, pypi_python, python_json_fixture};
 
 const TOCSIN: &str = env!("CARGO_BIN_EXE_tocsin");
 
@@ -59,10 +60,19 @@ fn properties(meta: &Value) -> BasicProperties {
 /// `sink` instead of the capture's `127.0.0.1:8080`. Returns the inner
 /// message's `_unique_id`.
 async fn publish_fixture(vhost: &TestVhost, stem: &str, sink: &Webhook) -> String {
-    let meta: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{stem}.meta.json"))).unwrap())
-            .unwrap();
-    let body = std::fs::read_to_string(fixture(&format!("{stem}.body.bin"))).unwrap();
+    publish_captured(
+        vhost,
+        &fixture(&format!("{stem}.body.bin")),
+        &fixture(&format!("{stem}.meta.json")),
+        sink,
+    )
+    .await
+}
+
+/// [`publish_fixture`] of the message captured in `body` and `meta`.
+async fn publish_captured(vhost: &TestVhost, body: &Path, meta: &Path, sink: &Webhook) -> String {
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(meta).unwrap()).unwrap();
+    let body = std::fs::read_to_string(body).unwrap();
     let body = body.replace("127.0.0.1:8080", &sink.addr.to_string());
     let exchange = meta["exchange"].as_str().unwrap();
     let routing_key = meta["routing_key"].as_str().unwrap();
@@ -141,6 +151,76 @@ async fn every_captured_message_is_delivered_with_aodhs_body_and_headers() {
     .await;
     assert!(log_lines, "one log:// line per message: {}", service.log_text());
     assert_eq!(sink.received().len(), FIXTURES.len(), "each message delivered once");
+}
+
+/// The body Aodh's REST notifier sends for each captured message in
+/// `bodies`, from aodh's own code (`tests/aodh/rest_body.py`), in order.
+fn aodh_rest_bodies(bodies: &[PathBuf]) -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/aodh/rest_body.py");
+    let output = std::process::Command::new(aodh_python()).arg(script).args(bodies).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(lines.len(), bodies.len());
+    lines
+}
+
+/// Alarms whose reason data holds `NaN`, `Infinity`, `-Infinity`, a
+/// 20-digit integer and lone surrogates, as the real oslo.messaging client
+/// sent them, reach the receiver with the body Aodh's own REST notifier
+/// sends for the same bytes, byte for byte, the first request's retry after
+/// a 503 included. The one difference: a lone surrogate in `alarm_name`,
+/// which a plugin's string cannot carry, arrives as U+FFFD, and is logged.
+#[tokio::test]
+async fn reason_data_only_python_writes_arrives_as_aodh_sends_it() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::Script(vec![Reply::status(503), Reply::status(200)])).await.unwrap();
+    let service = serve(&vhost, "").await;
+    let bodies: Vec<PathBuf> =
+        PYTHON_JSON_FIXTURES.iter().map(|name| python_json_fixture(&format!("{name}.body.bin"))).collect();
+    for (name, body) in PYTHON_JSON_FIXTURES.iter().zip(&bodies) {
+        publish_captured(&vhost, body, &python_json_fixture(&format!("{name}.meta.json")), &sink).await;
+    }
+    let aodh = aodh_rest_bodies(&bodies);
+    let received = wait_for_requests(&sink, PYTHON_JSON_FIXTURES.len() + 1).await;
+    let mut retried = 0;
+    for (name, expected) in PYTHON_JSON_FIXTURES.iter().zip(&aodh) {
+        let expected = if *name == "lone-surrogate-name" {
+            assert!(expected.contains(r#""alarm_name": "cpu-\ud800""#), "{expected}");
+            expected.replace(r#""alarm_name": "cpu-\ud800""#, r#""alarm_name": "cpu-\ufffd""#)
+        } else {
+            expected.clone()
+        };
+        let alarm_id = expected.split(r#""alarm_id": ""#).nth(1).unwrap().split('"').next().unwrap();
+        let requests: Vec<&Received> = received
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains(&format!(r#""alarm_id": "{alarm_id}""#)))
+            .collect();
+        assert!(!requests.is_empty() && requests.len() <= 2, "{name}: {} requests", requests.len());
+        retried += requests.len() - 1;
+        for request in requests {
+            assert_eq!(String::from_utf8_lossy(&request.body), expected, "{name}");
+        }
+    }
+    assert_eq!(retried, 1, "the first request got a 503 and was sent again");
+    let delivered = eventually(Duration::from_secs(10), async || {
+        service.lines_with("dispatch: Delivered.").iter().any(|l| l["attempt"] == 2)
+    })
+    .await;
+    assert!(delivered, "a retry delivered: {}", service.log_text());
+    let lossy = service.lines_with(
+        "intake: The alarm's text fields or actions hold lone surrogate escapes, which Python reads and a \
+         plugin's string cannot carry; each is delivered as U+FFFD.",
+    );
+    assert_eq!(lossy.len(), 1, "{}", service.log_text());
+    assert_eq!(
+        (&lossy[0]["lone_surrogates"], &lossy[0]["alarm_id"]),
+        (&1.into(), &"5b0c7b4e-0d4e-4c8e-9a1e-000000000007".into())
+    );
+    assert_eq!(vhost.depth("tocsin.dead-letters").await, 0, "{}", service.log_text());
 }
 
 #[tokio::test]
@@ -357,7 +437,7 @@ async fn a_newer_state_change_supersedes_a_pending_retry() {
     wait_for_requests(&sink, 1).await;
     let mut newer = tocsin_tests::sample_alarm();
     (newer.previous, newer.current) = ("alarm".into(), "ok".into());
-    let file = write_temp(&serde_json::to_string(&newer).unwrap());
+    let file = write_temp(&newer.to_json());
     tocsin_cli(
         &vhost,
         &["publish", "--alarm", file.path().to_str().unwrap(), "--action", &sink.url("/state")],
@@ -379,6 +459,52 @@ async fn a_newer_state_change_supersedes_a_pending_retry() {
         .collect();
     assert_eq!(states, ["alarm", "ok"], "the receiver ends on the newest state, the stale retry never sent");
     assert_eq!(service.metric(r#"tocsin_messages_total{kind="retry",outcome="superseded"}"#).await, 1.0);
+}
+
+/// An event alarm fires twice while its first delivery waits for a retry:
+/// each message is another event, so both are delivered, the first on its
+/// retry after the second.
+#[tokio::test]
+async fn an_event_alarms_pending_retry_is_never_superseded() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::Script(vec![Reply::status(503), Reply::status(200)])).await.unwrap();
+    let config = test_config(&vhost.transport_url(), "test-host", "")
+        .replace("retry_tiers_ms = [200, 400, 800]", "retry_tiers_ms = [2000]");
+    let service = Service::start(TOCSIN, &config).await;
+    let event = |instance: &str| {
+        let mut alarm = tocsin_tests::sample_alarm();
+        alarm.reason = format!("Event <compute.instance.delete.end> of {instance} hit the query <query>.");
+        let reason_data = format!(
+            r#"{{"type": "event", "event": {{"event_type": "compute.instance.delete.end", "traits": [["instance_id", 1, "{instance}"]]}}}}"#
+        );
+        alarm.reason_data = Some(reason_data.try_into().unwrap());
+        assert!(alarm.is_event());
+        write_temp(&alarm.to_json())
+    };
+    let publish = async |file: &tempfile::NamedTempFile| {
+        let path = file.path().to_str().unwrap();
+        tocsin_cli(&vhost, &["publish", "--alarm", path, "--action", &sink.url("/event")]).await;
+    };
+    publish(&event("vm-1")).await;
+    wait_for_requests(&sink, 1).await;
+    publish(&event("vm-2")).await;
+    let instances = |count: usize| async move {
+        wait_for_requests(&sink, count)
+            .await
+            .iter()
+            .map(|r| {
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                if body.contains("vm-1") { "vm-1" } else { "vm-2" }
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(instances(3).await, ["vm-1", "vm-2", "vm-1"], "{}", service.log_text());
+    let delivered = eventually(Duration::from_secs(10), async || {
+        service.lines_with("dispatch: Delivered.").iter().any(|l| l["attempt"] == 2)
+    })
+    .await;
+    assert!(delivered, "the first event delivered on its retry: {}", service.log_text());
+    assert_eq!(service.metric(r#"tocsin_messages_total{kind="retry",outcome="superseded"}"#).await, 0.0);
 }
 
 #[tokio::test]
@@ -541,7 +667,16 @@ async fn dead_letters_can_be_listed_replayed_and_purged() {
     let vhost = TestVhost::create();
     let refusing = Webhook::start(Reply::status(400)).await.unwrap();
     let service = serve(&vhost, "").await;
-    tocsin_cli(&vhost, &["publish", "--format", "rpc", "--action", &refusing.url("/no")]).await;
+    // Reason data only Python's `json` writes, kept through the dead letter
+    // and its replay.
+    let reason_data =
+        r#"{"type": "threshold", "most_recent": NaN, "count": 18446744073709551616, "q": "\ud800"}"#;
+    let mut alarm = tocsin_tests::sample_alarm();
+    alarm.reason_data = Some(reason_data.to_owned().try_into().unwrap());
+    let file = write_temp(&alarm.to_json());
+    let path = file.path().to_str().unwrap();
+    tocsin_cli(&vhost, &["publish", "--format", "rpc", "--alarm", path, "--action", &refusing.url("/no")])
+        .await;
     let json = BasicProperties::default().with_content_type("application/json".into());
     vhost.publish("aodh", "alarming.sample", json, b"{not json").await;
     let both =
@@ -565,6 +700,13 @@ async fn dead_letters_can_be_listed_replayed_and_purged() {
     );
     assert_eq!(vhost.depth("tocsin.dead-letters").await, 2, "listing leaves them in place");
 
+    let letters = vhost.drain("tocsin.dead-letters").await;
+    let record = letters.iter().find_map(|m| serde_json::from_slice::<Value>(&m.delivery.data).ok()).unwrap();
+    assert_eq!(record["alarm"]["reason_data"], reason_data, "the record keeps the text");
+    for letter in &letters {
+        let properties = letter.delivery.properties.clone();
+        vhost.publish("", "tocsin.dead-letters", properties, &letter.delivery.data).await;
+    }
     let replayed: Value = serde_json::from_str(&tocsin_cli(&vhost, &["dlq", "replay"]).await).unwrap();
     assert_eq!((&replayed["replayed_deliveries"], &replayed["replayed_messages"]), (&1.into(), &1.into()));
     let again = eventually(Duration::from_secs(10), async || refusing.received().len() == 2).await;
@@ -572,6 +714,10 @@ async fn dead_letters_can_be_listed_replayed_and_purged() {
     let back =
         eventually(Duration::from_secs(10), async || vhost.depth("tocsin.dead-letters").await == 2).await;
     assert!(back, "both fail again and are dead-lettered again");
+    let bodies: Vec<String> =
+        refusing.received().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+    assert!(bodies[0].ends_with(&format!(r#""reason_data": {reason_data}}}"#)), "{}", bodies[0]);
+    assert_eq!(bodies[0], bodies[1], "the replay sends the same body");
 
     let purged: Value = serde_json::from_str(&tocsin_cli(&vhost, &["dlq", "purge"]).await).unwrap();
     assert_eq!(purged["purged"], 2);

@@ -32,6 +32,24 @@ pub fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openstack").join(name)
 }
 
+/// A message the real oslo.messaging client sent for an alarm whose reason
+/// data only Python's `json` writes (`tests/fixtures/python-json/`).
+pub fn python_json_fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/python-json").join(name)
+}
+
+/// The names of those messages.
+pub const PYTHON_JSON_FIXTURES: [&str; 8] = [
+    "infinity",
+    "nan",
+    "negative-infinity",
+    "big-integer",
+    "lone-surrogate",
+    "event-all",
+    "lone-surrogate-name",
+    "cast-all",
+];
+
 /// The Python of the venv with the PyPI clients tests check tocsin
 /// against (`scripts/pypi-venv`: oslo.messaging, standardwebhooks), or of
 /// `TOCSIN_PYPI_PYTHON`.
@@ -57,8 +75,7 @@ fn venv_python(variable: &str, venv: &str) -> std::path::PathBuf {
 /// The sample alarm of `examples/alarm.json` (the alarm of aodh's captured
 /// requests).
 pub fn sample_alarm() -> Alarm {
-    let text = include_str!("../../examples/alarm.json");
-    serde_json::from_str(text).unwrap_or_else(|error| panic!("examples/alarm.json is invalid: {error}"))
+    Alarm::sample()
 }
 
 /// A sandbox with a configuration the test adjusts.

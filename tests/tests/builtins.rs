@@ -45,7 +45,7 @@ async fn log_prints_none_for_a_juno_alarm_and_hides_credentials() {
     let juno: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture("juno-no-name/cast-1.decoded.json")).unwrap()).unwrap();
     let text = serde_json::from_str::<serde_json::Value>(juno["oslo.message"].as_str().unwrap()).unwrap();
-    let alarm: Alarm = serde_json::from_value(text["args"]["data"].clone()).unwrap();
+    let alarm = Alarm::from_json(&text["args"]["data"].to_string()).unwrap();
     let host = TestHost::new(|_| {});
     let plugin = host.builtin("log");
     let run = host.sandbox.invoke(&plugin, "log://ops:pw@sink/x", &alarm, &Delivery::one_off()).await;
@@ -161,6 +161,15 @@ async fn test_records_the_notification_for_reading_back() {
     assert_eq!(recorded["reason_data"]["most_recent"], 97.0);
     assert_eq!(recorded["delivery_id"], delivery.id);
     assert_eq!(recorded["request_id"], delivery.request_id());
+
+    // Reason data with what only Python's `json` writes is read, not kept as a string.
+    let mut alarm = sample_alarm();
+    alarm.reason_data =
+        Some(r#"{"most_recent": NaN, "max": Infinity, "count": 3}"#.to_owned().try_into().unwrap());
+    let run = host.sandbox.invoke(&plugin, "test://", &alarm, &delivery).await;
+    assert_eq!(run.result, Ok(()));
+    let recorded: serde_json::Value = serde_json::from_str(&run.logs[0].message).unwrap();
+    assert_eq!(recorded["reason_data"], serde_json::json!({"most_recent": null, "max": null, "count": 3}));
 }
 
 #[tokio::test]

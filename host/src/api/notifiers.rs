@@ -12,12 +12,14 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use tocsin_guest_sdk::json::PythonJson;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::alarm::{Alarm, SAMPLE_ALARM};
+use crate::alarm::Alarm;
 use crate::registry::catalog::{CatalogError, UploadRequest};
 use crate::sandbox::limits::LimitOverrides;
 
@@ -152,14 +154,17 @@ pub async fn delete_secret(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The body of `POST /v1/notifiers/{scheme}/dry-run`, all optional.
+/// The body of `POST /v1/notifiers/{scheme}/dry-run`, all optional; JSON
+/// as Python's `json` reads it (`NaN` in `reason_data`, say).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DryRun {
+pub struct DryRun<'a> {
     /// The action URL (default `<scheme>://dry-run.invalid/`).
     pub action: Option<String>,
-    /// The alarm, with Aodh's fields (default: the sample alarm).
-    pub alarm: Option<Alarm>,
+    /// The alarm, with Aodh's fields (default: the sample alarm), read by
+    /// [`Alarm::from_json`].
+    #[serde(borrow)]
+    pub alarm: Option<&'a RawValue>,
 }
 
 /// `POST /v1/notifiers/{scheme}/dry-run`: runs the live version once and
@@ -170,15 +175,19 @@ pub async fn dry_run(
     Path(scheme): Path<String>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request: DryRun = if body.is_empty() {
+    let expected = |e: &dyn std::fmt::Display| {
+        ApiError::BadRequest(format!("expected {{\"action\": …, \"alarm\": …}}: {e}"))
+    };
+    let text = std::str::from_utf8(&body).map_err(|e| expected(&e))?;
+    let json = PythonJson::scan(text).map_err(|e| expected(&e))?;
+    let request: DryRun<'_> = if body.is_empty() {
         DryRun::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("expected {{\"action\": …, \"alarm\": …}}: {e}")))?
+        serde_json::from_str(json.readable()).map_err(|e| expected(&e))?
     };
-    let alarm = match request.alarm {
-        Some(alarm) => alarm,
-        None => serde_json::from_str(SAMPLE_ALARM).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    let alarm = match request.alarm.and_then(|raw| json.original_of(raw.get())) {
+        Some(alarm) => Alarm::from_json(alarm).map_err(|e| ApiError::BadRequest(format!("alarm: {e}")))?,
+        None => Alarm::sample(),
     };
     let report = state.catalog.dry_run(&caller, &scheme, request.action, &alarm).await?;
     Ok(Json(json!({"host": state.config.intake.host, "report": report})))

@@ -73,7 +73,7 @@ pub(super) fn read_alarm(path: Option<&Path>) -> anyhow::Result<Alarm> {
             path.display().to_string(),
         ),
     };
-    serde_json::from_str(&text).with_context(|| format!("invalid alarm JSON in {source}"))
+    Alarm::from_json(&text).with_context(|| format!("invalid alarm JSON in {source}"))
 }
 
 /// The plugin's name, origin and component: a built-in, or a `.wasm`

@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::alarm::{Alarm, Delivery};
 
-/// Version of the record format, checked when a record is read back.
-pub const RECORD_VERSION: u32 = 1;
+/// Version of the record format, checked when a record is read back. 2:
+/// the alarm's `reason_data` is a string of its JSON text (it was the
+/// JSON value in 1, which [`DeliveryRecord::from_bytes`] still reads).
+pub const RECORD_VERSION: u32 = 2;
 
 /// One action of one alarm message, as carried through retries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,16 +82,96 @@ impl DeliveryRecord {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Reads a record back.
+    /// Reads a record back, of this version or the one before.
     ///
     /// # Errors
     /// The text of the JSON or version error.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let record: DeliveryRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if record.version != RECORD_VERSION {
-            return Err(format!("unsupported delivery record version {}", record.version));
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
         }
-        Ok(record)
+        let Version { version } = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        match version {
+            RECORD_VERSION => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            1 => {
+                serde_json::from_slice::<v1::DeliveryRecord>(bytes).map(Into::into).map_err(|e| e.to_string())
+            }
+            other => Err(format!("unsupported delivery record version {other}")),
+        }
+    }
+}
+
+/// Records of version 1, still waiting in retry tiers and dead letters
+/// when a host is upgraded.
+mod v1 {
+    use serde::Deserialize;
+    use tocsin_guest_sdk::json::to_python_json;
+
+    use crate::alarm::{Alarm, ReasonData};
+
+    /// Version 1's alarm: `reason_data` as a JSON value.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct AlarmV1 {
+        alarm_id: String,
+        #[serde(default)]
+        alarm_name: Option<String>,
+        #[serde(default)]
+        severity: Option<String>,
+        previous: String,
+        current: String,
+        reason: String,
+        #[serde(default)]
+        reason_data: Option<serde_json::Value>,
+    }
+
+    /// Version 1's record: the same fields, its alarm's.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct DeliveryRecord {
+        delivery_id: String,
+        message_id: String,
+        action_index: u32,
+        action: String,
+        alarm: AlarmV1,
+        attempt: u32,
+        first_attempt_ms: i64,
+        changed_at_us: i64,
+        #[serde(default)]
+        last_error: Option<String>,
+        /// Read by `from_bytes` before.
+        #[serde(rename = "version")]
+        _version: serde::de::IgnoredAny,
+    }
+
+    impl From<DeliveryRecord> for super::DeliveryRecord {
+        fn from(old: DeliveryRecord) -> Self {
+            let alarm = old.alarm;
+            super::DeliveryRecord {
+                version: super::RECORD_VERSION,
+                delivery_id: old.delivery_id,
+                message_id: old.message_id,
+                action_index: old.action_index,
+                action: old.action,
+                alarm: Alarm {
+                    alarm_id: alarm.alarm_id,
+                    alarm_name: alarm.alarm_name,
+                    severity: alarm.severity,
+                    previous: alarm.previous,
+                    current: alarm.current,
+                    reason: alarm.reason,
+                    // What version 1 handed the plugins.
+                    reason_data: alarm.reason_data.filter(|data| !data.is_null()).map(|data| {
+                        ReasonData::verbatim(&String::from_utf8(to_python_json(&data)).unwrap_or_default())
+                    }),
+                },
+                attempt: old.attempt,
+                first_attempt_ms: old.first_attempt_ms,
+                changed_at_us: old.changed_at_us,
+                last_error: old.last_error,
+            }
+        }
     }
 }
 
@@ -109,9 +191,10 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_keep_their_delivery_id() {
-        let alarm: Alarm =
-            serde_json::from_str(r#"{"alarm_id":"a","previous":"ok","current":"alarm","reason":"r"}"#)
-                .unwrap();
+        let alarm = Alarm::from_json(
+            r#"{"alarm_id":"a","previous":"ok","current":"alarm","reason":"r","reason_data":[NaN, 1e400]}"#,
+        )
+        .unwrap();
         let record = DeliveryRecord::first("m1", 2, "log://".into(), alarm, 5, 7);
         assert_eq!(record.delivery_id, "m1.2");
         let back = DeliveryRecord::from_bytes(&record.to_bytes()).unwrap();
@@ -122,5 +205,26 @@ mod tests {
         let error = DeliveryRecord::from_bytes(&serde_json::to_vec(&future).unwrap()).unwrap_err();
         assert!(error.contains("version 9"), "{error}");
         assert!(DeliveryRecord::from_bytes(b"{}").is_err());
+        let text = String::from_utf8(record.to_bytes()).unwrap();
+        assert!(text.contains(r#""reason_data":"[NaN, Infinity]""#), "{text}");
+    }
+
+    #[test]
+    fn version_1_records_are_still_read() {
+        let old = br#"{"version":1,"delivery_id":"m1.0","message_id":"m1","action_index":0,"action":"log://",
+            "alarm":{"alarm_id":"a","alarm_name":null,"severity":null,"previous":"ok","current":"alarm","reason":"r",
+            "reason_data":{"type":"threshold","most_recent":97.0,"s":"\u00e9"}},
+            "attempt":2,"first_attempt_ms":7,"changed_at_us":5,"last_error":"503"}"#;
+        let record = DeliveryRecord::from_bytes(old).unwrap();
+        assert_eq!(
+            (record.version, record.attempt, record.last_error.as_deref()),
+            (RECORD_VERSION, 2, Some("503"))
+        );
+        let data = record.alarm.reason_data.as_ref().unwrap();
+        assert_eq!(data.as_str(), r#"{"type": "threshold", "most_recent": 97.0, "s": "\u00e9"}"#);
+        let none = String::from_utf8(old.to_vec())
+            .unwrap()
+            .replace(r#"{"type":"threshold","most_recent":97.0,"s":"\u00e9"}"#, "null");
+        assert_eq!(DeliveryRecord::from_bytes(none.as_bytes()).unwrap().alarm.reason_data, None);
     }
 }

@@ -115,6 +115,16 @@ impl<N: Notifiers> Intake<N> {
             return Ok(());
         }
         self.metrics.message(kind, "accepted");
+        if notification.lone_surrogates > 0 {
+            tracing::warn!(
+                message_id,
+                alarm_id,
+                kind,
+                lone_surrogates = notification.lone_surrogates,
+                "intake: The alarm's text fields or actions hold lone surrogate escapes, which Python reads \
+                 and a plugin's string cannot carry; each is delivered as U+FFFD."
+            );
+        }
         let changed_at = notification.changed_at_us.unwrap_or_else(now_us);
         let started = now_ms();
         let AlarmNotification { alarm, actions, message_id, .. } = notification;
@@ -157,7 +167,10 @@ impl<N: Notifiers> Intake<N> {
             }
         };
         let (alarm_id, shown) = (record.alarm.alarm_id.as_str(), action::display(&record.action));
-        if self.newest.is_superseded(alarm_id, &record.action, record.changed_at_us) {
+        // An event alarm's messages are separate occurrences (other events),
+        // not newer states of one another: none supersedes another.
+        let snapshot = !record.alarm.is_event();
+        if snapshot && self.newest.is_superseded(alarm_id, &record.action, record.changed_at_us) {
             tracing::info!(alarm_id, action = %shown, delivery_id = %record.delivery_id, attempt = record.attempt,
                 outcome = "superseded",
                 "intake: A newer state change of this alarm went to this action; the stale retry is dropped.");

@@ -1,24 +1,22 @@
 //! The fast path of [`decode`](super::decode): the shapes real evaluators
 //! write, read straight into their types.
 //!
-//! The general decoder builds a JSON tree of the whole body, then of the
-//! envelope's inner text, and picks fields out of it: a hashed,
-//! order-keeping map per object and a string per key. This path reads the
-//! fields it needs and skips the rest without keeping them; the only tree
-//! left is `reason_data`'s, which plugins receive as it is. When it was
+//! The general decoder scans each text for what only Python's `json`
+//! reads, then reads one object at a time into a hashed, order-keeping map
+//! of raw values and picks fields out. This path reads the fields it needs
+//! straight from the text and skips the rest without keeping them;
+//! `reason_data` is borrowed raw, as plugins receive it. When it was
 //! written it took a quarter off decoding an `alarm.update` (52,700 →
 //! 40,700 instructions, `scripts/profile log`); the alarm and its actions
 //! are now read in one pass over the payload ([`TakeActions`]).
 //!
 //! It declines ([`None`]) anything it does not recognise exactly: a field
 //! of another type (null included), a duplicate key, a list where an
-//! object is expected, an action that is not a string. The general decoder
-//! then decides, and explains its error, as before. Where both decode a
-//! message they give the same result (the unit tests check it on every
-//! captured message and on mutated ones), with one difference: a number
-//! out of `f64`'s range in a field this path skips (`1e400` in a context
-//! value) is skipped, where the general decoder refuses the message as not
-//! JSON; Python's `json` reads it as infinity, so Aodh delivers it too.
+//! object is expected, an action that is not a string, and what serde_json
+//! does not read but Python does (`NaN`, a lone surrogate in a field it
+//! reads as text). The general decoder then decides, and explains its
+//! error. Where both decode a message they give the same result (the unit
+//! tests check it on every captured message and on mutated ones).
 
 use std::borrow::Cow;
 
@@ -30,7 +28,7 @@ use serde_json::de::StrRead;
 use serde_json::value::RawValue;
 
 use super::{ALARM_EVENT_TYPE, ALARM_PRIORITY, AlarmNotification, Decoded, MessageKind, RPC_METHOD};
-use crate::alarm::Alarm;
+use crate::alarm::{Alarm, AlarmFields, ReasonData};
 
 /// oslo's "2.0" envelope; both absent is a "1.0" message.
 #[derive(serde::Deserialize)]
@@ -113,6 +111,7 @@ fn rpc(message: Message<'_>, fallback_id: impl FnOnce() -> String) -> Option<Dec
         kind: if message.msg_id { MessageKind::Call } else { MessageKind::Cast },
         changed_at_us: None,
         request_id: text(message.request_id),
+        lone_surrogates: 0,
     })))
 }
 
@@ -131,17 +130,19 @@ fn notification(message: Message<'_>, fallback_id: impl FnOnce() -> String) -> O
         kind: MessageKind::Notification,
         changed_at_us: text(message.timestamp).as_deref().and_then(super::parse_oslo_timestamp),
         request_id: None,
+        lone_surrogates: 0,
     })))
 }
 
 /// The alarm and its actions (absent or null is none), in one pass over
-/// `data`: [`Alarm`]'s own reading of the object, with the `actions` key
-/// taken out on the way ([`TakeActions`]).
+/// `data`: [`AlarmFields`]' own reading of the object, with the `actions`
+/// key taken out on the way ([`TakeActions`]); `reason_data` as it came.
 fn alarm_and_actions(data: &RawValue) -> Option<(Alarm, Vec<String>)> {
     let mut actions = None;
-    let alarm = object_with(data.get(), |deserializer| {
-        Alarm::deserialize(TakeActions { deserializer, actions: &mut actions })
+    let fields = object_with(data.get(), |deserializer| {
+        AlarmFields::deserialize(TakeActions { deserializer, actions: &mut actions })
     })?;
+    let alarm = fields.into_alarm(|raw| Ok::<_, ()>(ReasonData::verbatim(raw.get()))).ok()?;
     Some((alarm, actions.flatten().unwrap_or_default()))
 }
 

@@ -30,7 +30,7 @@ use wasmtime::{
     PoolingAllocationConfig, Store, Trap,
 };
 
-use crate::alarm::{Alarm, Delivery};
+use crate::alarm::{Alarm, Delivery, ReasonData};
 use crate::capabilities::egress::{EgressPolicy, NameLookup, SystemLookup};
 use crate::capabilities::http::{CallHttp, HttpCapability, HttpGrants, HttpSetupError};
 use crate::capabilities::log::{CallIdentity, CallLog, LogBuffer, LogLine, bounded};
@@ -446,7 +446,7 @@ async fn call_notify(
     let instance = pre.instantiate_async(&mut *store).await.map_err(|e| classify_error(&e, true))?;
     // Borrowed (the bindings' `Borrowing` ownership): lowering copies each
     // string into the guest's memory, so the host makes no copy of its own.
-    let (reason_data, request_id) = (alarm.reason_data_text(), delivery.request_id());
+    let request_id = delivery.request_id();
     let wit_alarm = wit::Alarm {
         alarm_id: &alarm.alarm_id,
         alarm_name: alarm.alarm_name.as_deref(),
@@ -454,7 +454,7 @@ async fn call_notify(
         previous: &alarm.previous,
         current: &alarm.current,
         reason: &alarm.reason,
-        reason_data: reason_data.as_deref(),
+        reason_data: alarm.reason_data.as_ref().map(ReasonData::as_str),
     };
     let wit_delivery = wit::Delivery {
         id: &delivery.id,

@@ -21,12 +21,14 @@ impl Notifier for TestNotifier {
 export_notifier!(TestNotifier);
 
 /// The recorded notification: Aodh's test notifier keeps the same fields.
-/// The action is recorded as log lines show it, credentials redacted.
+/// The action is recorded as log lines show it, credentials redacted;
+/// `reason_data` as a tree, its `NaN` and infinities as `null`.
 pub fn record(action: &str, alarm: &Alarm, delivery: &Delivery) -> String {
-    let reason_data = alarm
-        .reason_data
-        .as_deref()
-        .map(|text| serde_json::from_str(text).unwrap_or(serde_json::Value::String(text.to_owned())));
+    // The host hands over what Python's `json` reads; anything else (never
+    // sent) is recorded as the text it was.
+    let reason_data = alarm.reason_data_value().map(|value| {
+        value.unwrap_or_else(|_| serde_json::Value::String(alarm.reason_data.clone().unwrap_or_default()))
+    });
     serde_json::json!({
         "action": action::display(action),
         "alarm_id": alarm.alarm_id,

@@ -4,7 +4,7 @@
 //!
 //! | group | measured | baseline |
 //! |---|---|---|
-//! | `decode` | `message::decode` of a captured `alarm.update` | parsing the same bytes into JSON values (envelope and inner message), the least any decoder does |
+//! | `decode` | `message::decode` of a captured `alarm.update` (`tocsin`), and of one whose reason data holds `Infinity` (`python-json`, `tests/fixtures/python-json/infinity`: the general decoder's path) | parsing the first message's bytes into JSON values (envelope and inner message), the least any decoder does |
 //! | `dispatch` | `Dispatcher::deliver` of a `log://` delivery record (resolve, four concurrency slots, metrics, outcome) over the native notifier | calling that notifier directly |
 //! | `sandbox-call` | the built-in `log` notifier: fresh store, instantiation, `notify`, the `log` capability, teardown; pooling and on-demand allocator | its formatting (`aodh_line`) compiled natively |
 //! | `http` | the built-in `http` notifier: one POST through the `http` capability (grant, egress policy, shared client) to a keep-alive sink on 127.0.0.1 | the notifier's code compiled natively, the same client and sink |
@@ -41,8 +41,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each measured path and the baseline it is compared with: (group,
 /// measured, baseline).
-const PAIRS: [(&str, &str, &str); 5] = [
+const PAIRS: [(&str, &str, &str); 6] = [
     ("decode", "tocsin", "native-json"),
+    ("decode", "python-json", "native-json"),
     ("dispatch", "dispatcher", "direct-call"),
     ("sandbox-call", "pooling", "native"),
     ("sandbox-call", "on-demand", "native"),
@@ -80,6 +81,10 @@ fn decode(c: &mut Criterion) {
     });
     group.bench_function("tocsin", |b| {
         b.iter(|| black_box(message::decode(properties, black_box(&body), 1 << 20).unwrap()));
+    });
+    let infinity = std::fs::read(tocsin_tests::python_json_fixture("infinity.body.bin")).expect("captured");
+    group.bench_function("python-json", |b| {
+        b.iter(|| black_box(message::decode(properties, black_box(&infinity), 1 << 20).unwrap()));
     });
     group.finish();
 }

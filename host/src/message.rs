@@ -4,12 +4,13 @@
 //! [`decode`] is a pure function from one AMQP message (properties, body)
 //! to an [`AlarmNotification`], a message to ignore, or a typed
 //! [`DecodeError`] that says why it cannot be used. It accepts what real
-//! evaluators send (`docs/wire-formats.md`): the oslo "2.0" envelope whose
+//! evaluators send: the oslo "2.0" envelope whose
 //! `oslo.message` is JSON text, un-enveloped "1.0" messages, RPC casts
 //! (`notify_alarm`; calls tolerated) and `alarm.update` notifications, all
 //! as Python's `json` reads them: `NaN` and `Infinity` where JSON has no
 //! word, integers of any size up to Python's limit, lone surrogate
-//! escapes. `reason_data` is kept as the sender's text, byte for byte.
+//! escapes (`docs/python-json.md`). `reason_data` is kept as the sender's
+//! text, byte for byte.
 //! [`encode`] writes the same bytes oslo.messaging would, for
 //! `tocsin publish`.
 

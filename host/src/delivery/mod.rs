@@ -10,6 +10,7 @@ pub mod memory;
 pub mod policy;
 
 use serde::{Deserialize, Serialize};
+use tocsin_guest_sdk::json::to_python_json;
 
 use crate::alarm::{Alarm, Delivery};
 
@@ -95,82 +96,17 @@ impl DeliveryRecord {
         match version {
             RECORD_VERSION => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
             1 => {
-                serde_json::from_slice::<v1::DeliveryRecord>(bytes).map(Into::into).map_err(|e| e.to_string())
+                // Version 1 wrote `reason_data` as the value; what it handed
+                // the plugins was that value in `json.dumps` form.
+                let mut record: serde_json::Value =
+                    serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                if let Some(data) = record.pointer_mut("/alarm/reason_data").filter(|data| !data.is_null()) {
+                    *data = String::from_utf8(to_python_json(data)).unwrap_or_default().into();
+                }
+                record["version"] = RECORD_VERSION.into();
+                serde_json::from_value(record).map_err(|e| e.to_string())
             }
             other => Err(format!("unsupported delivery record version {other}")),
-        }
-    }
-}
-
-/// Records of version 1, still waiting in retry tiers and dead letters
-/// when a host is upgraded.
-mod v1 {
-    use serde::Deserialize;
-    use tocsin_guest_sdk::json::to_python_json;
-
-    use crate::alarm::{Alarm, ReasonData};
-
-    /// Version 1's alarm: `reason_data` as a JSON value.
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct AlarmV1 {
-        alarm_id: String,
-        #[serde(default)]
-        alarm_name: Option<String>,
-        #[serde(default)]
-        severity: Option<String>,
-        previous: String,
-        current: String,
-        reason: String,
-        #[serde(default)]
-        reason_data: Option<serde_json::Value>,
-    }
-
-    /// Version 1's record: the same fields, its alarm's.
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct DeliveryRecord {
-        delivery_id: String,
-        message_id: String,
-        action_index: u32,
-        action: String,
-        alarm: AlarmV1,
-        attempt: u32,
-        first_attempt_ms: i64,
-        changed_at_us: i64,
-        #[serde(default)]
-        last_error: Option<String>,
-        /// Read by `from_bytes` before.
-        #[serde(rename = "version")]
-        _version: serde::de::IgnoredAny,
-    }
-
-    impl From<DeliveryRecord> for super::DeliveryRecord {
-        fn from(old: DeliveryRecord) -> Self {
-            let alarm = old.alarm;
-            super::DeliveryRecord {
-                version: super::RECORD_VERSION,
-                delivery_id: old.delivery_id,
-                message_id: old.message_id,
-                action_index: old.action_index,
-                action: old.action,
-                alarm: Alarm {
-                    alarm_id: alarm.alarm_id,
-                    alarm_name: alarm.alarm_name,
-                    severity: alarm.severity,
-                    previous: alarm.previous,
-                    current: alarm.current,
-                    reason: alarm.reason,
-                    // What version 1 handed the plugins.
-                    reason_data: alarm.reason_data.filter(|data| !data.is_null()).map(|data| {
-                        ReasonData::verbatim(&String::from_utf8(to_python_json(&data)).unwrap_or_default())
-                    }),
-                },
-                attempt: old.attempt,
-                first_attempt_ms: old.first_attempt_ms,
-                changed_at_us: old.changed_at_us,
-                last_error: old.last_error,
-            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! What one delivery is about: the [`Alarm`] (as Aodh's notifier receives
 //! it) and the [`Delivery`] (which attempt of which action).
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use tocsin_guest_sdk::json::{PythonJson, PythonJsonError, normalize, write_python_object, write_python_str};
@@ -63,6 +65,10 @@ impl Alarm {
     /// [`AlarmError`] naming what is wrong.
     pub fn from_json(text: &str) -> Result<Alarm, AlarmError> {
         let json = PythonJson::scan(text)?;
+        // serde reads a struct from a list too; an alarm is an object.
+        if !json.readable().trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+            return Err(AlarmError::Fields("an alarm is a JSON object".into()));
+        }
         let fields: AlarmFields<'_> =
             serde_json::from_str(json.readable()).map_err(|e| AlarmError::Fields(e.to_string()))?;
         fields.into_alarm(|raw| {
@@ -151,16 +157,16 @@ impl ReasonData {
         &self.0
     }
 
-    /// Whether `type` is `event`.
+    /// Whether it is an object whose `type` is `event` (the last `type`,
+    /// as Python reads a repeated key).
     fn is_event(&self) -> bool {
-        #[derive(Deserialize)]
-        struct Kind<'a> {
-            #[serde(rename = "type", borrow)]
-            kind: Option<std::borrow::Cow<'a, str>>,
-        }
         let Ok(json) = PythonJson::scan(&self.0) else { return false };
-        serde_json::from_str::<Kind<'_>>(json.readable())
-            .is_ok_and(|data| data.kind.as_deref() == Some("event"))
+        let Ok(fields) = serde_json::from_str::<HashMap<String, &RawValue>>(json.readable()) else {
+            return false;
+        };
+        fields
+            .get("type")
+            .is_some_and(|kind| serde_json::from_str::<String>(kind.get()).is_ok_and(|k| k == "event"))
     }
 }
 
@@ -293,6 +299,13 @@ mod tests {
         assert_eq!(alarm.reason_data.as_ref().unwrap().as_str(), data);
         assert!(alarm.is_event());
         assert!(!Alarm::sample().is_event());
+        let event = |data: &str| ReasonData::try_from(data.to_owned()).unwrap().is_event();
+        assert!(event(r#"{"type": "threshold", "type": "event"}"#), "the last type, as Python reads it");
+        assert!(!event(r#"["event"]"#) && !event(r#"{"type": ["event"]}"#) && !event("NaN"));
+        assert!(matches!(
+            Alarm::from_json(r#"["a", null, null, "ok", "alarm", "r"]"#),
+            Err(AlarmError::Fields(_))
+        ));
         // Read back from its own JSON and from a record, unchanged.
         assert_eq!(Alarm::from_json(&alarm.to_json()).unwrap(), alarm);
         let record: Alarm = serde_json::from_str(&serde_json::to_string(&alarm).unwrap()).unwrap();

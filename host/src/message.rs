@@ -20,10 +20,11 @@ use jiff::civil::DateTime;
 use jiff::tz::Offset;
 use serde::Deserialize;
 use serde::de::value::MapDeserializer;
-use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use tocsin_guest_sdk::json::{MAX_INT_DIGITS, PythonJson, to_python_json, write_python_object};
+use tocsin_guest_sdk::json::{
+    MAX_INT_DIGITS, PythonJson, to_python_json, write_python_object, write_python_str,
+};
 
 use crate::alarm::{Alarm, AlarmFields, ReasonData};
 
@@ -182,8 +183,7 @@ impl DecodeError {
 pub fn decode(properties: Properties<'_>, body: &[u8], max_bytes: usize) -> Result<Decoded, DecodeError> {
     check(properties, body, max_bytes)?;
     let fallback_id = || body_digest(body);
-    let fast = if may_hold_long_integer(body) { None } else { typed::decode(body, fallback_id) };
-    fast.map_or_else(|| decode_tree(body, fallback_id), Ok)
+    typed::decode(body, fallback_id).map_or_else(|| decode_tree(body, fallback_id), Ok)
 }
 
 /// [`decode`] without its fast path: every message through the general
@@ -220,12 +220,13 @@ fn check(properties: Properties<'_>, body: &[u8], max_bytes: usize) -> Result<()
     Ok(())
 }
 
-/// Whether `body` has a run of digits longer than Python reads as an
+/// Whether `text` has a run of digits longer than Python reads as an
 /// integer: the fast path does not look inside what it skips, so such a
 /// message goes to the general decoder, which refuses it as Python does.
-/// A shorter body cannot.
-fn may_hold_long_integer(body: &[u8]) -> bool {
-    body.len() > MAX_INT_DIGITS && body.split(|b| !b.is_ascii_digit()).any(|run| run.len() > MAX_INT_DIGITS)
+/// A shorter text cannot.
+fn may_hold_long_integer(text: &str) -> bool {
+    text.len() > MAX_INT_DIGITS
+        && text.as_bytes().split(|b| !b.is_ascii_digit()).any(|run| run.len() > MAX_INT_DIGITS)
 }
 
 /// One JSON object of the general decoder: each key's last value, raw, in
@@ -243,7 +244,7 @@ fn decode_tree(body: &[u8], fallback_id: impl FnOnce() -> String) -> Result<Deco
     let outer = PythonJson::scan(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let root: &RawValue =
         serde_json::from_str(outer.readable()).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    match envelope_message(root)? {
+    match envelope_message(&outer, root)? {
         Some(inner) => {
             let json =
                 PythonJson::scan(&inner).map_err(|e| DecodeError::NotJson(format!("oslo.message: {e}")))?;
@@ -258,8 +259,8 @@ fn decode_tree(body: &[u8], fallback_id: impl FnOnce() -> String) -> Result<Deco
 /// oslo's rule: a body that is an object holding both `oslo.version` and
 /// `oslo.message` is a 2.x envelope whose message is JSON text (returned);
 /// anything else is a "1.0" message used as is (none).
-fn envelope_message(root: &RawValue) -> Result<Option<String>, DecodeError> {
-    if json_kind(root) != "an object" {
+fn envelope_message(json: &PythonJson<'_>, root: &RawValue) -> Result<Option<String>, DecodeError> {
+    if json_kind(json, root) != "an object" {
         return Ok(None);
     }
     let object = object(root)?;
@@ -275,7 +276,7 @@ fn envelope_message(root: &RawValue) -> Result<Option<String>, DecodeError> {
         Some(inner) => Ok(Some(inner)),
         None => Err(DecodeError::Field {
             field: "oslo.message",
-            detail: format!("expected JSON text, found {}", json_kind(message)),
+            detail: format!("expected JSON text, found {}", json_kind(json, message)),
         }),
     }
 }
@@ -286,8 +287,8 @@ fn decode_message(
     message: &RawValue,
     fallback_id: impl FnOnce() -> String,
 ) -> Result<Decoded, DecodeError> {
-    if json_kind(message) != "an object" {
-        return Err(DecodeError::Unrecognised(format!("the message is {}", json_kind(message))));
+    if json_kind(json, message) != "an object" {
+        return Err(DecodeError::Unrecognised(format!("the message is {}", json_kind(json, message))));
     }
     let message = object(message)?;
     if message.contains_key("method") {
@@ -313,11 +314,12 @@ fn decode_rpc(
         None => return Err(field("method", "missing".into())),
     }
     let kind = if message.contains_key("_msg_id") { MessageKind::Call } else { MessageKind::Cast };
-    let args = message.get("args").filter(|args| json_kind(args) == "an object").map(|args| object(args));
+    let args =
+        message.get("args").filter(|args| json_kind(json, args) == "an object").map(|args| object(args));
     let data = match args.transpose()?.as_ref().and_then(|args| args.get("data")) {
-        Some(data) if json_kind(data) == "an object" => *data,
+        Some(data) if json_kind(json, data) == "an object" => *data,
         Some(other) => {
-            return Err(field("args.data", format!("expected an object, found {}", json_kind(other))));
+            return Err(field("args.data", format!("expected an object, found {}", json_kind(json, other))));
         }
         None => return Err(field("args.data", "missing".into())),
     };
@@ -343,7 +345,10 @@ fn decode_notification(
         other => {
             return Err(field(
                 "event_type",
-                format!("expected a string, found {}", other.map_or("nothing", |(raw, _)| json_kind(raw))),
+                format!(
+                    "expected a string, found {}",
+                    other.map_or("nothing", |(raw, _)| json_kind(json, raw))
+                ),
             ));
         }
     };
@@ -352,9 +357,9 @@ fn decode_notification(
         return Ok(Decoded::Ignored { event_type, priority });
     }
     let payload = match message.get("payload") {
-        Some(payload) if json_kind(payload) == "an object" => *payload,
+        Some(payload) if json_kind(json, payload) == "an object" => *payload,
         Some(other) => {
-            return Err(field("payload", format!("expected an object, found {}", json_kind(other))));
+            return Err(field("payload", format!("expected an object, found {}", json_kind(json, other))));
         }
         None => return Err(field("payload", "missing".into())),
     };
@@ -382,7 +387,7 @@ fn alarm_and_actions(
     path: &'static str,
 ) -> Result<(Alarm, Vec<String>, usize), DecodeError> {
     let mut data = object(data)?;
-    let as_written = |raw: &RawValue| json.original_of(raw.get()).unwrap_or(raw.get()).to_owned();
+
     let actions = data.shift_remove("actions");
     // Those in the fields that are read as text: they reach plugins and logs.
     let lone_surrogates = ["alarm_id", "alarm_name", "severity", "previous", "current", "reason"]
@@ -393,13 +398,13 @@ fn alarm_and_actions(
         .sum();
     let actions = match actions {
         None => Vec::new(),
-        Some(actions) => match json_kind(actions) {
+        Some(actions) => match json_kind(json, actions) {
             "null" => Vec::new(),
             "a list" => serde_json::from_str::<Vec<&RawValue>>(actions.get())
                 .map_err(|e| DecodeError::NotJson(e.to_string()))?
                 .into_iter()
-                .map(|action| string(action).unwrap_or_else(|| as_written(action)))
-                .collect(),
+                .map(|action| string(action).map_or_else(|| as_sent(json, action).map(str::to_owned), Ok))
+                .collect::<Result<_, _>>()?,
             other => {
                 return Err(DecodeError::Field {
                     field: if path == "payload" { "payload.actions" } else { "args.data.actions" },
@@ -410,9 +415,7 @@ fn alarm_and_actions(
     };
     let fields = AlarmFields::deserialize(MapDeserializer::new(data.into_iter()))
         .map_err(|e| field(path, e.to_string()))?;
-    let alarm = fields.into_alarm(|raw| {
-        Ok::<_, DecodeError>(ReasonData::verbatim(json.original_of(raw.get()).unwrap_or(raw.get())))
-    })?;
+    let alarm = fields.into_alarm(|raw| as_sent(json, raw).map(ReasonData::verbatim))?;
     Ok((alarm, actions, lone_surrogates))
 }
 
@@ -433,6 +436,11 @@ fn string(raw: &RawValue) -> Option<String> {
     serde_json::from_str(raw.get()).ok()
 }
 
+/// The sender's text of `raw`, a part of `json`'s readable text.
+fn as_sent<'a>(json: &PythonJson<'a>, raw: &RawValue) -> Result<&'a str, DecodeError> {
+    json.original_of(raw.get()).ok_or_else(|| DecodeError::NotJson("a value outside the message".into()))
+}
+
 /// The object `raw` is (checked by the caller: serde_json has read it).
 fn object<'a>(raw: &'a RawValue) -> Result<Object<'a>, DecodeError> {
     serde_json::from_str(raw.get()).map_err(|e| DecodeError::NotJson(e.to_string()))
@@ -442,9 +450,12 @@ fn field(field: &'static str, detail: String) -> DecodeError {
     DecodeError::Field { field, detail }
 }
 
-/// What kind of JSON value `raw` is, from its first byte (serde_json has
-/// read it; a non-finite literal's placeholder is a list).
-fn json_kind(raw: &RawValue) -> &'static str {
+/// What kind of JSON value `raw` (a part of `json`'s text) is, from its
+/// first byte: serde_json has read it.
+fn json_kind(json: &PythonJson<'_>, raw: &RawValue) -> &'static str {
+    if json.literal_at(raw.get()).is_some() {
+        return "a number";
+    }
     match raw.get().as_bytes().first() {
         Some(b'n') => "null",
         Some(b't' | b'f') => "a boolean",
@@ -502,20 +513,24 @@ impl Stamps {
 /// them, keys in oslo's order, an RPC cast with the evaluator's admin
 /// context.
 pub fn encode(format: WireFormat, alarm: &Alarm, actions: &[String], stamps: &Stamps) -> Vec<u8> {
-    let json = |value: Value| to_python_json(&value);
+    let text = |text: &str| {
+        let mut json = Vec::with_capacity(text.len() + 2);
+        write_python_str(&mut json, text);
+        json
+    };
     let data = alarm.to_json_after(vec![("actions", to_python_json(actions))]);
     let mut inner: Vec<(String, Vec<u8>)> = Vec::with_capacity(20);
     match format {
         WireFormat::Rpc => {
             let mut args = Vec::with_capacity(data.len() + 12);
             write_python_object(&mut args, [("data", data.as_slice())]);
-            inner.push(("method".into(), json(RPC_METHOD.into())));
+            inner.push(("method".into(), text(RPC_METHOD)));
             inner.push(("args".into(), args));
-            inner.push(("version".into(), json("1.0".into())));
-            inner.push(("_unique_id".into(), json(stamps.unique_id.clone().into())));
+            inner.push(("version".into(), text("1.0")));
+            inner.push(("_unique_id".into(), text(&stamps.unique_id)));
             for (key, value) in ADMIN_CONTEXT {
                 let value = match (key, value) {
-                    ("request_id", _) => json(stamps.request_id.clone().into()),
+                    ("request_id", _) => text(&stamps.request_id),
                     (_, Some(value)) => value.as_bytes().to_vec(),
                     (_, None) => b"null".to_vec(),
                 };
@@ -523,22 +538,24 @@ pub fn encode(format: WireFormat, alarm: &Alarm, actions: &[String], stamps: &St
             }
         }
         WireFormat::Notification => {
-            inner.push(("message_id".into(), json(stamps.message_id.clone().into())));
-            inner.push(("publisher_id".into(), json("alarming.evaluator".into())));
-            inner.push(("event_type".into(), json(ALARM_EVENT_TYPE.into())));
-            inner.push(("priority".into(), json(ALARM_PRIORITY.into())));
+            inner.push(("message_id".into(), text(&stamps.message_id)));
+            inner.push(("publisher_id".into(), text("alarming.evaluator")));
+            inner.push(("event_type".into(), text(ALARM_EVENT_TYPE)));
+            inner.push(("priority".into(), text(ALARM_PRIORITY)));
             inner.push(("payload".into(), data));
-            inner.push(("timestamp".into(), json(stamps.timestamp.clone().into())));
-            inner.push(("_unique_id".into(), json(stamps.unique_id.clone().into())));
+            inner.push(("timestamp".into(), text(&stamps.timestamp)));
+            inner.push(("_unique_id".into(), text(&stamps.unique_id)));
         }
     }
     let mut inner_text = Vec::with_capacity(1024);
     write_python_object(&mut inner_text, inner.iter().map(|(key, value)| (key.as_str(), value.as_slice())));
-    let inner_text = String::from_utf8(inner_text).unwrap_or_default();
-    let mut envelope = serde_json::Map::new();
-    envelope.insert("oslo.version".into(), "2.0".into());
-    envelope.insert("oslo.message".into(), inner_text.into());
-    to_python_json(&Value::Object(envelope))
+    let inner_text = text(&String::from_utf8(inner_text).unwrap_or_default());
+    let mut envelope = Vec::with_capacity(inner_text.len() + 40);
+    write_python_object(
+        &mut envelope,
+        [("oslo.version", text("2.0").as_slice()), ("oslo.message", &inner_text)],
+    );
+    envelope
 }
 
 /// The admin context the evaluator sends with RPC casts, oslo.context's

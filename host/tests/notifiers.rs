@@ -425,6 +425,22 @@ async fn the_plugin_cli_drives_the_api() {
     assert_eq!(activated["notifier"]["live"]["version"], 1);
     let (_, ran, _) = plugin_cli(&service, ACME, &["dry-run", "acme-chat"]).await;
     assert_eq!(ran["report"]["logs"][0]["message"], "calls=1", "version 1 runs again: {ran}");
+    // An alarm as Python's `json` writes it runs; one that is not an alarm is refused.
+    let alarm = r#"{"alarm_id": "a", "previous": "ok", "current": "alarm", "reason": "r", "reason_data": {"v": NaN}}"#;
+    let body = format!(r#"{{"action": "acme-chat://x/", "alarm": {alarm}}}"#).into_bytes();
+    let (status, ran) = service.call("POST", "/v1/notifiers/acme-chat/dry-run", Some(ACME), body).await;
+    assert_eq!((status, &ran["report"]["outcome"]), (200, &"delivered".into()), "{ran}");
+    let body = br#"{"alarm": {"alarm_id": 5}}"#.to_vec();
+    let (status, refused) = service.call("POST", "/v1/notifiers/acme-chat/dry-run", Some(ACME), body).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("alarm: invalid type: integer `5`"), "{refused}");
+    for body in
+        [b"[\"acme-chat://x/\"]".to_vec(), format!("{{\"action\": \"{}\"}}", "x".repeat(70_000)).into_bytes()]
+    {
+        let (status, refused) =
+            service.call("POST", "/v1/notifiers/acme-chat/dry-run", Some(ACME), body).await;
+        assert_eq!(status, 400, "{refused}");
+    }
 
     let (code, _, stderr) = plugin_cli_with_input(
         &service,

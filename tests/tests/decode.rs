@@ -260,6 +260,15 @@ fn python_s_json_additions_are_read_where_it_reads_them_and_refused_elsewhere() 
     let read =
         |inner: String| alarm_of(decode(inner).unwrap()).alarm.reason_data.unwrap().as_str().to_owned();
     assert_eq!(read(cast("[NaN, -Infinity, 1e400, 1E5]", "")), "[NaN, -Infinity, 1e400, 1E5]");
+    // A whole value that is a literal, and actions that are.
+    for literal in ["NaN", "Infinity", "-Infinity"] {
+        assert_eq!(read(cast(literal, "")), literal);
+        let inner = cast("0", "").replace(r#"["log://"]"#, &format!(r#"["log://", {literal}]"#));
+        assert_eq!(alarm_of(decode(inner).unwrap()).actions, ["log://", literal]);
+        let inner = cast("0", "").replace(r#"["log://"]"#, literal);
+        let error = decode(inner).unwrap_err().to_string();
+        assert!(error.contains("actions: expected a list, found a number"), "{error}");
+    }
     // In a field the decoder skips, as Python reads it.
     assert_eq!(read(cast("0", r#""_context_x": [NaN, "\ud800"], "#)), "0");
     // Python's limit on integers, anywhere in the message.
@@ -271,6 +280,11 @@ fn python_s_json_additions_are_read_where_it_reads_them_and_refused_elsewhere() 
         assert_eq!(error.code(), "not-json");
         assert!(error.to_string().contains("4301 digits"), "{error}");
     }
+    // Digits written as escapes in the envelope's text are digits all the same.
+    let escaped = r#"{"oslo.version": "2.0", "oslo.message": "{\"method\": \"notify_alarm\", \"args\": {\"data\": {\"alarm_id\": \"a\", \"previous\": \"ok\", \"current\": \"alarm\", \"reason\": \"r\", \"reason_data\": DIGITS}}}"}"#;
+    let escaped = escaped.replace("DIGITS", &"\\u0031".repeat(4301));
+    let error = message::decode(Properties::default(), escaped.as_bytes(), MAX).unwrap_err();
+    assert!(error.to_string().contains("4301 digits"), "{error}");
     // What Python refuses stays refused.
     for refused in ["[NaN1]", "[-NaN]", "nan", "[1,]", "\"\t\""] {
         assert_eq!(decode(cast(refused, "")).map_err(|e| e.code()), Err("not-json"), "{refused}");

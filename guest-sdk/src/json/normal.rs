@@ -11,9 +11,9 @@ use serde_json::value::RawValue;
 use super::read::{PythonJson, PythonJsonError};
 use super::write::python_float_repr;
 
-/// How deep [`normalize`] follows nested lists and objects (serde_json's
-/// own limit when it builds a tree).
-pub const MAX_DEPTH: usize = 128;
+/// How deep [`normalize`] follows nested lists and objects: as deep as
+/// serde_json builds a tree ([`to_value`]).
+pub const MAX_DEPTH: usize = 127;
 
 /// `text` as Python's `json.dumps(json.loads(text))` writes it: `", "` and
 /// `": "` separators; strings re-escaped (non-ASCII and lone surrogates as
@@ -246,6 +246,7 @@ mod tests {
         assert_eq!(normalize(&deep), Err(PythonJsonError::TooDeep(MAX_DEPTH)));
         let deepest = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert_eq!(normalize(&deepest).unwrap(), deepest);
+        assert!(to_value(&deepest).is_ok(), "a tree as deep as normalize goes");
     }
 
     #[test]

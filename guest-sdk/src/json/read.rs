@@ -8,18 +8,20 @@
 //! that finds them, so that serde_json can read a copy of the text in
 //! which each is replaced by a placeholder of the same length; a part of
 //! the copy (a [`RawValue`](serde_json::value::RawValue)) maps back to the
-//! same bytes of the original, literals included. The same pass finds
+//! same bytes of the original, a whole literal included. The same pass finds
 //! what else Python reads differently: lone surrogate escapes (Python
 //! keeps them; a Rust string cannot, so the copy has `\ufffd` in their
 //! place) and integers longer than Python's limit of 4,300 digits (which
 //! `json.loads` refuses). It is compared with Python's own `json` on
 //! generated texts (`tests/tests/python_json.rs`).
 //!
-//! The placeholder is the list `[0]` padded with spaces: it is valid
-//! wherever a value is, cannot run into a neighbouring token, so the copy
-//! is JSON exactly when the original is what Python reads (`1NaN` stays
-//! an error), and a field read as a string or a number fails on it rather
-//! than reading a made-up value.
+//! The placeholder is the list `[0]` padded with spaces inside its
+//! brackets: it is valid wherever a value is and cannot run into a
+//! neighbouring token, so placing it makes nothing valid that Python
+//! refuses (`1NaN`, `-NaN` stay errors), and a field read as a string or a
+//! number fails on it rather than reading a made-up value. (Python also
+//! refuses what nests deeper than its recursion limit; serde_json's raw
+//! values do not count depth, so such text is read here.)
 
 /// Python 3.11's limit on the digits of an integer `json.loads` reads
 /// (`sys.get_int_max_str_digits()`): a longer one is refused.
@@ -50,8 +52,8 @@ impl NonFinite {
     fn placeholder(self) -> &'static str {
         match self {
             NonFinite::NaN => "[0]",
-            NonFinite::Infinity => "[0]     ",
-            NonFinite::NegInfinity => "[0]      ",
+            NonFinite::Infinity => "[0     ]",
+            NonFinite::NegInfinity => "[0      ]",
         }
     }
 }
@@ -136,49 +138,41 @@ impl<'a> PythonJson<'a> {
         self.readable.as_deref().unwrap_or(self.original)
     }
 
-    /// The original text.
-    pub fn original(&self) -> &'a str {
-        self.original
+    /// Where `part`, a slice of [`readable`](Self::readable) (a raw value
+    /// serde_json borrowed from it), starts in it; none when it is not
+    /// from it.
+    fn offset_of(&self, part: &str) -> Option<usize> {
+        let start = (part.as_ptr() as usize).checked_sub(self.readable().as_ptr() as usize)?;
+        (start.checked_add(part.len())? <= self.original.len()).then_some(start)
     }
 
     /// The bytes of the original under `part`, a slice of
-    /// [`readable`](Self::readable) (a raw value serde_json borrowed from
-    /// it); none when `part` is not from it.
+    /// [`readable`](Self::readable); none when `part` is not from it.
     pub fn original_of(&self, part: &str) -> Option<&'a str> {
-        let start = (part.as_ptr() as usize).checked_sub(self.readable().as_ptr() as usize)?;
-        self.original.get(start..start.checked_add(part.len())?)
+        let start = self.offset_of(part)?;
+        self.original.get(start..start + part.len())
     }
 
-    /// The non-finite literal whose placeholder starts at `part`, a slice
-    /// of [`readable`](Self::readable).
+    /// The non-finite literal whose placeholder is `part`, a slice of
+    /// [`readable`](Self::readable).
     pub fn literal_at(&self, part: &str) -> Option<NonFinite> {
-        let start = (part.as_ptr() as usize).checked_sub(self.readable().as_ptr() as usize)?;
-        self.literals.iter().find(|(at, _)| *at == start).map(|(_, kind)| *kind)
+        let start = self.offset_of(part)?;
+        let index = self.literals.binary_search_by_key(&start, |(at, _)| *at).ok()?;
+        Some(self.literals[index].1)
     }
 
-    /// The non-finite literals, where each starts.
+    /// The non-finite literals, where each starts, in order.
     pub fn literals(&self) -> &[(usize, NonFinite)] {
         &self.literals
     }
 
-    /// How many lone surrogate escapes [`readable`](Self::readable) has as
-    /// `\ufffd`.
-    pub fn lone_surrogates(&self) -> usize {
-        self.lone_surrogates.len()
-    }
-
-    /// How many of them are in `part`, a slice of [`readable`](Self::readable).
+    /// How many lone surrogate escapes are in `part`, a slice of
+    /// [`readable`](Self::readable) (which has `\ufffd` in their place).
     pub fn lone_surrogates_in(&self, part: &str) -> usize {
-        let Some(start) = (part.as_ptr() as usize).checked_sub(self.readable().as_ptr() as usize) else {
-            return 0;
-        };
-        self.lone_surrogates.iter().filter(|at| (start..start + part.len()).contains(at)).count()
-    }
-
-    /// Whether the text has nothing serde_json would not read as Python
-    /// does.
-    pub fn is_plain(&self) -> bool {
-        self.readable.is_none()
+        let Some(start) = self.offset_of(part) else { return 0 };
+        let from = self.lone_surrogates.partition_point(|at| *at < start);
+        let to = self.lone_surrogates.partition_point(|at| *at < start + part.len());
+        to - from
     }
 }
 
@@ -216,7 +210,7 @@ fn skip_string(bytes: &[u8], mut at: usize, surrogates: &mut Vec<usize>) -> usiz
 }
 
 /// The UTF-16 unit of the `\uXXXX` escape at `at`.
-pub(super) fn unicode_escape(bytes: &[u8], at: usize) -> Option<u16> {
+fn unicode_escape(bytes: &[u8], at: usize) -> Option<u16> {
     let escape = bytes.get(at..at + 6)?;
     if !escape.starts_with(b"\\u") {
         return None;
@@ -279,6 +273,15 @@ mod tests {
         assert_eq!(json.literal_at(parts.a.get()), Some(NonFinite::NaN));
         assert_eq!(parts.s, "NaN Infinity \" -Infinity");
         assert_eq!(json.original_of(parts.b.get()), Some("[Infinity, -Infinity, -1]"));
+        // A whole value that is a literal maps back whole.
+        for literal in ["Infinity", "-Infinity", "NaN"] {
+            let text = format!("{{\"v\": {literal}}}");
+            let json = PythonJson::scan(&text).unwrap();
+            let raw: std::collections::HashMap<String, &RawValue> =
+                serde_json::from_str(json.readable()).unwrap();
+            assert_eq!(json.original_of(raw["v"].get()), Some(literal));
+            assert!(json.literal_at(raw["v"].get()).is_some());
+        }
         assert_eq!(json.original_of("elsewhere"), None);
     }
 
@@ -296,17 +299,19 @@ mod tests {
     fn lone_surrogates_become_replacement_characters_in_the_copy_only() {
         let text = r#"["\ud800", "\udc00x", "\ud83d\ude00", "\\ud800", "\uD800\u0041"]"#;
         let json = PythonJson::scan(text).unwrap();
-        assert_eq!(json.lone_surrogates(), 3);
+        assert_eq!(json.lone_surrogates_in(json.readable()), 3);
+        assert_eq!(json.lone_surrogates_in(&json.readable()[..10]), 1);
         let read: Vec<String> = serde_json::from_str(json.readable()).unwrap();
         assert_eq!(read, ["\u{fffd}", "\u{fffd}x", "😀", "\\ud800", "\u{fffd}A"]);
-        assert!(PythonJson::scan(r#"["\ud83d\ude00"]"#).unwrap().is_plain());
+        let pair = r#"["\ud83d\ude00"]"#;
+        assert_eq!(PythonJson::scan(pair).unwrap().readable().as_ptr(), pair.as_ptr(), "no copy");
     }
 
     #[test]
     fn integers_beyond_pythons_limit_are_refused() {
         let at_limit =
             format!("[-{}, 1.{}, 1e{}]", "9".repeat(MAX_INT_DIGITS), "9".repeat(9000), "0".repeat(9000));
-        assert!(PythonJson::scan(&at_limit).unwrap().is_plain());
+        assert_eq!(PythonJson::scan(&at_limit).unwrap().readable().as_ptr(), at_limit.as_ptr());
         let over = format!("[0, {}]", "9".repeat(MAX_INT_DIGITS + 1));
         assert_eq!(
             PythonJson::scan(&over).unwrap_err(),

@@ -154,6 +154,10 @@ pub async fn delete_secret(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The largest body of a dry run: an alarm is a few hundred bytes, and its
+/// reading costs time in proportion to its size and depth.
+const MAX_DRY_RUN_BYTES: usize = 64 << 10;
+
 /// The body of `POST /v1/notifiers/{scheme}/dry-run`, all optional; JSON
 /// as Python's `json` reads it (`NaN` in `reason_data`, say).
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +179,12 @@ pub async fn dry_run(
     Path(scheme): Path<String>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
+    if body.len() > MAX_DRY_RUN_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "the body has {} bytes; a dry run's may have at most {MAX_DRY_RUN_BYTES}",
+            body.len()
+        )));
+    }
     let expected = |e: &dyn std::fmt::Display| {
         ApiError::BadRequest(format!("expected {{\"action\": …, \"alarm\": …}}: {e}"))
     };
@@ -182,8 +192,10 @@ pub async fn dry_run(
     let json = PythonJson::scan(text).map_err(|e| expected(&e))?;
     let request: DryRun<'_> = if body.is_empty() {
         DryRun::default()
-    } else {
+    } else if json.readable().trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
         serde_json::from_str(json.readable()).map_err(|e| expected(&e))?
+    } else {
+        return Err(expected(&"the body is not a JSON object"));
     };
     let alarm = match request.alarm.and_then(|raw| json.original_of(raw.get())) {
         Some(alarm) => Alarm::from_json(alarm).map_err(|e| ApiError::BadRequest(format!("alarm: {e}")))?,

@@ -98,13 +98,15 @@ impl DeliveryRecord {
             1 => {
                 // Version 1 wrote `reason_data` as the value; what it handed
                 // the plugins was that value in `json.dumps` form.
-                let mut record: serde_json::Value =
+                let mut record: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-                if let Some(data) = record.pointer_mut("/alarm/reason_data").filter(|data| !data.is_null()) {
+                if let Some(data) = record.get_mut("alarm").and_then(|alarm| alarm.get_mut("reason_data"))
+                    && !data.is_null()
+                {
                     *data = String::from_utf8(to_python_json(data)).unwrap_or_default().into();
                 }
-                record["version"] = RECORD_VERSION.into();
-                serde_json::from_value(record).map_err(|e| e.to_string())
+                record.insert("version".into(), RECORD_VERSION.into());
+                serde_json::from_value(record.into()).map_err(|e| e.to_string())
             }
             other => Err(format!("unsupported delivery record version {other}")),
         }
@@ -162,5 +164,8 @@ mod tests {
             .unwrap()
             .replace(r#"{"type":"threshold","most_recent":97.0,"s":"\u00e9"}"#, "null");
         assert_eq!(DeliveryRecord::from_bytes(none.as_bytes()).unwrap().alarm.reason_data, None);
+        for odd in [&b"[1]"[..], b"[2]", br#"{"version": 1, "alarm": 5}"#] {
+            assert!(DeliveryRecord::from_bytes(odd).is_err(), "{}", String::from_utf8_lossy(odd));
+        }
     }
 }

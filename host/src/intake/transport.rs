@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -243,27 +244,31 @@ fn decode(text: &str, what: &'static str) -> Result<String, TransportUrlError> {
         .map_err(|_| TransportUrlError::Encoding(what))
 }
 
-/// How long the broker gets to confirm each close at shutdown.
+/// How long the broker gets to confirm the channels' closes, then the
+/// connection's, at shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Closes `channels`, then `connection`, each once the broker confirmed
-/// the one before: the stop an operator asked for. A channel dropped open
+/// Closes `channels` (together), then `connection`, once the broker
+/// confirmed them: the stop an operator asked for. A channel dropped open
 /// closes itself in the background, which races the connection's close and
-/// makes lapin log an error although nothing went wrong.
+/// makes lapin log an error although nothing went wrong. Takes at most
+/// twice [`CLOSE_TIMEOUT`].
 ///
 /// # Errors
-/// What did not close, and why (the broker's error, or no answer within
-/// [`CLOSE_TIMEOUT`]); the rest is still closed.
+/// What did not close, and why (the broker's error, or no answer in
+/// time); the connection is closed all the same.
 pub async fn close_in_order(channels: &[&Channel], connection: &Connection) -> Result<(), String> {
-    let mut failures = Vec::new();
-    for channel in channels {
-        let closed = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "tocsin stopping".into())).await;
-        match closed {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => failures.push(format!("channel {}: {error}", channel.id())),
-            Err(_) => failures.push(format!("channel {}: no answer", channel.id())),
-        }
-    }
+    let closes = join_all(channels.iter().map(|channel| channel.close(200, "tocsin stopping".into())));
+    let mut failures = match tokio::time::timeout(CLOSE_TIMEOUT, closes).await {
+        Ok(closed) => closed
+            .iter()
+            .zip(channels)
+            .filter_map(|(closed, channel)| {
+                closed.as_ref().err().map(|e| format!("channel {}: {e}", channel.id()))
+            })
+            .collect(),
+        Err(_) => vec!["channels: no answer".to_owned()],
+    };
     match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "tocsin stopping".into())).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => failures.push(format!("connection: {error}")),

@@ -88,6 +88,9 @@ pub(super) fn decode(body: &[u8], fallback_id: impl FnOnce() -> String) -> Optio
         }
         _ => Cow::Borrowed(body),
     };
+    if super::may_hold_long_integer(&inner) {
+        return None;
+    }
     let message: Message<'_> = object(&inner)?;
     if message.method.is_some() {
         rpc(message, fallback_id)

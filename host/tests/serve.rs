@@ -426,13 +426,20 @@ async fn the_broker_is_reached_over_tls_with_the_configured_ca_and_client_certif
     }
 }
 
-#[tokio::test]
-async fn a_newer_state_change_supersedes_a_pending_retry() {
+/// A service whose retries wait 2 s, and a sink that answers its first
+/// request with a 503: time to send a second alarm while the first waits.
+async fn retrying_after_2_s() -> (TestVhost, Webhook, Service) {
     let vhost = TestVhost::create();
     let sink = Webhook::start(Reply::Script(vec![Reply::status(503), Reply::status(200)])).await.unwrap();
     let config = test_config(&vhost.transport_url(), "test-host", "")
         .replace("retry_tiers_ms = [200, 400, 800]", "retry_tiers_ms = [2000]");
     let service = Service::start(TOCSIN, &config).await;
+    (vhost, sink, service)
+}
+
+#[tokio::test]
+async fn a_newer_state_change_supersedes_a_pending_retry() {
+    let (vhost, sink, service) = retrying_after_2_s().await;
     tocsin_cli(&vhost, &["publish", "--action", &sink.url("/state")]).await;
     wait_for_requests(&sink, 1).await;
     let mut newer = tocsin_tests::sample_alarm();
@@ -466,11 +473,7 @@ async fn a_newer_state_change_supersedes_a_pending_retry() {
 /// retry after the second.
 #[tokio::test]
 async fn an_event_alarms_pending_retry_is_never_superseded() {
-    let vhost = TestVhost::create();
-    let sink = Webhook::start(Reply::Script(vec![Reply::status(503), Reply::status(200)])).await.unwrap();
-    let config = test_config(&vhost.transport_url(), "test-host", "")
-        .replace("retry_tiers_ms = [200, 400, 800]", "retry_tiers_ms = [2000]");
-    let service = Service::start(TOCSIN, &config).await;
+    let (vhost, sink, service) = retrying_after_2_s().await;
     let event = |instance: &str| {
         let mut alarm = tocsin_tests::sample_alarm();
         alarm.reason = format!("Event <compute.instance.delete.end> of {instance} hit the query <query>.");

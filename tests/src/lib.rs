@@ -27,9 +27,10 @@ pub mod plugins {
     include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 }
 
-/// The real captured OpenStack fixtures beside the repository.
+/// The real captured OpenStack messages, requests and log lines
+/// (`tests/fixtures/openstack/`, see its README).
 pub fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openstack").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/openstack").join(name)
 }
 
 /// A message the real oslo.messaging client sent for an alarm whose reason

@@ -260,11 +260,11 @@ mod tests {
 
     use super::*;
 
-    /// The captured messages (`../shared/fixtures/openstack`), each read by
+    /// The captured messages (`tests/fixtures/openstack`), each read by
     /// this path: it is the one real traffic takes.
     #[test]
     fn reads_every_captured_alarm_message() {
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openstack");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/openstack");
         let mut read = 0;
         for stem in ["cast-1", "call-1", "fanout-cast-1", "notification-1", "notification-v1-1"] {
             let body = std::fs::read(fixtures.join(format!("{stem}.body.bin"))).unwrap();

@@ -40,7 +40,7 @@ pub fn aodh_body(alarm: &Alarm) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    /// The body of `../shared/fixtures/openstack/http-post-200.raw`.
+    /// The body of `tests/fixtures/openstack/http-post-200.raw`.
     const AODH_BODY: &str = r#"{"alarm_name": "cpu_high", "alarm_id": "0e3cd4a5-7d6a-4f4c-9b5b-6c1f2d3e4f50", "severity": "critical", "previous": "ok", "current": "alarm", "reason": "Transition to alarm due to 3 samples outside threshold, most recent: 97.0", "reason_data": {"type": "threshold", "disposition": "outside", "count": 3, "most_recent": 97.0}}"#;
 
     #[test]

@@ -409,7 +409,7 @@ impl CallHttp {
             let key = url_host_key(&host);
             self.grants.allowed_hosts.contains(&key) || self.grants.requested_hosts.contains(&key)
         });
-        substitute(&mut headers, &self.grants.secrets.load(), &url, granted)?;
+        substitute(&mut headers, &self.grants.secrets.load(), &url, granted, MAX_HEADER_BYTES)?;
         let body = Bytes::from(request.body);
         if self.grants.sign_deliveries {
             self.sign(&url, &mut headers, &body);

@@ -35,6 +35,9 @@ const CLOSE: &str = "}}";
 pub const MAX_SECRET_BYTES: usize = 8 << 10;
 /// Secrets one notifier may have.
 pub const MAX_SECRETS: usize = 32;
+/// Placeholders one header value may hold: a token, perhaps with a key or
+/// two beside it. Past it, the request is refused before any is filled in.
+pub const MAX_PLACEHOLDERS_PER_VALUE: usize = 4;
 
 /// One secret's value; never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -129,9 +132,14 @@ pub fn is_secret_name(name: &str) -> bool {
 }
 
 /// Puts the secrets in place of the placeholders of `headers`, for a
-/// request to `url`.
+/// request to `url`, as long as the headers stay within `max_bytes`
+/// (names and values) once they are in: the caller's cap checked the
+/// placeholders, and a secret is longer than its placeholder.
 ///
 /// # Errors
+/// [`HttpError::TooLarge`] for headers past `max_bytes` once filled in,
+/// checked before each secret is copied; [`HttpError::InvalidRequest`] for
+/// a value with more than [`MAX_PLACEHOLDERS_PER_VALUE`] placeholders;
 /// [`HttpError::Denied`] when a placeholder is in a request to a host that
 /// is not granted (`granted` false), or names a secret that is not stored
 /// or not for `url` (one answer for both: a plugin cannot probe which
@@ -141,11 +149,18 @@ pub fn substitute(
     secrets: &BTreeMap<String, BoundSecret>,
     url: &Url,
     granted: bool,
+    max_bytes: usize,
 ) -> Result<(), HttpError> {
+    let mut total: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
     for value in headers.values_mut() {
         let Ok(text) = value.to_str() else { continue };
         if !text.contains(OPEN) {
             continue;
+        }
+        if text.matches(OPEN).count() > MAX_PLACEHOLDERS_PER_VALUE {
+            return Err(HttpError::InvalidRequest(format!(
+                "a header value may hold at most {MAX_PLACEHOLDERS_PER_VALUE} secret placeholders"
+            )));
         }
         if !granted {
             return Err(HttpError::Denied(
@@ -166,6 +181,12 @@ pub fn substitute(
                 .get(name)
                 .filter(|secret| secret.prefix.covers(url))
                 .ok_or_else(|| HttpError::Denied(format!("secret {name:?} is not available for this URL")))?;
+            total = (total + secret.value.0.len()).saturating_sub(OPEN.len() + name.len() + CLOSE.len());
+            if total > max_bytes {
+                return Err(HttpError::TooLarge(format!(
+                    "the headers would have more than {max_bytes} bytes once secrets are filled in"
+                )));
+            }
             filled.push_str(&secret.value.0);
             rest = &after[end + CLOSE.len()..];
         }
@@ -276,12 +297,13 @@ mod tests {
     fn placeholders_are_filled_only_under_the_secrets_prefix_on_granted_hosts() {
         let to = url("https://PAGER.example./v2/enqueue");
         let mut filled = headers("Token {{secret:pager}}, again {{secret:pager}}");
-        substitute(&mut filled, &secrets(), &to, true).unwrap();
+        substitute(&mut filled, &secrets(), &to, true, 1024).unwrap();
         assert_eq!(filled["authorization"], "Token k3y-123, again k3y-123");
         assert!(filled["authorization"].is_sensitive());
         assert_eq!(filled["accept"], "application/json");
 
-        let denied = substitute(&mut headers("Token {{secret:pager}}"), &secrets(), &to, false).unwrap_err();
+        let denied =
+            substitute(&mut headers("Token {{secret:pager}}"), &secrets(), &to, false, 1024).unwrap_err();
         assert!(matches!(denied, HttpError::Denied(_)), "{denied:?}");
         let elsewhere = [
             "http://pager.example/v2/x",
@@ -292,16 +314,43 @@ mod tests {
         ];
         for to in elsewhere {
             let refused =
-                substitute(&mut headers("{{secret:pager}}"), &secrets(), &url(to), true).unwrap_err();
+                substitute(&mut headers("{{secret:pager}}"), &secrets(), &url(to), true, 1024).unwrap_err();
             assert!(refused_as(&refused, "pager"), "{to}: {refused:?}");
         }
-        let unknown = substitute(&mut headers("{{secret:other}}"), &secrets(), &to, true).unwrap_err();
+        let unknown = substitute(&mut headers("{{secret:other}}"), &secrets(), &to, true, 1024).unwrap_err();
         assert!(refused_as(&unknown, "other"), "the same answer as for another URL: {unknown:?}");
-        let open = substitute(&mut headers("{{secret:pager"), &secrets(), &to, true).unwrap_err();
+        let open = substitute(&mut headers("{{secret:pager"), &secrets(), &to, true, 1024).unwrap_err();
         assert!(matches!(open, HttpError::InvalidRequest(_)));
         let mut plain = headers("Bearer abc");
-        substitute(&mut plain, &BTreeMap::new(), &to, false).unwrap();
+        substitute(&mut plain, &BTreeMap::new(), &to, false, 1024).unwrap();
         assert_eq!(plain["authorization"], "Bearer abc");
+    }
+
+    #[test]
+    fn filled_in_headers_stay_within_the_cap_and_placeholders_are_few() {
+        let to = url("https://pager.example/v2/enqueue");
+        let four = "{{secret:pager}}".repeat(MAX_PLACEHOLDERS_PER_VALUE);
+        let mut filled = headers(&four);
+        substitute(&mut filled, &secrets(), &to, true, 1024).unwrap();
+        assert_eq!(filled["authorization"], "k3y-123".repeat(MAX_PLACEHOLDERS_PER_VALUE));
+        let five = "{{secret:pager}}".repeat(MAX_PLACEHOLDERS_PER_VALUE + 1);
+        let many = substitute(&mut headers(&five), &secrets(), &to, true, 1024).unwrap_err();
+        assert!(matches!(&many, HttpError::InvalidRequest(why) if why.contains("at most 4")), "{many:?}");
+        // A secret longer than its placeholder: the cap holds once it is in.
+        let long = BoundSecret {
+            value: SecretValue::new("x".repeat(MAX_SECRET_BYTES)).unwrap(),
+            prefix: SecretPrefix::parse("https://pager.example/v2/").unwrap(),
+        };
+        let secrets = BTreeMap::from([("long".to_owned(), long)]);
+        let before = headers("{{secret:long}}");
+        let size: usize = before.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+        let cap = size + MAX_SECRET_BYTES - "{{secret:long}}".len();
+        substitute(&mut headers("{{secret:long}}"), &secrets, &to, true, cap).unwrap();
+        let over = substitute(&mut headers("{{secret:long}}"), &secrets, &to, true, cap - 1).unwrap_err();
+        assert!(
+            matches!(&over, HttpError::TooLarge(why) if why.contains("once secrets are filled in")),
+            "{over:?}"
+        );
     }
 
     #[test]

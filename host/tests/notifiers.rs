@@ -649,6 +649,14 @@ async fn a_stored_secret_fills_placeholders_for_granted_hosts_only_and_is_never_
         let refusal = format!(r#"secret \\\"{name}\\\" is not available for this URL"#);
         assert!(ran["report"]["logs"].to_string().contains(&refusal), "{ran}");
     }
+    // A header-expansion bomb: placeholders of an 8 KiB secret, five in one
+    // value. Refused before any is filled in; nothing is sent.
+    let path = format!("/v1/notifiers/acme-chat/secrets/zz-bomb?url={}", sink.url("/hook"));
+    assert_eq!(service.call("PUT", &path, Some(ACME), "x".repeat(8 << 10).into_bytes()).await.0, 204);
+    let bomb = format!("value={}&header=x-bomb", "%7B%7Bsecret:zz-bomb%7D%7D".repeat(5));
+    let ran = dry_run("acme-chat", format!("acme-chat://x/?target={}&{bomb}", sink.url("/hook"))).await;
+    assert_eq!(ran["report"]["outcome"], "failed", "{ran}");
+    assert!(ran["report"]["logs"].to_string().contains("at most 4 secret placeholders"), "{ran}");
     assert_eq!(sink.received().len(), 1, "nothing else was sent");
 
     // Names and prefixes only, to the owner only; a prefix is required.

@@ -19,5 +19,5 @@ mod read;
 mod write;
 
 pub use normal::{MAX_DEPTH, normalize, to_value};
-pub use read::{MAX_INT_DIGITS, NonFinite, PythonJson, PythonJsonError};
+pub use read::{MAX_INT_DIGITS, NonFinite, PythonJson, PythonJsonError, opens_object};
 pub use write::{to_python_json, write_python_object, write_python_str};

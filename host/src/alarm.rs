@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
-use tocsin_guest_sdk::json::{PythonJson, PythonJsonError, normalize, write_python_object, write_python_str};
+use tocsin_guest_sdk::json::{
+    PythonJson, PythonJsonError, normalize, opens_object, write_python_object, write_python_str,
+};
 use uuid::Uuid;
 
 /// Namespace of request ids: `req-<uuid v5 of the delivery id in this
@@ -66,7 +68,7 @@ impl Alarm {
     pub fn from_json(text: &str) -> Result<Alarm, AlarmError> {
         let json = PythonJson::scan(text)?;
         // serde reads a struct from a list too; an alarm is an object.
-        if !json.readable().trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        if !opens_object(json.readable()) {
             return Err(AlarmError::Fields("an alarm is a JSON object".into()));
         }
         let fields: AlarmFields<'_> =

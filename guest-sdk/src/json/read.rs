@@ -176,6 +176,13 @@ impl<'a> PythonJson<'a> {
     }
 }
 
+/// Whether `text` is a JSON object, as far as its first byte after JSON's
+/// whitespace tells: serde reads a struct from a list too, which no sender
+/// of an object means.
+pub fn opens_object(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{')
+}
+
 fn literal(literals: &mut Vec<(usize, NonFinite)>, at: usize, kind: NonFinite) -> usize {
     literals.push((at, kind));
     at + kind.literal().len()

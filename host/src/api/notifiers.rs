@@ -14,7 +14,7 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tocsin_guest_sdk::json::PythonJson;
+use tocsin_guest_sdk::json::{PythonJson, opens_object};
 
 use super::AppState;
 use super::auth::Caller;
@@ -192,7 +192,7 @@ pub async fn dry_run(
     let json = PythonJson::scan(text).map_err(|e| expected(&e))?;
     let request: DryRun<'_> = if body.is_empty() {
         DryRun::default()
-    } else if json.readable().trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+    } else if opens_object(json.readable()) {
         serde_json::from_str(json.readable()).map_err(|e| expected(&e))?
     } else {
         return Err(expected(&"the body is not a JSON object"));

@@ -26,6 +26,7 @@ use serde::de::{
 };
 use serde_json::de::StrRead;
 use serde_json::value::RawValue;
+use tocsin_guest_sdk::json::opens_object;
 
 use super::{ALARM_EVENT_TYPE, ALARM_PRIORITY, AlarmNotification, Decoded, MessageKind, RPC_METHOD};
 use crate::alarm::{Alarm, AlarmFields, ReasonData};
@@ -162,7 +163,7 @@ fn object_with<'a, T>(
     text: &'a str,
     read: impl FnOnce(&mut serde_json::Deserializer<StrRead<'a>>) -> serde_json::Result<T>,
 ) -> Option<T> {
-    if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+    if !opens_object(text) {
         return None;
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);

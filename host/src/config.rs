@@ -409,6 +409,18 @@ pub struct SandboxConfig {
     pub pooling: bool,
     /// Log lines kept per plugin for its owner to read back.
     pub log_buffer_lines: usize,
+    /// Calls that run guest code (and the host's work for it) at once;
+    /// the others wait their turn, tenants served in rotation. Unset: one
+    /// per CPU, the runtime's worker count.
+    pub running_calls: Option<usize>,
+}
+
+impl SandboxConfig {
+    /// [`SandboxConfig::running_calls`], or the number of CPUs.
+    pub fn running_calls(&self) -> usize {
+        self.running_calls
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+    }
 }
 
 impl Default for SandboxConfig {
@@ -419,6 +431,7 @@ impl Default for SandboxConfig {
             max_wasm_stack_bytes: 512 << 10,
             pooling: true,
             log_buffer_lines: 256,
+            running_calls: None,
         }
     }
 }
@@ -548,6 +561,9 @@ impl Config {
         let fail = |message: String| Err(ConfigError::Inconsistent(message));
         if self.sandbox.instances == 0 {
             return fail("sandbox.instances must be at least 1".into());
+        }
+        if self.sandbox.running_calls == Some(0) {
+            return fail("sandbox.running_calls must be at least 1".into());
         }
         if self.http.timeout_ms > self.http.max_timeout_ms {
             return fail(format!(

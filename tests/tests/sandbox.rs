@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tocsin::registry::validate::LoadError;
@@ -89,6 +91,9 @@ async fn a_log_flood_is_capped_dropped_and_counted_and_the_call_completes() {
         let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
         flood.log_lines = Some(10);
         flood.log_line_bytes = Some(256);
+        // 100,000 host calls are charged to the call's fuel (about a
+        // microsecond each in a debug build): here the caps are tested.
+        flood.fuel = Some(2_000_000_000);
     });
     let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
     let run = host.notify(&plugin, "flood://").await;
@@ -172,18 +177,75 @@ async fn calls_do_not_share_state() {
 #[tokio::test]
 async fn a_flood_of_huge_log_lines_cannot_outlive_the_deadline() {
     // 4 MiB per line: each call costs the guest a few fuel units and the
-    // host a 4 MiB copy, so fuel yields are minutes apart; every host call
-    // checks the deadline instead.
-    let host =
-        TestHost::new(|c| c.plugins.entry("log-flood".into()).or_default().limits.deadline_ms = Some(300));
+    // host a 4 MiB copy. With fuel to spare, the deadline stops it, checked
+    // at every host call.
+    let host = TestHost::new(|c| {
+        let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
+        flood.deadline_ms = Some(300);
+        flood.fuel = Some(u64::MAX / 2);
+    });
     let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
     let run = host.notify(&plugin, "flood://x/?kib=4096").await;
     assert_limit(&run.result, Limit::Deadline);
-    // Stopped at a host call, not at the next fuel yield, which comes only
-    // after tens of thousands of these cheap-for-the-guest calls.
     let calls = run.log_dropped + run.logs.len() as u64;
     assert!(calls < 10_000, "{calls} log calls ran before the deadline stopped the flood");
     host.assert_healthy().await;
+}
+
+/// Issue 20, finding 1: the host's work for a call is charged to its fuel.
+/// At e8aba4b a loop of 24 MiB log lines cost the guest 68 fuel a line
+/// and ran until its deadline (30 s, then again at every retry).
+#[tokio::test]
+async fn a_flood_of_huge_log_lines_runs_out_of_fuel_for_the_host_work_it_causes() {
+    let host = TestHost::new(|c| {
+        let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
+        flood.deadline_ms = Some(20_000);
+    });
+    let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
+    let run = host.notify(&plugin, "flood://x/?kib=24576").await;
+    assert_limit(&run.result, Limit::Cpu);
+    let Err(CallError::Limit { detail, .. }) = &run.result else { unreachable!() };
+    assert!(detail.contains("µs of host work for it charged"), "{detail}");
+    let calls = run.log_dropped + run.logs.len() as u64;
+    assert!((1..1_000).contains(&calls), "{calls} lines of 24 MiB were lifted before the fuel ran out");
+    host.assert_healthy().await;
+}
+
+/// Issue 20, finding 1: a call never pins a runtime thread. On a runtime
+/// with one thread, a probe task spawned after a flood of 24 MiB log lines
+/// finishes while the flood still runs. At e8aba4b the probe ran only
+/// once the flood had hit its deadline: the guest yielded every million
+/// fuel, and a 24 MiB line costs it 68.
+#[test]
+fn a_probe_finishes_while_a_flood_of_huge_log_lines_holds_the_only_runtime_thread() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let host = Arc::new(TestHost::new(|c| {
+            let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
+            flood.deadline_ms = Some(3_000);
+            flood.fuel = Some(u64::MAX / 2);
+        }));
+        let plugin = Arc::new(host.load("log-flood", plugins::LOG_FLOOD).unwrap());
+        let flood_done = Arc::new(AtomicBool::new(false));
+        let flood = tokio::spawn({
+            let (host, plugin, flood_done) =
+                (Arc::clone(&host), Arc::clone(&plugin), Arc::clone(&flood_done));
+            async move {
+                let run = host.notify(&plugin, "flood://x/?kib=24576").await;
+                flood_done.store(true, Ordering::SeqCst);
+                run
+            }
+        });
+        // Spawned second: it runs only when the flood gives the thread back.
+        let probe = tokio::spawn({
+            let flood_done = Arc::clone(&flood_done);
+            async move { flood_done.load(Ordering::SeqCst) }
+        });
+        let flood_done_when_probed = probe.await.unwrap();
+        let run = flood.await.unwrap();
+        assert!(!flood_done_when_probed, "the probe ran only after the flood ended: {:?}", run.result);
+        assert_limit(&run.result, Limit::Deadline);
+    });
 }
 
 #[tokio::test]

@@ -10,15 +10,22 @@
 //!   capability state, dropped after the call, so nothing leaks between
 //!   alarms or tenants.
 //!
-//! Limits per call: memory ([`limits::MemoryLimiter`]), CPU (fuel, guest
-//! work only), a wall-clock deadline covering host calls too (a timeout
-//! around the whole call; fuel yields let it interrupt a spinning guest),
-//! log and HTTP caps (in the capabilities). Hitting one is a typed
-//! [`CallError::Limit`]; the host and other calls carry on.
+//! Limits per call: memory ([`limits::MemoryLimiter`]), CPU (fuel: the
+//! guest's instructions and the host's work for it, [`host_work`]), a
+//! wall-clock deadline covering host calls too, log and HTTP caps (in the
+//! capabilities). Hitting one is a typed [`CallError::Limit`]; the host
+//! and other calls carry on.
+//!
+//! Calls never pin a runtime thread: running guest code yields about once
+//! a millisecond ([`epoch`]), and calls take turns on a fixed number of
+//! running slots, tenants served in rotation ([`scheduler`]).
 
 pub mod artifacts;
 pub mod bindings;
+pub mod epoch;
+pub mod host_work;
 pub mod limits;
+pub mod scheduler;
 pub mod state;
 
 use std::sync::Arc;
@@ -41,12 +48,11 @@ use bindings::NotifierPre;
 use bindings::exports::tocsin::notifier::handler::NotifyError;
 use bindings::tocsin::notifier::log::Level;
 use bindings::tocsin::notifier::types as wit;
+use epoch::EpochTicker;
+use host_work::{HostWorkExceeded, HostWorkMeter};
 use limits::{DeadlineExceeded, Limit, Limits, MemoryLimitExceeded, MemoryLimiter, check_deadline};
+use scheduler::{CpuScheduler, PausedTime};
 use state::StoreState;
-
-/// Fuel between yields to the async runtime: lets the wall-clock deadline
-/// interrupt a guest that never calls the host (about a millisecond).
-const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
 
 /// Longest failure reason kept from a plugin.
 const MAX_REASON_BYTES: usize = 1024;
@@ -60,6 +66,9 @@ pub enum SandboxError {
     /// wasmtime refused the engine configuration.
     #[error("cannot create the wasm engine: {0}")]
     Engine(String),
+    /// The epoch ticker thread could not be started.
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(#[from] std::io::Error),
     /// The HTTP capability could not be built.
     #[error(transparent)]
     Http(#[from] HttpSetupError),
@@ -255,6 +264,8 @@ pub struct Sandbox {
     linker: Linker<StoreState>,
     http: Arc<HttpCapability>,
     log_buffer_lines: usize,
+    ticker: EpochTicker,
+    scheduler: CpuScheduler,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -292,7 +303,15 @@ impl Sandbox {
             .report_only(config.egress.report_only),
         );
         let http = Arc::new(HttpCapability::new(&config.http, policy, lookup)?);
-        Ok(Sandbox { engine, linker, http, log_buffer_lines: config.sandbox.log_buffer_lines })
+        let ticker = EpochTicker::start(&engine)?;
+        Ok(Sandbox {
+            engine,
+            linker,
+            http,
+            log_buffer_lines: config.sandbox.log_buffer_lines,
+            ticker,
+            scheduler: CpuScheduler::new(config.sandbox.running_calls()),
+        })
     }
 
     /// Compiles, checks and links a component without loading it: exactly
@@ -405,21 +424,26 @@ impl Sandbox {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        // Every host call (the capabilities and WASI alike) first checks the
-        // deadline: the async timeout below can only fire when the guest
-        // yields, and a guest looping over cheap calls that make the host
-        // copy large buffers would yield rarely.
-        store.call_hook(move |_, hook| match hook {
-            CallHook::CallingHost => check_deadline(deadline),
-            _ => Ok(()),
+        // Every host call first checks the deadline (the timeout below
+        // fires only when the call yields, and one host call cannot be
+        // interrupted), and is charged to the call's fuel on return.
+        let paused = Arc::new(PausedTime::default());
+        let mut host_work = HostWorkMeter::new(Arc::clone(&paused));
+        store.call_hook(move |store, hook| {
+            if matches!(hook, CallHook::CallingHost) {
+                check_deadline(deadline)?;
+            }
+            host_work.hook(store, hook)
         });
-        let fuel_ready = store
-            .set_fuel(limits.fuel)
-            .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
-        let result = match fuel_ready {
+        // Yield at every epoch tick: the runtime gets its thread back and
+        // the scheduler hands the turn on.
+        store.epoch_deadline_async_yield_and_update(1);
+        let _running = self.ticker.running();
+        let result = match store.set_fuel(limits.fuel) {
             Err(error) => Err(CallError::Trap(format!("{error:#}"))),
             Ok(()) => {
                 let call = call_notify(&mut store, &plugin.pre, action, alarm, delivery);
+                let call = self.scheduler.run(plugin.tenant.clone(), &paused, call);
                 match tokio::time::timeout_at(deadline.into(), call).await {
                     Err(_elapsed) => Err(CallError::Limit {
                         limit: Limit::Deadline,
@@ -486,6 +510,9 @@ fn classify_error(error: &wasmtime::Error, instantiating: bool) -> CallError {
     }
     if let Some(hit) = error.downcast_ref::<DeadlineExceeded>() {
         return CallError::Limit { limit: Limit::Deadline, detail: hit.to_string() };
+    }
+    if let Some(hit) = error.downcast_ref::<HostWorkExceeded>() {
+        return CallError::Limit { limit: Limit::Cpu, detail: hit.to_string() };
     }
     if let Some(full) = error.downcast_ref::<PoolConcurrencyLimitError>() {
         return CallError::Busy(full.to_string());
@@ -576,6 +603,7 @@ pub fn compile_settings(max_wasm_stack_bytes: usize) -> wasmtime::Config {
     let mut engine = wasmtime::Config::new();
     engine.wasm_component_model(true);
     engine.consume_fuel(true);
+    engine.epoch_interruption(true);
     engine.max_wasm_stack(max_wasm_stack_bytes);
     engine
 }

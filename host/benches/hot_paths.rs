@@ -92,7 +92,7 @@ fn decode(c: &mut Criterion) {
 fn dispatch(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let config = loopback_config();
     let notifier = Native::new(&config);
-    let record = DeliveryRecord::first("bench", 0, "log://".into(), sample_alarm(), 0, 0);
+    let record = DeliveryRecord::first("bench", 0, "log://".into(), sample_alarm().into(), 0, 0);
     let delivery = record.delivery(None);
     let mut group = c.benchmark_group("dispatch");
     group.bench_function("direct-call", |b| {

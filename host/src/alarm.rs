@@ -56,7 +56,41 @@ pub enum AlarmError {
     Fields(String),
 }
 
+/// A field that names an alarm or a delivery, longer than allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} has {size} bytes, more than the {limit} allowed (intake.max_field_bytes)")]
+pub struct FieldTooLong {
+    /// The field's name (`alarm_id`, `action`, …).
+    pub field: &'static str,
+    /// Its length in bytes.
+    pub size: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+/// Checks that `value`, the field `field`, has at most `limit` bytes.
+///
+/// # Errors
+/// [`FieldTooLong`] naming the field.
+pub fn check_field_size(field: &'static str, value: &str, limit: usize) -> Result<(), FieldTooLong> {
+    if value.len() > limit { Err(FieldTooLong { field, size: value.len(), limit }) } else { Ok(()) }
+}
+
 impl Alarm {
+    /// Checks that the fields that name the alarm (its id, name, severity
+    /// and states) have at most `limit` bytes each: its id is in every log
+    /// line of its deliveries, and all of them reach the plugins.
+    ///
+    /// # Errors
+    /// [`FieldTooLong`] naming the first field past it.
+    pub fn check_field_sizes(&self, limit: usize) -> Result<(), FieldTooLong> {
+        check_field_size("alarm_id", &self.alarm_id, limit)?;
+        check_field_size("alarm_name", self.alarm_name.as_deref().unwrap_or_default(), limit)?;
+        check_field_size("severity", self.severity.as_deref().unwrap_or_default(), limit)?;
+        check_field_size("previous", &self.previous, limit)?;
+        check_field_size("current", &self.current, limit)
+    }
+
     /// Reads an alarm as senders write it (Aodh's fields; others, such as
     /// `actions`, ignored), from a file, the command line or the API:
     /// `reason_data` is rewritten as Python's `json.dumps` would write it

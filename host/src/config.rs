@@ -147,6 +147,17 @@ pub struct IntakeConfig {
     pub host: String,
     /// Largest message body decoded, in bytes; bigger ones are dead-lettered.
     pub max_message_bytes: usize,
+    /// Longest field naming an alarm or a message (the alarm's id, name,
+    /// severity and states, the message and request ids, each action URL),
+    /// in bytes: they are in every log line of the alarm's deliveries. A
+    /// message with a longer one is dead-lettered (`field-too-long`); a
+    /// dry run with one is refused.
+    pub max_field_bytes: usize,
+    /// Most actions one alarm message may carry (Aodh's own
+    /// `alarm_max_actions` is unlimited by default; an alarm has a
+    /// handful). A message with more is dead-lettered whole
+    /// (`too-many-actions`), never half delivered.
+    pub max_actions: usize,
     /// Completed message ids remembered to skip repeats (oslo keeps 16).
     pub completed_ids: usize,
     /// On SIGTERM/SIGINT, how long messages in flight may take to finish,
@@ -158,11 +169,20 @@ pub struct IntakeConfig {
     pub notification: NotificationIntakeConfig,
 }
 
+impl IntakeConfig {
+    /// What a decoded alarm message may hold.
+    pub fn bounds(&self) -> crate::message::Bounds {
+        crate::message::Bounds { max_field_bytes: self.max_field_bytes, max_actions: self.max_actions }
+    }
+}
+
 impl Default for IntakeConfig {
     fn default() -> Self {
         IntakeConfig {
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             max_message_bytes: 1 << 20,
+            max_field_bytes: 4096,
+            max_actions: 100,
             completed_ids: 4096,
             shutdown_grace_ms: 35_000,
             rpc: RpcIntakeConfig::default(),
@@ -228,6 +248,9 @@ pub struct DispatchConfig {
     pub per_plugin: u32,
     /// Deliveries running at once per destination host.
     pub per_host: u32,
+    /// Deliveries of one message running at once; its other actions wait
+    /// their turn, so an alarm with many actions cannot take every slot.
+    pub per_message: u32,
     /// The longest a delivery waits for a busy plugin, tenant or
     /// destination slot, in ms. It waits only when a slot is expected
     /// within this time (judged from how long that key's deliveries take);
@@ -239,7 +262,7 @@ pub struct DispatchConfig {
 
 impl Default for DispatchConfig {
     fn default() -> Self {
-        DispatchConfig { concurrency: 64, per_plugin: 64, per_host: 16, slot_wait_ms: 500 }
+        DispatchConfig { concurrency: 64, per_plugin: 64, per_host: 16, per_message: 16, slot_wait_ms: 500 }
     }
 }
 
@@ -562,6 +585,9 @@ impl Config {
         if self.sandbox.instances == 0 {
             return fail("sandbox.instances must be at least 1".into());
         }
+        if self.intake.max_field_bytes == 0 || self.intake.max_actions == 0 {
+            return fail("intake.max_field_bytes and intake.max_actions must be at least 1".into());
+        }
         if self.sandbox.running_calls == Some(0) {
             return fail("sandbox.running_calls must be at least 1".into());
         }
@@ -690,8 +716,10 @@ impl Config {
                 dispatch.concurrency, self.sandbox.instances
             ));
         }
-        if dispatch.per_plugin == 0 || dispatch.per_host == 0 {
-            return fail("dispatch.per_plugin and dispatch.per_host must be at least 1".into());
+        if dispatch.per_plugin == 0 || dispatch.per_host == 0 || dispatch.per_message == 0 {
+            return fail(
+                "dispatch.per_plugin, dispatch.per_host and dispatch.per_message must be at least 1".into(),
+            );
         }
         let tiers = &self.delivery.retry_tiers_ms;
         if tiers.is_empty() || tiers[0] == 0 || tiers.windows(2).any(|pair| pair[0] >= pair[1]) {

@@ -26,7 +26,7 @@ use tocsin_guest_sdk::json::{
     MAX_INT_DIGITS, PythonJson, to_python_json, write_python_object, write_python_str,
 };
 
-use crate::alarm::{Alarm, AlarmFields, ReasonData};
+use crate::alarm::{Alarm, AlarmFields, FieldTooLong, ReasonData, check_field_size};
 
 mod typed;
 
@@ -99,6 +99,38 @@ pub struct AlarmNotification {
     pub lone_surrogates: usize,
 }
 
+/// What a decoded alarm message may hold at most: past either bound it is
+/// dead-lettered whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Longest identity field or action URL, in bytes.
+    pub max_field_bytes: usize,
+    /// Most actions.
+    pub max_actions: usize,
+}
+
+impl AlarmNotification {
+    /// Checks the message against `bounds`: its actions, then the fields
+    /// that name it in every log line of its deliveries (the alarm's, the
+    /// message and request ids, each action URL).
+    ///
+    /// # Errors
+    /// [`DecodeError::TooManyActions`] or [`DecodeError::FieldTooLong`].
+    pub fn check_bounds(&self, bounds: Bounds) -> Result<(), DecodeError> {
+        let limit = bounds.max_field_bytes;
+        if self.actions.len() > bounds.max_actions {
+            return Err(DecodeError::TooManyActions { count: self.actions.len(), limit: bounds.max_actions });
+        }
+        self.alarm.check_field_sizes(limit)?;
+        check_field_size("message_id", &self.message_id, limit)?;
+        check_field_size("request_id", self.request_id.as_deref().unwrap_or_default(), limit)?;
+        for action in &self.actions {
+            check_field_size("action", action, limit)?;
+        }
+        Ok(())
+    }
+}
+
 /// What a message turned out to be.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
@@ -146,6 +178,20 @@ pub enum DecodeError {
     /// An RPC method other than `notify_alarm`.
     #[error("unsupported RPC method {0:?}")]
     Method(String),
+    /// A field that names the alarm or the message (an id, the alarm's
+    /// name or states, an action URL) is longer than
+    /// `intake.max_field_bytes`.
+    #[error(transparent)]
+    FieldTooLong(#[from] FieldTooLong),
+    /// More actions than `intake.max_actions`: the message is refused
+    /// whole, never half delivered.
+    #[error("the alarm has {count} actions, more than the {limit} allowed (intake.max_actions)")]
+    TooManyActions {
+        /// Actions in the message.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// A required field is missing or has the wrong type.
     #[error("invalid {field}: {detail}")]
     Field {
@@ -168,6 +214,8 @@ impl DecodeError {
             DecodeError::Unrecognised(_) => "unrecognised",
             DecodeError::Method(_) => "method",
             DecodeError::Field { .. } => "invalid-field",
+            DecodeError::FieldTooLong(_) => "field-too-long",
+            DecodeError::TooManyActions { .. } => "too-many-actions",
         }
     }
 }

@@ -10,14 +10,17 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent};
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
-use crate::capabilities::log::write_escaped;
+use crate::capabilities::log::{PLUGIN_TARGET, write_escaped};
 
 /// How long, after a write, lines gather before the next one, unless
 /// `TOCSIN_LOG_FLUSH_MS` says otherwise (0: every line as it comes).
@@ -235,9 +238,41 @@ impl Visit for EscapingVisitor<'_> {
         }
         let pad = if std::mem::take(&mut self.first) { "" } else { " " };
         self.result = match name {
+            "message" if QUOTE_MESSAGE.get() => write!(self.out, "{pad}{:?}", format!("{value:?}")),
             "message" => write!(self.out, "{pad}{value:?}"),
             name => write!(self.out, "{pad}{}={value:?}", name.strip_prefix("r#").unwrap_or(name)),
         };
+    }
+}
+
+thread_local! {
+    /// Whether the event being formatted on this thread is a plugin's line,
+    /// whose message [`EscapingVisitor`] quotes: set by [`TextLines`].
+    static QUOTE_MESSAGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The text log's lines: `F`'s (tracing-subscriber's default shape), with
+/// a plugin's line ([`PLUGIN_TARGET`]) quoted, so that a plugin that
+/// writes `x plugin="log" alarm_id=…` cannot pass its text off as the
+/// line's own fields.
+struct TextLines<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for TextLines<F>
+where
+    F: FormatEvent<S, N>,
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        QUOTE_MESSAGE.set(event.metadata().target() == PLUGIN_TARGET);
+        let written = self.0.format_event(ctx, writer, event);
+        QUOTE_MESSAGE.set(false);
+        written
     }
 }
 
@@ -337,7 +372,10 @@ pub fn init(format: LogFormat, writer: LogWriter) -> Option<LogGuard> {
         .with_timer(SecondCachedTime)
         .with_writer(make_writer);
     match format {
-        LogFormat::Text => builder.fmt_fields(EscapedFields).init(),
+        LogFormat::Text => {
+            let lines = tracing_subscriber::fmt::format().with_timer(SecondCachedTime);
+            builder.fmt_fields(EscapedFields).event_format(TextLines(lines)).init();
+        }
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     if let Some(error) = unreadable {
@@ -404,6 +442,31 @@ mod tests {
         assert!(lines[0].ends_with(expected), "{:?}", lines[0]);
         assert!(lines[1].ends_with(r"}: a str message\u{9b}"), "{:?}", lines[1]);
         assert!(!lines.concat().contains(char::is_control), "{written:?}");
+    }
+
+    #[test]
+    fn a_plugins_line_is_quoted_in_the_text_log_so_it_cannot_pose_as_fields() {
+        let recorder = Recorder::default();
+        let sink = recorder.clone();
+        let lines = tracing_subscriber::fmt::format().without_time().with_target(false);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .fmt_fields(EscapedFields)
+            .event_format(TextLines(lines))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let forged = "ok\" plugin=\"log\" alarm_id=\"other\u{1b}";
+            tracing::info!(target: PLUGIN_TARGET, plugin = "evil", "{forged}");
+            tracing::info!(plugin = "evil", "host: Own line.");
+        });
+        let written = String::from_utf8(recorder.written()).unwrap();
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(
+            lines[0], r#" INFO "ok\" plugin=\"log\" alarm_id=\"other\u{1b}" plugin="evil""#,
+            "the plugin's text is one quoted string"
+        );
+        assert_eq!(lines[1], r#" INFO host: Own line. plugin="evil""#, "the host's own lines are not quoted");
     }
 
     #[test]

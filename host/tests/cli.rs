@@ -73,8 +73,39 @@ fn a_terminal_escape_in_an_alarm_reaches_the_text_log_escaped() {
     assert!(!stderr.contains(['\u{1b}', '\u{7}']), "no raw control character: {stderr:?}");
     let line = stderr.lines().find(|line| line.contains("Notifying alarm")).expect("the plugin's line");
     let id = r"id-\u{1b}]0;owned\u{7}";
-    assert!(line.contains(&format!(r"Notifying alarm name-\u{{1b}}[31mred {id} of critical")), "{line}");
+    // The plugin's line is quoted, its escapes escaped again.
+    let quoted = r"Notifying alarm name-\\u{1b}[31mred id-\\u{1b}]0;owned\\u{7} of critical";
+    assert!(line.contains(&format!("\"{quoted}")), "{line}");
     assert!(line.contains(&format!("sandbox{{plugin=log tenant=\"\" alarm_id={id} ")), "the span: {line}");
+}
+
+/// Issue 20, finding 2: in the text log a plugin's line is quoted, so that
+/// text it writes cannot read as the line's own fields. At e8aba4b the
+/// line was bare: an alarm named `x" plugin="forged` made the `log`
+/// notifier's line carry `plugin="forged"` before its real `plugin` field.
+#[test]
+fn a_plugins_line_cannot_pose_as_the_text_logs_own_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let alarm = dir.path().join("alarm.json");
+    let mut fields: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_file("examples/alarm.json")).unwrap()).unwrap();
+    fields["alarm_name"] = r#"x" plugin="forged" tenant="other"#.into();
+    std::fs::write(&alarm, fields.to_string()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["--log-format", "text", "notify", "--plugin", "log", "--action", "log://", "--alarm"])
+        .arg(&alarm)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let line = stderr.lines().find(|line| line.contains("Notifying alarm")).expect("the plugin's line");
+    assert!(!line.contains(r#" plugin="forged""#), "the plugin's text reads as a field: {line}");
+    assert!(line.contains(r#": "Notifying alarm x\" plugin=\"forged\" tenant=\"other "#), "{line}");
+    assert!(
+        line.contains(r#"97.0." plugin="log" alarm_id=""#),
+        "the line's own fields follow the text: {line}"
+    );
 }
 
 #[tokio::test]

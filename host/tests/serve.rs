@@ -294,24 +294,34 @@ async fn a_retry_after_of_2_s_is_honoured() {
     assert!(delivered, "delivered on the second attempt: {}", service.log_text());
 }
 
+/// An oslo 2.0 RPC cast of `notify_alarm` carrying `data`, with a fresh
+/// `_unique_id`.
+fn cast(data: String) -> Vec<u8> {
+    let inner = format!(
+        r#"{{"method": "notify_alarm", "args": {{"data": {data}}}, "_unique_id": "{}"}}"#,
+        uuid_hex()
+    );
+    serde_json::to_vec(&serde_json::json!({"oslo.version": "2.0", "oslo.message": inner})).unwrap()
+}
+
+/// An alarm's `data` with `alarm_id` and `actions` (JSON text).
+fn alarm_data(alarm_id: &str, actions: &str) -> String {
+    format!(
+        r#"{{"alarm_id": "{alarm_id}", "previous": "ok", "current": "alarm", "reason": "r", "actions": {actions}}}"#
+    )
+}
+
+fn json_properties() -> BasicProperties {
+    BasicProperties::default().with_content_type("application/json".into())
+}
+
 #[tokio::test]
 async fn poison_messages_are_dead_lettered_and_delivery_goes_on() {
     let vhost = TestVhost::create();
     let sink = Webhook::start(Reply::status(200)).await.unwrap();
     let service = serve(&vhost, "").await;
-    let json = BasicProperties::default().with_content_type("application/json".into());
-    let cast = |data: String| {
-        let inner = format!(
-            r#"{{"method": "notify_alarm", "args": {{"data": {data}}}, "_unique_id": "{}"}}"#,
-            uuid_hex()
-        );
-        serde_json::to_vec(&serde_json::json!({"oslo.version": "2.0", "oslo.message": inner})).unwrap()
-    };
-    let alarm = |actions: &str| {
-        format!(
-            r#"{{"alarm_id": "a1", "previous": "ok", "current": "alarm", "reason": "r", "actions": {actions}}}"#
-        )
-    };
+    let json = json_properties();
+    let alarm = |actions: &str| alarm_data("a1", actions);
     let poison: Vec<(&str, Vec<u8>)> = vec![
         ("not-json", b"this is not json".to_vec()),
         ("envelope-version", br#"{"oslo.version": "3.0", "oslo.message": "{}"}"#.to_vec()),
@@ -354,6 +364,73 @@ async fn poison_messages_are_dead_lettered_and_delivery_goes_on() {
     assert_eq!(header_text(&headers, "x-tocsin-routing-key"), "alarm_notifier");
     assert!(service.lines_with("Action gopher for alarm a1 is unknown, cannot notify").len() == 1);
     assert_eq!(vhost.depth("alarm_notifier").await, 0, "nothing is left requeued");
+}
+
+/// Issue 20, findings 2 and 4: a message whose alarm id is longer than
+/// `intake.max_field_bytes`, or that carries more than `intake.max_actions`
+/// actions, is dead-lettered whole with the reason, none of its actions
+/// sent; the next alarm is delivered. At e8aba4b both were delivered: the
+/// 5,000-byte id written into every log line of the delivery, each of the
+/// 101 actions sent, all at once, each with its own deep copy of the alarm.
+#[tokio::test]
+async fn an_oversized_alarm_id_or_too_many_actions_is_dead_lettered_whole() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::status(200)).await.unwrap();
+    let service = serve(&vhost, "").await;
+    let long_id = alarm_data(&"i".repeat(5_000), &format!(r#"["{}"]"#, sink.url("/long-id")));
+    let many: Vec<String> = (0..101).map(|n| format!(r#""{}""#, sink.url(&format!("/many/{n}")))).collect();
+    let many = alarm_data("a-many", &format!("[{}]", many.join(", ")));
+    for data in [long_id, many, alarm_data("a-ok", &format!(r#"["{}"]"#, sink.url("/ok")))] {
+        vhost.publish("ceilometer", "alarm_notifier", json_properties(), &cast(data)).await;
+    }
+    wait_for_requests(&sink, 1).await;
+    let dead =
+        eventually(Duration::from_secs(10), async || vhost.depth("tocsin.dead-letters").await == 2).await;
+    assert!(dead, "{}", service.log_text());
+    let letters = vhost.drain("tocsin.dead-letters").await;
+    let reasons: HashMap<String, String> = letters
+        .iter()
+        .map(|m| {
+            let headers = m.delivery.properties.headers().clone().unwrap();
+            (header_text(&headers, "x-tocsin-reason-code"), header_text(&headers, "x-tocsin-reason"))
+        })
+        .collect();
+    assert_eq!(
+        reasons["field-too-long"],
+        "alarm_id has 5000 bytes, more than the 4096 allowed (intake.max_field_bytes)"
+    );
+    assert_eq!(
+        reasons["too-many-actions"],
+        "the alarm has 101 actions, more than the 100 allowed (intake.max_actions)"
+    );
+    let targets: Vec<String> = sink.received().into_iter().map(|request| request.target).collect();
+    assert_eq!(targets, ["/ok"], "nothing of the refused messages was sent");
+}
+
+/// Issue 20, finding 4: the deliveries of one message run at most
+/// `dispatch.per_message` (16) at once. An alarm with 40 actions to an
+/// endpoint that never answers (`per_host` and the concurrency raised
+/// above 16) has 16 requests open while a later alarm is delivered. At
+/// e8aba4b it took every delivery slot (32), and the later alarm waited.
+#[tokio::test]
+async fn the_deliveries_of_one_message_run_at_most_per_message_at_once() {
+    let vhost = TestVhost::create();
+    let hanging = Webhook::start(Reply::Hang).await.unwrap();
+    let healthy = Webhook::start(Reply::status(200)).await.unwrap();
+    let config = test_config(&vhost.transport_url(), "test-host", "")
+        .replace("instances = 16", "instances = 32")
+        .replace("concurrency = 16", "concurrency = 32\nper_host = 64");
+    let service = Service::start(TOCSIN, &config).await;
+    let mut args = vec!["publish".to_owned()];
+    for n in 0..40 {
+        args.extend(["--action".to_owned(), hanging.url(&format!("/hang/{n}"))]);
+    }
+    tocsin_cli(&vhost, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let open = eventually(Duration::from_secs(10), async || hanging.received().len() >= 16).await;
+    assert!(open, "{}", service.log_text());
+    tocsin_cli(&vhost, &["publish", "--action", &healthy.url("/ok")]).await;
+    wait_for_requests(&healthy, 1).await;
+    assert_eq!(hanging.received().len(), 16, "{}", service.log_text());
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 //!
 //! Per call, lines, bytes and line length are capped ([`Limits`]): excess
 //! lines are dropped and counted, long lines truncated and counted, so a
-//! log flood costs the host little and never fails the call. Control
+//! log flood costs the host little and never fails the call. A line's
+//! bytes count the identity fields it carries (plugin, tenant, alarm id)
+//! too: they are written with every line. Control
 //! characters are escaped so a plugin cannot forge log lines or terminal
 //! sequences. A plugin's line is never logged above WARN.
 
@@ -14,6 +16,10 @@ use serde::Serialize;
 
 use crate::sandbox::bindings::tocsin::notifier::log::{Host, Level};
 use crate::sandbox::limits::Limits;
+
+/// The `tracing` target of plugins' lines: the text log quotes their
+/// messages (see `telemetry`).
+pub const PLUGIN_TARGET: &str = "tocsin::plugin";
 
 /// Who is logging: the fields every plugin line carries.
 #[derive(Debug, Clone)]
@@ -85,6 +91,8 @@ pub struct CallLog {
     max_lines: u32,
     max_bytes: u64,
     max_line_bytes: usize,
+    /// Bytes of the identity fields, written with every line.
+    identity_bytes: usize,
     bytes: u64,
     /// Lines kept in this call, in order.
     pub lines: Vec<LogLine>,
@@ -97,8 +105,11 @@ pub struct CallLog {
 impl CallLog {
     /// Log state for one call of the plugin owning `buffer`.
     pub fn new(identity: CallIdentity, buffer: Arc<LogBuffer>, limits: &Limits) -> Self {
+        let identity_bytes =
+            identity.plugin.len() + identity.tenant.as_deref().map_or(0, str::len) + identity.alarm_id.len();
         CallLog {
             identity,
+            identity_bytes,
             buffer,
             max_lines: limits.log_lines,
             max_bytes: limits.log_bytes,
@@ -148,7 +159,9 @@ impl CallLog {
                 (bounded(k, self.max_line_bytes, &mut cut), bounded(v, self.max_line_bytes, &mut cut))
             })
             .collect();
-        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let size = self.identity_bytes
+            + message.len()
+            + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         if self.bytes + size as u64 > self.max_bytes {
             self.dropped += 1;
             return;
@@ -175,7 +188,7 @@ impl CallLog {
         let message = line.message.as_str();
         macro_rules! event {
             ($level:expr) => {
-                tracing::event!(target: "tocsin::plugin", $level, plugin, tenant, alarm_id,
+                tracing::event!(target: PLUGIN_TARGET, $level, plugin, tenant, alarm_id,
                     plugin_level, fields = fields.as_deref(), "{message}")
             };
         }
@@ -322,14 +335,26 @@ mod tests {
 
     #[test]
     fn long_lines_are_truncated_and_bytes_capped() {
-        let limits = Limits { log_line_bytes: 8, log_bytes: 25, ..Limits::default() };
+        let limits = Limits { log_line_bytes: 8, log_bytes: 27, ..Limits::default() };
         let (mut log, _) = call_log(limits);
         log.record(Level::Warn, "ééééééééé", &[]);
         assert_eq!(log.lines[0].message, "éééé…");
         assert_eq!(log.truncated, 1);
         log.record(Level::Info, "0123456789", &[]);
         log.record(Level::Info, "0123456789", &[]);
-        assert_eq!(log.dropped, 1, "two cut lines of 11 bytes fit in 25, a third would not");
+        assert_eq!(log.dropped, 1, "two cut lines of 11 bytes and the identity's 2 fit in 27, a third not");
+    }
+
+    #[test]
+    fn the_identity_written_with_each_line_counts_toward_the_byte_cap() {
+        let identity =
+            CallIdentity { plugin: "p".into(), tenant: Some("t".into()), alarm_id: "a".repeat(998) };
+        let limits = Limits { log_bytes: 2_010, ..Limits::default() };
+        let mut log = CallLog::new(identity, Arc::new(LogBuffer::new(3)), &limits);
+        for _ in 0..3 {
+            log.record(Level::Info, "12345", &[]);
+        }
+        assert_eq!((log.lines.len(), log.dropped), (2, 1), "1,005 bytes a line: two fit in 2,010");
     }
 
     #[test]

@@ -115,7 +115,7 @@ fn describe(properties: &BasicProperties, body: &[u8]) -> Value {
         Some(record) => {
             entry["kind"] = "delivery".into();
             entry["delivery_id"] = record.delivery_id.into();
-            entry["alarm_id"] = record.alarm.alarm_id.into();
+            entry["alarm_id"] = record.alarm.alarm_id.as_str().into();
             entry["action"] = action::display(&record.action).into();
             entry["attempt"] = record.attempt.into();
         }

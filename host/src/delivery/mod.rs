@@ -9,6 +9,8 @@
 pub mod memory;
 pub mod policy;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tocsin_guest_sdk::json::to_python_json;
 
@@ -34,8 +36,8 @@ pub struct DeliveryRecord {
     pub action_index: u32,
     /// The action URL.
     pub action: String,
-    /// The alarm.
-    pub alarm: Alarm,
+    /// The alarm: one for all the deliveries of a message, shared.
+    pub alarm: Arc<Alarm>,
     /// The attempt this record is for, 1 for the first.
     pub attempt: u32,
     /// When the first attempt started, ms since the Unix epoch.
@@ -55,7 +57,7 @@ impl DeliveryRecord {
         message_id: &str,
         index: usize,
         action: String,
-        alarm: Alarm,
+        alarm: Arc<Alarm>,
         changed_at_us: i64,
         now_ms: i64,
     ) -> Self {
@@ -133,7 +135,7 @@ mod tests {
             r#"{"alarm_id":"a","previous":"ok","current":"alarm","reason":"r","reason_data":[NaN, 1e400]}"#,
         )
         .unwrap();
-        let record = DeliveryRecord::first("m1", 2, "log://".into(), alarm, 5, 7);
+        let record = DeliveryRecord::first("m1", 2, "log://".into(), alarm.into(), 5, 7);
         assert_eq!(record.delivery_id, "m1.2");
         let back = DeliveryRecord::from_bytes(&record.to_bytes()).unwrap();
         assert_eq!(back, record);

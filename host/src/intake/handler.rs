@@ -7,9 +7,10 @@
 //! broker does not confirm one of those, the message is not acked and
 //! comes back: at least once, never lost.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::{StreamExt as _, stream};
 use lapin::message::Delivery as Message;
 use tocsin_guest_sdk::action;
 
@@ -51,7 +52,15 @@ impl<N: Notifiers> Intake<N> {
             content_type: message.properties.content_type().as_ref().map(|t| t.as_str()),
             content_encoding: message.properties.content_encoding().as_ref().map(|e| e.as_str()),
         };
-        match message::decode(properties, &message.data, self.config.intake.max_message_bytes) {
+        let decoded = message::decode(properties, &message.data, self.config.intake.max_message_bytes)
+            .and_then(|decoded| match decoded {
+                Decoded::Alarm(notification) => {
+                    notification.check_bounds(self.config.intake.bounds())?;
+                    Ok(Decoded::Alarm(notification))
+                }
+                ignored @ Decoded::Ignored { .. } => Ok(ignored),
+            });
+        match decoded {
             Err(error) => {
                 tracing::error!(
                     exchange = %message.exchange, routing_key = %message.routing_key, bytes = message.data.len(),
@@ -128,22 +137,25 @@ impl<N: Notifiers> Intake<N> {
         let changed_at = notification.changed_at_us.unwrap_or_else(now_us);
         let started = now_ms();
         let AlarmNotification { alarm, actions, message_id, .. } = notification;
-        // One alarm per action: clones for all but the last, which takes it.
-        let alarms = std::iter::repeat_n(alarm, actions.len());
+        let alarm = Arc::new(alarm);
         let records: Vec<DeliveryRecord> = actions
             .into_iter()
-            .zip(alarms)
             .enumerate()
-            .map(|(index, (url, alarm))| {
+            .map(|(index, url)| {
                 self.newest.observe(&alarm.alarm_id, &url, changed_at);
-                DeliveryRecord::first(&message_id, index, url, alarm, changed_at, started)
+                DeliveryRecord::first(&message_id, index, url, Arc::clone(&alarm), changed_at, started)
             })
             .collect();
-        let settled = match records.as_slice() {
-            [record] => vec![self.deliver_and_settle(record, publisher).await],
-            records => {
-                join_all(records.iter().map(|record| self.deliver_and_settle(record, publisher))).await
-            }
+        // At most `dispatch.per_message` at once: an alarm with many
+        // actions cannot take every delivery slot from other alarms.
+        let settled: Vec<Result<(), PublishError>> = if let [record] = records.as_slice() {
+            vec![self.deliver_and_settle(record, publisher).await]
+        } else {
+            stream::iter(records)
+                .map(|record| async move { self.deliver_and_settle(&record, publisher).await })
+                .buffer_unordered(self.config.dispatch.per_message as usize)
+                .collect()
+                .await
         };
         settled.into_iter().collect::<Result<Vec<()>, _>>()?;
         self.completed.insert(&message_id);

@@ -22,7 +22,7 @@ use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 use super::ownership::{self, ClaimError, Owner};
 use super::validate::LoadError;
 use super::{Origin, Registry, scheme_of, spec_for};
-use crate::alarm::{Alarm, Delivery};
+use crate::alarm::{Alarm, Delivery, check_field_size};
 use crate::api::auth::Caller;
 use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::capabilities::secrets::{
@@ -539,14 +539,19 @@ impl Catalog {
         let row = self.visible(caller, scheme).await?;
         let plugin =
             self.registry.uploaded(scheme).ok_or_else(|| CatalogError::NotLive(scheme.to_owned()))?;
-        // Dry runs take instance slots outside dispatch's bounds: few at once.
-        let _slot = self.dry_runs.try_acquire().map_err(|_| CatalogError::Busy)?;
         let action = action.unwrap_or_else(|| format!("{scheme}://dry-run.invalid/"));
+        let max_field_bytes = self.config.intake.max_field_bytes;
+        alarm
+            .check_field_sizes(max_field_bytes)
+            .and_then(|()| check_field_size("action", &action, max_field_bytes))
+            .map_err(|too_long| CatalogError::Invalid(format!("a dry run's {too_long}")))?;
         if scheme_of(&action).ok().as_deref() != Some(scheme) {
             return Err(CatalogError::Invalid(format!(
                 "the action of a dry run of {scheme} is a {scheme}:// URL"
             )));
         }
+        // Dry runs take instance slots outside dispatch's bounds: few at once.
+        let _slot = self.dry_runs.try_acquire().map_err(|_| CatalogError::Busy)?;
         let delivery = Delivery { tenant: row.tenant, ..Delivery::one_off() };
         let invocation = self.sandbox.invoke(&plugin, &action, alarm, &delivery).await;
         Ok(invocation.report(scheme, &action, alarm, &delivery))

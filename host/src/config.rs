@@ -286,6 +286,12 @@ pub struct DeliveryConfig {
     pub max_attempts: u32,
     /// Time after the first attempt past which no retry is scheduled, in ms.
     pub horizon_ms: u64,
+    /// Times this host requeues a message whose retry or dead letter the
+    /// broker did not confirm (each after a backoff from
+    /// `backoff_initial_ms`, doubling, at most a minute). The next time it
+    /// comes back, what is left of it is dead-lettered
+    /// (`too-many-redeliveries`).
+    pub max_redeliveries: u32,
     /// (alarm, action) pairs remembered to drop retries superseded by a
     /// newer state change.
     pub supersede_window: usize,
@@ -300,6 +306,7 @@ impl Default for DeliveryConfig {
             retry_after_max_ms: 3_600_000,
             max_attempts: 10,
             horizon_ms: 24 * 3_600_000,
+            max_redeliveries: 5,
             supersede_window: 65_536,
         }
     }

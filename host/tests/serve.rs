@@ -13,7 +13,7 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use serde_json::Value;
 use tocsin::alarm::Delivery;
-use tocsin_tests::broker::{TestVhost, eventually};
+use tocsin_tests::broker::{TestVhost, eventually, rabbitmqctl};
 use tocsin_tests::service::{Service, cli, test_config};
 use tocsin_tests::tls::{TestCa, TlsFront};
 use tocsin_tests::webhook::{Received, Reply, Webhook};
@@ -431,6 +431,43 @@ async fn the_deliveries_of_one_message_run_at_most_per_message_at_once() {
     tocsin_cli(&vhost, &["publish", "--action", &healthy.url("/ok")]).await;
     wait_for_requests(&healthy, 1).await;
     assert_eq!(hanging.received().len(), 16, "{}", service.log_text());
+}
+
+/// Issue 20, finding 5: when the broker refuses a retry (here a policy
+/// rejects every publish to the retry tiers), the message is requeued
+/// after a backoff (100, 200, 400, 800, 1,600 ms from
+/// `backoff_initial_ms`), its delivered action is not sent again, and
+/// after `delivery.max_redeliveries` (5) requeues what is left of it is
+/// dead-lettered. At e8aba4b it was requeued at once, in a tight loop,
+/// and both actions were sent each time, without end.
+#[tokio::test]
+async fn a_refused_retry_backs_off_sends_nothing_twice_and_ends_as_a_dead_letter() {
+    let vhost = TestVhost::create();
+    let refuse = r#"{"max-length": 0, "overflow": "reject-publish"}"#;
+    rabbitmqctl(&["-q", "set_policy", "-p", &vhost.name, "refuse-retries", r"^tocsin\.retry\.", refuse]);
+    let ok = Webhook::start(Reply::status(200)).await.unwrap();
+    let failing = Webhook::start(Reply::status(503)).await.unwrap();
+    let service = serve(&vhost, "").await;
+    tocsin_cli(&vhost, &["publish", "--action", &ok.url("/ok"), "--action", &failing.url("/fail")]).await;
+    let dead =
+        eventually(Duration::from_secs(30), async || vhost.depth("tocsin.dead-letters").await == 1).await;
+    assert!(dead, "{}", service.log_text());
+    let letters = vhost.drain("tocsin.dead-letters").await;
+    let headers = letters[0].delivery.properties.headers().clone().unwrap();
+    assert_eq!(header_text(&headers, "x-tocsin-reason-code"), "too-many-redeliveries");
+    let record: Value = serde_json::from_slice(&letters[0].delivery.data).unwrap();
+    assert_eq!(record["action"], failing.url("/fail"), "only what was left: {record}");
+    assert_eq!(ok.received().len(), 1, "the delivered action is not sent again");
+    assert_eq!(failing.received().len(), 5, "one attempt per requeue");
+    let requeues: Vec<u64> = service
+        .lines_with(
+            "intake: A retry or dead letter was not confirmed by the broker; the message is requeued after a backoff.",
+        )
+        .iter()
+        .map(|line| line["requeue_in_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(requeues, [100, 200, 400, 800, 1_600]);
+    assert_eq!(service.lines_with("intake: The message came back after a requeue; its actions settled before are not sent again.").len(), 4);
 }
 
 #[tokio::test]

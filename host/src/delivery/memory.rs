@@ -1,8 +1,10 @@
 //! What a host remembers between messages, bounded in size: the ids of
-//! messages it finished (to skip a repeat, as oslo does) and the newest
-//! state change seen per alarm and action (to drop stale retries).
+//! messages it finished (to skip a repeat, as oslo does), the newest
+//! state change seen per alarm and action (to drop stale retries), and the
+//! messages it requeued (how often, and which of their actions were
+//! settled before).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
 
@@ -34,6 +36,12 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
             if let Some(old) = self.order.pop_front() {
                 self.values.remove(&old);
             }
+        }
+    }
+
+    fn remove(&mut self, key: &K) {
+        if self.values.remove(key).is_some() {
+            self.order.retain(|kept| kept != key);
         }
     }
 }
@@ -93,6 +101,59 @@ impl NewestChanges {
     }
 }
 
+/// A message this host requeued because one of its outcomes was not
+/// confirmed by the broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequeuedMessage {
+    /// How many times.
+    pub times: u32,
+    /// Its actions (by index) whose outcome was final before: delivered,
+    /// or their retry or dead letter confirmed. Not sent again.
+    pub settled: BTreeSet<usize>,
+}
+
+/// The messages this host requeued, by message id (a delivery record's:
+/// its delivery id and attempt), the oldest forgotten first. The count
+/// lives in this host: a message requeued here and redelivered to another
+/// host starts there afresh.
+#[derive(Debug)]
+pub struct RequeuedMessages(Mutex<Bounded<String, RequeuedMessage>>);
+
+impl RequeuedMessages {
+    /// Remembers up to `capacity` messages.
+    pub fn new(capacity: usize) -> Self {
+        RequeuedMessages(Mutex::new(Bounded::new(capacity)))
+    }
+
+    /// What is known of message `id`, if this host requeued it.
+    pub fn get(&self, id: &str) -> Option<RequeuedMessage> {
+        self.0.lock().ok().and_then(|requeued| requeued.values.get(id).cloned())
+    }
+
+    /// Message `id` is requeued once more, with the actions `settled`
+    /// (added to those settled before). Returns how many times it was.
+    pub fn requeue(&self, id: &str, settled: impl IntoIterator<Item = usize>) -> u32 {
+        let mut times = 1;
+        if let Ok(mut requeued) = self.0.lock() {
+            requeued.upsert(id.to_owned(), |old| {
+                let mut message = old.cloned().unwrap_or_default();
+                message.times += 1;
+                message.settled.extend(settled);
+                times = message.times;
+                message
+            });
+        }
+        times
+    }
+
+    /// Message `id` is done with.
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut requeued) = self.0.lock() {
+            requeued.remove(&id.to_owned());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +167,21 @@ mod tests {
         assert!(ids.contains("a") && ids.contains("b"));
         ids.insert("c");
         assert!(!ids.contains("a") && ids.contains("b") && ids.contains("c"));
+    }
+
+    #[test]
+    fn requeues_are_counted_with_the_actions_settled_until_forgotten() {
+        let requeued = RequeuedMessages::new(2);
+        assert_eq!(requeued.requeue("m", [0]), 1);
+        assert_eq!(requeued.requeue("m", [2]), 2);
+        let known = requeued.get("m").unwrap();
+        assert_eq!((known.times, known.settled.into_iter().collect::<Vec<_>>()), (2, vec![0, 2]));
+        requeued.forget("m");
+        assert_eq!(requeued.get("m"), None);
+        requeued.requeue("a", []);
+        requeued.requeue("b", []);
+        requeued.requeue("c", []);
+        assert_eq!(requeued.get("a"), None, "the oldest is forgotten past the capacity");
     }
 
     #[test]

@@ -13,21 +13,55 @@ use std::time::Duration;
 use futures_util::{StreamExt as _, stream};
 use lapin::message::Delivery as Message;
 use tocsin_guest_sdk::action;
+use tokio_util::sync::CancellationToken;
 
 use super::Intake;
 use super::publisher::{PublishError, Publisher};
 use super::settle::Settlement;
 use super::topology::Source;
+use crate::delivery::memory::RequeuedMessage;
 use crate::delivery::policy::{Decision, tier_label};
 use crate::delivery::{DeliveryRecord, now_ms, now_us};
 use crate::dispatch::{Notifiers, Outcome};
 use crate::message::{self, AlarmNotification, Decoded, Properties};
 use crate::metrics::ReasonLabels;
 
+/// The dead-letter reason of a message requeued `delivery.max_redeliveries`
+/// times.
+const REDELIVERY_CAP: &str = "too-many-redeliveries";
+
+/// The longest a message whose outcome was not confirmed waits before it
+/// is requeued.
+const MAX_REQUEUE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A message's outcome the broker did not confirm: it is requeued.
+#[derive(Debug)]
+pub(super) struct Unconfirmed {
+    error: PublishError,
+    /// How many times this host requeued the message, this one included.
+    times: u32,
+}
+
+impl Unconfirmed {
+    /// The first time, for a message that is not counted (one that is not
+    /// an alarm: its only outcome is its dead letter).
+    fn first(error: PublishError) -> Self {
+        Unconfirmed { error, times: 1 }
+    }
+}
+
 impl<N: Notifiers> Intake<N> {
     /// Handles one message: to be acked, or requeued when its outcomes
-    /// could not all be handed to the broker.
-    pub(super) async fn handle(&self, source: Source, message: Message, publisher: &Publisher) -> Settlement {
+    /// could not all be handed to the broker. A requeue waits a backoff
+    /// first (or until `stop`): a broker that refuses retries must not
+    /// turn the message into a tight loop.
+    pub(super) async fn handle(
+        &self,
+        source: Source,
+        message: Message,
+        publisher: &Publisher,
+        stop: &CancellationToken,
+    ) -> Settlement {
         if message.redelivered {
             self.metrics.redeliveries.inc();
         }
@@ -37,17 +71,31 @@ impl<N: Notifiers> Intake<N> {
         };
         match handled {
             Ok(()) => Settlement::Ack,
-            Err(error) => {
+            Err(Unconfirmed { error, times }) => {
+                let backoff = self.requeue_backoff(times);
                 tracing::warn!(
                     error = %error, exchange = %message.exchange, routing_key = %message.routing_key,
-                    "intake: A retry or dead letter was not confirmed by the broker; the message is requeued."
+                    requeues = times, requeue_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                    "intake: A retry or dead letter was not confirmed by the broker; the message is requeued \
+                     after a backoff."
                 );
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stop.cancelled() => {}
+                }
                 Settlement::Requeue
             }
         }
     }
 
-    async fn handle_openstack(&self, message: &Message, publisher: &Publisher) -> Result<(), PublishError> {
+    /// `delivery.backoff_initial_ms`, doubled for each earlier requeue, at
+    /// most [`MAX_REQUEUE_BACKOFF`].
+    fn requeue_backoff(&self, times: u32) -> Duration {
+        let initial = Duration::from_millis(self.config.delivery.backoff_initial_ms.max(1));
+        initial.saturating_mul(1 << times.saturating_sub(1).min(16)).min(MAX_REQUEUE_BACKOFF)
+    }
+
+    async fn handle_openstack(&self, message: &Message, publisher: &Publisher) -> Result<(), Unconfirmed> {
         let properties = Properties {
             content_type: message.properties.content_type().as_ref().map(|t| t.as_str()),
             content_encoding: message.properties.content_encoding().as_ref().map(|e| e.as_str()),
@@ -75,7 +123,8 @@ impl<N: Notifiers> Intake<N> {
                         error.code(),
                         &error.to_string(),
                     )
-                    .await?;
+                    .await
+                    .map_err(Unconfirmed::first)?;
                 self.metrics.dead_letter(error.code());
                 Ok(())
             }
@@ -97,7 +146,7 @@ impl<N: Notifiers> Intake<N> {
         &self,
         notification: AlarmNotification,
         publisher: &Publisher,
-    ) -> Result<(), PublishError> {
+    ) -> Result<(), Unconfirmed> {
         let kind = notification.kind.as_str();
         let (message_id, alarm_id) = (notification.message_id.as_str(), notification.alarm.alarm_id.as_str());
         if self.completed.contains(message_id) {
@@ -123,6 +172,10 @@ impl<N: Notifiers> Intake<N> {
             self.completed.insert(message_id);
             return Ok(());
         }
+        let earlier = self.requeued.get(message_id);
+        if let Some(earlier) = earlier.as_ref().filter(|e| e.times >= self.config.delivery.max_redeliveries) {
+            return self.give_up(notification, earlier, publisher).await;
+        }
         self.metrics.message(kind, "accepted");
         if notification.lone_surrogates > 0 {
             tracing::warn!(
@@ -134,37 +187,97 @@ impl<N: Notifiers> Intake<N> {
                  and a plugin's string cannot carry; each is delivered as U+FFFD."
             );
         }
+        let settled_before = earlier.map(|earlier| earlier.settled).unwrap_or_default();
+        if !settled_before.is_empty() {
+            tracing::info!(
+                message_id,
+                alarm_id,
+                actions_skipped = settled_before.len(),
+                outcome = "partly_settled",
+                "intake: The message came back after a requeue; its actions settled before are not sent again."
+            );
+        }
         let changed_at = notification.changed_at_us.unwrap_or_else(now_us);
         let started = now_ms();
-        let AlarmNotification { alarm, actions, message_id, .. } = notification;
-        let alarm = Arc::new(alarm);
-        let records: Vec<DeliveryRecord> = actions
-            .into_iter()
-            .enumerate()
-            .map(|(index, url)| {
-                self.newest.observe(&alarm.alarm_id, &url, changed_at);
-                DeliveryRecord::first(&message_id, index, url, Arc::clone(&alarm), changed_at, started)
-            })
+        let message_id = notification.message_id.clone();
+        let records: Vec<DeliveryRecord> = self
+            .records(notification, changed_at, started)
+            .filter(|record| !settled_before.contains(&(record.action_index as usize)))
+            .inspect(|record| self.newest.observe(&record.alarm.alarm_id, &record.action, changed_at))
             .collect();
         // At most `dispatch.per_message` at once: an alarm with many
         // actions cannot take every delivery slot from other alarms.
-        let settled: Vec<Result<(), PublishError>> = if let [record] = records.as_slice() {
-            vec![self.deliver_and_settle(record, publisher).await]
+        let settled: Vec<(usize, Result<(), PublishError>)> = if let [record] = records.as_slice() {
+            vec![(record.action_index as usize, self.deliver_and_settle(record, publisher).await)]
         } else {
             stream::iter(records)
-                .map(|record| async move { self.deliver_and_settle(&record, publisher).await })
+                .map(|record| async move {
+                    (record.action_index as usize, self.deliver_and_settle(&record, publisher).await)
+                })
                 .buffer_unordered(self.config.dispatch.per_message as usize)
                 .collect()
                 .await
         };
-        settled.into_iter().collect::<Result<Vec<()>, _>>()?;
+        let (confirmed, unconfirmed): (Vec<_>, Vec<_>) = settled.into_iter().partition(|(_, r)| r.is_ok());
+        match unconfirmed.into_iter().find_map(|(_, result)| result.err()) {
+            None => {
+                self.requeued.forget(&message_id);
+                self.completed.insert(&message_id);
+                Ok(())
+            }
+            Some(error) => {
+                let times = self.requeued.requeue(&message_id, confirmed.into_iter().map(|(index, _)| index));
+                Err(Unconfirmed { error, times })
+            }
+        }
+    }
+
+    /// The first delivery record of each action of `notification`, all
+    /// sharing one alarm.
+    fn records(
+        &self,
+        notification: AlarmNotification,
+        changed_at: i64,
+        started: i64,
+    ) -> impl Iterator<Item = DeliveryRecord> {
+        let AlarmNotification { alarm, actions, message_id, .. } = notification;
+        let alarm = Arc::new(alarm);
+        actions.into_iter().enumerate().map(move |(index, url)| {
+            DeliveryRecord::first(&message_id, index, url, Arc::clone(&alarm), changed_at, started)
+        })
+    }
+
+    /// A message requeued `delivery.max_redeliveries` times: what is left
+    /// of it is dead-lettered, each unsettled action as its record.
+    async fn give_up(
+        &self,
+        notification: AlarmNotification,
+        earlier: &RequeuedMessage,
+        publisher: &Publisher,
+    ) -> Result<(), Unconfirmed> {
+        let message_id = notification.message_id.clone();
+        let reason = format!(
+            "requeued {} times (delivery.max_redeliveries): the broker did not confirm its retries or dead letters",
+            earlier.times
+        );
+        let now = now_ms();
+        let changed_at = notification.changed_at_us.unwrap_or_else(now_us);
+        for record in self.records(notification, changed_at, now) {
+            if earlier.settled.contains(&(record.action_index as usize)) {
+                continue;
+            }
+            if let Err(error) = self.dead_letter(&record, REDELIVERY_CAP, &reason, publisher).await {
+                return Err(Unconfirmed { error, times: self.requeued.requeue(&message_id, []) });
+            }
+        }
+        self.requeued.forget(&message_id);
         self.completed.insert(&message_id);
         Ok(())
     }
 
     /// A delivery record from the work queue: a retry come due, or a
     /// replayed dead letter.
-    async fn handle_record(&self, message: &Message, publisher: &Publisher) -> Result<(), PublishError> {
+    async fn handle_record(&self, message: &Message, publisher: &Publisher) -> Result<(), Unconfirmed> {
         let record = match DeliveryRecord::from_bytes(&message.data) {
             Ok(record) => record,
             Err(error) => {
@@ -173,11 +286,28 @@ impl<N: Notifiers> Intake<N> {
                 self.metrics.message("retry", "undecodable");
                 publisher
                     .dead_letter_message(&self.topology.own.dead_letters, message, "invalid-record", &error)
-                    .await?;
+                    .await
+                    .map_err(Unconfirmed::first)?;
                 self.metrics.dead_letter("invalid-record");
                 return Ok(());
             }
         };
+        // Each attempt of a delivery is its own message.
+        let key = format!("{}#{}", record.delivery_id, record.attempt);
+        let earlier = self.requeued.get(&key);
+        if let Some(earlier) = earlier.filter(|e| e.times >= self.config.delivery.max_redeliveries) {
+            let reason = format!(
+                "requeued {} times (delivery.max_redeliveries): the broker did not confirm its retry or dead letter",
+                earlier.times
+            );
+            return match self.dead_letter(&record, REDELIVERY_CAP, &reason, publisher).await {
+                Ok(()) => {
+                    self.requeued.forget(&key);
+                    Ok(())
+                }
+                Err(error) => Err(Unconfirmed { error, times: self.requeued.requeue(&key, []) }),
+            };
+        }
         let (alarm_id, shown) = (record.alarm.alarm_id.as_str(), action::display(&record.action));
         // An event alarm's messages are separate occurrences (other events),
         // not newer states of one another: none supersedes another.
@@ -191,7 +321,13 @@ impl<N: Notifiers> Intake<N> {
         }
         self.newest.observe(alarm_id, &record.action, record.changed_at_us);
         self.metrics.message("retry", "accepted");
-        self.deliver_and_settle(&record, publisher).await
+        match self.deliver_and_settle(&record, publisher).await {
+            Ok(()) => {
+                self.requeued.forget(&key);
+                Ok(())
+            }
+            Err(error) => Err(Unconfirmed { error, times: self.requeued.requeue(&key, []) }),
+        }
     }
 
     /// Runs one attempt and hands its outcome to the broker when it is

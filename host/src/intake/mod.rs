@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::delivery::memory::{CompletedIds, NewestChanges};
+use crate::delivery::memory::{CompletedIds, NewestChanges, RequeuedMessages};
 use crate::delivery::policy::RetryPolicy;
 use crate::dispatch::{Dispatcher, Notifiers};
 use crate::metrics::{Metrics, QueueLabels};
@@ -80,6 +80,7 @@ pub struct Intake<N: Notifiers> {
     policy: RetryPolicy,
     completed: CompletedIds,
     newest: NewestChanges,
+    requeued: RequeuedMessages,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
 }
@@ -103,6 +104,7 @@ impl<N: Notifiers> Intake<N> {
             policy: RetryPolicy::new(&config.delivery, &config.http),
             completed: CompletedIds::new(config.intake.completed_ids),
             newest: NewestChanges::new(config.delivery.supersede_window),
+            requeued: RequeuedMessages::new(config.intake.completed_ids),
             metrics,
             status,
             config,
@@ -316,15 +318,20 @@ impl<N: Notifiers> ConsumerLoop<N> {
                 Some(Ok(message)) => {
                     let tag = message.delivery_tag;
                     settle.received(tag);
-                    let (intake, publisher, source, settle) =
-                        (Arc::clone(&self.intake), Arc::clone(&self.publisher), self.source, settle.clone());
+                    let (intake, publisher, source, settle, stop) = (
+                        Arc::clone(&self.intake),
+                        Arc::clone(&self.publisher),
+                        self.source,
+                        settle.clone(),
+                        self.stop.clone(),
+                    );
                     // A handler that panics (a bug) settles nothing: its
                     // message stays unacked until the connection closes, and
                     // the messages after it are acked each on its own.
                     // Boxed: the handler's future is large (4.5 KiB), and a
                     // task's future is moved more than once as it is spawned.
                     self.tracker.spawn(Box::pin(async move {
-                        settle.settle(tag, intake.handle(source, message, &publisher).await);
+                        settle.settle(tag, intake.handle(source, message, &publisher, &stop).await);
                     }));
                 }
                 Some(Err(error)) => break Some(format!("consumer of {}: {error}", self.queue)),

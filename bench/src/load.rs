@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
 use tocsin::alarm::{Alarm, SAMPLE_ALARM};
 use tocsin::commands::publish::oslo_properties;
 use tocsin::config::{Config, NotificationIntakeConfig};
@@ -133,12 +134,80 @@ impl Timeline {
     }
 }
 
+/// Publishes alarm notifications onto the queue the notifiers consume, as
+/// an evaluator does: `alarm.update` notifications (tocsin's encoder: the
+/// bytes oslo.messaging writes), into the exchange and queue declared as
+/// oslo.messaging declares them, with publisher confirms.
+#[derive(Debug)]
+pub struct AlarmPublisher {
+    connection: Connection,
+    channel: Channel,
+    exchange: String,
+    queue: String,
+    properties: BasicProperties,
+}
+
+impl AlarmPublisher {
+    /// Connects to the vhost of `transport_url` and declares the exchange
+    /// and queue, so that a notifier started next finds them as its own.
+    ///
+    /// # Errors
+    /// No broker.
+    pub async fn connect(transport_url: &str) -> anyhow::Result<AlarmPublisher> {
+        let mut config = Config::default();
+        config.broker.transport_url = transport_url.to_owned();
+        config.intake.notification = intake();
+        let connection = Broker::new(&config.broker)?
+            .connect("bench")
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot connect to RabbitMQ to publish: {error}"))?;
+        let channel = connection.create_channel().await.context("cannot open a channel")?;
+        Topology::new(&config).publisher(&config, WireFormat::Notification).declare(&channel, false).await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.context("cannot enable confirms")?;
+        let notification = &config.intake.notification;
+        Ok(AlarmPublisher {
+            connection,
+            channel,
+            exchange: notification.exchange.clone(),
+            queue: notification.queue(),
+            properties: oslo_properties(),
+        })
+    }
+
+    /// The channel it publishes on.
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Publishes `alarm` with `actions`; the returned confirmation says
+    /// whether the broker took it.
+    ///
+    /// # Errors
+    /// The channel is gone.
+    pub async fn publish(&self, alarm: &Alarm, actions: &[String]) -> anyhow::Result<PublisherConfirm> {
+        let body = message::encode(WireFormat::Notification, alarm, actions, &Stamps::fresh());
+        let confirm = self
+            .channel
+            .basic_publish(
+                self.exchange.as_str().into(),
+                self.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                self.properties.clone(),
+            )
+            .await?;
+        Ok(confirm)
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "published".into()).await;
+    }
+}
+
 /// Fills the queue both notifiers consume on the vhost of `transport_url`
-/// with alarms `0..timeline.count()`, `alarm.update` notifications
-/// (tocsin's encoder: the bytes oslo.messaging writes), alarm `seq` with
-/// the one action `action(seq)`. The exchange and queue are declared as
-/// oslo.messaging declares them, so that the notifier started next finds
-/// them as its own. Returns how long publishing took.
+/// with alarms `0..timeline.count()` (see [`AlarmPublisher`]), alarm `seq`
+/// with the one action `action(seq)`. Returns how long publishing took.
 ///
 /// # Errors
 /// No broker, or a message the broker refused.
@@ -147,33 +216,15 @@ pub async fn prefill(
     timeline: &Timeline,
     action: impl Fn(usize) -> String,
 ) -> anyhow::Result<Duration> {
-    let mut config = Config::default();
-    config.broker.transport_url = transport_url.to_owned();
-    config.intake.notification = intake();
-    let (exchange, queue) = (&config.intake.notification.exchange, config.intake.notification.queue());
-    let connection = Broker::new(&config.broker)?
-        .connect("peer-bench")
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot connect to RabbitMQ to publish: {error}"))?;
-    let channel = connection.create_channel().await.context("cannot open a channel")?;
-    Topology::new(&config).publisher(&config, WireFormat::Notification).declare(&channel, false).await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await.context("cannot enable confirms")?;
+    let publisher = AlarmPublisher::connect(transport_url).await?;
     let mut alarm = Alarm::from_json(SAMPLE_ALARM).context("the sample alarm")?;
-    let properties = oslo_properties();
     let started = Instant::now();
     let mut pending = Vec::with_capacity(CONFIRM_BATCH);
     for seq in 0..timeline.count() {
         alarm.alarm_id = alarm_id(seq);
-        let body = message::encode(WireFormat::Notification, &alarm, &[action(seq)], &Stamps::fresh());
         timeline.publishing(seq);
-        let confirm = channel
-            .basic_publish(
-                exchange.as_str().into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                properties.clone(),
-            )
+        let confirm = publisher
+            .publish(&alarm, &[action(seq)])
             .await
             .with_context(|| format!("publishing alarm {seq}"))?;
         pending.push(confirm);
@@ -184,7 +235,7 @@ pub async fn prefill(
         }
     }
     let elapsed = started.elapsed();
-    let _ = connection.close(200, "published".into()).await;
+    publisher.close().await;
     Ok(elapsed)
 }
 

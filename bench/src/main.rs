@@ -10,13 +10,6 @@
 //! RSS, tocsin/aodh ratios) and writes it, with every round, as JSON.
 //! `scripts/peer-bench` installs what it needs and runs it.
 
-mod load;
-mod notifiers;
-mod procfs;
-mod report;
-mod sink;
-mod vhost;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,11 +19,12 @@ use clap::{Parser, ValueEnum};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::json;
 
-use crate::load::Timeline;
-use crate::notifiers::{Kind, Notifier, Programs};
-use crate::report::{Latency, Run};
-use crate::sink::Sink;
-use crate::vhost::Vhost;
+use tocsin_bench::load::{self, Timeline};
+use tocsin_bench::notifiers::{Kind, Notifier, Programs};
+use tocsin_bench::procfs;
+use tocsin_bench::report::{self, Latency, Run};
+use tocsin_bench::sink::Sink;
+use tocsin_bench::vhost::Vhost;
 
 /// A run with no arrival for this long has stalled and ends.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -174,7 +168,8 @@ async fn measure(
     let channel = watching.create_channel().await?;
     let (broker, me) = (procfs::named("beam.smp"), [std::process::id()]);
     let lines = (scenario == Scenario::Log).then(|| Arc::clone(&timeline));
-    let mut notifier = Notifier::start(kind, programs, &vhost.transport_url(), lines)?;
+    let api = "[api]\nlisten = \"127.0.0.1:0\"\n";
+    let mut notifier = Notifier::start(kind, programs, &vhost.transport_url(), lines, api)?;
     notifier.consuming(&channel).await?;
     // Its start-up is over: from here on, what it uses is the alarms' work.
     timeline.consuming();

@@ -69,9 +69,10 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts `kind` on the vhost at `transport_url`. When `timeline` is
-    /// given, each `Notifying alarm` line it writes counts as that alarm's
-    /// arrival (the `log://` action).
+    /// Starts `kind` on the vhost at `transport_url`, `extra` appended to
+    /// tocsin's configuration. When `timeline` is given, each `Notifying
+    /// alarm` line it writes counts as that alarm's arrival (the `log://`
+    /// action).
     ///
     /// # Errors
     /// It cannot be started.
@@ -80,11 +81,12 @@ impl Notifier {
         programs: &Programs,
         transport_url: &str,
         timeline: Option<Arc<Timeline>>,
+        extra: &str,
     ) -> anyhow::Result<Notifier> {
         let dir = tempfile::tempdir().context("temporary directory")?;
         let mut command = match kind {
             Kind::Aodh => aodh_command(&programs.aodh_notifier, transport_url, dir.path())?,
-            Kind::Tocsin => tocsin_command(&programs.tocsin, transport_url, dir.path())?,
+            Kind::Tocsin => tocsin_command(&programs.tocsin, transport_url, dir.path(), extra)?,
         };
         let mut child = command
             .process_group(0)
@@ -238,17 +240,17 @@ fn aodh_command(program: &Path, transport_url: &str, dir: &Path) -> anyhow::Resu
 }
 
 /// `tocsin serve` with its defaults, but for the vhost, its state in the
-/// run's directory, the API on a free port, and the `http` notifier allowed
-/// to reach the loopback sinks (tocsin's egress policy refuses loopback by
-/// default).
-fn tocsin_command(program: &Path, transport_url: &str, dir: &Path) -> anyhow::Result<Command> {
+/// run's directory, and the `http` notifier allowed to reach the loopback
+/// sinks (tocsin's egress policy refuses loopback by default); then
+/// `extra` (the `[api]` section among what it may add).
+fn tocsin_command(program: &Path, transport_url: &str, dir: &Path, extra: &str) -> anyhow::Result<Command> {
     let config = dir.join("tocsin.toml");
     std::fs::write(
         &config,
         format!(
             "[broker]\ntransport_url = \"{transport_url}\"\n\n[uploads]\nstate_path = \"{}\"\n\n\
-             [api]\nlisten = \"127.0.0.1:0\"\n\n[egress]\nallow_networks = [\"127.0.0.1/32\"]\n\n\
-             [plugins.http]\nallow_hosts = [\"127.0.0.1\"]\n",
+             [egress]\nallow_networks = [\"127.0.0.1/32\"]\n\n\
+             [plugins.http]\nallow_hosts = [\"127.0.0.1\"]\n{extra}",
             dir.join("state").display()
         ),
     )

@@ -1,6 +1,7 @@
-//! The HTTP receiver both notifiers deliver to: on 127.0.0.1, HTTP/1.1
-//! with keep-alive, notes when each alarm arrived and answers 200, at once
-//! or after a set pause (the slow endpoint).
+//! The HTTP receiver the notifiers deliver to: on 127.0.0.1, HTTP/1.1
+//! with keep-alive, notes when each alarm arrived (its id in the body or
+//! the path) and answers 200, at once or after a set pause (the slow
+//! endpoint).
 //!
 //! Each sink runs on a thread of its own with a single-threaded runtime:
 //! it shares the machine's cores with the notifier under test and the
@@ -113,8 +114,11 @@ async fn receive(
     receiver: Arc<Receiver>,
     request: Request<Incoming>,
 ) -> Result<Response<Empty<Bytes>>, hyper::Error> {
+    // The alarm's id is in the body (Aodh's), or else in the path (a
+    // plugin that fetches a URL made from it).
+    let in_path = seq_in(request.uri().path().as_bytes());
     let body = request.into_body().collect().await?.to_bytes();
-    if let Some(seq) = seq_in(&body) {
+    if let Some(seq) = seq_in(&body).or(in_path) {
         receiver.timeline.arrived(seq);
     }
     if !receiver.pause.is_zero() {

@@ -158,6 +158,10 @@ pub struct IntakeConfig {
     /// handful). A message with more is dead-lettered whole
     /// (`too-many-actions`), never half delivered.
     pub max_actions: usize,
+    /// Most bytes of a message times its actions: each action's retries
+    /// and dead letters carry the whole alarm. A message past it is
+    /// dead-lettered whole (`too-large-fanout`).
+    pub max_fanout_bytes: usize,
     /// Completed message ids remembered to skip repeats (oslo keeps 16).
     pub completed_ids: usize,
     /// On SIGTERM/SIGINT, how long messages in flight may take to finish,
@@ -172,7 +176,11 @@ pub struct IntakeConfig {
 impl IntakeConfig {
     /// What a decoded alarm message may hold.
     pub fn bounds(&self) -> crate::message::Bounds {
-        crate::message::Bounds { max_field_bytes: self.max_field_bytes, max_actions: self.max_actions }
+        crate::message::Bounds {
+            max_field_bytes: self.max_field_bytes,
+            max_actions: self.max_actions,
+            max_fanout_bytes: self.max_fanout_bytes,
+        }
     }
 }
 
@@ -183,6 +191,7 @@ impl Default for IntakeConfig {
             max_message_bytes: 1 << 20,
             max_field_bytes: 4096,
             max_actions: 100,
+            max_fanout_bytes: 16 << 20,
             completed_ids: 4096,
             shutdown_grace_ms: 35_000,
             rpc: RpcIntakeConfig::default(),
@@ -288,7 +297,7 @@ pub struct DeliveryConfig {
     pub horizon_ms: u64,
     /// Times this host requeues a message whose retry or dead letter the
     /// broker did not confirm (each after a backoff from
-    /// `backoff_initial_ms`, doubling, at most a minute). The next time it
+    /// `backoff_initial_ms`, doubling, at most 10 s). The next time it
     /// comes back, what is left of it is dead-lettered
     /// (`too-many-redeliveries`).
     pub max_redeliveries: u32,

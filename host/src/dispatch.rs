@@ -4,7 +4,8 @@
 //!
 //! Four bounds keep one slow destination, plugin or tenant from starving
 //! the rest: a global one (the instance pool), one per plugin, one per
-//! tenant (its quota) and one per destination host. A delivery waits for
+//! tenant (its quota) and one per destination host (per tenant and host
+//! for a tenant's plugins). A delivery waits for
 //! a busy plugin or tenant slot up to `dispatch.slot_wait_ms`, and for a
 //! busy destination only if a slot is expected within what is left of
 //! that time (judged from how long that destination's deliveries take and
@@ -305,11 +306,20 @@ impl<N: Notifiers> Dispatcher<N> {
         };
         let (name, tenant) = N::identity(&plugin);
         // Actions without a host (`log://`) are their plugin's destination.
-        let destination = split
+        // A tenant's plugin reaches what it was granted, whatever the
+        // action's host, which the alarm's author chose: its deliveries
+        // share the host's slots with its tenant's only, so that they
+        // cannot take the slots of another tenant's or the platform's
+        // deliveries to that host.
+        let host = split
             .as_ref()
             .map(|s| s.host_port().to_ascii_lowercase())
             .filter(|host| !host.is_empty())
             .unwrap_or_else(|| format!("{name}:"));
+        let destination = match tenant {
+            Some(tenant) => format!("{tenant}/{host}"),
+            None => host,
+        };
         let permits = match self.acquire(name, tenant, &destination).await {
             Ok(permits) => permits,
             Err(reason) => {

@@ -107,19 +107,27 @@ pub struct Bounds {
     pub max_field_bytes: usize,
     /// Most actions.
     pub max_actions: usize,
+    /// Most bytes of the message times its actions.
+    pub max_fanout_bytes: usize,
 }
 
 impl AlarmNotification {
-    /// Checks the message against `bounds`: its actions, then the fields
-    /// that name it in every log line of its deliveries (the alarm's, the
-    /// message and request ids, each action URL).
+    /// Checks the message, of `bytes` bytes, against `bounds`: its actions
+    /// and its size times them, then the fields that name it in every log
+    /// line of its deliveries (the alarm's, the message and request ids,
+    /// each action URL).
     ///
     /// # Errors
-    /// [`DecodeError::TooManyActions`] or [`DecodeError::FieldTooLong`].
-    pub fn check_bounds(&self, bounds: Bounds) -> Result<(), DecodeError> {
+    /// [`DecodeError::TooManyActions`], [`DecodeError::FanoutTooLarge`] or
+    /// [`DecodeError::FieldTooLong`].
+    pub fn check_bounds(&self, bytes: usize, bounds: Bounds) -> Result<(), DecodeError> {
         let limit = bounds.max_field_bytes;
-        if self.actions.len() > bounds.max_actions {
-            return Err(DecodeError::TooManyActions { count: self.actions.len(), limit: bounds.max_actions });
+        let actions = self.actions.len();
+        if actions > bounds.max_actions {
+            return Err(DecodeError::TooManyActions { count: actions, limit: bounds.max_actions });
+        }
+        if bytes.saturating_mul(actions) > bounds.max_fanout_bytes {
+            return Err(DecodeError::FanoutTooLarge { bytes, actions, limit: bounds.max_fanout_bytes });
         }
         self.alarm.check_field_sizes(limit)?;
         check_field_size("message_id", &self.message_id, limit)?;
@@ -183,6 +191,21 @@ pub enum DecodeError {
     /// `intake.max_field_bytes`.
     #[error(transparent)]
     FieldTooLong(#[from] FieldTooLong),
+    /// The message's size times its actions is more than
+    /// `intake.max_fanout_bytes`: each action's retries and dead letters
+    /// carry the whole alarm.
+    #[error(
+        "the message has {bytes} bytes and {actions} actions, more than the {limit} bytes allowed in all \
+         (intake.max_fanout_bytes)"
+    )]
+    FanoutTooLarge {
+        /// The message's size.
+        bytes: usize,
+        /// Its actions.
+        actions: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// More actions than `intake.max_actions`: the message is refused
     /// whole, never half delivered.
     #[error("the alarm has {count} actions, more than the {limit} allowed (intake.max_actions)")]
@@ -216,6 +239,7 @@ impl DecodeError {
             DecodeError::Field { .. } => "invalid-field",
             DecodeError::FieldTooLong(_) => "field-too-long",
             DecodeError::TooManyActions { .. } => "too-many-actions",
+            DecodeError::FanoutTooLarge { .. } => "too-large-fanout",
         }
     }
 }
@@ -517,7 +541,7 @@ fn json_kind(json: &PythonJson<'_>, raw: &RawValue) -> &'static str {
 /// Identity of a message that carries no id: the first 16 bytes of the
 /// SHA-256 of its body, in hex. A redelivery has the same body, so the
 /// same id.
-fn body_digest(body: &[u8]) -> String {
+pub fn body_digest(body: &[u8]) -> String {
     Sha256::digest(body)[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 

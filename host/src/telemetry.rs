@@ -227,21 +227,53 @@ impl Visit for EscapingVisitor<'_> {
         if field.name() == "message" {
             self.record_debug(field, &format_args!("{value}"));
         } else {
-            self.record_debug(field, &value);
+            // A string's `Debug` is quoted: it reads as one value.
+            self.write_field(field, |out, pad, name| write!(out, "{pad}{name}={value:?}"));
         }
     }
 
+    /// A message, or a value logged with its `Display` (`%`) or `Debug`
+    /// (`?`): written as it is, unless it could read as more than one
+    /// token (a message with a `=` in it, a value with a space, `=` or
+    /// `"`, an empty value), then quoted; a plugin's message always. Such
+    /// text may hold what the broker or a plugin sent (an alarm's id, a
+    /// failure's reason): it must not pose as the line's own fields.
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        SCRATCH.with_borrow_mut(|text| {
+            text.clear();
+            if write!(text, "{value:?}").is_err() {
+                return;
+            }
+            let is_message = field.name() == "message";
+            let quoted = if is_message {
+                QUOTE_MESSAGE.get() || text.contains('=')
+            } else {
+                text.is_empty() || text.contains(|c: char| c.is_whitespace() || c == '=' || c == '"')
+            };
+            self.write_field(field, |out, pad, name| match (is_message, quoted) {
+                (true, true) => write!(out, "{pad}{text:?}"),
+                (true, false) => write!(out, "{pad}{text}"),
+                (false, true) => write!(out, "{pad}{name}={text:?}"),
+                (false, false) => write!(out, "{pad}{name}={text}"),
+            });
+        });
+    }
+}
+
+impl EscapingVisitor<'_> {
+    /// Writes one field with `write(out, padding, name)`, unless an earlier
+    /// write failed or it is `log` crate metadata.
+    fn write_field(
+        &mut self,
+        field: &Field,
+        write: impl FnOnce(&mut Escaping<'_>, &str, &str) -> std::fmt::Result,
+    ) {
         let name = field.name();
         if self.result.is_err() || name.starts_with("log.") {
             return;
         }
         let pad = if std::mem::take(&mut self.first) { "" } else { " " };
-        self.result = match name {
-            "message" if QUOTE_MESSAGE.get() => write!(self.out, "{pad}{:?}", format!("{value:?}")),
-            "message" => write!(self.out, "{pad}{value:?}"),
-            name => write!(self.out, "{pad}{}={value:?}", name.strip_prefix("r#").unwrap_or(name)),
-        };
+        self.result = write(&mut self.out, pad, name.strip_prefix("r#").unwrap_or(name));
     }
 }
 
@@ -249,6 +281,9 @@ thread_local! {
     /// Whether the event being formatted on this thread is a plugin's line,
     /// whose message [`EscapingVisitor`] quotes: set by [`TextLines`].
     static QUOTE_MESSAGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Where [`EscapingVisitor`] writes a value first, to see whether it
+    /// needs quotes: reused, so a line costs no allocation for it.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// The text log's lines: `F`'s (tracing-subscriber's default shape), with
@@ -459,6 +494,9 @@ mod tests {
             let forged = "ok\" plugin=\"log\" alarm_id=\"other\u{1b}";
             tracing::info!(target: PLUGIN_TARGET, plugin = "evil", "{forged}");
             tracing::info!(plugin = "evil", "host: Own line.");
+            let id = r#"x" tenant="victim"#;
+            tracing::info!(error = %format_args!("reason {id}"), alarm_id = %id, "Unable to notify alarm {id}");
+            tracing::info!(count = 3, action = %"log://", empty = %"", "plain");
         });
         let written = String::from_utf8(recorder.written()).unwrap();
         let lines: Vec<&str> = written.lines().collect();
@@ -467,6 +505,12 @@ mod tests {
             "the plugin's text is one quoted string"
         );
         assert_eq!(lines[1], r#" INFO host: Own line. plugin="evil""#, "the host's own lines are not quoted");
+        assert_eq!(
+            lines[2],
+            r#" INFO "Unable to notify alarm x\" tenant=\"victim" error="reason x\" tenant=\"victim" alarm_id="x\" tenant=\"victim""#,
+            "a host line with text from the broker or a plugin cannot pose as fields either"
+        );
+        assert_eq!(lines[3], r#" INFO plain count=3 action=log:// empty="""#, "one-token values stay bare");
     }
 
     #[test]

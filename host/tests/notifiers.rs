@@ -906,3 +906,31 @@ async fn a_dry_runs_alarm_id_is_bounded_and_counted_in_the_log_caps() {
     let written: Vec<Value> = service.logs().into_iter().filter(|line| line["alarm_id"] == long_id).collect();
     assert_eq!(written.len(), 12 + 1, "the 12 lines and the warning of those dropped: {written:?}");
 }
+
+/// A tenant's plugin reaches what it was granted, whatever host its action
+/// names: its deliveries take the per-host slots of its own tenant only.
+/// Here acme's two deliveries hang (its plugin fetches an endpoint that
+/// never answers) with actions naming the host of the platform's webhook,
+/// and `per_host = 2`: an `http://` alarm to that webhook is still
+/// delivered at once, not deferred. Before, the two hanging deliveries
+/// held both slots of that host, and every alarm to it was deferred until
+/// they timed out.
+#[tokio::test]
+async fn a_tenants_deliveries_cannot_take_the_slots_of_a_host_they_name() {
+    let vhost = TestVhost::create();
+    let hanging = Webhook::start(Reply::Hang).await.unwrap();
+    let webhook = Webhook::start(Reply::status(200)).await.unwrap();
+    let config = tenants_config(&vhost, "").replace("[dispatch]\n", "[dispatch]\nper_host = 2\n");
+    let service = Service::start(TOCSIN, &config).await;
+    assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::FETCH)).await.0, 201);
+    let action = format!("acme-chat://{}/?target={}", webhook.addr, hanging.url("/never"));
+    publish(&vhost, &action, 2).await;
+    let held = eventually(Duration::from_secs(10), async || hanging.received().len() == 2).await;
+    assert!(held, "{}", service.log_text());
+    publish(&vhost, &webhook.url("/alarm"), 1).await;
+    let delivered = eventually(Duration::from_secs(10), async || webhook.received().len() == 1).await;
+    assert!(delivered, "{}", service.log_text());
+    let deferred = r#"tocsin_deliveries_total{plugin="http",tenant="",outcome="deferred"}"#;
+    assert_eq!(service.metric(deferred).await, 0.0, "{}", service.log_text());
+    assert!(service.lines_with("Unable to notify alarm").is_empty(), "the hanging calls are still running");
+}

@@ -367,9 +367,10 @@ async fn poison_messages_are_dead_lettered_and_delivery_goes_on() {
 }
 
 /// Issue 20, findings 2 and 4: a message whose alarm id is longer than
-/// `intake.max_field_bytes`, or that carries more than `intake.max_actions`
-/// actions, is dead-lettered whole with the reason, none of its actions
-/// sent; the next alarm is delivered. At e8aba4b both were delivered: the
+/// `intake.max_field_bytes`, that carries more than `intake.max_actions`
+/// actions, or whose size times its actions is more than
+/// `intake.max_fanout_bytes`, is dead-lettered whole with the reason, none
+/// of its actions sent; the next alarm is delivered. At e8aba4b both were delivered: the
 /// 5,000-byte id written into every log line of the delivery, each of the
 /// 101 actions sent, all at once, each with its own deep copy of the alarm.
 #[tokio::test]
@@ -380,12 +381,17 @@ async fn an_oversized_alarm_id_or_too_many_actions_is_dead_lettered_whole() {
     let long_id = alarm_data(&"i".repeat(5_000), &format!(r#"["{}"]"#, sink.url("/long-id")));
     let many: Vec<String> = (0..101).map(|n| format!(r#""{}""#, sink.url(&format!("/many/{n}")))).collect();
     let many = alarm_data("a-many", &format!("[{}]", many.join(", ")));
-    for data in [long_id, many, alarm_data("a-ok", &format!(r#"["{}"]"#, sink.url("/ok")))] {
+    // 200 KB times 90 actions: more than intake.max_fanout_bytes (16 MiB).
+    let fanout: Vec<String> =
+        (0..90).map(|n| format!(r#""{}""#, sink.url(&format!("/fanout/{n}")))).collect();
+    let fanout = alarm_data("a-fanout", &format!("[{}]", fanout.join(", ")))
+        .replace(r#""reason": "r""#, &format!(r#""reason": "{}""#, "r".repeat(200_000)));
+    for data in [long_id, many, fanout, alarm_data("a-ok", &format!(r#"["{}"]"#, sink.url("/ok")))] {
         vhost.publish("ceilometer", "alarm_notifier", json_properties(), &cast(data)).await;
     }
     wait_for_requests(&sink, 1).await;
     let dead =
-        eventually(Duration::from_secs(10), async || vhost.depth("tocsin.dead-letters").await == 2).await;
+        eventually(Duration::from_secs(10), async || vhost.depth("tocsin.dead-letters").await == 3).await;
     assert!(dead, "{}", service.log_text());
     let letters = vhost.drain("tocsin.dead-letters").await;
     let reasons: HashMap<String, String> = letters
@@ -402,6 +408,10 @@ async fn an_oversized_alarm_id_or_too_many_actions_is_dead_lettered_whole() {
     assert_eq!(
         reasons["too-many-actions"],
         "the alarm has 101 actions, more than the 100 allowed (intake.max_actions)"
+    );
+    assert!(
+        reasons["too-large-fanout"].contains("and 90 actions, more than the 16777216 bytes"),
+        "{reasons:?}"
     );
     let targets: Vec<String> = sink.received().into_iter().map(|request| request.target).collect();
     assert_eq!(targets, ["/ok"], "nothing of the refused messages was sent");

@@ -19,7 +19,7 @@ use super::Intake;
 use super::publisher::{PublishError, Publisher};
 use super::settle::Settlement;
 use super::topology::Source;
-use crate::delivery::memory::RequeuedMessage;
+use crate::delivery::memory::{RequeuedMessage, RequeuedMessages};
 use crate::delivery::policy::{Decision, tier_label};
 use crate::delivery::{DeliveryRecord, now_ms, now_us};
 use crate::dispatch::{Notifiers, Outcome};
@@ -31,8 +31,8 @@ use crate::metrics::ReasonLabels;
 const REDELIVERY_CAP: &str = "too-many-redeliveries";
 
 /// The longest a message whose outcome was not confirmed waits before it
-/// is requeued.
-const MAX_REQUEUE_BACKOFF: Duration = Duration::from_secs(60);
+/// is requeued: it holds a place in the prefetch window meanwhile.
+const MAX_REQUEUE_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A message's outcome the broker did not confirm: it is requeued.
 #[derive(Debug)]
@@ -47,6 +47,41 @@ impl Unconfirmed {
     /// an alarm: its only outcome is its dead letter).
     fn first(error: PublishError) -> Self {
         Unconfirmed { error, times: 1 }
+    }
+}
+
+/// What a host remembers a requeued message by: its kind, its id and a
+/// digest of its body, so that another message reusing the id (an
+/// evaluator's `_unique_id` is the sender's to choose) is not taken for
+/// it. The digest is computed only when needed: for a redelivered message,
+/// or one being requeued.
+pub(super) struct RequeueKey<'a> {
+    kind: &'static str,
+    id: String,
+    message: &'a Message,
+    key: std::sync::OnceLock<String>,
+}
+
+impl RequeueKey<'_> {
+    fn new<'a>(kind: &'static str, id: String, message: &'a Message) -> RequeueKey<'a> {
+        RequeueKey { kind, id, message, key: std::sync::OnceLock::new() }
+    }
+
+    fn get(&self) -> &str {
+        self.key
+            .get_or_init(|| format!("{}:{}:{}", self.kind, self.id, message::body_digest(&self.message.data)))
+    }
+
+    /// What this host knows of the message, if it requeued it (then it
+    /// comes back redelivered).
+    fn earlier(&self, requeued: &RequeuedMessages) -> Option<RequeuedMessage> {
+        self.message.redelivered.then(|| requeued.get(self.get())).flatten()
+    }
+
+    fn forget(&self, requeued: &RequeuedMessages) {
+        if self.message.redelivered {
+            requeued.forget(self.get());
+        }
     }
 }
 
@@ -103,7 +138,7 @@ impl<N: Notifiers> Intake<N> {
         let decoded = message::decode(properties, &message.data, self.config.intake.max_message_bytes)
             .and_then(|decoded| match decoded {
                 Decoded::Alarm(notification) => {
-                    notification.check_bounds(self.config.intake.bounds())?;
+                    notification.check_bounds(message.data.len(), self.config.intake.bounds())?;
                     Ok(Decoded::Alarm(notification))
                 }
                 ignored @ Decoded::Ignored { .. } => Ok(ignored),
@@ -138,13 +173,17 @@ impl<N: Notifiers> Intake<N> {
                 self.metrics.message("notification", "ignored");
                 Ok(())
             }
-            Ok(Decoded::Alarm(notification)) => self.handle_alarm(*notification, publisher).await,
+            Ok(Decoded::Alarm(notification)) => {
+                let key = RequeueKey::new("message", notification.message_id.clone(), message);
+                self.handle_alarm(*notification, &key, publisher).await
+            }
         }
     }
 
     async fn handle_alarm(
         &self,
         notification: AlarmNotification,
+        key: &RequeueKey<'_>,
         publisher: &Publisher,
     ) -> Result<(), Unconfirmed> {
         let kind = notification.kind.as_str();
@@ -172,9 +211,9 @@ impl<N: Notifiers> Intake<N> {
             self.completed.insert(message_id);
             return Ok(());
         }
-        let earlier = self.requeued.get(message_id);
+        let earlier = key.earlier(&self.requeued);
         if let Some(earlier) = earlier.as_ref().filter(|e| e.times >= self.config.delivery.max_redeliveries) {
-            return self.give_up(notification, earlier, publisher).await;
+            return self.give_up(notification, earlier, key, publisher).await;
         }
         self.metrics.message(kind, "accepted");
         if notification.lone_surrogates > 0 {
@@ -221,12 +260,12 @@ impl<N: Notifiers> Intake<N> {
         let (confirmed, unconfirmed): (Vec<_>, Vec<_>) = settled.into_iter().partition(|(_, r)| r.is_ok());
         match unconfirmed.into_iter().find_map(|(_, result)| result.err()) {
             None => {
-                self.requeued.forget(&message_id);
+                key.forget(&self.requeued);
                 self.completed.insert(&message_id);
                 Ok(())
             }
             Some(error) => {
-                let times = self.requeued.requeue(&message_id, confirmed.into_iter().map(|(index, _)| index));
+                let times = self.requeued.requeue(key.get(), confirmed.into_iter().map(|(index, _)| index));
                 Err(Unconfirmed { error, times })
             }
         }
@@ -253,6 +292,7 @@ impl<N: Notifiers> Intake<N> {
         &self,
         notification: AlarmNotification,
         earlier: &RequeuedMessage,
+        key: &RequeueKey<'_>,
         publisher: &Publisher,
     ) -> Result<(), Unconfirmed> {
         let message_id = notification.message_id.clone();
@@ -262,15 +302,19 @@ impl<N: Notifiers> Intake<N> {
         );
         let now = now_ms();
         let changed_at = notification.changed_at_us.unwrap_or_else(now_us);
+        let mut dead = Vec::new();
         for record in self.records(notification, changed_at, now) {
-            if earlier.settled.contains(&(record.action_index as usize)) {
+            let index = record.action_index as usize;
+            if earlier.settled.contains(&index) {
                 continue;
             }
             if let Err(error) = self.dead_letter(&record, REDELIVERY_CAP, &reason, publisher).await {
-                return Err(Unconfirmed { error, times: self.requeued.requeue(&message_id, []) });
+                // Those dead-lettered are settled: not again next time.
+                return Err(Unconfirmed { error, times: self.requeued.requeue(key.get(), dead) });
             }
+            dead.push(index);
         }
-        self.requeued.forget(&message_id);
+        key.forget(&self.requeued);
         self.completed.insert(&message_id);
         Ok(())
     }
@@ -293,19 +337,20 @@ impl<N: Notifiers> Intake<N> {
             }
         };
         // Each attempt of a delivery is its own message.
-        let key = format!("{}#{}", record.delivery_id, record.attempt);
-        let earlier = self.requeued.get(&key);
-        if let Some(earlier) = earlier.filter(|e| e.times >= self.config.delivery.max_redeliveries) {
+        let key = RequeueKey::new("record", format!("{}#{}", record.delivery_id, record.attempt), message);
+        if let Some(earlier) =
+            key.earlier(&self.requeued).filter(|e| e.times >= self.config.delivery.max_redeliveries)
+        {
             let reason = format!(
                 "requeued {} times (delivery.max_redeliveries): the broker did not confirm its retry or dead letter",
                 earlier.times
             );
             return match self.dead_letter(&record, REDELIVERY_CAP, &reason, publisher).await {
                 Ok(()) => {
-                    self.requeued.forget(&key);
+                    key.forget(&self.requeued);
                     Ok(())
                 }
-                Err(error) => Err(Unconfirmed { error, times: self.requeued.requeue(&key, []) }),
+                Err(error) => Err(Unconfirmed { error, times: self.requeued.requeue(key.get(), []) }),
             };
         }
         let (alarm_id, shown) = (record.alarm.alarm_id.as_str(), action::display(&record.action));
@@ -323,10 +368,10 @@ impl<N: Notifiers> Intake<N> {
         self.metrics.message("retry", "accepted");
         match self.deliver_and_settle(&record, publisher).await {
             Ok(()) => {
-                self.requeued.forget(&key);
+                key.forget(&self.requeued);
                 Ok(())
             }
-            Err(error) => Err(Unconfirmed { error, times: self.requeued.requeue(&key, []) }),
+            Err(error) => Err(Unconfirmed { error, times: self.requeued.requeue(key.get(), []) }),
         }
     }
 

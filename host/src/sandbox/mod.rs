@@ -11,7 +11,7 @@
 //!   alarms or tenants.
 //!
 //! Limits per call: memory ([`limits::MemoryLimiter`]), CPU (fuel: the
-//! guest's instructions and the host's work for it, [`host_work`]), a
+//! guest's instructions, or its CPU time's worth when more, [`cpu_time`]), a
 //! wall-clock deadline covering host calls too, log and HTTP caps (in the
 //! capabilities). Hitting one is a typed [`CallError::Limit`]; the host
 //! and other calls carry on.
@@ -22,8 +22,8 @@
 
 pub mod artifacts;
 pub mod bindings;
+pub mod cpu_time;
 pub mod epoch;
-pub mod host_work;
 pub mod limits;
 pub mod scheduler;
 pub mod state;
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
     CallHook, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
-    PoolingAllocationConfig, Store, Trap,
+    PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
 use crate::alarm::{Alarm, Delivery, ReasonData};
@@ -48,10 +48,10 @@ use bindings::NotifierPre;
 use bindings::exports::tocsin::notifier::handler::NotifyError;
 use bindings::tocsin::notifier::log::Level;
 use bindings::tocsin::notifier::types as wit;
+use cpu_time::{CallClock, CpuCharge, CpuTimeExceeded};
 use epoch::EpochTicker;
-use host_work::{HostWorkExceeded, HostWorkMeter};
 use limits::{DeadlineExceeded, Limit, Limits, MemoryLimitExceeded, MemoryLimiter, check_deadline};
-use scheduler::{CpuScheduler, PausedTime};
+use scheduler::CpuScheduler;
 use state::StoreState;
 
 /// Longest failure reason kept from a plugin.
@@ -424,26 +424,30 @@ impl Sandbox {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        // Every host call first checks the deadline (the timeout below
+        // Every host call first checks the deadline: the timeout below
         // fires only when the call yields, and one host call cannot be
-        // interrupted), and is charged to the call's fuel on return.
-        let paused = Arc::new(PausedTime::default());
-        let mut host_work = HostWorkMeter::new(Arc::clone(&paused));
-        store.call_hook(move |store, hook| {
-            if matches!(hook, CallHook::CallingHost) {
-                check_deadline(deadline)?;
-            }
-            host_work.hook(store, hook)
+        // interrupted.
+        store.call_hook(move |_, hook| match hook {
+            CallHook::CallingHost => check_deadline(deadline),
+            _ => Ok(()),
         });
-        // Yield at every epoch tick: the runtime gets its thread back and
-        // the scheduler hands the turn on.
-        store.epoch_deadline_async_yield_and_update(1);
+        // At every epoch tick the call's CPU time is charged to its fuel,
+        // and it yields: the runtime gets its thread back and the scheduler
+        // hands the turn on.
+        let clock = Arc::new(CallClock::default());
+        let charge = Arc::new(CpuCharge::new(Arc::clone(&clock), limits.fuel));
+        let ticking = Arc::clone(&charge);
+        store.epoch_deadline_callback(move |store| {
+            ticking.charge(store)?;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store.set_epoch_deadline(1);
         let _running = self.ticker.running();
         let result = match store.set_fuel(limits.fuel) {
             Err(error) => Err(CallError::Trap(format!("{error:#}"))),
             Ok(()) => {
                 let call = call_notify(&mut store, &plugin.pre, action, alarm, delivery);
-                let call = self.scheduler.run(plugin.tenant.clone(), &paused, call);
+                let call = self.scheduler.run(plugin.tenant.clone(), &clock, call);
                 match tokio::time::timeout_at(deadline.into(), call).await {
                     Err(_elapsed) => Err(CallError::Limit {
                         limit: Limit::Deadline,
@@ -453,7 +457,7 @@ impl Sandbox {
                 }
             }
         };
-        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let fuel_used = charge.used(store.get_fuel().unwrap_or(0));
         let state = store.into_data();
         finish(state, result, started.elapsed(), fuel_used)
     }
@@ -511,7 +515,7 @@ fn classify_error(error: &wasmtime::Error, instantiating: bool) -> CallError {
     if let Some(hit) = error.downcast_ref::<DeadlineExceeded>() {
         return CallError::Limit { limit: Limit::Deadline, detail: hit.to_string() };
     }
-    if let Some(hit) = error.downcast_ref::<HostWorkExceeded>() {
+    if let Some(hit) = error.downcast_ref::<CpuTimeExceeded>() {
         return CallError::Limit { limit: Limit::Cpu, detail: hit.to_string() };
     }
     if let Some(full) = error.downcast_ref::<PoolConcurrencyLimitError>() {

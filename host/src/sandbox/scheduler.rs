@@ -11,16 +11,15 @@
 //! runtime's other tasks (the API, the intake, acknowledgements) never
 //! wait behind more than the slots' current turns.
 //!
-//! [`CpuScheduler::run`] also tells the host-work meter
-//! ([`super::host_work`]) how long the call spent suspended, so that only
-//! the time it held the thread is charged to it.
+//! [`CpuScheduler::run`] also times each poll of the call on its thread's
+//! CPU clock ([`CallClock`]), for the charge of its CPU time to its fuel.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+
+use super::cpu_time::CallClock;
 
 /// Whose calls share one turn: the owning tenant, none for the platform's
 /// plugins.
@@ -56,22 +55,19 @@ impl CpuScheduler {
         }
     }
 
-    /// Runs `call` for `owner`, polling it only while it holds a slot, and
-    /// adds the time it spends suspended to `paused`.
-    pub async fn run<F: Future>(&self, owner: TurnOwner, paused: &PausedTime, call: F) -> F::Output {
+    /// Runs `call` for `owner`, polling it only while it holds a slot,
+    /// each poll timed by `clock`.
+    pub async fn run<F: Future>(&self, owner: TurnOwner, clock: &CallClock, call: F) -> F::Output {
         let mut call = std::pin::pin!(call);
         let mut turn = Turn { scheduler: self, owner, holding: Holding::Nothing };
-        let mut paused_at: Option<Instant> = None;
         std::future::poll_fn(|cx| {
             if !turn.take_slot(cx) {
                 return Poll::Pending;
             }
-            if let Some(at) = paused_at.take() {
-                paused.add(at.elapsed());
-            }
+            clock.poll_begins();
             let polled = call.as_mut().poll(cx);
+            clock.poll_ends();
             if polled.is_pending() {
-                paused_at = Some(Instant::now());
                 turn.give_back();
             }
             polled
@@ -87,19 +83,23 @@ impl CpuScheduler {
 }
 
 impl State {
-    /// Hands free slots to queued calls, one owner after another.
-    fn grant(&mut self) {
+    /// Hands free slots to queued calls, one owner after another; returns
+    /// their wakers, to be woken once the lock is released (a waker may
+    /// run code that takes it again).
+    fn grant(&mut self) -> Vec<Waker> {
+        let mut woken = Vec::new();
         while self.free > 0 {
-            let Some((owner, mut calls)) = self.waiting.pop_front() else { return };
+            let Some((owner, mut calls)) = self.waiting.pop_front() else { break };
             if let Some((ticket, waker)) = calls.pop_front() {
                 self.free -= 1;
                 self.granted.push(ticket);
-                waker.wake();
+                woken.push(waker);
             }
             if !calls.is_empty() {
                 self.waiting.push_back((owner, calls));
             }
         }
+        woken
     }
 
     fn queue(&mut self, owner: &TurnOwner, ticket: u64, waker: Waker) {
@@ -191,7 +191,9 @@ impl Turn<'_> {
         };
         if freed {
             state.free += 1;
-            state.grant();
+            let woken = state.grant();
+            drop(state);
+            woken.into_iter().for_each(Waker::wake);
         }
     }
 }
@@ -202,28 +204,10 @@ impl Drop for Turn<'_> {
     }
 }
 
-/// Time a call spent suspended (waiting on I/O, for its turn, or after an
-/// epoch yield), in nanoseconds: shared by [`CpuScheduler::run`], which
-/// adds to it, and the host-work meter, which subtracts it.
-#[derive(Debug, Default)]
-pub struct PausedTime(AtomicU64);
-
-impl PausedTime {
-    fn add(&self, time: std::time::Duration) {
-        let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
-        self.0.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    /// The total so far, in nanoseconds.
-    pub fn nanos(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
     /// Counts its wakes.
@@ -287,18 +271,18 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn suspended_time_is_counted_and_the_slot_freed_while_suspended() {
+    async fn a_suspended_call_frees_its_slot_and_costs_no_cpu_time() {
         let scheduler = CpuScheduler::new(1);
-        let paused = PausedTime::default();
+        let (clock, other_clock) = (CallClock::default(), CallClock::default());
         let (send, receive) = tokio::sync::oneshot::channel::<()>();
-        let waiting = scheduler.run(owner("a"), &paused, receive);
-        let other = scheduler.run(owner("b"), &paused, async {
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let waiting = scheduler.run(owner("a"), &clock, receive);
+        let other = scheduler.run(owner("b"), &other_clock, async {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
             send.send(()).unwrap_or(());
         });
         // `other` needs the only slot while `waiting` is suspended on it.
         let (received, ()) = tokio::join!(waiting, other);
         assert!(received.is_ok());
-        assert!(paused.nanos() >= 2_000_000, "{} ns", paused.nanos());
+        assert!(clock.cpu_time() < std::time::Duration::from_millis(20), "{:?}", clock.cpu_time());
     }
 }

@@ -15,8 +15,8 @@ impl Notifier for LogFlood {
         };
         let kib: usize = query("kib").unwrap_or(1);
         let lines: usize = query("lines").unwrap_or(100_000);
-        // Built in place (a 24 MiB line fits a 32 MiB memory limit once),
-        // with bulk-memory fills that cost the guest little fuel.
+        // Built in place, by doubling copies: a 24 MiB line fits a 32 MiB
+        // memory limit once, and costs about 25 M fuel.
         const RED: &str = "\u{1b}[31m";
         let length = RED.len() + kib * 1024;
         let mut line = String::with_capacity(length);

@@ -67,12 +67,16 @@ impl CallClock {
         self.poll_began_ns.store(thread_cpu_ns(), Ordering::Relaxed);
     }
 
-    /// The poll that began on this thread ends.
-    pub fn poll_ends(&self) {
+    /// The poll that began on this thread ends; returns its CPU time, in
+    /// nanoseconds.
+    pub fn poll_ends(&self) -> u64 {
         let began = self.poll_began_ns.swap(0, Ordering::Relaxed);
-        if began > 0 {
-            self.ended_ns.fetch_add(thread_cpu_ns().saturating_sub(began), Ordering::Relaxed);
+        if began == 0 {
+            return 0;
         }
+        let took = thread_cpu_ns().saturating_sub(began);
+        self.ended_ns.fetch_add(took, Ordering::Relaxed);
+        took
     }
 
     /// The call's CPU time so far; from inside a poll (the epoch callback),

@@ -433,13 +433,17 @@ impl Sandbox {
         });
         // At every epoch tick the call's CPU time is charged to its fuel,
         // and it yields: the runtime gets its thread back and the scheduler
-        // hands the turn on.
+        // hands the turn on. Through tokio's own yield, which wakes the
+        // task only after the worker has polled its I/O and timers: a call
+        // that woke itself at once would be polled again and again, and
+        // the worker would look at the sockets and timers of every other
+        // task only every 61 of its turns.
         let clock = Arc::new(CallClock::default());
         let charge = Arc::new(CpuCharge::new(Arc::clone(&clock), limits.fuel));
         let ticking = Arc::clone(&charge);
         store.epoch_deadline_callback(move |store| {
             ticking.charge(store)?;
-            Ok(UpdateDeadline::Yield(1))
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         store.set_epoch_deadline(1);
         let _running = self.ticker.running();

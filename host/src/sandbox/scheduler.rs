@@ -1,20 +1,24 @@
-//! Turns on the CPU for sandbox calls, tenants served in turn.
+//! Turns on the CPU for sandbox calls, tenants sharing it fairly.
 //!
 //! A call runs guest code and synchronous host work only while it holds
 //! one of a fixed number of slots ([`CpuScheduler::new`]). It gives the
 //! slot back whenever it suspends: at every epoch yield (about once a
 //! millisecond of running, see [`super::epoch`]) and while it waits on
 //! I/O. To go on it takes a slot again, and when none is free it queues.
-//! Queued calls are granted slots tenant by tenant in rotation, each
-//! tenant's calls in arrival order, so a tenant with sixteen spinning
-//! calls gets one turn for every turn of a tenant with one call, and the
-//! runtime's other tasks (the API, the intake, acknowledgements) never
-//! wait behind more than the slots' current turns.
+//! A free slot goes to the queued call of the tenant that has used the
+//! least CPU time in its turns (each tenant's calls in arrival order), as
+//! a fair-share scheduler does: a tenant whose calls use little CPU (a
+//! notification takes tens of microseconds) goes before one that spins or
+//! makes the host copy 24 MiB in each turn, so its calls wait at most for
+//! the turns running now. A tenant that comes back after a pause starts
+//! level with the least-served tenant waiting, not with the credit of its
+//! pause. The runtime's other tasks (the API, the intake,
+//! acknowledgements) never wait behind more than the slots' current turns.
 //!
 //! [`CpuScheduler::run`] also times each poll of the call on its thread's
 //! CPU clock ([`CallClock`]), for the charge of its CPU time to its fuel.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -34,12 +38,19 @@ pub struct CpuScheduler {
 #[derive(Debug)]
 struct State {
     free: usize,
-    /// Owners with queued calls, in the order they are served next; each
-    /// with its calls' tickets and wakers in arrival order.
+    /// Owners with queued calls; each with its calls' tickets and wakers in
+    /// arrival order.
     waiting: VecDeque<(TurnOwner, VecDeque<(u64, Waker)>)>,
     /// Tickets handed a slot that have not resumed yet.
     granted: Vec<u64>,
     next_ticket: u64,
+    /// CPU time each owner's turns have used, in nanoseconds: the owner
+    /// waiting with the least goes next. An owner that queues while none
+    /// of its calls waits or runs is raised to the least of those that do
+    /// (no credit for the time it was away).
+    used: HashMap<TurnOwner, u64>,
+    /// Slots each owner holds.
+    running: HashMap<TurnOwner, usize>,
 }
 
 impl CpuScheduler {
@@ -51,6 +62,8 @@ impl CpuScheduler {
                 waiting: VecDeque::new(),
                 granted: Vec::new(),
                 next_ticket: 0,
+                used: HashMap::new(),
+                running: HashMap::new(),
             }),
         }
     }
@@ -66,7 +79,7 @@ impl CpuScheduler {
             }
             clock.poll_begins();
             let polled = call.as_mut().poll(cx);
-            clock.poll_ends();
+            turn.used(clock.poll_ends());
             if polled.is_pending() {
                 turn.give_back();
             }
@@ -83,29 +96,53 @@ impl CpuScheduler {
 }
 
 impl State {
-    /// Hands free slots to queued calls, one owner after another; returns
-    /// their wakers, to be woken once the lock is released (a waker may
-    /// run code that takes it again).
+    /// Hands free slots to queued calls, the least-served owner's first;
+    /// returns their wakers, to be woken once the lock is released (a
+    /// waker may run code that takes it again).
     fn grant(&mut self) -> Vec<Waker> {
         let mut woken = Vec::new();
         while self.free > 0 {
-            let Some((owner, mut calls)) = self.waiting.pop_front() else { break };
+            let used = |owner: &TurnOwner| self.used.get(owner).copied().unwrap_or(0);
+            let Some(next) = (0..self.waiting.len()).min_by_key(|at| used(&self.waiting[*at].0)) else {
+                break;
+            };
+            let calls = &mut self.waiting[next].1;
             if let Some((ticket, waker)) = calls.pop_front() {
                 self.free -= 1;
                 self.granted.push(ticket);
                 woken.push(waker);
             }
-            if !calls.is_empty() {
-                self.waiting.push_back((owner, calls));
+            if calls.is_empty() {
+                self.waiting.remove(next);
             }
         }
         woken
     }
 
     fn queue(&mut self, owner: &TurnOwner, ticket: u64, waker: Waker) {
-        match self.waiting.iter_mut().find(|(queued, _)| queued == owner) {
-            Some((_, calls)) => calls.push_back((ticket, waker)),
-            None => self.waiting.push_back((owner.clone(), VecDeque::from([(ticket, waker)]))),
+        if let Some((_, calls)) = self.waiting.iter_mut().find(|(queued, _)| queued == owner) {
+            calls.push_back((ticket, waker));
+            return;
+        }
+        if !self.running.contains_key(owner) {
+            let active = self.waiting.iter().map(|(queued, _)| queued).chain(self.running.keys());
+            let floor = active.filter_map(|active| self.used.get(active)).min().copied().unwrap_or(0);
+            let used = self.used.entry(owner.clone()).or_insert(0);
+            *used = (*used).max(floor);
+        }
+        self.waiting.push_back((owner.clone(), VecDeque::from([(ticket, waker)])));
+    }
+
+    /// `owner` takes a slot, or gives one back.
+    fn count_running(&mut self, owner: &TurnOwner, taken: bool) {
+        let held = self.running.entry(owner.clone()).or_insert(0);
+        if taken {
+            *held += 1;
+        } else {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                self.running.remove(owner);
+            }
         }
     }
 
@@ -152,6 +189,7 @@ impl Turn<'_> {
             Holding::Slot => return true,
             Holding::Queued(ticket) => {
                 if state.take_grant(ticket) {
+                    state.count_running(&self.owner, true);
                     self.holding = Holding::Slot;
                     return true;
                 }
@@ -167,6 +205,7 @@ impl Turn<'_> {
             Holding::Nothing => {
                 if state.free > 0 && state.waiting.is_empty() {
                     state.free -= 1;
+                    state.count_running(&self.owner, true);
                     self.holding = Holding::Slot;
                     return true;
                 }
@@ -179,13 +218,23 @@ impl Turn<'_> {
         false
     }
 
+    /// The owner's turns used `nanos` more of CPU time.
+    fn used(&self, nanos: u64) {
+        let mut state = self.scheduler.lock();
+        let used = state.used.entry(self.owner.clone()).or_insert(0);
+        *used = used.saturating_add(nanos);
+    }
+
     /// Gives back the slot or the place in the queue.
     fn give_back(&mut self) {
         let holding = std::mem::replace(&mut self.holding, Holding::Nothing);
         let mut state = self.scheduler.lock();
         let freed = match holding {
             Holding::Nothing => false,
-            Holding::Slot => true,
+            Holding::Slot => {
+                state.count_running(&self.owner, false);
+                true
+            }
             // Granted but never resumed: the slot was reserved for it.
             Holding::Queued(ticket) => !state.unqueue(ticket) && state.take_grant(ticket),
         };
@@ -224,31 +273,57 @@ mod tests {
     }
 
     #[test]
-    fn queued_owners_are_served_in_turn_not_in_arrival_order() {
+    fn the_owner_whose_turns_used_the_least_cpu_goes_first() {
         let scheduler = CpuScheduler::new(1);
         let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&counter));
         let cx = Context::from_waker(&waker);
-        let mut running = Turn { scheduler: &scheduler, owner: owner("a"), holding: Holding::Nothing };
+        let turn = |name| Turn { scheduler: &scheduler, owner: owner(name), holding: Holding::Nothing };
+        let mut running = turn("a");
         assert!(running.take_slot(&cx), "a free slot is taken at once");
-        let mut turns: Vec<Turn<'_>> = ["a", "a", "a", "b"]
-            .into_iter()
-            .map(|name| Turn { scheduler: &scheduler, owner: owner(name), holding: Holding::Nothing })
-            .collect();
-        for turn in &mut turns {
-            assert!(!turn.take_slot(&cx), "no slot is free: the call queues");
+        let mut queued: Vec<Turn<'_>> = ["a", "a", "b", "b"].into_iter().map(turn).collect();
+        for call in &mut queued {
+            assert!(!call.take_slot(&cx), "no slot is free: the call queues");
         }
-        // a's running call yields and queues again behind its own calls.
+        // a's turn used 5 ms: b, which has used nothing, goes next, both
+        // of its calls, while it stays below a.
+        running.used(5_000_000);
         running.give_back();
-        assert!(!running.take_slot(&cx));
-        assert!(turns[0].take_slot(&cx), "a's first queued call goes first");
-        assert!(!turns[3].take_slot(&cx));
-        turns[0].give_back();
-        assert!(turns[3].take_slot(&cx), "then b, before a's other calls");
-        assert!(!turns[1].take_slot(&cx));
-        turns[3].give_back();
-        assert!(turns[1].take_slot(&cx), "then a again");
+        assert!(!running.take_slot(&cx), "a queues again behind its own calls");
+        assert!(!queued[0].take_slot(&cx));
+        assert!(queued[2].take_slot(&cx), "b goes before a's earlier calls");
+        queued[2].used(50_000);
+        queued[2].give_back();
+        assert!(queued[3].take_slot(&cx), "b again: 50 µs is still less than 5 ms");
+        queued[3].used(6_000_000);
+        queued[3].give_back();
+        assert!(queued[0].take_slot(&cx), "then a, in its calls' order");
         assert_eq!(counter.0.load(Ordering::Relaxed), 3, "each grant woke its call");
+    }
+
+    #[test]
+    fn an_owner_back_from_a_pause_has_no_credit_from_it() {
+        let scheduler = CpuScheduler::new(1);
+        let cx = Context::from_waker(Waker::noop());
+        let turn = |name| Turn { scheduler: &scheduler, owner: owner(name), holding: Holding::Nothing };
+        let (mut a, mut b) = (turn("a"), turn("b"));
+        assert!(a.take_slot(&cx));
+        assert!(!b.take_slot(&cx));
+        a.used(1_000_000_000);
+        a.give_back();
+        assert!(b.take_slot(&cx));
+        // b runs 1 s of turns while c is away; c comes back level with b.
+        b.used(1_000_000_000);
+        let mut c = turn("c");
+        assert!(!c.take_slot(&cx));
+        assert!(!a.take_slot(&cx));
+        b.give_back();
+        let state = scheduler.lock();
+        assert_eq!(
+            state.used[&owner("c")],
+            1_000_000_000,
+            "raised to the least usage of those running or waiting"
+        );
     }
 
     #[test]

@@ -52,14 +52,14 @@ fn notify_log_prints_aodhs_line() {
 /// by the log capability), in the span and the fields around it (by the log
 /// setup's field formatter, which tracing-subscriber's own sanitising of
 /// the message alone would not cover).
-#[test]
-fn a_terminal_escape_in_an_alarm_reaches_the_text_log_escaped() {
+/// The text log (at debug) of `tocsin notify` running the `log` notifier
+/// for the example alarm changed by `change`.
+fn text_log_of_log_notify(change: impl FnOnce(&mut Value)) -> String {
     let dir = tempfile::tempdir().unwrap();
     let alarm = dir.path().join("alarm.json");
     let mut fields: Value =
         serde_json::from_str(&std::fs::read_to_string(repo_file("examples/alarm.json")).unwrap()).unwrap();
-    fields["alarm_id"] = "id-\u{1b}]0;owned\u{7}".into();
-    fields["alarm_name"] = "name-\u{1b}[31mred".into();
+    change(&mut fields);
     std::fs::write(&alarm, fields.to_string()).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_tocsin"))
         .args(["--log-format", "text", "notify", "--plugin", "log", "--action", "log://", "--alarm"])
@@ -69,7 +69,15 @@ fn a_terminal_escape_in_an_alarm_reaches_the_text_log_escaped() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[test]
+fn a_terminal_escape_in_an_alarm_reaches_the_text_log_escaped() {
+    let stderr = text_log_of_log_notify(|fields| {
+        fields["alarm_id"] = "id-\u{1b}]0;owned\u{7}".into();
+        fields["alarm_name"] = "name-\u{1b}[31mred".into();
+    });
     assert!(!stderr.contains(['\u{1b}', '\u{7}']), "no raw control character: {stderr:?}");
     let line = stderr.lines().find(|line| line.contains("Notifying alarm")).expect("the plugin's line");
     let id = r"id-\u{1b}]0;owned\u{7}";
@@ -85,20 +93,8 @@ fn a_terminal_escape_in_an_alarm_reaches_the_text_log_escaped() {
 /// notifier's line carry `plugin="forged"` before its real `plugin` field.
 #[test]
 fn a_plugins_line_cannot_pose_as_the_text_logs_own_fields() {
-    let dir = tempfile::tempdir().unwrap();
-    let alarm = dir.path().join("alarm.json");
-    let mut fields: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_file("examples/alarm.json")).unwrap()).unwrap();
-    fields["alarm_name"] = r#"x" plugin="forged" tenant="other"#.into();
-    std::fs::write(&alarm, fields.to_string()).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["--log-format", "text", "notify", "--plugin", "log", "--action", "log://", "--alarm"])
-        .arg(&alarm)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stderr =
+        text_log_of_log_notify(|fields| fields["alarm_name"] = r#"x" plugin="forged" tenant="other"#.into());
     let line = stderr.lines().find(|line| line.contains("Notifying alarm")).expect("the plugin's line");
     assert!(!line.contains(r#" plugin="forged""#), "the plugin's text reads as a field: {line}");
     assert!(line.contains(r#": "Notifying alarm x\" plugin=\"forged\" tenant=\"other "#), "{line}");

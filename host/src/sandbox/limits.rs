@@ -17,8 +17,9 @@ use wasmtime::ResourceLimiter;
 pub struct Limits {
     /// Linear memory of the instance, in bytes. Growing past it traps.
     pub memory_bytes: u64,
-    /// Fuel: guest instructions, roughly. Counts guest work only, not time
-    /// spent waiting on host calls. A notification takes thousands.
+    /// Fuel: guest instructions, roughly, or the call's CPU time at 2,000
+    /// a µs when that is more (see `sandbox::cpu_time`); waiting on I/O
+    /// costs none. A notification takes thousands.
     pub fuel: u64,
     /// Wall-clock deadline of the whole call, host calls included, in ms.
     /// Above the HTTP attempt timeout so that a slow webhook fails as a

@@ -449,8 +449,9 @@ pub struct SandboxConfig {
     /// Log lines kept per plugin for its owner to read back.
     pub log_buffer_lines: usize,
     /// Calls that run guest code (and the host's work for it) at once;
-    /// the others wait their turn, tenants served in rotation. Unset: one
-    /// per CPU, the runtime's worker count.
+    /// the others wait their turn, the tenant that has used the least CPU
+    /// first, and while several tenants have calls in flight none holds
+    /// more than its share. Unset: one per CPU, the runtime's worker count.
     pub running_calls: Option<usize>,
 }
 

@@ -4,8 +4,9 @@
 //! epoch moves, see `Sandbox::invoke`), whatever it does: a tight loop,
 //! or a loop of cheap calls that make the host copy large buffers.
 //!
-//! Idle, the thread parks: a service with no calls in flight does not wake
-//! a thousand times a second.
+//! Idle for [`IDLE_GRACE`], the thread parks: a service with no calls in
+//! flight does not wake a thousand times a second, and one whose calls
+//! come one after another does not pay a wake-up of the thread per call.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,9 +22,15 @@ pub const TICK: Duration = Duration::from_millis(1);
 /// wanted, should a wake-up be missed.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// How long the thread goes on ticking with no call running before it
+/// parks.
+const IDLE_GRACE: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Default)]
 struct Shared {
     running: AtomicUsize,
+    /// Set by the thread before it parks: only then does a call wake it.
+    parked: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -44,10 +51,22 @@ impl EpochTicker {
         let engine = engine.weak();
         let ticking = Arc::clone(&shared);
         let thread = thread::Builder::new().name("tocsin-epoch".into()).spawn(move || {
+            let mut idle = Duration::ZERO;
             while !ticking.stop.load(Ordering::Acquire) {
-                if ticking.running.load(Ordering::Acquire) == 0 {
-                    thread::park_timeout(IDLE_CHECK);
+                if ticking.running.load(Ordering::Acquire) > 0 {
+                    idle = Duration::ZERO;
+                } else if idle >= IDLE_GRACE {
+                    // Sequentially consistent with `running`: a call that
+                    // began after the store sees `parked` and wakes it; one
+                    // that began before is seen here.
+                    ticking.parked.store(true, Ordering::SeqCst);
+                    if ticking.running.load(Ordering::SeqCst) == 0 {
+                        thread::park_timeout(IDLE_CHECK);
+                    }
+                    ticking.parked.store(false, Ordering::SeqCst);
                     continue;
+                } else {
+                    idle += TICK;
                 }
                 thread::sleep(TICK);
                 match engine.upgrade() {
@@ -62,7 +81,8 @@ impl EpochTicker {
     /// Marks a call as running until the guard is dropped: the epoch
     /// advances while any is.
     pub fn running(&self) -> Running<'_> {
-        if self.shared.running.fetch_add(1, Ordering::AcqRel) == 0
+        self.shared.running.fetch_add(1, Ordering::SeqCst);
+        if self.shared.parked.load(Ordering::SeqCst)
             && let Some(thread) = &self.thread
         {
             thread.thread().unpark();

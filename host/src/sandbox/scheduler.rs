@@ -12,8 +12,12 @@
 //! makes the host copy 24 MiB in each turn, so its calls wait at most for
 //! the turns running now. A tenant that comes back after a pause starts
 //! level with the least-served tenant waiting, not with the credit of its
-//! pause. The runtime's other tasks (the API, the intake,
-//! acknowledgements) never wait behind more than the slots' current turns.
+//! pause. While several tenants have calls in flight, none holds more
+//! than its share of the slots (the slots over the tenants, rounded up),
+//! so a spinning tenant never holds every slot while another tenant's call
+//! waits on I/O and comes back for a turn. The runtime's other tasks (the
+//! API, the intake, acknowledgements) never wait behind more than the
+//! slots' current turns.
 //!
 //! [`CpuScheduler::run`] also times each poll of the call on its thread's
 //! CPU clock ([`CallClock`]), for the charge of its CPU time to its fuel.
@@ -51,6 +55,10 @@ struct State {
     used: HashMap<TurnOwner, u64>,
     /// Slots each owner holds.
     running: HashMap<TurnOwner, usize>,
+    /// All the slots.
+    slots: usize,
+    /// Calls in flight (running, waiting on I/O or queued) per owner.
+    in_flight: HashMap<TurnOwner, usize>,
 }
 
 impl CpuScheduler {
@@ -64,6 +72,8 @@ impl CpuScheduler {
                 next_ticket: 0,
                 used: HashMap::new(),
                 running: HashMap::new(),
+                slots: slots.max(1),
+                in_flight: HashMap::new(),
             }),
         }
     }
@@ -72,7 +82,7 @@ impl CpuScheduler {
     /// each poll timed by `clock`.
     pub async fn run<F: Future>(&self, owner: TurnOwner, clock: &CallClock, call: F) -> F::Output {
         let mut call = std::pin::pin!(call);
-        let mut turn = Turn { scheduler: self, owner, holding: Holding::Nothing };
+        let mut turn = Turn::new(self, owner);
         std::future::poll_fn(|cx| {
             if !turn.take_slot(cx) {
                 return Poll::Pending;
@@ -96,21 +106,39 @@ impl CpuScheduler {
 }
 
 impl State {
-    /// Hands free slots to queued calls, the least-served owner's first;
-    /// returns their wakers, to be woken once the lock is released (a
-    /// waker may run code that takes it again).
-    fn grant(&mut self) -> Vec<Waker> {
+    /// The most slots one owner may hold: its share of them among the
+    /// owners with calls in flight.
+    fn cap(&self) -> usize {
+        self.slots.div_ceil(self.in_flight.len().max(1))
+    }
+
+    fn held(&self, owner: &TurnOwner) -> usize {
+        self.running.get(owner).copied().unwrap_or(0)
+    }
+
+    /// Hands free slots to queued calls, the least-served owner under its
+    /// share first; returns the tickets granted and their wakers, to be
+    /// woken once the lock is released (a waker may run code that takes it
+    /// again).
+    fn grant(&mut self) -> Vec<(u64, Waker)> {
         let mut woken = Vec::new();
+        let mut granted: HashMap<TurnOwner, usize> = HashMap::new();
         while self.free > 0 {
-            let used = |owner: &TurnOwner| self.used.get(owner).copied().unwrap_or(0);
-            let Some(next) = (0..self.waiting.len()).min_by_key(|at| used(&self.waiting[*at].0)) else {
+            let (cap, used) = (self.cap(), |owner: &TurnOwner| self.used.get(owner).copied().unwrap_or(0));
+            let eligible =
+                |owner: &TurnOwner| self.held(owner) + granted.get(owner).copied().unwrap_or(0) < cap;
+            let Some(next) = (0..self.waiting.len())
+                .filter(|at| eligible(&self.waiting[*at].0))
+                .min_by_key(|at| used(&self.waiting[*at].0))
+            else {
                 break;
             };
+            *granted.entry(self.waiting[next].0.clone()).or_insert(0) += 1;
             let calls = &mut self.waiting[next].1;
             if let Some((ticket, waker)) = calls.pop_front() {
                 self.free -= 1;
                 self.granted.push(ticket);
-                woken.push(waker);
+                woken.push((ticket, waker));
             }
             if calls.is_empty() {
                 self.waiting.remove(next);
@@ -180,6 +208,14 @@ struct Turn<'a> {
     holding: Holding,
 }
 
+impl<'a> Turn<'a> {
+    /// A call of `owner`'s, in flight until dropped.
+    fn new(scheduler: &'a CpuScheduler, owner: TurnOwner) -> Self {
+        *scheduler.lock().in_flight.entry(owner.clone()).or_insert(0) += 1;
+        Turn { scheduler, owner, holding: Holding::Nothing }
+    }
+}
+
 impl Turn<'_> {
     /// Whether the call holds a slot now; queues it (waking it when
     /// granted) when it does not.
@@ -203,16 +239,26 @@ impl Turn<'_> {
                 }
             }
             Holding::Nothing => {
-                if state.free > 0 && state.waiting.is_empty() {
-                    state.free -= 1;
-                    state.count_running(&self.owner, true);
-                    self.holding = Holding::Slot;
-                    return true;
-                }
                 let ticket = state.next_ticket;
                 state.next_ticket = ticket.wrapping_add(1);
                 state.queue(&self.owner, ticket, cx.waker().clone());
                 self.holding = Holding::Queued(ticket);
+                // A free slot may be this call's at once: then it is not
+                // woken, it goes on.
+                let others: Vec<Waker> = state
+                    .grant()
+                    .into_iter()
+                    .filter(|(granted, _)| *granted != ticket)
+                    .map(|(_, w)| w)
+                    .collect();
+                let mine = state.take_grant(ticket);
+                if mine {
+                    state.count_running(&self.owner, true);
+                    self.holding = Holding::Slot;
+                }
+                drop(state);
+                others.into_iter().for_each(Waker::wake);
+                return mine;
             }
         }
         false
@@ -240,15 +286,25 @@ impl Turn<'_> {
         };
         if freed {
             state.free += 1;
-            let woken = state.grant();
-            drop(state);
-            woken.into_iter().for_each(Waker::wake);
         }
+        let woken = state.grant();
+        drop(state);
+        woken.into_iter().for_each(|(_, waker)| waker.wake());
     }
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
+        {
+            let mut state = self.scheduler.lock();
+            if let Some(calls) = state.in_flight.get_mut(&self.owner) {
+                *calls -= 1;
+                if *calls == 0 {
+                    state.in_flight.remove(&self.owner);
+                }
+            }
+        }
+        // The slot or place it held, and a share that grew for the others.
         self.give_back();
     }
 }
@@ -278,7 +334,7 @@ mod tests {
         let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&counter));
         let cx = Context::from_waker(&waker);
-        let turn = |name| Turn { scheduler: &scheduler, owner: owner(name), holding: Holding::Nothing };
+        let turn = |name| Turn::new(&scheduler, owner(name));
         let mut running = turn("a");
         assert!(running.take_slot(&cx), "a free slot is taken at once");
         let mut queued: Vec<Turn<'_>> = ["a", "a", "b", "b"].into_iter().map(turn).collect();
@@ -305,7 +361,7 @@ mod tests {
     fn an_owner_back_from_a_pause_has_no_credit_from_it() {
         let scheduler = CpuScheduler::new(1);
         let cx = Context::from_waker(Waker::noop());
-        let turn = |name| Turn { scheduler: &scheduler, owner: owner(name), holding: Holding::Nothing };
+        let turn = |name| Turn::new(&scheduler, owner(name));
         let (mut a, mut b) = (turn("a"), turn("b"));
         assert!(a.take_slot(&cx));
         assert!(!b.take_slot(&cx));
@@ -327,14 +383,26 @@ mod tests {
     }
 
     #[test]
+    fn while_another_tenant_has_a_call_in_flight_none_holds_more_than_its_share() {
+        let scheduler = CpuScheduler::new(2);
+        let cx = Context::from_waker(Waker::noop());
+        let (mut a1, mut a2) = (Turn::new(&scheduler, owner("a")), Turn::new(&scheduler, owner("a")));
+        let b = Turn::new(&scheduler, owner("b"));
+        assert!(a1.take_slot(&cx));
+        assert!(!a2.take_slot(&cx), "b's call is in flight (waiting on I/O, say): a holds at most 1 of 2");
+        drop(b);
+        assert!(a2.take_slot(&cx), "alone again, a may hold both");
+    }
+
+    #[test]
     fn a_cancelled_call_gives_back_its_slot_its_grant_and_its_place() {
         let scheduler = CpuScheduler::new(1);
         let waker = Waker::noop();
         let cx = Context::from_waker(waker);
-        let mut first = Turn { scheduler: &scheduler, owner: owner("a"), holding: Holding::Nothing };
+        let mut first = Turn::new(&scheduler, owner("a"));
         assert!(first.take_slot(&cx));
-        let mut granted = Turn { scheduler: &scheduler, owner: owner("b"), holding: Holding::Nothing };
-        let mut queued = Turn { scheduler: &scheduler, owner: owner("c"), holding: Holding::Nothing };
+        let mut granted = Turn::new(&scheduler, owner("b"));
+        let mut queued = Turn::new(&scheduler, owner("c"));
         assert!(!granted.take_slot(&cx));
         assert!(!queued.take_slot(&cx));
         drop(first);
@@ -343,6 +411,7 @@ mod tests {
         drop(queued);
         let state = scheduler.lock();
         assert_eq!((state.free, state.waiting.len(), state.granted.len()), (1, 0, 0));
+        assert!(state.running.is_empty() && state.in_flight.is_empty());
     }
 
     #[tokio::test(flavor = "current_thread")]

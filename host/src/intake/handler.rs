@@ -30,6 +30,13 @@ use crate::metrics::ReasonLabels;
 /// times.
 const REDELIVERY_CAP: &str = "too-many-redeliveries";
 
+/// Why what is left of a message requeued `times` times is dead-lettered.
+fn redelivery_cap_reason(times: u32) -> String {
+    format!(
+        "requeued {times} times (delivery.max_redeliveries): the broker did not confirm a retry or dead letter of it"
+    )
+}
+
 /// The longest a message whose outcome was not confirmed waits before it
 /// is requeued: it holds a place in the prefetch window meanwhile.
 const MAX_REQUEUE_BACKOFF: Duration = Duration::from_secs(10);
@@ -296,10 +303,7 @@ impl<N: Notifiers> Intake<N> {
         publisher: &Publisher,
     ) -> Result<(), Unconfirmed> {
         let message_id = notification.message_id.clone();
-        let reason = format!(
-            "requeued {} times (delivery.max_redeliveries): the broker did not confirm its retries or dead letters",
-            earlier.times
-        );
+        let reason = redelivery_cap_reason(earlier.times);
         let now = now_ms();
         let changed_at = notification.changed_at_us.unwrap_or_else(now_us);
         let mut dead = Vec::new();
@@ -341,17 +345,9 @@ impl<N: Notifiers> Intake<N> {
         if let Some(earlier) =
             key.earlier(&self.requeued).filter(|e| e.times >= self.config.delivery.max_redeliveries)
         {
-            let reason = format!(
-                "requeued {} times (delivery.max_redeliveries): the broker did not confirm its retry or dead letter",
-                earlier.times
-            );
-            return match self.dead_letter(&record, REDELIVERY_CAP, &reason, publisher).await {
-                Ok(()) => {
-                    key.forget(&self.requeued);
-                    Ok(())
-                }
-                Err(error) => Err(Unconfirmed { error, times: self.requeued.requeue(key.get(), []) }),
-            };
+            let reason = redelivery_cap_reason(earlier.times);
+            let dead = self.dead_letter(&record, REDELIVERY_CAP, &reason, publisher).await;
+            return self.remember(&key, dead);
         }
         let (alarm_id, shown) = (record.alarm.alarm_id.as_str(), action::display(&record.action));
         // An event alarm's messages are separate occurrences (other events),
@@ -366,7 +362,14 @@ impl<N: Notifiers> Intake<N> {
         }
         self.newest.observe(alarm_id, &record.action, record.changed_at_us);
         self.metrics.message("retry", "accepted");
-        match self.deliver_and_settle(&record, publisher).await {
+        let settled = self.deliver_and_settle(&record, publisher).await;
+        self.remember(&key, settled)
+    }
+
+    /// A work-queue record's outcome: forgotten once confirmed, counted as
+    /// requeued once more when not.
+    fn remember(&self, key: &RequeueKey<'_>, settled: Result<(), PublishError>) -> Result<(), Unconfirmed> {
+        match settled {
             Ok(()) => {
                 key.forget(&self.requeued);
                 Ok(())

@@ -18,7 +18,8 @@
 //!
 //! Calls never pin a runtime thread: running guest code yields about once
 //! a millisecond ([`epoch`]), and calls take turns on a fixed number of
-//! running slots, tenants served in rotation ([`scheduler`]).
+//! running slots, the tenant that has used the least CPU first
+//! ([`scheduler`]).
 
 pub mod artifacts;
 pub mod bindings;

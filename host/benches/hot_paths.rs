@@ -110,7 +110,7 @@ fn dispatch(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
 }
 
 fn sandbox_call(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
-    let alarm = sample_alarm();
+    let alarm = Arc::new(sample_alarm());
     let delivery = Delivery::one_off();
     let mut group = c.benchmark_group("sandbox-call");
     let sdk_alarm = alarm.to_sdk();
@@ -137,7 +137,7 @@ fn sandbox_call(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
 fn http(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let config = loopback_config();
     let sink = runtime.block_on(start_sink());
-    let (alarm, delivery) = (sample_alarm(), Delivery::one_off());
+    let (alarm, delivery) = (Arc::new(sample_alarm()), Delivery::one_off());
     let mut group = c.benchmark_group("http");
     let notifier = Native::new(&config);
     group.bench_function("native", |b| {

@@ -77,7 +77,7 @@ impl<N: Notifiers> Notifiers for Timed<N> {
         &self,
         plugin: &N::Plugin,
         action: &str,
-        alarm: &Alarm,
+        alarm: &Arc<Alarm>,
         delivery: &Delivery,
     ) -> Result<(), CallError> {
         let result = self.inner.invoke(plugin, action, alarm, delivery).await;

@@ -451,15 +451,22 @@ pub struct SandboxConfig {
     /// Calls that run guest code (and the host's work for it) at once;
     /// the others wait their turn, the tenant that has used the least CPU
     /// first, and while several tenants have calls in flight none holds
-    /// more than its share. Unset: one per CPU, the runtime's worker count.
+    /// more than its share. Unset: one less than the CPUs (at least one),
+    /// so that however plugins spend their turns a CPU is left for the
+    /// service's own work and a broker on the same host.
     pub running_calls: Option<usize>,
+    /// Nice value of the threads calls run on (0–19): the kernel runs the
+    /// service's own threads (intake, API, acknowledgements, log) first
+    /// when both want a CPU.
+    pub nice: i32,
 }
 
 impl SandboxConfig {
-    /// [`SandboxConfig::running_calls`], or the number of CPUs.
+    /// [`SandboxConfig::running_calls`], or one less than the CPUs.
     pub fn running_calls(&self) -> usize {
-        self.running_calls
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+        self.running_calls.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |cpus| cpus.get().saturating_sub(1).max(1))
+        })
     }
 }
 
@@ -472,6 +479,7 @@ impl Default for SandboxConfig {
             pooling: true,
             log_buffer_lines: 256,
             running_calls: None,
+            nice: 10,
         }
     }
 }
@@ -607,6 +615,9 @@ impl Config {
         }
         if self.sandbox.running_calls == Some(0) {
             return fail("sandbox.running_calls must be at least 1".into());
+        }
+        if !(0..=19).contains(&self.sandbox.nice) {
+            return fail(format!("sandbox.nice ({}) must be between 0 and 19", self.sandbox.nice));
         }
         if self.http.timeout_ms > self.http.max_timeout_ms {
             return fail(format!(
@@ -827,6 +838,19 @@ mod tests {
             load_toml("[broker]\nrabbit_qos_prefetch_count = 8\n[dispatch]\nconcurrency = 8\n").unwrap();
         assert_eq!(config.broker.rabbit_qos_prefetch_count, 8);
         assert!(!config.intake.host.is_empty(), "the host defaults to the hostname");
+    }
+
+    #[test]
+    fn the_sandbox_leaves_a_cpu_to_the_service_and_runs_its_threads_niced() {
+        let config = Config::default();
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert_eq!(config.sandbox.running_calls(), cpus.saturating_sub(1).max(1));
+        assert_eq!(config.sandbox.nice, 10);
+        let error = load_toml("[sandbox]\nnice = 20\n").unwrap_err();
+        assert!(error.to_string().contains("sandbox.nice (20) must be between 0 and 19"), "{error}");
+        let error = load_toml("[sandbox]\nrunning_calls = 0\n").unwrap_err();
+        assert!(error.to_string().contains("sandbox.running_calls must be at least 1"), "{error}");
+        assert_eq!(load_toml("[sandbox]\nrunning_calls = 3\n").unwrap().sandbox.running_calls(), 3);
     }
 
     #[test]

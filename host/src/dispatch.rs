@@ -81,7 +81,7 @@ pub trait Notifiers: Send + Sync + 'static {
         &self,
         plugin: &Self::Plugin,
         action: &str,
-        alarm: &Alarm,
+        alarm: &Arc<Alarm>,
         delivery: &Delivery,
     ) -> impl Future<Output = Result<(), CallError>> + Send;
 }
@@ -112,7 +112,7 @@ impl Notifiers for Sandboxed {
         &self,
         plugin: &Plugin,
         action: &str,
-        alarm: &Alarm,
+        alarm: &Arc<Alarm>,
         delivery: &Delivery,
     ) -> Result<(), CallError> {
         let invocation = self.sandbox.invoke(plugin, action, alarm, delivery).await;

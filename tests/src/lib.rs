@@ -132,7 +132,7 @@ impl TestHost {
 
     /// Runs `plugin` for `action` with the sample alarm and a fresh delivery.
     pub async fn notify(&self, plugin: &Plugin, action: &str) -> Invocation {
-        self.sandbox.invoke(plugin, action, &sample_alarm(), &Delivery::one_off()).await
+        self.sandbox.invoke(plugin, action, &Arc::new(sample_alarm()), &Delivery::one_off()).await
     }
 
     /// Asserts that the host still works: the built-in `test` notifier

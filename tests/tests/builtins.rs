@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tocsin::alarm::{Alarm, Delivery};
@@ -45,7 +46,7 @@ async fn log_prints_none_for_a_juno_alarm_and_hides_credentials() {
     let juno: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture("juno-no-name/cast-1.decoded.json")).unwrap()).unwrap();
     let text = serde_json::from_str::<serde_json::Value>(juno["oslo.message"].as_str().unwrap()).unwrap();
-    let alarm = Alarm::from_json(&text["args"]["data"].to_string()).unwrap();
+    let alarm = Arc::new(Alarm::from_json(&text["args"]["data"].to_string()).unwrap());
     let host = TestHost::new(|_| {});
     let plugin = host.builtin("log");
     let run = host.sandbox.invoke(&plugin, "log://ops:pw@sink/x", &alarm, &Delivery::one_off()).await;
@@ -60,7 +61,8 @@ async fn http_sends_aodhs_request() {
     let host = loopback_host();
     let plugin = host.builtin("http");
     let delivery = Delivery::one_off();
-    let run = host.sandbox.invoke(&plugin, &hook.url("/alarm?x=1"), &sample_alarm(), &delivery).await;
+    let run =
+        host.sandbox.invoke(&plugin, &hook.url("/alarm?x=1"), &Arc::new(sample_alarm()), &delivery).await;
     assert_eq!(run.result, Ok(()));
     let aodh = captured("http-post-200.raw");
     let ours = &hook.received()[0];
@@ -153,7 +155,8 @@ async fn test_records_the_notification_for_reading_back() {
     let host = TestHost::new(|_| {});
     let plugin = host.builtin("test");
     let delivery = Delivery::one_off();
-    let run = host.sandbox.invoke(&plugin, "test://ops:pw@sink/x", &sample_alarm(), &delivery).await;
+    let run =
+        host.sandbox.invoke(&plugin, "test://ops:pw@sink/x", &Arc::new(sample_alarm()), &delivery).await;
     assert_eq!(run.result, Ok(()));
     let recorded: serde_json::Value = serde_json::from_str(&plugin.recent_logs()[0].message).unwrap();
     assert_eq!(recorded["action"], "test://***@sink/x", "recorded as logged, credentials redacted");
@@ -166,7 +169,7 @@ async fn test_records_the_notification_for_reading_back() {
     let mut alarm = sample_alarm();
     alarm.reason_data =
         Some(r#"{"most_recent": NaN, "max": Infinity, "count": 3}"#.to_owned().try_into().unwrap());
-    let run = host.sandbox.invoke(&plugin, "test://", &alarm, &delivery).await;
+    let run = host.sandbox.invoke(&plugin, "test://", &Arc::new(alarm), &delivery).await;
     assert_eq!(run.result, Ok(()));
     let recorded: serde_json::Value = serde_json::from_str(&run.logs[0].message).unwrap();
     assert_eq!(recorded["reason_data"], serde_json::json!({"most_recent": null, "max": null, "count": 3}));

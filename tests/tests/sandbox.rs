@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tocsin::registry::validate::LoadError;
+use tocsin::registry::{self, Origin};
 use tocsin::sandbox::CallError;
 use tocsin::sandbox::limits::Limit;
 use tocsin_tests::webhook::{Reply, Webhook};
@@ -212,11 +213,12 @@ async fn a_flood_of_huge_log_lines_runs_out_of_fuel_for_the_cpu_time_it_causes()
     host.assert_healthy().await;
 }
 
-/// Issue 20, finding 1: a call never pins a runtime thread. On a runtime
-/// with one thread, a probe task spawned after a flood of 24 MiB log lines
-/// finishes while the flood still runs. At e8aba4b the probe's 200 ms
-/// timer was served only once the flood had hit its 3 s deadline: the
-/// guest yielded every million fuel, and a 24 MiB line costs it 56.
+/// Issue 20, finding 1: a call never pins the caller's runtime thread. On
+/// a runtime with one thread, a probe task spawned after a flood of 24 MiB
+/// log lines finishes while the flood still runs (on the sandbox's own
+/// threads). At e8aba4b the probe's 200 ms timer was served only once the
+/// flood had hit its 3 s deadline: the guest yielded every million fuel,
+/// and a 24 MiB line costs it 56.
 #[test]
 fn a_probe_finishes_while_a_flood_of_huge_log_lines_holds_the_only_runtime_thread() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -252,6 +254,45 @@ fn a_probe_finishes_while_a_flood_of_huge_log_lines_holds_the_only_runtime_threa
         assert!(!flood_done_when_probed, "the probe ran only after the flood ended: {:?}", run.result);
         assert_limit(&run.result, Limit::Deadline);
     });
+}
+
+/// Issue 20, finding 1, on the sandbox's own threads: a call gives its
+/// running slot back at each epoch tick. With one slot and two floods of
+/// 24 MiB log lines from tenant `a` in flight, another tenant's call gets
+/// the slot and is delivered while both floods still run.
+#[tokio::test]
+async fn another_tenants_call_takes_the_only_running_slot_between_the_turns_of_two_floods() {
+    let host = Arc::new(TestHost::new(|c| {
+        c.sandbox.running_calls = Some(1);
+        let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
+        flood.deadline_ms = Some(3_000);
+        flood.fuel = Some(u64::MAX / 2);
+    }));
+    let bytes = std::fs::read(plugins::LOG_FLOOD).unwrap();
+    let spec = registry::spec_for("log-flood", Origin::External, Some("a".into()), &host.config);
+    let flood = Arc::new(host.sandbox.load(spec, &bytes).unwrap());
+    let floods_done = Arc::new(AtomicUsize::new(0));
+    let floods: Vec<_> = (0..2)
+        .map(|_| {
+            let (host, flood, floods_done) =
+                (Arc::clone(&host), Arc::clone(&flood), Arc::clone(&floods_done));
+            tokio::spawn(async move {
+                let run = host.notify(&flood, "flood://x/?kib=24576").await;
+                floods_done.fetch_add(1, Ordering::SeqCst);
+                run
+            })
+        })
+        .collect();
+    // Once both floods are in their loops of log calls (building the line
+    // takes each a few ms).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let probe = host.notify(&host.builtin("test"), "test://").await;
+    let floods_done_when_delivered = floods_done.load(Ordering::SeqCst);
+    assert_eq!(probe.result, Ok(()));
+    for flood in floods {
+        assert_limit(&flood.await.unwrap().result, Limit::Deadline);
+    }
+    assert_eq!(floods_done_when_delivered, 0, "the probe was delivered only after a flood ended");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::process::Command;
+use std::sync::Arc;
 
 use tocsin::alarm::Delivery;
 use tocsin::capabilities::signing::WebhookSecret;
@@ -59,7 +60,7 @@ async fn the_rest_notifiers_deliveries_verify_with_the_standard_webhooks_library
     let host = signing_operator();
     let plugin = host.builtin("http");
     let delivery = Delivery { id: "5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5.0".into(), attempt: 1, tenant: None };
-    let run = host.sandbox.invoke(&plugin, &sink.url("/signed"), &sample_alarm(), &delivery).await;
+    let run = host.sandbox.invoke(&plugin, &sink.url("/signed"), &Arc::new(sample_alarm()), &delivery).await;
     assert_eq!(run.result, Ok(()));
 
     let received = sink.received();

@@ -65,7 +65,7 @@ impl Notifiers for Native {
         &self,
         plugin: &&'static str,
         action: &str,
-        alarm: &Alarm,
+        alarm: &Arc<Alarm>,
         delivery: &Delivery,
     ) -> Result<(), CallError> {
         let alarm = alarm.to_sdk();

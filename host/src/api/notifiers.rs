@@ -4,6 +4,7 @@
 //! answers 404, as a missing one does).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -201,7 +202,7 @@ pub async fn dry_run(
         Some(alarm) => Alarm::from_json(alarm).map_err(|e| ApiError::BadRequest(format!("alarm: {e}")))?,
         None => Alarm::sample(),
     };
-    let report = state.catalog.dry_run(&caller, &scheme, request.action, &alarm).await?;
+    let report = state.catalog.dry_run(&caller, &scheme, request.action, &Arc::new(alarm)).await?;
     Ok(Json(json!({"host": state.config.intake.host, "report": report})))
 }
 

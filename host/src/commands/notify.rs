@@ -4,6 +4,7 @@
 use std::io::Read as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use ipnet::IpNet;
@@ -35,7 +36,7 @@ pub struct NotifyArgs {
 /// Bad input: unreadable or invalid alarm, unknown plugin, a file that is
 /// not a valid notifier.
 pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
-    let alarm = read_alarm(args.alarm.as_deref())?;
+    let alarm = Arc::new(read_alarm(args.alarm.as_deref())?);
     let (name, origin, bytes) = match &args.plugin {
         Some(plugin) => plugin_bytes(plugin)?,
         None => plugin_bytes(

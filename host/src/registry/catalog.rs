@@ -534,7 +534,7 @@ impl Catalog {
         caller: &Caller,
         scheme: &str,
         action: Option<String>,
-        alarm: &Alarm,
+        alarm: &Arc<Alarm>,
     ) -> Result<serde_json::Value, CatalogError> {
         let row = self.visible(caller, scheme).await?;
         let plugin =

@@ -28,6 +28,7 @@ pub mod epoch;
 pub mod limits;
 pub mod scheduler;
 pub mod state;
+pub mod threads;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +55,8 @@ use epoch::EpochTicker;
 use limits::{DeadlineExceeded, Limit, Limits, MemoryLimitExceeded, MemoryLimiter, check_deadline};
 use scheduler::CpuScheduler;
 use state::StoreState;
+use threads::CallThreads;
+use tracing::Instrument;
 
 /// Longest failure reason kept from a plugin.
 const MAX_REASON_BYTES: usize = 1024;
@@ -70,6 +73,9 @@ pub enum SandboxError {
     /// The epoch ticker thread could not be started.
     #[error("cannot start the epoch ticker thread: {0}")]
     Ticker(#[from] std::io::Error),
+    /// The threads calls run on could not be started.
+    #[error("cannot start the sandbox threads: {0}")]
+    Threads(std::io::Error),
     /// The HTTP capability could not be built.
     #[error(transparent)]
     Http(#[from] HttpSetupError),
@@ -216,6 +222,20 @@ pub struct Invocation {
 }
 
 impl Invocation {
+    /// A call that never ran the plugin.
+    fn not_run(error: CallError, elapsed: Duration) -> Self {
+        Invocation {
+            result: Err(error),
+            elapsed,
+            fuel_used: 0,
+            logs: Vec::new(),
+            log_dropped: 0,
+            log_truncated: 0,
+            http_requests: 0,
+            limits_hit: Vec::new(),
+        }
+    }
+
     /// What happened, as the one JSON object `tocsin notify` prints and a
     /// dry run answers: outcome, error (kind, whether retryable, limit,
     /// retry-after), cost and the plugin's log lines.
@@ -266,7 +286,8 @@ pub struct Sandbox {
     http: Arc<HttpCapability>,
     log_buffer_lines: usize,
     ticker: EpochTicker,
-    scheduler: CpuScheduler,
+    scheduler: Arc<CpuScheduler>,
+    threads: CallThreads,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -305,13 +326,15 @@ impl Sandbox {
         );
         let http = Arc::new(HttpCapability::new(&config.http, policy, lookup)?);
         let ticker = EpochTicker::start(&engine)?;
+        let running_calls = config.sandbox.running_calls();
         Ok(Sandbox {
             engine,
             linker,
             http,
             log_buffer_lines: config.sandbox.log_buffer_lines,
             ticker,
-            scheduler: CpuScheduler::new(config.sandbox.running_calls()),
+            scheduler: Arc::new(CpuScheduler::new(running_calls)),
+            threads: CallThreads::start(running_calls, config.sandbox.nice).map_err(SandboxError::Threads)?,
         })
     }
 
@@ -389,7 +412,8 @@ impl Sandbox {
         &self.engine
     }
 
-    /// Runs `plugin` for one action of one alarm, in a fresh store.
+    /// Runs `plugin` for one action of one alarm, in a fresh store, on the
+    /// sandbox threads ([`threads`]).
     #[tracing::instrument(name = "sandbox", level = "debug", skip_all, fields(
         plugin = %plugin.name,
         tenant = plugin.tenant.as_deref().unwrap_or(""),
@@ -400,7 +424,7 @@ impl Sandbox {
         &self,
         plugin: &Plugin,
         action: &str,
-        alarm: &Alarm,
+        alarm: &Arc<Alarm>,
         delivery: &Delivery,
     ) -> Invocation {
         let started = Instant::now();
@@ -447,24 +471,34 @@ impl Sandbox {
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         store.set_epoch_deadline(1);
-        let _running = self.ticker.running();
-        let result = match store.set_fuel(limits.fuel) {
-            Err(error) => Err(CallError::Trap(format!("{error:#}"))),
-            Ok(()) => {
-                let call = call_notify(&mut store, &plugin.pre, action, alarm, delivery);
-                let call = self.scheduler.run(plugin.tenant.clone(), &clock, call);
-                match tokio::time::timeout_at(deadline.into(), call).await {
+        let call = {
+            let (pre, owner, scheduler) =
+                (plugin.pre.clone(), plugin.tenant.clone(), Arc::clone(&self.scheduler));
+            let (action, alarm, delivery) = (action.to_owned(), Arc::clone(alarm), delivery.clone());
+            async move {
+                if let Err(error) = store.set_fuel(limits.fuel) {
+                    return (store, Err(CallError::Trap(format!("{error:#}"))));
+                }
+                let call = call_notify(&mut store, &pre, &action, &alarm, &delivery);
+                let call = scheduler.run(owner, &clock, call);
+                let result = match tokio::time::timeout_at(deadline.into(), call).await {
                     Err(_elapsed) => Err(CallError::Limit {
                         limit: Limit::Deadline,
                         detail: format!("the call ran past its {} ms deadline", limits.deadline_ms),
                     }),
                     Ok(result) => result,
-                }
+                };
+                (store, result)
             }
         };
-        let fuel_used = charge.used(store.get_fuel().unwrap_or(0));
-        let state = store.into_data();
-        finish(state, result, started.elapsed(), fuel_used)
+        let _running = self.ticker.running();
+        match self.threads.run(call.in_current_span()).await {
+            Ok((store, result)) => {
+                let fuel_used = charge.used(store.get_fuel().unwrap_or(0));
+                finish(store.into_data(), result, started.elapsed(), fuel_used)
+            }
+            Err(stopping) => Invocation::not_run(CallError::Busy(stopping.to_string()), started.elapsed()),
+        }
     }
 }
 

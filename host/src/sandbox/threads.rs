@@ -13,8 +13,8 @@
 //! - each thread looks at its sockets, timers and new calls after every task
 //!   it polls (tokio's defaults are every 61 tasks and every few), since
 //!   one task here may be a 10 ms turn;
-//! - the threads run at a higher nice value than the rest of the process
-//!   (`sandbox.nice`), so the kernel runs the service's own threads first.
+//! - their nice value is `sandbox.nice`, for an operator who wants the
+//!   kernel to run the service's own threads first.
 
 use std::future::Future;
 

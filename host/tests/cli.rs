@@ -47,11 +47,6 @@ fn notify_log_prints_aodhs_line() {
     assert_eq!(report["logs"][0]["message"], aodh);
 }
 
-/// A terminal escape in an alarm's id or name, from the broker, reaches the
-/// text log escaped wherever it is written: in the plugin's line (escaped
-/// by the log capability), in the span and the fields around it (by the log
-/// setup's field formatter, which tracing-subscriber's own sanitising of
-/// the message alone would not cover).
 /// The text log (at debug) of `tocsin notify` running the `log` notifier
 /// for the example alarm changed by `change`.
 fn text_log_of_log_notify(change: impl FnOnce(&mut Value)) -> String {
@@ -72,6 +67,11 @@ fn text_log_of_log_notify(change: impl FnOnce(&mut Value)) -> String {
     String::from_utf8(output.stderr).unwrap()
 }
 
+/// A terminal escape in an alarm's id or name, from the broker, reaches the
+/// text log escaped wherever it is written: in the plugin's line (escaped
+/// by the log capability), in the span and the fields around it (by the log
+/// setup's field formatter, which tracing-subscriber's own sanitising of
+/// the message alone would not cover).
 #[test]
 fn a_terminal_escape_in_an_alarm_reaches_the_text_log_escaped() {
     let stderr = text_log_of_log_notify(|fields| {

@@ -89,10 +89,7 @@ impl CpuScheduler {
             }
             clock.poll_begins();
             let polled = call.as_mut().poll(cx);
-            turn.used(clock.poll_ends());
-            if polled.is_pending() {
-                turn.give_back();
-            }
+            turn.poll_ended(clock.poll_ends(), polled.is_pending());
             polled
         })
         .await
@@ -264,17 +261,23 @@ impl Turn<'_> {
         false
     }
 
-    /// The owner's turns used `nanos` more of CPU time.
-    fn used(&self, nanos: u64) {
-        let mut state = self.scheduler.lock();
+    /// A poll that used `nanos` of CPU time ended; when the call
+    /// `suspended`, it gives back its slot. One lock for both: this runs
+    /// after every poll of every call.
+    fn poll_ended(&mut self, nanos: u64, suspended: bool) {
+        let scheduler = self.scheduler;
+        let mut state = scheduler.lock();
         let used = state.used.entry(self.owner.clone()).or_insert(0);
         *used = used.saturating_add(nanos);
+        if suspended {
+            self.release(state);
+        }
     }
 
-    /// Gives back the slot or the place in the queue.
-    fn give_back(&mut self) {
+    /// Gives back what the call holds, under `state`'s lock, and wakes the
+    /// calls granted a slot once the lock is released.
+    fn release(&mut self, mut state: MutexGuard<'_, State>) {
         let holding = std::mem::replace(&mut self.holding, Holding::Nothing);
-        let mut state = self.scheduler.lock();
         let freed = match holding {
             Holding::Nothing => false,
             Holding::Slot => {
@@ -295,17 +298,16 @@ impl Turn<'_> {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        {
-            let mut state = self.scheduler.lock();
-            if let Some(calls) = state.in_flight.get_mut(&self.owner) {
-                *calls -= 1;
-                if *calls == 0 {
-                    state.in_flight.remove(&self.owner);
-                }
+        let scheduler = self.scheduler;
+        let mut state = scheduler.lock();
+        if let Some(calls) = state.in_flight.get_mut(&self.owner) {
+            *calls -= 1;
+            if *calls == 0 {
+                state.in_flight.remove(&self.owner);
             }
         }
         // The slot or place it held, and a share that grew for the others.
-        self.give_back();
+        self.release(state);
     }
 }
 
@@ -343,16 +345,13 @@ mod tests {
         }
         // a's turn used 5 ms: b, which has used nothing, goes next, both
         // of its calls, while it stays below a.
-        running.used(5_000_000);
-        running.give_back();
+        running.poll_ended(5_000_000, true);
         assert!(!running.take_slot(&cx), "a queues again behind its own calls");
         assert!(!queued[0].take_slot(&cx));
         assert!(queued[2].take_slot(&cx), "b goes before a's earlier calls");
-        queued[2].used(50_000);
-        queued[2].give_back();
+        queued[2].poll_ended(50_000, true);
         assert!(queued[3].take_slot(&cx), "b again: 50 µs is still less than 5 ms");
-        queued[3].used(6_000_000);
-        queued[3].give_back();
+        queued[3].poll_ended(6_000_000, true);
         assert!(queued[0].take_slot(&cx), "then a, in its calls' order");
         assert_eq!(counter.0.load(Ordering::Relaxed), 3, "each grant woke its call");
     }
@@ -365,15 +364,14 @@ mod tests {
         let (mut a, mut b) = (turn("a"), turn("b"));
         assert!(a.take_slot(&cx));
         assert!(!b.take_slot(&cx));
-        a.used(1_000_000_000);
-        a.give_back();
+        a.poll_ended(1_000_000_000, true);
         assert!(b.take_slot(&cx));
         // b runs 1 s of turns while c is away; c comes back level with b.
-        b.used(1_000_000_000);
+        b.poll_ended(1_000_000_000, false);
         let mut c = turn("c");
         assert!(!c.take_slot(&cx));
         assert!(!a.take_slot(&cx));
-        b.give_back();
+        b.poll_ended(0, true);
         let state = scheduler.lock();
         assert_eq!(
             state.used[&owner("c")],

@@ -451,24 +451,33 @@ pub struct SandboxConfig {
     /// Calls that run guest code (and the host's work for it) at once;
     /// the others wait their turn, the tenant that has used the least CPU
     /// first, and while several tenants have calls in flight none holds
-    /// more than its share. Unset: one less than the CPUs (at least one),
-    /// so that however plugins spend their turns a CPU is left for the
-    /// service's own work and a broker on the same host.
+    /// more than its share. Unset: the CPUs.
     pub running_calls: Option<usize>,
-    /// Nice value of the threads calls run on (0–19). Raised, the kernel
-    /// runs the service's own threads (intake, API, acknowledgements, log)
-    /// first when both want a CPU; at full load that costs throughput (at
-    /// 10, `log://` 14–19k → 13–16k actions/s on 2 cores), and the CPU left
-    /// free by `running_calls` already keeps the service responsive.
+    /// Of the running calls, how many may be tenants' calls. Unset: one
+    /// fewer than `running_calls` (at least one), so that however tenants
+    /// spend their turns a CPU is left for the service's own work, a
+    /// broker on the same host and the platform's plugins.
+    pub tenant_running_calls: Option<usize>,
+    /// How much nicer than the service the threads calls run on are
+    /// (0–19, the sum capped at 19). Raised, the kernel runs the service's
+    /// own threads (intake, API, acknowledgements, log) first when both
+    /// want a CPU; at full load that costs throughput (at 10, `log://`
+    /// 14–19k → 13–16k actions/s on 2 cores), and the CPU left free by
+    /// `tenant_running_calls` already keeps the service responsive.
     pub nice: i32,
 }
 
 impl SandboxConfig {
-    /// [`SandboxConfig::running_calls`], or one less than the CPUs.
+    /// [`SandboxConfig::running_calls`], or the CPUs.
     pub fn running_calls(&self) -> usize {
-        self.running_calls.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |cpus| cpus.get().saturating_sub(1).max(1))
-        })
+        self.running_calls
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+    }
+
+    /// [`SandboxConfig::tenant_running_calls`], or one fewer than the
+    /// running calls (at least one).
+    pub fn tenant_running_calls(&self) -> usize {
+        self.tenant_running_calls.unwrap_or_else(|| self.running_calls().saturating_sub(1).max(1))
     }
 }
 
@@ -481,6 +490,7 @@ impl Default for SandboxConfig {
             pooling: true,
             log_buffer_lines: 256,
             running_calls: None,
+            tenant_running_calls: None,
             nice: 0,
         }
     }
@@ -615,8 +625,15 @@ impl Config {
         if self.intake.max_field_bytes == 0 || self.intake.max_actions == 0 {
             return fail("intake.max_field_bytes and intake.max_actions must be at least 1".into());
         }
-        if self.sandbox.running_calls == Some(0) {
-            return fail("sandbox.running_calls must be at least 1".into());
+        if self.sandbox.running_calls == Some(0) || self.sandbox.tenant_running_calls == Some(0) {
+            return fail("sandbox.running_calls and sandbox.tenant_running_calls must be at least 1".into());
+        }
+        if self.sandbox.tenant_running_calls() > self.sandbox.running_calls() {
+            return fail(format!(
+                "sandbox.tenant_running_calls ({}) must not exceed sandbox.running_calls ({})",
+                self.sandbox.tenant_running_calls(),
+                self.sandbox.running_calls()
+            ));
         }
         if !(0..=19).contains(&self.sandbox.nice) {
             return fail(format!("sandbox.nice ({}) must be between 0 and 19", self.sandbox.nice));
@@ -718,6 +735,13 @@ impl Config {
         }
         if limits.fuel == 0 {
             return Err(format!("plugin {name}: fuel must be above 0"));
+        }
+        if limits.host_call_bytes <= limits.http_request_body_bytes {
+            return Err(format!(
+                "plugin {name}: host_call_bytes ({}) must exceed http_request_body_bytes ({}): a request's \
+                 body, URL and headers pass in one host call",
+                limits.host_call_bytes, limits.http_request_body_bytes
+            ));
         }
         if limits.deadline_ms <= self.http.max_timeout_ms {
             return Err(format!(
@@ -843,16 +867,26 @@ mod tests {
     }
 
     #[test]
-    fn the_sandbox_leaves_a_cpu_to_the_service_and_its_nice_value_is_bounded() {
-        let config = Config::default();
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        assert_eq!(config.sandbox.running_calls(), cpus.saturating_sub(1).max(1));
-        assert_eq!(config.sandbox.nice, 0);
-        let error = load_toml("[sandbox]\nnice = 20\n").unwrap_err();
-        assert!(error.to_string().contains("sandbox.nice (20) must be between 0 and 19"), "{error}");
-        let error = load_toml("[sandbox]\nrunning_calls = 0\n").unwrap_err();
-        assert!(error.to_string().contains("sandbox.running_calls must be at least 1"), "{error}");
-        assert_eq!(load_toml("[sandbox]\nrunning_calls = 3\n").unwrap().sandbox.running_calls(), 3);
+    fn tenants_leave_a_running_slot_to_the_service_and_the_nice_value_is_bounded() {
+        let sandbox = |toml: &str| load_toml(&format!("[sandbox]\n{toml}\n")).map(|config| config.sandbox);
+        let slots = |toml| sandbox(toml).map(|s| (s.running_calls(), s.tenant_running_calls())).unwrap();
+        assert_eq!(slots("running_calls = 3"), (3, 2));
+        assert_eq!(slots("running_calls = 1"), (1, 1), "one CPU: tenants share the one slot");
+        assert_eq!(slots("running_calls = 4\ntenant_running_calls = 4"), (4, 4));
+        assert!(Config::default().sandbox.running_calls() >= 1);
+        assert_eq!(Config::default().sandbox.nice, 0);
+        for (toml, expected) in [
+            ("nice = 20", "sandbox.nice (20) must be between 0 and 19"),
+            ("running_calls = 0", "must be at least 1"),
+            ("tenant_running_calls = 0", "must be at least 1"),
+            (
+                "running_calls = 2\ntenant_running_calls = 3",
+                "sandbox.tenant_running_calls (3) must not exceed sandbox.running_calls (2)",
+            ),
+        ] {
+            let error = sandbox(toml).unwrap_err();
+            assert!(error.to_string().contains(expected), "{toml}: {error}");
+        }
     }
 
     #[test]

@@ -175,6 +175,23 @@ async fn calls_do_not_share_state() {
     }
 }
 
+/// Issue 20, finding 1: what a plugin passes in one host call is bounded
+/// before the host copies any of it. With the default limits a 24 MiB log
+/// line ends the call with `host_call` (retrying cannot help); a 1 MiB line
+/// is truncated and logged, as any over-long line.
+#[tokio::test]
+async fn a_log_line_past_the_host_call_bound_ends_the_call_before_the_host_copies_it() {
+    let host = TestHost::new(|_| {});
+    let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
+    let run = host.notify(&plugin, "flood://x/?kib=24576&lines=1000").await;
+    assert_limit(&run.result, Limit::HostCall);
+    assert_eq!((run.logs.len(), run.log_dropped), (0, 0), "no line was logged");
+    let under = host.notify(&plugin, "flood://x/?kib=1024&lines=2").await;
+    assert_eq!(under.result, Ok(()));
+    assert_eq!((under.logs.len(), under.log_truncated), (2, 2));
+    host.assert_healthy().await;
+}
+
 #[tokio::test]
 async fn a_flood_of_huge_log_lines_cannot_outlive_the_deadline() {
     // 4 MiB per line: each call costs the guest a few fuel units and the
@@ -184,6 +201,7 @@ async fn a_flood_of_huge_log_lines_cannot_outlive_the_deadline() {
         let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
         flood.deadline_ms = Some(300);
         flood.fuel = Some(u64::MAX / 2);
+        flood.host_call_bytes = Some(32 << 20);
     });
     let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
     let run = host.notify(&plugin, "flood://x/?kib=4096").await;
@@ -202,6 +220,7 @@ async fn a_flood_of_huge_log_lines_runs_out_of_fuel_for_the_cpu_time_it_causes()
     let host = TestHost::new(|c| {
         let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
         flood.deadline_ms = Some(20_000);
+        flood.host_call_bytes = Some(32 << 20);
     });
     let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
     let run = host.notify(&plugin, "flood://x/?kib=24576").await;
@@ -215,10 +234,11 @@ async fn a_flood_of_huge_log_lines_runs_out_of_fuel_for_the_cpu_time_it_causes()
 
 /// Issue 20, finding 1: a call never pins the caller's runtime thread. On
 /// a runtime with one thread, a probe task spawned after a flood of 24 MiB
-/// log lines finishes while the flood still runs (on the sandbox's own
-/// threads). At e8aba4b the probe's 200 ms timer was served only once the
-/// flood had hit its 3 s deadline: the guest yielded every million fuel,
-/// and a 24 MiB line costs it 56.
+/// log lines finishes while the flood still runs (an operator's plugin, it
+/// runs on that very thread, and gives it back at every epoch tick). At
+/// e8aba4b the probe's 200 ms timer was served only once the flood had hit
+/// its 3 s deadline: the guest yielded every million fuel, and a 24 MiB
+/// line costs it 56.
 #[test]
 fn a_probe_finishes_while_a_flood_of_huge_log_lines_holds_the_only_runtime_thread() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -227,6 +247,7 @@ fn a_probe_finishes_while_a_flood_of_huge_log_lines_holds_the_only_runtime_threa
             let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
             flood.deadline_ms = Some(3_000);
             flood.fuel = Some(u64::MAX / 2);
+            flood.host_call_bytes = Some(32 << 20);
         }));
         let plugin = Arc::new(host.load("log-flood", plugins::LOG_FLOOD).unwrap());
         let flood_done = Arc::new(AtomicBool::new(false));
@@ -267,6 +288,7 @@ async fn another_tenants_call_takes_the_only_running_slot_between_the_turns_of_t
         let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
         flood.deadline_ms = Some(3_000);
         flood.fuel = Some(u64::MAX / 2);
+        flood.host_call_bytes = Some(32 << 20);
     }));
     let bytes = std::fs::read(plugins::LOG_FLOOD).unwrap();
     let spec = registry::spec_for("log-flood", Origin::External, Some("a".into()), &host.config);

@@ -37,6 +37,12 @@ pub struct Limits {
     pub http_request_body_bytes: u64,
     /// Largest HTTP response body, in bytes; the host stops reading past it.
     pub http_response_body_bytes: u64,
+    /// Most bytes a plugin passes in one host call: a log line with its
+    /// fields, an HTTP request with its URL, headers and body, a write to
+    /// stdout. Checked before the host copies any of it, since a copy
+    /// cannot be interrupted: a 24 MiB log line held a CPU for ~10 ms of
+    /// copying and UTF-8 checks. Must exceed `http_request_body_bytes`.
+    pub host_call_bytes: u64,
 }
 
 impl Default for Limits {
@@ -51,6 +57,7 @@ impl Default for Limits {
             http_requests: 8,
             http_request_body_bytes: 1 << 20,
             http_response_body_bytes: 1 << 20,
+            host_call_bytes: 2 << 20,
         }
     }
 }
@@ -77,6 +84,8 @@ pub struct LimitOverrides {
     pub http_request_body_bytes: Option<u64>,
     /// See [`Limits::http_response_body_bytes`].
     pub http_response_body_bytes: Option<u64>,
+    /// See [`Limits::host_call_bytes`].
+    pub host_call_bytes: Option<u64>,
 }
 
 impl Limits {
@@ -96,6 +105,7 @@ impl Limits {
             http_response_body_bytes: overrides
                 .http_response_body_bytes
                 .unwrap_or(self.http_response_body_bytes),
+            host_call_bytes: overrides.host_call_bytes.unwrap_or(self.host_call_bytes),
         }
     }
 
@@ -125,6 +135,8 @@ pub enum Limit {
     HttpRequestBody,
     /// [`Limits::http_response_body_bytes`].
     HttpResponseBody,
+    /// [`Limits::host_call_bytes`].
+    HostCall,
 }
 
 impl Limit {
@@ -139,6 +151,7 @@ impl Limit {
             Limit::HttpRequests => "http_requests",
             Limit::HttpRequestBody => "http_request_body",
             Limit::HttpResponseBody => "http_response_body",
+            Limit::HostCall => "host_call",
         }
     }
 
@@ -312,7 +325,7 @@ mod tests {
     #[test]
     fn only_the_deadline_is_retryable() {
         assert!(Limit::Deadline.is_retryable());
-        for limit in [Limit::Memory, Limit::Cpu, Limit::Stack, Limit::HttpRequests] {
+        for limit in [Limit::Memory, Limit::Cpu, Limit::Stack, Limit::HttpRequests, Limit::HostCall] {
             assert!(!limit.is_retryable(), "{limit}");
         }
     }

@@ -15,9 +15,11 @@
 //! pause. While several tenants have calls in flight, none holds more
 //! than its share of the slots (the slots over the tenants, rounded up),
 //! so a spinning tenant never holds every slot while another tenant's call
-//! waits on I/O and comes back for a turn. The runtime's other tasks (the
-//! API, the intake, acknowledgements) never wait behind more than the
-//! slots' current turns.
+//! waits on I/O and comes back for a turn. Tenants' calls together hold at
+//! most the tenant slots ([`CpuScheduler::new`]): by default one fewer than
+//! the slots, so however tenants spend their turns a CPU is left for the
+//! service's own work, the broker and the platform's plugins, while the
+//! platform's plugins may use every slot.
 //!
 //! [`CpuScheduler::run`] also times each poll of the call on its thread's
 //! CPU clock ([`CallClock`]), for the charge of its CPU time to its fuel.
@@ -53,26 +55,36 @@ struct State {
     /// of its calls waits or runs is raised to the least of those that do
     /// (no credit for the time it was away).
     used: HashMap<TurnOwner, u64>,
-    /// Slots each owner holds.
+    /// Slots each owner holds, those granted to calls that have not resumed
+    /// yet included.
     running: HashMap<TurnOwner, usize>,
     /// All the slots.
     slots: usize,
+    /// The most slots tenants' calls hold together.
+    tenant_slots: usize,
+    /// Slots tenants' calls hold now.
+    tenants_running: usize,
     /// Calls in flight (running, waiting on I/O or queued) per owner.
     in_flight: HashMap<TurnOwner, usize>,
 }
 
 impl CpuScheduler {
-    /// A scheduler letting `slots` calls run at once (at least one).
-    pub fn new(slots: usize) -> Self {
+    /// A scheduler letting `slots` calls run at once (at least one), of
+    /// them at most `tenant_slots` tenants' calls (at least one, at most
+    /// `slots`).
+    pub fn new(slots: usize, tenant_slots: usize) -> Self {
+        let slots = slots.max(1);
         CpuScheduler {
             state: Mutex::new(State {
-                free: slots.max(1),
+                free: slots,
                 waiting: VecDeque::new(),
                 granted: Vec::new(),
                 next_ticket: 0,
                 used: HashMap::new(),
                 running: HashMap::new(),
-                slots: slots.max(1),
+                slots,
+                tenant_slots: tenant_slots.clamp(1, slots),
+                tenants_running: 0,
                 in_flight: HashMap::new(),
             }),
         }
@@ -119,26 +131,26 @@ impl State {
     /// again).
     fn grant(&mut self) -> Vec<(u64, Waker)> {
         let mut woken = Vec::new();
-        let mut granted: HashMap<TurnOwner, usize> = HashMap::new();
         while self.free > 0 {
             let (cap, used) = (self.cap(), |owner: &TurnOwner| self.used.get(owner).copied().unwrap_or(0));
-            let eligible =
-                |owner: &TurnOwner| self.held(owner) + granted.get(owner).copied().unwrap_or(0) < cap;
+            let tenants_full = self.tenants_running >= self.tenant_slots;
+            let eligible = |owner: &TurnOwner| self.held(owner) < cap && (owner.is_none() || !tenants_full);
             let Some(next) = (0..self.waiting.len())
                 .filter(|at| eligible(&self.waiting[*at].0))
                 .min_by_key(|at| used(&self.waiting[*at].0))
             else {
                 break;
             };
-            *granted.entry(self.waiting[next].0.clone()).or_insert(0) += 1;
-            let calls = &mut self.waiting[next].1;
-            if let Some((ticket, waker)) = calls.pop_front() {
-                self.free -= 1;
-                self.granted.push(ticket);
-                woken.push((ticket, waker));
-            }
+            let (owner, calls) = &mut self.waiting[next];
+            let (owner, call) = (owner.clone(), calls.pop_front());
             if calls.is_empty() {
                 self.waiting.remove(next);
+            }
+            if let Some((ticket, waker)) = call {
+                self.free -= 1;
+                self.count_running(&owner, true);
+                self.granted.push(ticket);
+                woken.push((ticket, waker));
             }
         }
         woken
@@ -161,13 +173,16 @@ impl State {
     /// `owner` takes a slot, or gives one back.
     fn count_running(&mut self, owner: &TurnOwner, taken: bool) {
         let held = self.running.entry(owner.clone()).or_insert(0);
+        let tenant = usize::from(owner.is_some());
         if taken {
             *held += 1;
-        } else {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
-                self.running.remove(owner);
-            }
+            self.tenants_running += tenant;
+        } else if *held > 0 {
+            *held -= 1;
+            self.tenants_running -= tenant;
+        }
+        if *held == 0 {
+            self.running.remove(owner);
         }
     }
 
@@ -222,7 +237,6 @@ impl Turn<'_> {
             Holding::Slot => return true,
             Holding::Queued(ticket) => {
                 if state.take_grant(ticket) {
-                    state.count_running(&self.owner, true);
                     self.holding = Holding::Slot;
                     return true;
                 }
@@ -250,7 +264,6 @@ impl Turn<'_> {
                     .collect();
                 let mine = state.take_grant(ticket);
                 if mine {
-                    state.count_running(&self.owner, true);
                     self.holding = Holding::Slot;
                 }
                 drop(state);
@@ -285,7 +298,13 @@ impl Turn<'_> {
                 true
             }
             // Granted but never resumed: the slot was reserved for it.
-            Holding::Queued(ticket) => !state.unqueue(ticket) && state.take_grant(ticket),
+            Holding::Queued(ticket) => {
+                let granted = !state.unqueue(ticket) && state.take_grant(ticket);
+                if granted {
+                    state.count_running(&self.owner, false);
+                }
+                granted
+            }
         };
         if freed {
             state.free += 1;
@@ -332,7 +351,7 @@ mod tests {
 
     #[test]
     fn the_owner_whose_turns_used_the_least_cpu_goes_first() {
-        let scheduler = CpuScheduler::new(1);
+        let scheduler = CpuScheduler::new(1, 1);
         let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&counter));
         let cx = Context::from_waker(&waker);
@@ -358,7 +377,7 @@ mod tests {
 
     #[test]
     fn an_owner_back_from_a_pause_has_no_credit_from_it() {
-        let scheduler = CpuScheduler::new(1);
+        let scheduler = CpuScheduler::new(1, 1);
         let cx = Context::from_waker(Waker::noop());
         let turn = |name| Turn::new(&scheduler, owner(name));
         let (mut a, mut b) = (turn("a"), turn("b"));
@@ -382,7 +401,7 @@ mod tests {
 
     #[test]
     fn while_another_tenant_has_a_call_in_flight_none_holds_more_than_its_share() {
-        let scheduler = CpuScheduler::new(2);
+        let scheduler = CpuScheduler::new(2, 2);
         let cx = Context::from_waker(Waker::noop());
         let (mut a1, mut a2) = (Turn::new(&scheduler, owner("a")), Turn::new(&scheduler, owner("a")));
         let b = Turn::new(&scheduler, owner("b"));
@@ -393,8 +412,44 @@ mod tests {
     }
 
     #[test]
+    fn tenants_leave_a_slot_to_the_platform_and_queue_for_their_own() {
+        let scheduler = CpuScheduler::new(2, 1);
+        let cx = Context::from_waker(Waker::noop());
+        let (mut a1, mut a2) = (Turn::new(&scheduler, owner("a")), Turn::new(&scheduler, owner("a")));
+        let mut b = Turn::new(&scheduler, owner("b"));
+        let (mut platform1, mut platform2) = (Turn::new(&scheduler, None), Turn::new(&scheduler, None));
+        assert!(a1.take_slot(&cx));
+        assert!(!a2.take_slot(&cx), "a second tenant call would take the platform's slot");
+        assert!(!b.take_slot(&cx), "so would another tenant's");
+        assert!(platform1.take_slot(&cx), "the platform's plugins take the slot tenants leave");
+        a1.poll_ended(1_000, true);
+        assert!(b.take_slot(&cx), "the tenant slot passes on, to the tenant that has used the least");
+        assert!(!a2.take_slot(&cx));
+        b.poll_ended(1_000, true);
+        platform1.poll_ended(1_000, true);
+        drop((a1, a2, b));
+        assert!(platform1.take_slot(&cx) && platform2.take_slot(&cx), "the platform may hold every slot");
+        assert_eq!(scheduler.lock().tenants_running, 0);
+    }
+
+    #[test]
+    fn a_slot_granted_to_a_call_that_has_not_resumed_yet_counts_as_held() {
+        let scheduler = CpuScheduler::new(2, 1);
+        let cx = Context::from_waker(Waker::noop());
+        let (mut a1, mut a2) = (Turn::new(&scheduler, owner("a")), Turn::new(&scheduler, owner("a")));
+        let (mut b, mut platform) = (Turn::new(&scheduler, owner("b")), Turn::new(&scheduler, None));
+        assert!(a1.take_slot(&cx) && platform.take_slot(&cx));
+        assert!(!a2.take_slot(&cx) && !b.take_slot(&cx));
+        a1.poll_ended(1_000, true);
+        // b is granted the tenant slot; before it resumes, another slot is freed.
+        platform.poll_ended(1_000, true);
+        assert!(!a2.take_slot(&cx), "the tenant slot is b's, though b has not resumed");
+        assert!(b.take_slot(&cx));
+    }
+
+    #[test]
     fn a_cancelled_call_gives_back_its_slot_its_grant_and_its_place() {
-        let scheduler = CpuScheduler::new(1);
+        let scheduler = CpuScheduler::new(1, 1);
         let waker = Waker::noop();
         let cx = Context::from_waker(waker);
         let mut first = Turn::new(&scheduler, owner("a"));
@@ -414,7 +469,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_suspended_call_frees_its_slot_and_costs_no_cpu_time() {
-        let scheduler = CpuScheduler::new(1);
+        let scheduler = CpuScheduler::new(1, 1);
         let (clock, other_clock) = (CallClock::default(), CallClock::default());
         let (send, receive) = tokio::sync::oneshot::channel::<()>();
         let waiting = scheduler.run(owner("a"), &clock, receive);

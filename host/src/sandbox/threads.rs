@@ -1,5 +1,6 @@
-//! The threads sandbox calls run on: a runtime of their own, apart from
-//! the one that serves the API, the intake and the acknowledgements.
+//! The threads tenants' sandbox calls run on: a runtime of their own,
+//! apart from the one that serves the API, the intake, the
+//! acknowledgements and the platform's own plugins.
 //!
 //! A call gives its turn back about once a millisecond ([`super::epoch`]),
 //! but not inside one host call: lifting a 24 MiB string a plugin logs
@@ -7,14 +8,14 @@
 //! one such lift after another. On the service's own runtime that held its
 //! worker threads, so `/healthz` and every other tenant's intake waited for
 //! the lifts in flight. Here:
-//! - there is one thread more than running slots ([`super::scheduler`]), so
-//!   a thread is free to start new calls and serve the calls' sockets and
-//!   timers while every slot is in a turn;
+//! - there is one thread more than the tenant slots ([`super::scheduler`]),
+//!   so a thread is free to start new calls and serve the calls' sockets
+//!   and timers while every slot is in a turn;
 //! - each thread looks at its sockets, timers and new calls after every task
 //!   it polls (tokio's defaults are every 61 tasks and every few), since
 //!   one task here may be a 10 ms turn;
-//! - their nice value is `sandbox.nice`, for an operator who wants the
-//!   kernel to run the service's own threads first.
+//! - they are `sandbox.nice` nicer than the service, for an operator who
+//!   wants the kernel to run the service's own threads first.
 
 use std::future::Future;
 
@@ -33,17 +34,25 @@ pub struct CallThreads {
 }
 
 impl CallThreads {
-    /// Starts one thread more than `running_slots`, each at `nice`.
+    /// Starts one thread more than `running_slots` (the tenant slots), each `nicer` than the
+    /// calling thread (the sum capped at 19).
     ///
     /// # Errors
     /// When the threads cannot be spawned.
-    pub fn start(running_slots: usize, nice: i32) -> std::io::Result<Self> {
+    pub fn start(running_slots: usize, nicer: i32) -> std::io::Result<Self> {
+        // Set once from the caller's value, not added to each thread's own:
+        // a thread the runtime starts from one of its threads inherits that
+        // thread's nice value.
+        let nice = rustix::process::getpriority_process(None).unwrap_or(0).saturating_add(nicer).min(19);
         let runtime = Builder::new_multi_thread()
             .worker_threads(running_slots.max(1) + 1)
             .thread_name("tocsin-sandbox")
             .event_interval(1)
             .global_queue_interval(1)
             .on_thread_start(move || {
+                if nicer == 0 {
+                    return;
+                }
                 // On Linux the nice value is the calling thread's own.
                 if let Err(error) = rustix::process::setpriority_process(None, nice) {
                     tracing::warn!(
@@ -92,13 +101,21 @@ mod tests {
 
     #[tokio::test]
     async fn calls_run_on_threads_of_their_own_at_the_configured_nice_value() {
+        let service = rustix::process::getpriority_process(None).unwrap();
         let threads = CallThreads::start(1, 7).unwrap();
         let here = std::thread::current().id();
-        let (nice, there) = threads
-            .run(async { (rustix::process::getpriority_process(None), std::thread::current().id()) })
+        let (nice, blocking_nice, there) = threads
+            .run(async {
+                // A blocking thread (a DNS lookup's, say) started from a
+                // sandbox thread.
+                let blocking = tokio::task::spawn_blocking(|| rustix::process::getpriority_process(None));
+                let blocking_nice = blocking.await.unwrap();
+                (rustix::process::getpriority_process(None), blocking_nice, std::thread::current().id())
+            })
             .await
             .unwrap();
-        assert_eq!(nice.unwrap(), 7);
+        assert_eq!(nice.unwrap(), (service + 7).min(19), "7 nicer than the service");
+        assert_eq!(blocking_nice.unwrap(), (service + 7).min(19), "not 7 nicer again");
         assert_ne!(there, here, "the call ran on a sandbox thread");
     }
 

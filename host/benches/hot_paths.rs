@@ -7,6 +7,7 @@
 //! | `decode` | `message::decode` of a captured `alarm.update` (`tocsin`), and of one whose reason data holds `Infinity` (`python-json`, `tests/fixtures/python-json/infinity`: the general decoder's path) | parsing the first message's bytes into JSON values (envelope and inner message), the least any decoder does |
 //! | `dispatch` | `Dispatcher::deliver` of a `log://` delivery record (resolve, four concurrency slots, metrics, outcome) over the native notifier | calling that notifier directly |
 //! | `sandbox-call` | the built-in `log` notifier: fresh store, instantiation, `notify`, the `log` capability, teardown; pooling and on-demand allocator | its formatting (`aodh_line`) compiled natively |
+//! | `sandbox-call` | the same component as a tenant's (`tenant`): its call on the sandbox threads | the built-in's (`pooling`), on the caller's runtime |
 //! | `http` | the built-in `http` notifier: one POST through the `http` capability (grant, egress policy, shared client) to a keep-alive sink on 127.0.0.1 | the notifier's code compiled natively, the same client and sink |
 //!
 //! `cargo bench -p tocsin --bench hot_paths` prints criterion's figures,
@@ -41,12 +42,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each measured path and the baseline it is compared with: (group,
 /// measured, baseline).
-const PAIRS: [(&str, &str, &str); 6] = [
+const PAIRS: [(&str, &str, &str); 7] = [
     ("decode", "tocsin", "native-json"),
     ("decode", "python-json", "native-json"),
     ("dispatch", "dispatcher", "direct-call"),
     ("sandbox-call", "pooling", "native"),
     ("sandbox-call", "on-demand", "native"),
+    ("sandbox-call", "tenant", "pooling"),
     ("http", "sandbox", "native"),
 ];
 
@@ -117,12 +119,17 @@ fn sandbox_call(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     group.bench_function("native", |b| {
         b.iter(|| black_box(tocsin_notifier_log::aodh_line(black_box("log://"), black_box(&sdk_alarm))));
     });
-    for (name, pooling) in [("pooling", true), ("on-demand", false)] {
+    // A built-in's call runs on the caller's runtime; a tenant's (the same
+    // component, uploaded) on the sandbox threads, a hop away.
+    for (name, pooling, tenant) in
+        [("pooling", true, None), ("on-demand", false, None), ("tenant", true, Some("bench"))]
+    {
         let mut config = Config::default();
         config.sandbox.pooling = pooling;
         config.sandbox.instances = 16;
         let sandbox = Sandbox::new(&config).expect("sandbox");
-        let spec = registry::spec_for("log", Origin::Builtin, None, &config);
+        let origin = if tenant.is_some() { Origin::External } else { Origin::Builtin };
+        let spec = registry::spec_for("log", origin, tenant.map(Into::into), &config);
         let plugin = sandbox.load(spec, builtin::component("log").expect("built-in log")).expect("load log");
         group.bench_function(name, |b| {
             b.to_async(runtime).iter(|| async {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::auth::TokenHash;
 use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::capabilities::signing::WebhookSecret;
-use crate::sandbox::limits::{LimitOverrides, Limits};
+use crate::sandbox::limits::{HOST_CALL_MARGIN_BYTES, LimitOverrides, Limits};
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
 /// keys: they choose the file and the log output (and how long its lines
@@ -450,13 +450,14 @@ pub struct SandboxConfig {
     pub log_buffer_lines: usize,
     /// Calls that run guest code (and the host's work for it) at once;
     /// the others wait their turn, the tenant that has used the least CPU
-    /// first, and while several tenants have calls in flight none holds
-    /// more than its share. Unset: the CPUs.
+    /// first. The platform's plugins may hold every slot. Unset: the CPUs.
     pub running_calls: Option<usize>,
-    /// Of the running calls, how many may be tenants' calls. Unset: one
-    /// fewer than `running_calls` (at least one), so that however tenants
-    /// spend their turns a CPU is left for the service's own work, a
-    /// broker on the same host and the platform's plugins.
+    /// Of the running calls, how many may be tenants' calls, each tenant
+    /// holding at most its share of them while others have calls in
+    /// flight. Unset: one fewer than `running_calls` (at least one), so
+    /// that however tenants spend their turns a CPU is left for the
+    /// service's own work and a broker on the same host; on one CPU
+    /// tenants share its one slot with the rest.
     pub tenant_running_calls: Option<usize>,
     /// How much nicer than the service the threads calls run on are
     /// (0–19, the sum capped at 19). Raised, the kernel runs the service's
@@ -736,11 +737,11 @@ impl Config {
         if limits.fuel == 0 {
             return Err(format!("plugin {name}: fuel must be above 0"));
         }
-        if limits.host_call_bytes <= limits.http_request_body_bytes {
+        if limits.host_call_bytes < limits.http_request_body_bytes.saturating_add(HOST_CALL_MARGIN_BYTES) {
             return Err(format!(
-                "plugin {name}: host_call_bytes ({}) must exceed http_request_body_bytes ({}): a request's \
-                 body, URL and headers pass in one host call",
-                limits.host_call_bytes, limits.http_request_body_bytes
+                "plugin {name}: host_call_bytes ({}) must be at least http_request_body_bytes ({}) + {} \
+                 bytes: a request's body, URL and headers pass in one host call",
+                limits.host_call_bytes, limits.http_request_body_bytes, HOST_CALL_MARGIN_BYTES
             ));
         }
         if limits.deadline_ms <= self.http.max_timeout_ms {
@@ -887,6 +888,19 @@ mod tests {
             let error = sandbox(toml).unwrap_err();
             assert!(error.to_string().contains(expected), "{toml}: {error}");
         }
+    }
+
+    #[test]
+    fn a_request_body_limit_leaves_room_for_the_url_and_headers_in_one_host_call() {
+        let error = load_toml("[plugins.big.limits]\nhttp_request_body_bytes = 2097152\n").unwrap_err();
+        assert!(
+            error.to_string().contains(
+                "plugin big: host_call_bytes (2097152) must be at least http_request_body_bytes (2097152) + 262144"
+            ),
+            "{error}"
+        );
+        let fits = "[plugins.big.limits]\nhttp_request_body_bytes = 2097152\nhost_call_bytes = 2359296\n";
+        assert_eq!(load_toml(fits).unwrap().limits_for("big").host_call_bytes, 2_359_296);
     }
 
     #[test]

@@ -308,7 +308,11 @@ async fn another_tenants_call_takes_the_only_running_slot_between_the_turns_of_t
     // Once both floods are in their loops of log calls (building the line
     // takes each a few ms).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let probe = host.notify(&host.builtin("test"), "test://").await;
+    let test = registry::builtin::component("test").unwrap();
+    let probe = host
+        .sandbox
+        .load(registry::spec_for("b-test", Origin::External, Some("b".into()), &host.config), test);
+    let probe = host.notify(&probe.unwrap(), "b-test://").await;
     let floods_done_when_delivered = floods_done.load(Ordering::SeqCst);
     assert_eq!(probe.result, Ok(()));
     for flood in floods {

@@ -41,7 +41,9 @@ pub struct Limits {
     /// fields, an HTTP request with its URL, headers and body, a write to
     /// stdout. Checked before the host copies any of it, since a copy
     /// cannot be interrupted: a 24 MiB log line held a CPU for ~10 ms of
-    /// copying and UTF-8 checks. Must exceed `http_request_body_bytes`.
+    /// copying and UTF-8 checks. Checked as each argument is lifted, and on
+    /// the reason `notify` returns. At least `http_request_body_bytes` plus
+    /// [`HOST_CALL_MARGIN_BYTES`].
     pub host_call_bytes: u64,
 }
 
@@ -61,6 +63,12 @@ impl Default for Limits {
         }
     }
 }
+
+/// What an HTTP request carries in its host call besides its body (its URL,
+/// and headers of at most 64 KiB): `host_call_bytes` leaves this much
+/// above `http_request_body_bytes`, so that a body within its limit gets
+/// `too-large` or goes out, never ends the call.
+pub const HOST_CALL_MARGIN_BYTES: u64 = 256 << 10;
 
 /// Per-plugin overrides: each set field replaces the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

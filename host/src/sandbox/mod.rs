@@ -12,7 +12,8 @@
 //!
 //! Limits per call: memory ([`limits::MemoryLimiter`]), CPU (fuel: the
 //! guest's instructions, or its CPU time's worth when more, [`cpu_time`]), a
-//! wall-clock deadline covering host calls too, log and HTTP caps (in the
+//! wall-clock deadline covering host calls too, the bytes one host call
+//! carries (wasmtime's hostcall fuel), log and HTTP caps (in the
 //! capabilities). Hitting one is a typed [`CallError::Limit`]; the host
 //! and other calls carry on.
 //!
@@ -559,7 +560,7 @@ async fn call_notify(
 
 /// How wasmtime says a host call's arguments passed the store's hostcall
 /// fuel ([`Limits::host_call_bytes`]).
-const HOST_CALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+const HOST_CALL_FUEL_EXHAUSTED: &str = "too much data is being copied between the host and the guest: fuel allocated for hostcalls has been exhausted";
 
 /// Turns a wasmtime error into the limit it hit, a full pool, or a trap.
 fn classify_error(error: &wasmtime::Error, instantiating: bool) -> CallError {
@@ -576,10 +577,13 @@ fn classify_error(error: &wasmtime::Error, instantiating: bool) -> CallError {
         return CallError::Busy(full.to_string());
     }
     // wasmtime's type for it is private; its message is pinned by a test.
-    if error.chain().any(|cause| cause.to_string().contains(HOST_CALL_FUEL_EXHAUSTED)) {
+    // Only the root cause: a backtrace in the chain names the guest's own
+    // functions, which the guest chooses.
+    if error.root_cause().to_string() == HOST_CALL_FUEL_EXHAUSTED {
         return CallError::Limit {
             limit: Limit::HostCall,
-            detail: "the plugin passed more data in one host call than its host_call_bytes".into(),
+            detail: "the plugin passed more data to or back from the host at once than its host_call_bytes"
+                .into(),
         };
     }
     match error.downcast_ref::<Trap>() {

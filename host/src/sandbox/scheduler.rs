@@ -9,17 +9,17 @@
 //! least CPU time in its turns (each tenant's calls in arrival order), as
 //! a fair-share scheduler does: a tenant whose calls use little CPU (a
 //! notification takes tens of microseconds) goes before one that spins or
-//! makes the host copy 24 MiB in each turn, so its calls wait at most for
-//! the turns running now. A tenant that comes back after a pause starts
-//! level with the least-served tenant waiting, not with the credit of its
-//! pause. While several tenants have calls in flight, none holds more
-//! than its share of the slots (the slots over the tenants, rounded up),
-//! so a spinning tenant never holds every slot while another tenant's call
-//! waits on I/O and comes back for a turn. Tenants' calls together hold at
-//! most the tenant slots ([`CpuScheduler::new`]): by default one fewer than
-//! the slots, so however tenants spend their turns a CPU is left for the
-//! service's own work, the broker and the platform's plugins, while the
-//! platform's plugins may use every slot.
+//! makes the host copy megabytes in each turn, so its calls wait at most
+//! for the turns running now. A tenant that comes back after a pause
+//! starts level with the least-served tenant waiting, not with the credit
+//! of its pause. Tenants' calls together hold at most the tenant slots
+//! ([`CpuScheduler::new`]): by default one fewer than the slots, so however
+//! tenants spend their turns a CPU is left for the service's own work and
+//! the broker. While several tenants have calls in flight, none holds more
+//! than its share of the tenant slots (rounded up), so a spinning tenant
+//! never holds them all while another tenant's call waits on I/O and comes
+//! back for a turn. The platform's plugins are not capped: they may use
+//! every slot, whatever tenants have in flight.
 //!
 //! [`CpuScheduler::run`] also times each poll of the call on its thread's
 //! CPU clock ([`CallClock`]), for the charge of its CPU time to its fuel.
@@ -58,8 +58,6 @@ struct State {
     /// Slots each owner holds, those granted to calls that have not resumed
     /// yet included.
     running: HashMap<TurnOwner, usize>,
-    /// All the slots.
-    slots: usize,
     /// The most slots tenants' calls hold together.
     tenant_slots: usize,
     /// Slots tenants' calls hold now.
@@ -82,7 +80,6 @@ impl CpuScheduler {
                 next_ticket: 0,
                 used: HashMap::new(),
                 running: HashMap::new(),
-                slots,
                 tenant_slots: tenant_slots.clamp(1, slots),
                 tenants_running: 0,
                 in_flight: HashMap::new(),
@@ -115,10 +112,11 @@ impl CpuScheduler {
 }
 
 impl State {
-    /// The most slots one owner may hold: its share of them among the
-    /// owners with calls in flight.
-    fn cap(&self) -> usize {
-        self.slots.div_ceil(self.in_flight.len().max(1))
+    /// The most slots one tenant may hold: its share of the tenant slots
+    /// among the tenants with calls in flight.
+    fn tenant_cap(&self) -> usize {
+        let tenants = self.in_flight.keys().filter(|owner| owner.is_some()).count();
+        self.tenant_slots.div_ceil(tenants.max(1))
     }
 
     fn held(&self, owner: &TurnOwner) -> usize {
@@ -132,9 +130,10 @@ impl State {
     fn grant(&mut self) -> Vec<(u64, Waker)> {
         let mut woken = Vec::new();
         while self.free > 0 {
-            let (cap, used) = (self.cap(), |owner: &TurnOwner| self.used.get(owner).copied().unwrap_or(0));
+            let (cap, used) =
+                (self.tenant_cap(), |owner: &TurnOwner| self.used.get(owner).copied().unwrap_or(0));
             let tenants_full = self.tenants_running >= self.tenant_slots;
-            let eligible = |owner: &TurnOwner| self.held(owner) < cap && (owner.is_none() || !tenants_full);
+            let eligible = |owner: &TurnOwner| owner.is_none() || (self.held(owner) < cap && !tenants_full);
             let Some(next) = (0..self.waiting.len())
                 .filter(|at| eligible(&self.waiting[*at].0))
                 .min_by_key(|at| used(&self.waiting[*at].0))
@@ -409,6 +408,20 @@ mod tests {
         assert!(!a2.take_slot(&cx), "b's call is in flight (waiting on I/O, say): a holds at most 1 of 2");
         drop(b);
         assert!(a2.take_slot(&cx), "alone again, a may hold both");
+    }
+
+    #[test]
+    fn tenants_share_the_tenant_slots_and_the_platform_is_not_capped() {
+        let scheduler = CpuScheduler::new(3, 2);
+        let cx = Context::from_waker(Waker::noop());
+        let (mut a1, mut a2) = (Turn::new(&scheduler, owner("a")), Turn::new(&scheduler, owner("a")));
+        let _b_waiting_on_io = Turn::new(&scheduler, owner("b"));
+        let mut platform: Vec<Turn<'_>> = (0..2).map(|_| Turn::new(&scheduler, None)).collect();
+        assert!(a1.take_slot(&cx));
+        assert!(!a2.take_slot(&cx), "b is in flight: a holds at most 1 of the 2 tenant slots");
+        for call in &mut platform {
+            assert!(call.take_slot(&cx), "the platform takes the other slots, tenants in flight or not");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ const PLUGINS: &[(&str, &str, &str)] = &[
     ("ENV", "tocsin-plugin-env", "tests/plugins/env"),
     ("COUNTER", "tocsin-plugin-counter", "tests/plugins/counter"),
     ("WASI_HTTP", "tocsin-plugin-wasi-http", "tests/plugins/wasi-http"),
+    ("POLL_FLOOD", "tocsin-plugin-poll-flood", "tests/plugins/poll-flood"),
 ];
 
 fn main() {

@@ -192,6 +192,27 @@ async fn a_log_line_past_the_host_call_bound_ends_the_call_before_the_host_copie
     host.assert_healthy().await;
 }
 
+/// Issue 20, finding 1, for `wasi:io/poll`: a list of 12-byte handles
+/// passes `host_call_bytes` far below 2 MiB of work. wasmtime bounds the
+/// handles one call may lend (60,000 pass, 100,000 trap; one poll of 60,000
+/// takes the host ~2 ms in a release build), and the host's time for the
+/// polls is charged to the call's fuel like any other.
+#[tokio::test]
+async fn polls_of_one_pollable_listed_thousands_of_times_are_bounded_and_charged() {
+    let host = TestHost::new(|_| {});
+    let plugin = host.load("poll-flood", plugins::POLL_FLOOD).unwrap();
+    let run = host.notify(&plugin, "pf://x/?n=60000&rounds=100000").await;
+    assert_limit(&run.result, Limit::Cpu);
+    let run = host.notify(&plugin, "pf://x/?n=100000&rounds=1").await;
+    match &run.result {
+        Err(CallError::Trap(message)) => {
+            assert!(message.contains("store handle limit exceeded"), "{message}")
+        }
+        other => panic!("expected wasmtime's handle limit, got {other:?}"),
+    }
+    host.assert_healthy().await;
+}
+
 #[tokio::test]
 async fn a_flood_of_huge_log_lines_cannot_outlive_the_deadline() {
     // 4 MiB per line: each call costs the guest a few fuel units and the

@@ -629,11 +629,10 @@ impl Config {
         if self.sandbox.running_calls == Some(0) || self.sandbox.tenant_running_calls == Some(0) {
             return fail("sandbox.running_calls and sandbox.tenant_running_calls must be at least 1".into());
         }
-        if self.sandbox.tenant_running_calls() > self.sandbox.running_calls() {
+        let (tenant_running, running) = (self.sandbox.tenant_running_calls(), self.sandbox.running_calls());
+        if tenant_running > running {
             return fail(format!(
-                "sandbox.tenant_running_calls ({}) must not exceed sandbox.running_calls ({})",
-                self.sandbox.tenant_running_calls(),
-                self.sandbox.running_calls()
+                "sandbox.tenant_running_calls ({tenant_running}) must not exceed sandbox.running_calls ({running})"
             ));
         }
         if !(0..=19).contains(&self.sandbox.nice) {

@@ -8,12 +8,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tocsin::config::Config;
 use tocsin::registry::validate::LoadError;
 use tocsin::registry::{self, Origin};
 use tocsin::sandbox::CallError;
-use tocsin::sandbox::limits::Limit;
+use tocsin::sandbox::limits::{Limit, LimitOverrides};
 use tocsin_tests::webhook::{Reply, Webhook};
 use tocsin_tests::{TestHost, messages, plugins};
+
+/// The `log-flood` plugin's limits, set to let lines of megabytes through
+/// (the default `host_call_bytes` ends the call at the first) and to end
+/// the flood at `deadline_ms`.
+fn huge_line_flood(config: &mut Config, deadline_ms: u64) -> &mut LimitOverrides {
+    let flood = &mut config.plugins.entry("log-flood".into()).or_default().limits;
+    flood.deadline_ms = Some(deadline_ms);
+    flood.host_call_bytes = Some(32 << 20);
+    flood
+}
 
 fn assert_limit(result: &Result<(), CallError>, expected: Limit) {
     match result {
@@ -219,10 +230,7 @@ async fn a_flood_of_huge_log_lines_cannot_outlive_the_deadline() {
     // host a 4 MiB copy. With fuel to spare, the deadline stops it, checked
     // at every host call.
     let host = TestHost::new(|c| {
-        let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
-        flood.deadline_ms = Some(300);
-        flood.fuel = Some(u64::MAX / 2);
-        flood.host_call_bytes = Some(32 << 20);
+        huge_line_flood(c, 300).fuel = Some(u64::MAX / 2);
     });
     let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
     let run = host.notify(&plugin, "flood://x/?kib=4096").await;
@@ -239,9 +247,7 @@ async fn a_flood_of_huge_log_lines_cannot_outlive_the_deadline() {
 #[tokio::test]
 async fn a_flood_of_huge_log_lines_runs_out_of_fuel_for_the_cpu_time_it_causes() {
     let host = TestHost::new(|c| {
-        let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
-        flood.deadline_ms = Some(20_000);
-        flood.host_call_bytes = Some(32 << 20);
+        huge_line_flood(c, 20_000);
     });
     let plugin = host.load("log-flood", plugins::LOG_FLOOD).unwrap();
     let run = host.notify(&plugin, "flood://x/?kib=24576").await;
@@ -265,10 +271,7 @@ fn a_probe_finishes_while_a_flood_of_huge_log_lines_holds_the_only_runtime_threa
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let host = Arc::new(TestHost::new(|c| {
-            let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
-            flood.deadline_ms = Some(3_000);
-            flood.fuel = Some(u64::MAX / 2);
-            flood.host_call_bytes = Some(32 << 20);
+            huge_line_flood(c, 3_000).fuel = Some(u64::MAX / 2);
         }));
         let plugin = Arc::new(host.load("log-flood", plugins::LOG_FLOOD).unwrap());
         let flood_done = Arc::new(AtomicBool::new(false));
@@ -306,10 +309,7 @@ fn a_probe_finishes_while_a_flood_of_huge_log_lines_holds_the_only_runtime_threa
 async fn another_tenants_call_takes_the_only_running_slot_between_the_turns_of_two_floods() {
     let host = Arc::new(TestHost::new(|c| {
         c.sandbox.running_calls = Some(1);
-        let flood = &mut c.plugins.entry("log-flood".into()).or_default().limits;
-        flood.deadline_ms = Some(3_000);
-        flood.fuel = Some(u64::MAX / 2);
-        flood.host_call_bytes = Some(32 << 20);
+        huge_line_flood(c, 3_000).fuel = Some(u64::MAX / 2);
     }));
     let bytes = std::fs::read(plugins::LOG_FLOOD).unwrap();
     let spec = registry::spec_for("log-flood", Origin::External, Some("a".into()), &host.config);

@@ -60,8 +60,6 @@ struct State {
     running: HashMap<TurnOwner, usize>,
     /// The most slots tenants' calls hold together.
     tenant_slots: usize,
-    /// Slots tenants' calls hold now.
-    tenants_running: usize,
     /// Calls in flight (running, waiting on I/O or queued) per owner.
     in_flight: HashMap<TurnOwner, usize>,
 }
@@ -81,7 +79,6 @@ impl CpuScheduler {
                 used: HashMap::new(),
                 running: HashMap::new(),
                 tenant_slots: tenant_slots.clamp(1, slots),
-                tenants_running: 0,
                 in_flight: HashMap::new(),
             }),
         }
@@ -119,6 +116,11 @@ impl State {
         self.tenant_slots.div_ceil(tenants.max(1))
     }
 
+    /// Slots tenants' calls hold now.
+    fn tenants_running(&self) -> usize {
+        self.running.iter().filter(|(owner, _)| owner.is_some()).map(|(_, held)| held).sum()
+    }
+
     fn held(&self, owner: &TurnOwner) -> usize {
         self.running.get(owner).copied().unwrap_or(0)
     }
@@ -132,7 +134,7 @@ impl State {
         while self.free > 0 {
             let (cap, used) =
                 (self.tenant_cap(), |owner: &TurnOwner| self.used.get(owner).copied().unwrap_or(0));
-            let tenants_full = self.tenants_running >= self.tenant_slots;
+            let tenants_full = self.tenants_running() >= self.tenant_slots;
             let eligible = |owner: &TurnOwner| owner.is_none() || (self.held(owner) < cap && !tenants_full);
             let Some(next) = (0..self.waiting.len())
                 .filter(|at| eligible(&self.waiting[*at].0))
@@ -172,16 +174,13 @@ impl State {
     /// `owner` takes a slot, or gives one back.
     fn count_running(&mut self, owner: &TurnOwner, taken: bool) {
         let held = self.running.entry(owner.clone()).or_insert(0);
-        let tenant = usize::from(owner.is_some());
         if taken {
             *held += 1;
-            self.tenants_running += tenant;
-        } else if *held > 0 {
-            *held -= 1;
-            self.tenants_running -= tenant;
-        }
-        if *held == 0 {
-            self.running.remove(owner);
+        } else {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                self.running.remove(owner);
+            }
         }
     }
 
@@ -442,7 +441,7 @@ mod tests {
         platform1.poll_ended(1_000, true);
         drop((a1, a2, b));
         assert!(platform1.take_slot(&cx) && platform2.take_slot(&cx), "the platform may hold every slot");
-        assert_eq!(scheduler.lock().tenants_running, 0);
+        assert_eq!(scheduler.lock().tenants_running(), 0);
     }
 
     #[test]

@@ -34,18 +34,18 @@ pub struct CallThreads {
 }
 
 impl CallThreads {
-    /// Starts one thread more than `running_slots` (the tenant slots), each `nicer` than the
+    /// Starts one thread more than `tenant_slots`, each `nicer` than the
     /// calling thread (the sum capped at 19).
     ///
     /// # Errors
     /// When the threads cannot be spawned.
-    pub fn start(running_slots: usize, nicer: i32) -> std::io::Result<Self> {
+    pub fn start(tenant_slots: usize, nicer: i32) -> std::io::Result<Self> {
         // Set once from the caller's value, not added to each thread's own:
         // a thread the runtime starts from one of its threads inherits that
         // thread's nice value.
         let nice = rustix::process::getpriority_process(None).unwrap_or(0).saturating_add(nicer).min(19);
         let runtime = Builder::new_multi_thread()
-            .worker_threads(running_slots.max(1) + 1)
+            .worker_threads(tenant_slots.max(1) + 1)
             .thread_name("tocsin-sandbox")
             .event_interval(1)
             .global_queue_interval(1)

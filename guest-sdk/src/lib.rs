@@ -32,11 +32,11 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod action;
 pub mod http;
-pub mod json;
 pub mod log;
 pub mod status;
+
+pub use tocsin_contract::{action, json};
 
 /// Generated bindings of the `tocsin:notifier` world. Use the re-exports
 /// at the crate root instead; this module's shape follows the WIT files.

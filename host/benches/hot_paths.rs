@@ -34,7 +34,7 @@ use tocsin::metrics::Metrics;
 use tocsin::registry::{self, Origin, builtin};
 use tocsin::sandbox::Sandbox;
 
-use crate::common::{Native, allow_loopback, start_sink};
+use crate::common::{Native, allow_loopback, sdk_alarm, start_sink};
 
 /// The allocator the `tocsin` binary uses, so the figures are the service's.
 #[global_allocator]
@@ -115,7 +115,7 @@ fn sandbox_call(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let alarm = Arc::new(sample_alarm());
     let delivery = Delivery::one_off();
     let mut group = c.benchmark_group("sandbox-call");
-    let sdk_alarm = alarm.to_sdk();
+    let sdk_alarm = sdk_alarm(&alarm);
     group.bench_function("native", |b| {
         b.iter(|| black_box(tocsin_notifier_log::aodh_line(black_box("log://"), black_box(&sdk_alarm))));
     });

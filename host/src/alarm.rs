@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
-use tocsin_guest_sdk::json::{
+use tocsin_contract::json::{
     PythonJson, PythonJsonError, normalize, opens_object, write_python_object, write_python_str,
 };
 use uuid::Uuid;
@@ -157,20 +157,6 @@ impl Alarm {
     /// an earlier one.
     pub fn is_event(&self) -> bool {
         self.reason_data.as_ref().is_some_and(ReasonData::is_event)
-    }
-
-    /// The alarm as the guest SDK types it, to run a notifier's own code
-    /// natively (the benchmarks' baseline).
-    pub fn to_sdk(&self) -> tocsin_guest_sdk::Alarm {
-        tocsin_guest_sdk::Alarm {
-            alarm_id: self.alarm_id.clone(),
-            alarm_name: self.alarm_name.clone(),
-            severity: self.severity.clone(),
-            previous: self.previous.clone(),
-            current: self.current.clone(),
-            reason: self.reason.clone(),
-            reason_data: self.reason_data.as_ref().map(|data| data.as_str().to_owned()),
-        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tocsin_guest_sdk::action;
+use tocsin_contract::action;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::alarm::{Alarm, Delivery};

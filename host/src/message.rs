@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde::de::value::MapDeserializer;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use tocsin_guest_sdk::json::{
+use tocsin_contract::json::{
     MAX_INT_DIGITS, PythonJson, to_python_json, write_python_object, write_python_str,
 };
 

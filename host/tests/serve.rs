@@ -94,7 +94,7 @@ fn aodh_body(stem: &str) -> Vec<u8> {
     for key in ["alarm_name", "alarm_id", "severity", "previous", "current", "reason", "reason_data"] {
         body.insert(key.into(), data.get(key).cloned().unwrap_or(Value::Null));
     }
-    tocsin_guest_sdk::json::to_python_json(&Value::Object(body))
+    tocsin_contract::json::to_python_json(&Value::Object(body))
 }
 
 fn header_text(headers: &FieldTable, key: &str) -> String {

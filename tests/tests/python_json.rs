@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::Value;
-use tocsin_guest_sdk::json::{normalize, to_value};
+use tocsin_contract::json::{normalize, to_value};
 use tocsin_tests::pypi_python;
 
 /// How many texts one run compares; `TOCSIN_PYTHON_JSON_CASES` asks for

@@ -15,7 +15,7 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tocsin_guest_sdk::json::{PythonJson, opens_object};
+use tocsin_contract::json::{PythonJson, opens_object};
 
 use super::AppState;
 use super::auth::Caller;

@@ -14,7 +14,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, Queu
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{Value, json};
-use tocsin_guest_sdk::action;
+use tocsin_contract::action;
 
 use super::Exit;
 use crate::config::Config;

@@ -12,7 +12,7 @@ pub mod policy;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tocsin_guest_sdk::json::to_python_json;
+use tocsin_contract::json::to_python_json;
 
 use crate::alarm::{Alarm, Delivery};
 

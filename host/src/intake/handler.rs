@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::{StreamExt as _, stream};
 use lapin::message::Delivery as Message;
-use tocsin_guest_sdk::action;
+use tocsin_contract::action;
 use tokio_util::sync::CancellationToken;
 
 use super::Intake;

@@ -26,7 +26,7 @@ use serde::de::{
 };
 use serde_json::de::StrRead;
 use serde_json::value::RawValue;
-use tocsin_guest_sdk::json::opens_object;
+use tocsin_contract::json::opens_object;
 
 use super::{ALARM_EVENT_TYPE, ALARM_PRIORITY, AlarmNotification, Decoded, MessageKind, RPC_METHOD};
 use crate::alarm::{Alarm, AlarmFields, ReasonData};

@@ -171,8 +171,8 @@ impl Registry {
 /// # Errors
 /// [`ResolveError::Unparsable`] naming the (redacted) action.
 pub fn scheme_of(action: &str) -> Result<String, ResolveError> {
-    tocsin_guest_sdk::action::split(action).map(|split| split.scheme).map_err(|error| {
-        ResolveError::Unparsable(format!("{}: {error}", tocsin_guest_sdk::action::display(action)))
+    tocsin_contract::action::split(action).map(|split| split.scheme).map_err(|error| {
+        ResolveError::Unparsable(format!("{}: {error}", tocsin_contract::action::display(action)))
     })
 }
 

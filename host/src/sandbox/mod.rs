@@ -264,7 +264,7 @@ impl Invocation {
         serde_json::json!({
             "outcome": if self.result.is_ok() { "delivered" } else { "failed" },
             "plugin": plugin,
-            "action": tocsin_guest_sdk::action::display(action),
+            "action": tocsin_contract::action::display(action),
             "alarm_id": alarm.alarm_id,
             "delivery_id": delivery.id,
             "request_id": delivery.request_id(),
@@ -421,7 +421,7 @@ impl Sandbox {
         plugin = %plugin.name,
         tenant = plugin.tenant.as_deref().unwrap_or(""),
         alarm_id = %alarm.alarm_id,
-        action = %tocsin_guest_sdk::action::display(action),
+        action = %tocsin_contract::action::display(action),
     ))]
     pub async fn invoke(
         &self,

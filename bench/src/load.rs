@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
-use tocsin::alarm::{Alarm, SAMPLE_ALARM};
 use tocsin::commands::publish::oslo_properties;
 use tocsin::config::{Config, NotificationIntakeConfig};
 use tocsin::intake::topology::Topology;
 use tocsin::intake::transport::Broker;
 use tocsin::message::{self, Stamps, WireFormat};
+use tocsin_core::alarm::{Alarm, SAMPLE_ALARM};
 
 /// The alarm notifications both notifiers consume: their defaults, the
 /// same in aodh and in tocsin (exchange `aodh`, queue `alarming.sample`).

@@ -29,14 +29,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
-use tocsin::alarm::{Alarm, SAMPLE_ALARM};
-use tocsin::api::auth::TokenHash;
 use tocsin_bench::load::{AlarmPublisher, Timeline, alarm_id};
 use tocsin_bench::notifiers::{Kind, Notifier, Programs};
 use tocsin_bench::report::Latency;
 use tocsin_bench::sink::Sink;
 use tocsin_bench::vhost::Vhost;
 use tocsin_bench::{plugins, procfs};
+use tocsin_core::alarm::{Alarm, SAMPLE_ALARM};
+use tocsin_core::tenancy::TokenHash;
 
 const TOKEN_A: &str = "tenant-a-token";
 const TOKEN_B: &str = "tenant-b-token";

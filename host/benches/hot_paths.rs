@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use criterion::Criterion;
-use tocsin::alarm::{Alarm, Delivery, SAMPLE_ALARM};
 use tocsin::config::Config;
 use tocsin::delivery::DeliveryRecord;
 use tocsin::dispatch::{Dispatcher, Notifiers, Outcome};
@@ -33,6 +32,7 @@ use tocsin::message::{self, Properties};
 use tocsin::metrics::Metrics;
 use tocsin::registry::{self, Origin, builtin};
 use tocsin::sandbox::Sandbox;
+use tocsin_core::alarm::{Alarm, Delivery, SAMPLE_ALARM};
 
 use crate::common::{Native, allow_loopback, sdk_alarm, start_sink};
 

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use tocsin::alarm::{Alarm, Delivery};
 use tocsin::config::Config;
 use tocsin::dispatch::{Dispatcher, Notifiers, Sandboxed};
 use tocsin::intake::topology::Topology;
@@ -42,6 +41,7 @@ use tocsin::message::{self, Stamps, WireFormat};
 use tocsin::metrics::Metrics;
 use tocsin::registry::{Registry, ResolveError};
 use tocsin::sandbox::{CallError, Sandbox};
+use tocsin_core::alarm::{Alarm, Delivery};
 use tocsin_tests::broker::TestVhost;
 use tokio_util::sync::CancellationToken;
 

@@ -14,11 +14,13 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use tocsin_core::caps::HOST_CALL_MARGIN_BYTES;
+use tocsin_core::hosts::{host_key, validate_host_entry};
+use tocsin_core::limits::{LimitOverrides, Limits};
+use tocsin_core::tenancy::TenantConfig;
+use tocsin_core::tenancy::TokenHash;
 
-use crate::api::auth::TokenHash;
-use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::capabilities::signing::WebhookSecret;
-use crate::sandbox::limits::{HOST_CALL_MARGIN_BYTES, LimitOverrides, Limits};
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
 /// keys: they choose the file and the log output (and how long its lines
@@ -394,43 +396,6 @@ impl Default for UploadsConfig {
     }
 }
 
-/// One tenant: its token and quotas.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantConfig {
-    /// SHA-256 (hex) of the tenant's bearer token.
-    pub token_sha256: TokenHash,
-    /// The OpenStack (Keystone) projects whose alarms may use the tenant's
-    /// notifiers: aodh-tocsin lets aodh's API accept the tenant's schemes
-    /// in those projects' alarms only. Empty: no project's.
-    #[serde(default)]
-    pub project_ids: Vec<String>,
-    /// Notifiers (schemes) the tenant may have.
-    #[serde(default = "TenantConfig::default_max_notifiers")]
-    pub max_notifiers: u32,
-    /// Total bytes of the tenant's stored component versions.
-    #[serde(default = "TenantConfig::default_max_total_bytes")]
-    pub max_total_bytes: u64,
-    /// Deliveries of the tenant's notifiers running at once; more wait
-    /// (`dispatch.slot_wait_ms`, then a retry tier).
-    #[serde(default = "TenantConfig::default_max_concurrent_deliveries")]
-    pub max_concurrent_deliveries: u32,
-}
-
-impl TenantConfig {
-    fn default_max_notifiers() -> u32 {
-        10
-    }
-
-    fn default_max_total_bytes() -> u64 {
-        128 << 20
-    }
-
-    fn default_max_concurrent_deliveries() -> u32 {
-        16
-    }
-}
-
 /// The engine and its pooling allocator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -681,8 +646,7 @@ impl Config {
         }
         self.check_limits("<uploads.max_limits>", &self.uploads.max_limits)
             .map_err(ConfigError::Inconsistent)?;
-        if let Some(name) = self.tenants.keys().find(|name| !crate::registry::ownership::is_tenant_name(name))
-        {
+        if let Some(name) = self.tenants.keys().find(|name| !tocsin_core::tenancy::is_tenant_name(name)) {
             return fail(format!(
                 "tenants.{name:?}: a tenant name is a lower-case letter followed by lower-case letters and \
                  digits (it prefixes the tenant's schemes: acme-chat)"

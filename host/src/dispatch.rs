@@ -21,17 +21,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tocsin_contract::action;
+use tocsin_core::alarm::{Alarm, Delivery};
+use tocsin_core::caps::MAX_IDLE_KEYS;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::alarm::{Alarm, Delivery};
 use crate::config::Config;
 use crate::delivery::DeliveryRecord;
 use crate::metrics::{Metrics, PluginLabels};
 use crate::registry::{Registry, ResolveError};
 use crate::sandbox::{CallError, Plugin, Sandbox};
-
-/// Per-plugin or per-host slot tables past this many keys drop the idle ones.
-const MAX_IDLE_KEYS: usize = 4096;
 
 /// What became of one delivery attempt.
 #[derive(Debug, Clone, PartialEq)]

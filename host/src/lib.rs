@@ -20,7 +20,6 @@
 //! - [`telemetry`]: logging setup.
 //! - [`process`]: process-wide settings made at start.
 
-pub mod alarm;
 pub mod api;
 pub mod capabilities;
 pub mod commands;

@@ -25,8 +25,7 @@ use sha2::{Digest, Sha256};
 use tocsin_contract::json::{
     MAX_INT_DIGITS, PythonJson, to_python_json, write_python_object, write_python_str,
 };
-
-use crate::alarm::{Alarm, AlarmFields, FieldTooLong, ReasonData, check_field_size};
+use tocsin_core::alarm::{Alarm, AlarmFields, FieldTooLong, ReasonData, check_field_size};
 
 mod typed;
 

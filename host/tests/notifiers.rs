@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tocsin::api::auth::TokenHash;
+use tocsin_core::tenancy::TokenHash;
 use tocsin_tests::broker::{TestVhost, eventually};
 use tocsin_tests::plugins;
 use tocsin_tests::postgres::TestDatabase;
@@ -804,11 +804,10 @@ async fn dry_runs_beyond_the_cap_are_answered_busy() {
         serde_json::json!({ "action": format!("acme-chat://x/?target={}", hang.url("/")) }).to_string();
     let dry_run =
         || service.call("POST", "/v1/notifiers/acme-chat/dry-run", Some(ACME), body.clone().into_bytes());
-    let running =
-        futures_util::future::join_all((0..tocsin::registry::catalog::MAX_DRY_RUNS).map(|_| dry_run()));
+    let running = futures_util::future::join_all((0..tocsin_core::caps::MAX_DRY_RUNS).map(|_| dry_run()));
     let extra_one = async {
         let all_in = eventually(Duration::from_secs(10), async || {
-            hang.connections() == tocsin::registry::catalog::MAX_DRY_RUNS
+            hang.connections() == tocsin_core::caps::MAX_DRY_RUNS
         })
         .await;
         assert!(all_in, "{} dry runs reached the sink", hang.connections());

@@ -12,7 +12,7 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use serde_json::Value;
-use tocsin::alarm::Delivery;
+use tocsin_core::alarm::Delivery;
 use tocsin_tests::broker::{TestVhost, eventually, rabbitmqctl};
 use tocsin_tests::service::{Service, cli, test_config};
 use tocsin_tests::tls::{TestCa, TlsFront};

@@ -16,11 +16,11 @@ pub mod webhook;
 use std::path::Path;
 use std::sync::Arc;
 
-use tocsin::alarm::{Alarm, Delivery};
 use tocsin::capabilities::egress::{NameLookup, SystemLookup};
 use tocsin::config::Config;
 use tocsin::registry::{self, Origin, builtin, validate::LoadError};
 use tocsin::sandbox::{Invocation, Plugin, Sandbox};
+use tocsin_core::alarm::{Alarm, Delivery};
 
 /// Paths of the test plugins, built from `tests/plugins/` by `build.rs`.
 pub mod plugins {

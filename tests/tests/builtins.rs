@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tocsin::alarm::{Alarm, Delivery};
 use tocsin::sandbox::CallError;
+use tocsin_core::alarm::{Alarm, Delivery};
 use tocsin_tests::webhook::{self, Received, Reply, Webhook};
 use tocsin_tests::{TestHost, fixture, messages, sample_alarm};
 

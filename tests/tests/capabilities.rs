@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use tocsin::config::Config;
-use tocsin::sandbox::limits::Limit;
 use tocsin::sandbox::{CallError, Invocation};
+use tocsin_core::limits::Limit;
 use tocsin_tests::webhook::{Reply, Webhook};
 use tocsin_tests::{TestHost, messages, plugins};
 

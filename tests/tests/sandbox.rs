@@ -12,7 +12,7 @@ use tocsin::config::Config;
 use tocsin::registry::validate::LoadError;
 use tocsin::registry::{self, Origin};
 use tocsin::sandbox::CallError;
-use tocsin::sandbox::limits::{Limit, LimitOverrides};
+use tocsin_core::limits::{Limit, LimitOverrides};
 use tocsin_tests::webhook::{Reply, Webhook};
 use tocsin_tests::{TestHost, messages, plugins};
 

@@ -9,9 +9,9 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use tocsin::alarm::Delivery;
 use tocsin::capabilities::signing::WebhookSecret;
 use tocsin::config::SigningKeys;
+use tocsin_core::alarm::Delivery;
 use tocsin_tests::webhook::{Received, Reply, Webhook};
 use tocsin_tests::{TestHost, plugins, pypi_python, sample_alarm};
 

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tocsin::alarm::{Alarm, Delivery};
 use tocsin::config::Config;
 use tocsin::dispatch::Notifiers;
 use tocsin::registry::{self, ResolveError};
 use tocsin::sandbox::CallError;
+use tocsin_core::alarm::{Alarm, Delivery};
 
 /// The built-in notifiers' own code (their lines, body and request),
 /// compiled natively: no sandbox. Their lines carry the fields the

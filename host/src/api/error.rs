@@ -5,9 +5,9 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tocsin_core::tenancy::ClaimError;
 
 use crate::registry::catalog::CatalogError;
-use crate::registry::ownership::ClaimError;
 
 /// What an API request can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -16,13 +16,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tocsin_contract::json::{PythonJson, opens_object};
+use tocsin_core::alarm::Alarm;
+use tocsin_core::caps::MAX_DRY_RUN_BYTES;
+use tocsin_core::limits::LimitOverrides;
+use tocsin_core::tenancy::Caller;
 
 use super::AppState;
-use super::auth::Caller;
 use super::error::ApiError;
-use crate::alarm::Alarm;
 use crate::registry::catalog::{CatalogError, UploadRequest};
-use crate::sandbox::limits::LimitOverrides;
 
 /// `GET /v1/notifiers`.
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
@@ -154,10 +155,6 @@ pub async fn delete_secret(
     state.catalog.delete_secret(&caller, &scheme, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-
-/// The largest body of a dry run: an alarm is a few hundred bytes, and its
-/// reading costs time in proportion to its size and depth.
-const MAX_DRY_RUN_BYTES: usize = 64 << 10;
 
 /// The body of `POST /v1/notifiers/{scheme}/dry-run`, all optional; JSON
 /// as Python's `json` reads it (`NaN` in `reason_data`, say).

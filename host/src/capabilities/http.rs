@@ -25,27 +25,15 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, StatusCode, Url};
+use tocsin_core::bindings::tocsin::notifier::http::{Host, HttpError, Request, Response};
+use tocsin_core::caps::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_METHOD_BYTES, MAX_URL_BYTES};
+use tocsin_core::hosts::{host_key, url_host_key};
+use tocsin_core::limits::{Limit, Limits};
 
-use crate::capabilities::egress::{
-    EgressDenied, EgressPolicy, EgressResolver, NameLookup, host_key, url_host_key,
-};
+use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, NameLookup};
 use crate::capabilities::secrets::{SharedSecrets, substitute};
 use crate::capabilities::signing::{SIGNATURE_HEADERS, WebhookSecret, signature_headers};
 use crate::config::HttpConfig;
-use crate::sandbox::bindings::tocsin::notifier::http::{Host, HttpError, Request, Response};
-use crate::sandbox::limits::{Limit, Limits};
-
-/// Longest method name accepted.
-const MAX_METHOD_BYTES: usize = 32;
-
-/// Longest URL accepted.
-const MAX_URL_BYTES: usize = 8 << 10;
-
-/// Most headers, and most header bytes, a request may carry: headers must
-/// not become a way around the body cap.
-const MAX_HEADERS: usize = 64;
-/// See [`MAX_HEADERS`].
-const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// Headers kept when a redirect leads to another origin: nothing that
 /// could carry a credential for the first one.
@@ -243,7 +231,7 @@ impl HttpCapability {
 /// What one plugin may do over HTTP besides reaching its action's host.
 #[derive(Debug, Clone, Default)]
 pub struct HttpGrants {
-    /// Extra hosts (see [`crate::capabilities::egress::host_key`]) the
+    /// Extra hosts (see [`tocsin_core::hosts::host_key`]) the
     /// operator granted the plugin; the operator's address exceptions
     /// apply to these only.
     pub allowed_hosts: Vec<String>,

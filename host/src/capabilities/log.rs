@@ -13,9 +13,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-
-use crate::sandbox::bindings::tocsin::notifier::log::{Host, Level};
-use crate::sandbox::limits::Limits;
+use tocsin_core::bindings::tocsin::notifier::log::{Host, Level};
+use tocsin_core::caps::MAX_LOG_FIELDS;
+use tocsin_core::limits::Limits;
 
 /// The `tracing` target of plugins' lines: the text log quotes their
 /// messages (see `telemetry`).
@@ -78,10 +78,6 @@ impl LogBuffer {
         self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
-
-/// Most `key=value` fields kept per line; further fields are dropped and
-/// the line counted as truncated.
-const MAX_FIELDS: usize = 16;
 
 /// Log state of one call: the per-call caps and what was kept and dropped.
 #[derive(Debug)]
@@ -151,10 +147,10 @@ impl CallLog {
     fn record_within_bytes(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
         let mut cut = false;
         let message = bounded(message, self.max_line_bytes, &mut cut);
-        cut |= fields.len() > MAX_FIELDS;
+        cut |= fields.len() > MAX_LOG_FIELDS;
         let fields: Vec<(String, String)> = fields
             .iter()
-            .take(MAX_FIELDS)
+            .take(MAX_LOG_FIELDS)
             .map(|(k, v)| {
                 (bounded(k, self.max_line_bytes, &mut cut), bounded(v, self.max_line_bytes, &mut cut))
             })

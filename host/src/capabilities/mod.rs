@@ -12,9 +12,9 @@ pub mod secrets;
 pub mod signing;
 pub mod wasi;
 
+use tocsin_core::bindings::tocsin::notifier as contract;
 use wasmtime::component::{HasData, Linker};
 
-use crate::sandbox::bindings::tocsin::notifier as contract;
 use crate::sandbox::state::StoreState;
 
 struct LogData;

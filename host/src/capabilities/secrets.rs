@@ -22,23 +22,14 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
-
-use super::egress::url_host_key;
-
-use crate::sandbox::bindings::tocsin::notifier::http::HttpError;
+use tocsin_core::bindings::tocsin::notifier::http::HttpError;
+use tocsin_core::caps::{MAX_PLACEHOLDERS_PER_VALUE, MAX_SECRET_BYTES};
+use tocsin_core::hosts::url_host_key;
 
 /// Opens a placeholder in a header value.
 const OPEN: &str = "{{secret:";
 /// Closes it.
 const CLOSE: &str = "}}";
-/// Longest secret value, in bytes.
-pub const MAX_SECRET_BYTES: usize = 8 << 10;
-/// Secrets one notifier may have.
-pub const MAX_SECRETS: usize = 32;
-/// Placeholders one header value may hold: a token, perhaps with a key or
-/// two beside it. Past it, the request is refused before any is filled in.
-pub const MAX_PLACEHOLDERS_PER_VALUE: usize = 4;
-
 /// One secret's value; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretValue(String);
@@ -218,7 +209,7 @@ impl SecretBox {
     /// # Errors
     /// The file cannot be read or written, or is not a 32-byte key.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let key = crate::store::key_file(path)?;
+        let key = tocsin_core::keys::key_file(path)?;
         Ok(SecretBox { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)) })
     }
 

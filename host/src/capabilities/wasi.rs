@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use tocsin_core::caps::MAX_WRITE_BYTES;
 use tokio::io::AsyncWrite;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::WasiView;
@@ -109,17 +110,12 @@ impl CapturedOutput {
     }
 }
 
-/// Bytes a guest may write per `write` call, as `check-write` reports. A
-/// larger write breaks the stream contract and traps: the host would
-/// otherwise copy whatever size the guest passes.
-const WRITE_BUDGET: usize = 64 << 10;
-
 #[wasmtime_wasi::async_trait]
 impl OutputStream for CapturedOutput {
     fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        if bytes.len() > WRITE_BUDGET {
+        if bytes.len() > MAX_WRITE_BYTES {
             return Err(StreamError::Trap(wasmtime::format_err!(
-                "write of {} bytes exceeds the permitted {WRITE_BUDGET}",
+                "write of {} bytes exceeds the permitted {MAX_WRITE_BYTES}",
                 bytes.len()
             )));
         }
@@ -132,7 +128,7 @@ impl OutputStream for CapturedOutput {
     }
 
     fn check_write(&mut self) -> Result<usize, StreamError> {
-        Ok(WRITE_BUDGET)
+        Ok(MAX_WRITE_BYTES)
     }
 }
 
@@ -181,7 +177,7 @@ mod tests {
         let mut output = CapturedOutput::new(4);
         output.write(Bytes::from_static(b"abc")).unwrap();
         output.write(Bytes::from_static(b"defg")).unwrap();
-        assert!(matches!(output.write(Bytes::from(vec![0; WRITE_BUDGET + 1])), Err(StreamError::Trap(_))));
+        assert!(matches!(output.write(Bytes::from(vec![0; MAX_WRITE_BYTES + 1])), Err(StreamError::Trap(_))));
         let captured = output.take();
         assert_eq!(captured.bytes, b"abcd");
         assert_eq!(captured.dropped, 3);

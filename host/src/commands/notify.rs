@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use ipnet::IpNet;
+use tocsin_core::alarm::{Alarm, Delivery, SAMPLE_ALARM};
+use tocsin_core::hosts::{host_key, validate_host_entry};
 
 use super::Exit;
-use crate::alarm::{Alarm, Delivery, SAMPLE_ALARM};
-use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::config::Config;
 use crate::registry::{self, Origin, builtin};
 use crate::sandbox::Sandbox;

@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tocsin_contract::json::to_python_json;
-
-use crate::alarm::{Alarm, Delivery};
+use tocsin_core::alarm::{Alarm, Delivery};
 
 /// Version of the record format, checked when a record is read back. 2:
 /// the alarm's `reason_data` is a string of its JSON text (it was the

@@ -27,9 +27,9 @@ use serde::de::{
 use serde_json::de::StrRead;
 use serde_json::value::RawValue;
 use tocsin_contract::json::opens_object;
+use tocsin_core::alarm::{Alarm, AlarmFields, ReasonData};
 
 use super::{ALARM_EVENT_TYPE, ALARM_PRIORITY, AlarmNotification, Decoded, MessageKind, RPC_METHOD};
-use crate::alarm::{Alarm, AlarmFields, ReasonData};
 
 /// oslo's "2.0" envelope; both absent is a "1.0" message.
 #[derive(serde::Deserialize)]

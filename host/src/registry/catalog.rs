@@ -17,26 +17,23 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+use tocsin_core::alarm::{Alarm, Delivery, check_field_size};
+use tocsin_core::caps::{MAX_DRY_RUNS, MAX_SECRETS};
+use tocsin_core::hosts::{host_key, validate_host_entry};
+use tocsin_core::limits::LimitOverrides;
+use tocsin_core::tenancy::Caller;
+use tocsin_core::tenancy::{self, ClaimError, Owner};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 
-use super::ownership::{self, ClaimError, Owner};
 use super::validate::LoadError;
 use super::{Origin, Registry, scheme_of, spec_for};
-use crate::alarm::{Alarm, Delivery, check_field_size};
-use crate::api::auth::Caller;
-use crate::capabilities::egress::{host_key, validate_host_entry};
 use crate::capabilities::secrets::{
-    BoundSecret, MAX_SECRETS, SecretBox, SecretPrefix, SecretValue, SharedSecrets, is_secret_name,
+    BoundSecret, SecretBox, SecretPrefix, SecretValue, SharedSecrets, is_secret_name,
 };
 use crate::config::Config;
 use crate::sandbox::artifacts::Compiler;
-use crate::sandbox::limits::LimitOverrides;
 use crate::sandbox::{Plugin, Sandbox};
 use crate::store::{NewVersion, NotifierRow, SealedSecret, Store, StoreError, VersionRow};
-
-/// Dry runs at once on one host (each holds an instance slot for up to its
-/// deadline, outside dispatch's concurrency bounds).
-pub const MAX_DRY_RUNS: usize = 4;
 
 /// Why a notifier request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -387,7 +384,7 @@ impl Catalog {
         let owner = match &existing {
             Some(row) if caller.may_manage(&row.owner()) => row.owner(),
             Some(_) => return Err(ClaimError::Unavailable(scheme.to_owned()).into()),
-            None => ownership::claim(caller, scheme, &self.config.tenants)?,
+            None => tenancy::claim(caller, scheme, &self.config.tenants)?,
         };
         let max = self.config.uploads.max_component_bytes;
         if u64::try_from(component.len()).unwrap_or(u64::MAX) > max {

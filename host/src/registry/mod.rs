@@ -8,15 +8,14 @@
 
 pub mod catalog;
 pub mod changes;
-pub mod ownership;
 pub mod validate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tocsin_core::hosts::host_key;
 
-use crate::capabilities::egress::host_key;
 use crate::capabilities::http::HttpGrants;
 use crate::capabilities::secrets::SharedSecrets;
 use crate::config::Config;
@@ -37,14 +36,8 @@ pub mod builtin {
         }
     }
 
-    /// Built-in plugin name → the schemes it serves.
-    pub const SCHEMES: &[(&str, &[&str])] =
-        &[("log", &["log"]), ("test", &["test"]), ("http", &["http", "https"])];
+    pub use tocsin_core::schemes::BUILTIN as SCHEMES;
 }
-
-/// Aodh's schemes that need Keystone or other services: reserved for the
-/// platform, not implemented yet.
-pub const RESERVED_SCHEMES: &[&str] = &["trust+http", "trust+https", "zaqar", "trust+zaqar", "trust+heat"];
 
 /// Why an action's scheme has no plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -192,7 +185,7 @@ pub fn builtin_for_action(action: &str) -> Result<&'static str, ResolveError> {
 
 /// Why a scheme that no plugin serves has none.
 fn unresolved(scheme: &str) -> ResolveError {
-    if RESERVED_SCHEMES.contains(&scheme) {
+    if tocsin_core::schemes::RESERVED.contains(&scheme) {
         ResolveError::NotImplemented(scheme.to_owned())
     } else {
         ResolveError::Unknown(scheme.to_owned())

@@ -9,11 +9,11 @@
 //! supported version.
 
 use serde::{Deserialize, Serialize};
+use tocsin_core::caps::{MAX_MEMORIES, MAX_TABLES};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::capabilities::wasi::ALLOWED_WASI_PACKAGES;
-use crate::sandbox::limits::{MAX_MEMORIES, MAX_TABLES};
 
 /// The contract versions this host serves.
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];

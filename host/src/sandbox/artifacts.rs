@@ -23,15 +23,13 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
+use tocsin_core::caps::MAX_CONCURRENT_COMPILES;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
 
 use crate::config::Config;
 use crate::registry::validate::LoadError;
-
-/// Compilations running at once (each may use the configured memory).
-pub const MAX_CONCURRENT_COMPILES: usize = 2;
 
 /// The hidden subcommand that compiles one component.
 pub const COMPILE_COMMAND: &str = "compile-component";
@@ -102,7 +100,7 @@ impl Compiler {
     ) -> std::io::Result<Self> {
         let dir = state_path.join("artifacts");
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-        let key = crate::store::key_file(&dir.join("key"))?;
+        let key = tocsin_core::keys::key_file(&dir.join("key"))?;
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let mut engine_tag = format!("{:x}", hasher.0.finalize());

@@ -23,15 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::time::{ClockId, clock_gettime};
+use tocsin_core::caps::FUEL_PER_CPU_MICROSECOND;
 use wasmtime::StoreContextMut;
-
-/// Fuel charged per microsecond of a call's CPU time, at least. A guest
-/// burns 1,000 to 8,000 fuel in a microsecond of its own running (a tight
-/// loop: 7,500 on the 2-core test machine); at this rate ordinary code is
-/// charged by its instructions, and the default fuel (200 M) stands for
-/// at most 100 ms of CPU however it is spent. A notification takes tens of
-/// microseconds.
-pub const FUEL_PER_CPU_MICROSECOND: u64 = 2_000;
 
 /// The error a call whose CPU time used up its fuel traps with; the
 /// sandbox reports it as the CPU limit.

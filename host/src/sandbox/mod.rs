@@ -10,7 +10,7 @@
 //!   capability state, dropped after the call, so nothing leaks between
 //!   alarms or tenants.
 //!
-//! Limits per call: memory ([`limits::MemoryLimiter`]), CPU (fuel: the
+//! Limits per call: memory ([`limiter::MemoryLimiter`]), CPU (fuel: the
 //! guest's instructions, or its CPU time's worth when more, [`cpu_time`]), a
 //! wall-clock deadline covering host calls too, the bytes one host call
 //! carries (wasmtime's hostcall fuel), log and HTTP caps (in the
@@ -23,10 +23,9 @@
 //! ([`scheduler`]).
 
 pub mod artifacts;
-pub mod bindings;
 pub mod cpu_time;
 pub mod epoch;
-pub mod limits;
+pub mod limiter;
 pub mod scheduler;
 pub mod state;
 pub mod threads;
@@ -34,33 +33,32 @@ pub mod threads;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tocsin_core::alarm::{Alarm, Delivery, ReasonData};
+use tocsin_core::bindings::NotifierPre;
+use tocsin_core::bindings::exports::tocsin::notifier::handler::NotifyError;
+use tocsin_core::bindings::tocsin::notifier::log::Level;
+use tocsin_core::bindings::tocsin::notifier::types as wit;
+use tocsin_core::caps::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_REASON_BYTES, MAX_TABLES};
+use tocsin_core::limits::{Limit, Limits};
+use tracing::Instrument;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
     CallHook, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
     PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
-use crate::alarm::{Alarm, Delivery, ReasonData};
 use crate::capabilities::egress::{EgressPolicy, NameLookup, SystemLookup};
 use crate::capabilities::http::{CallHttp, HttpCapability, HttpGrants, HttpSetupError};
 use crate::capabilities::log::{CallIdentity, CallLog, LogBuffer, LogLine, bounded};
 use crate::config::Config;
 use crate::registry::validate::{self, ComponentInfo, LoadError};
 use artifacts::Artifact;
-use bindings::NotifierPre;
-use bindings::exports::tocsin::notifier::handler::NotifyError;
-use bindings::tocsin::notifier::log::Level;
-use bindings::tocsin::notifier::types as wit;
 use cpu_time::{CallClock, CpuCharge, CpuTimeExceeded};
 use epoch::EpochTicker;
-use limits::{DeadlineExceeded, Limit, Limits, MemoryLimitExceeded, MemoryLimiter, check_deadline};
+use limiter::{DeadlineExceeded, MemoryLimitExceeded, MemoryLimiter, check_deadline};
 use scheduler::CpuScheduler;
 use state::StoreState;
 use threads::CallThreads;
-use tracing::Instrument;
-
-/// Longest failure reason kept from a plugin.
-const MAX_REASON_BYTES: usize = 1024;
 
 /// Bytes of each pooled memory slot kept resident between calls.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
@@ -700,13 +698,13 @@ fn engine_config(config: &Config) -> wasmtime::Config {
         // oversized one is refused at load) and totals sized so that
         // `instances` calls of the largest allowed component fit at once:
         // one plugin cannot take the slots of the others.
-        pool.max_core_instances_per_component(limits::MAX_CORE_INSTANCES)
-            .max_memories_per_component(limits::MAX_MEMORIES)
-            .max_tables_per_component(limits::MAX_TABLES)
+        pool.max_core_instances_per_component(MAX_CORE_INSTANCES)
+            .max_memories_per_component(MAX_MEMORIES)
+            .max_tables_per_component(MAX_TABLES)
             .total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(limits::MAX_CORE_INSTANCES))
-            .total_memories(instances.saturating_mul(limits::MAX_MEMORIES))
-            .total_tables(instances.saturating_mul(limits::MAX_TABLES))
+            .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES))
+            .total_memories(instances.saturating_mul(MAX_MEMORIES))
+            .total_tables(instances.saturating_mul(MAX_TABLES))
             .total_stacks(instances)
             .max_memory_size(usize::try_from(config.sandbox.max_memory_bytes).unwrap_or(usize::MAX))
             // Reset the first pages of a slot with memset (only the pages

@@ -2,24 +2,14 @@
 //! state, and the memory limiter. Built fresh for every call and dropped
 //! after it, so nothing leaks between alarms or tenants.
 
+use tocsin_core::caps::{MAX_OUTPUT_BYTES, MAX_RANDOM_BYTES, MAX_RESOURCES};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::http::CallHttp;
 use crate::capabilities::log::CallLog;
 use crate::capabilities::wasi::CapturedOutput;
-use crate::sandbox::limits::MemoryLimiter;
-
-/// Bytes of guest stdout/stderr kept per call (a panic message fits);
-/// the rest is dropped.
-const OUTPUT_BYTES: usize = 16 << 10;
-
-/// Most bytes one `wasi:random` call returns (wasmtime's default is
-/// 64 MiB of host memory per call). Seeds and ids need a few dozen.
-const MAX_RANDOM_BYTES: u64 = 64 << 10;
-
-/// Most WASI resources (streams, pollables) a call may hold at once.
-const MAX_RESOURCES: usize = 1024;
+use crate::sandbox::limiter::MemoryLimiter;
 
 /// Data of one store.
 pub struct StoreState {
@@ -42,8 +32,8 @@ pub struct StoreState {
 impl StoreState {
     /// State for one call.
     pub fn new(limiter: MemoryLimiter, log: CallLog, http: CallHttp) -> Self {
-        let stdout = CapturedOutput::new(OUTPUT_BYTES);
-        let stderr = CapturedOutput::new(OUTPUT_BYTES);
+        let stdout = CapturedOutput::new(MAX_OUTPUT_BYTES);
+        let stderr = CapturedOutput::new(MAX_OUTPUT_BYTES);
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())

@@ -7,16 +7,13 @@
 //! notifiers. Both run the versioned migrations of `host/migrations/`
 //! at start. Versions are immutable; a scheme points at its active one.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row as _};
-
-use crate::registry::ownership::Owner;
-use crate::sandbox::limits::LimitOverrides;
+use tocsin_core::limits::LimitOverrides;
+use tocsin_core::tenancy::Owner;
 
 /// Connections kept to the database.
 const MAX_CONNECTIONS: u32 = 8;
@@ -321,29 +318,6 @@ impl Store {
             sqlx::query("DELETE FROM notifiers WHERE scheme = $1").bind(scheme).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(deleted.rows_affected() > 0)
-    }
-}
-
-/// The 32-byte key in `path`, made (random, mode 0600) when the file
-/// does not exist: the artifact cache's MAC key, the secrets' key.
-///
-/// # Errors
-/// The file cannot be read or written, or does not hold 32 bytes.
-pub fn key_file(path: &Path) -> std::io::Result<[u8; 32]> {
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Ok(mut file) => {
-            let key: [u8; 32] = rand::random();
-            file.write_all(&key)?;
-            file.sync_all()?;
-            Ok(key)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            let bytes = std::fs::read(path)?;
-            bytes
-                .try_into()
-                .map_err(|_| std::io::Error::other(format!("{} is not a 32-byte key", path.display())))
-        }
-        Err(error) => Err(error),
     }
 }
 

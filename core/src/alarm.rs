@@ -169,8 +169,10 @@ impl Alarm {
 pub struct ReasonData(Box<str>);
 
 impl ReasonData {
-    /// Text a sender wrote with `json.dumps`, already read as such.
-    pub(crate) fn verbatim(text: &str) -> Self {
+    /// Text a sender wrote with `json.dumps`, kept byte for byte: only for
+    /// text the caller has already read as Python's `json` (the message
+    /// decoder, which reads the whole message once).
+    pub fn verbatim(text: &str) -> Self {
         ReasonData(text.into())
     }
 
@@ -209,9 +211,10 @@ impl From<ReasonData> for String {
     }
 }
 
-/// The alarm fields as a sender writes them, `reason_data` borrowed raw.
-#[derive(Deserialize)]
-pub(crate) struct AlarmFields<'a> {
+/// The alarm fields as a sender writes them, `reason_data` borrowed raw:
+/// what the message decoder reads before it checks `reason_data`.
+#[derive(Debug, Deserialize)]
+pub struct AlarmFields<'a> {
     alarm_id: String,
     #[serde(default)]
     alarm_name: Option<String>,
@@ -228,7 +231,7 @@ pub(crate) struct AlarmFields<'a> {
 impl<'a> AlarmFields<'a> {
     /// The alarm, with `reason_data` as `reason_data` makes it of the raw
     /// value (null is none).
-    pub(crate) fn into_alarm<E>(
+    pub fn into_alarm<E>(
         self,
         reason_data: impl FnOnce(&'a RawValue) -> Result<ReasonData, E>,
     ) -> Result<Alarm, E> {

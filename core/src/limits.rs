@@ -1,15 +1,13 @@
-//! Per-call limits of a plugin, and the store limiter that enforces the
-//! memory one.
+//! The limits of one plugin call, as the operator and tenants set them.
 //!
 //! Every limit has a default (in [`Limits::default`]) and a per-plugin
-//! override ([`LimitOverrides`]). Hitting one ends the call with
-//! [`crate::sandbox::CallError::Limit`] naming it; the host and other calls
-//! are unaffected.
+//! override ([`LimitOverrides`]). Hitting one ends the call with an error
+//! naming the [`Limit`]; the host and other calls are unaffected. What no
+//! configuration can raise is in [`crate::caps`].
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wasmtime::ResourceLimiter;
 
 /// The limits of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,7 +16,7 @@ pub struct Limits {
     /// Linear memory of the instance, in bytes. Growing past it traps.
     pub memory_bytes: u64,
     /// Fuel: guest instructions, roughly, or the call's CPU time at 2,000
-    /// a µs when that is more (see `sandbox::cpu_time`); waiting on I/O
+    /// a µs when that is more ([`crate::caps::FUEL_PER_CPU_MICROSECOND`]); waiting on I/O
     /// costs none. A notification takes thousands.
     pub fuel: u64,
     /// Wall-clock deadline of the whole call, host calls included, in ms.
@@ -43,7 +41,7 @@ pub struct Limits {
     /// cannot be interrupted: a 24 MiB log line held a CPU for ~10 ms of
     /// copying and UTF-8 checks. Checked as each argument is lifted, and on
     /// the reason `notify` returns. At least `http_request_body_bytes` plus
-    /// [`HOST_CALL_MARGIN_BYTES`].
+    /// [`crate::caps::HOST_CALL_MARGIN_BYTES`].
     pub host_call_bytes: u64,
 }
 
@@ -63,12 +61,6 @@ impl Default for Limits {
         }
     }
 }
-
-/// What an HTTP request carries in its host call besides its body (its URL,
-/// and headers of at most 64 KiB): `host_call_bytes` leaves this much
-/// above `http_request_body_bytes`, so that a body within its limit gets
-/// `too-large` or goes out, never ends the call.
-pub const HOST_CALL_MARGIN_BYTES: u64 = 256 << 10;
 
 /// Per-plugin overrides: each set field replaces the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,146 +169,6 @@ impl std::fmt::Display for Limit {
     }
 }
 
-/// The error a memory or table growth past the limit traps with; the
-/// sandbox recognises it to report [`Limit::Memory`].
-#[derive(Debug, thiserror::Error)]
-#[error("{what} limit of {limit} exceeded (wanted {wanted} in all)")]
-pub struct MemoryLimitExceeded {
-    /// `linear memory bytes` or `table elements`.
-    pub what: &'static str,
-    /// The configured limit.
-    pub limit: u64,
-    /// The total the guest asked to grow to.
-    pub wanted: u64,
-}
-
-/// The error a host call made past the call's deadline traps with: a guest
-/// that keeps the host busy in synchronous host calls (which the async
-/// timeout cannot interrupt) is stopped there. Reported as
-/// [`Limit::Deadline`].
-#[derive(Debug, thiserror::Error)]
-#[error("the call ran past its deadline inside a host call")]
-pub struct DeadlineExceeded;
-
-/// Traps with [`DeadlineExceeded`] once `deadline` has passed.
-///
-/// # Errors
-/// The trap, past the deadline.
-pub fn check_deadline(deadline: std::time::Instant) -> wasmtime::Result<()> {
-    if std::time::Instant::now() > deadline { Err(wasmtime::Error::new(DeadlineExceeded)) } else { Ok(()) }
-}
-
-/// Table elements a call may hold across all its tables: far above what
-/// a compiled Rust or C program needs, far below what would hurt the host.
-const MAX_TABLE_ELEMENTS: u64 = 100_000;
-
-/// Most core instances, tables and memories one store may create. A Rust
-/// `std` component has a handful of each; these match the pool's
-/// per-component maxima (see `sandbox::engine_config`).
-pub const MAX_CORE_INSTANCES: u32 = 16;
-/// See [`MAX_CORE_INSTANCES`].
-pub const MAX_MEMORIES: u32 = 2;
-/// See [`MAX_CORE_INSTANCES`].
-pub const MAX_TABLES: u32 = 8;
-
-/// A running total against a limit, for one kind of growable resource.
-#[derive(Debug)]
-struct Budget {
-    what: &'static str,
-    limit: u64,
-    total: u64,
-    /// The last growth approved, given back if wasmtime then fails it (a
-    /// memory's own declared maximum is checked after the limiter).
-    last: u64,
-}
-
-impl Budget {
-    fn new(what: &'static str, limit: u64) -> Self {
-        Budget { what, limit, total: 0, last: 0 }
-    }
-
-    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
-        let growth = desired.saturating_sub(current) as u64;
-        let wanted = self.total.saturating_add(growth);
-        if wanted > self.limit {
-            return Err(wasmtime::Error::new(MemoryLimitExceeded {
-                what: self.what,
-                limit: self.limit,
-                wanted,
-            }));
-        }
-        self.total = wanted;
-        self.last = growth;
-        Ok(true)
-    }
-
-    fn give_back(&mut self) {
-        self.total -= std::mem::take(&mut self.last);
-    }
-}
-
-/// Enforces [`Limits::memory_bytes`] over the sum of all linear memories
-/// of the call (a component may hold several), and a table-element cap.
-/// A refused growth traps (as wasmtime's `trap_on_grow_failure` does) with
-/// a [`MemoryLimitExceeded`], so the hit is classified, not a bare trap.
-#[derive(Debug)]
-pub struct MemoryLimiter {
-    memory: Budget,
-    tables: Budget,
-}
-
-impl MemoryLimiter {
-    /// A limiter for one call.
-    pub fn new(limits: &Limits) -> Self {
-        MemoryLimiter {
-            memory: Budget::new("linear memory bytes", limits.memory_bytes),
-            tables: Budget::new("table elements", MAX_TABLE_ELEMENTS),
-        }
-    }
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.memory.grow(current, desired)
-    }
-
-    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.memory.give_back();
-        Ok(())
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.tables.grow(current, desired)
-    }
-
-    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.tables.give_back();
-        Ok(())
-    }
-
-    fn instances(&self) -> usize {
-        MAX_CORE_INSTANCES as usize
-    }
-
-    fn tables(&self) -> usize {
-        MAX_TABLES as usize
-    }
-
-    fn memories(&self) -> usize {
-        MAX_MEMORIES as usize
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,31 +188,5 @@ mod tests {
         for limit in [Limit::Memory, Limit::Cpu, Limit::Stack, Limit::HttpRequests, Limit::HostCall] {
             assert!(!limit.is_retryable(), "{limit}");
         }
-    }
-
-    #[test]
-    fn growth_past_the_limit_traps_with_a_typed_error() {
-        let mut limiter = MemoryLimiter::new(&Limits { memory_bytes: 1 << 20, ..Limits::default() });
-        assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
-        let error = limiter.memory_growing(1 << 20, 2 << 20, None).unwrap_err();
-        let hit = error.downcast_ref::<MemoryLimitExceeded>().unwrap();
-        assert_eq!(hit.limit, 1 << 20);
-    }
-
-    #[test]
-    fn the_memory_limit_covers_all_memories_of_the_call() {
-        let mut limiter = MemoryLimiter::new(&Limits { memory_bytes: 3 << 20, ..Limits::default() });
-        assert!(limiter.memory_growing(0, 2 << 20, None).unwrap(), "first memory");
-        assert!(limiter.memory_growing(0, 1 << 20, None).unwrap(), "second memory");
-        assert!(limiter.memory_growing(1 << 20, (1 << 20) + 1, None).is_err(), "one byte over in all");
-        assert!(limiter.table_growing(0, 100_001, None).is_err());
-    }
-
-    #[test]
-    fn a_growth_that_fails_later_is_given_back() {
-        let mut limiter = MemoryLimiter::new(&Limits { memory_bytes: 2 << 20, ..Limits::default() });
-        assert!(limiter.memory_growing(0, 2 << 20, None).unwrap());
-        limiter.memory_grow_failed(wasmtime::format_err!("past the declared maximum")).unwrap();
-        assert!(limiter.memory_growing(0, 2 << 20, None).unwrap(), "the failed growth no longer counts");
     }
 }

@@ -1,0 +1,23 @@
+//! tocsin's vocabulary: the types and rules every layer of the host speaks,
+//! and nothing that acts.
+//!
+//! It imports nothing of tocsin's but [`tocsin_contract`]; every other part
+//! of the host builds on it. Modules:
+//! - [`bindings`]: the one `bindgen!` of the `tocsin:notifier` WIT world.
+//! - [`alarm`]: the [`alarm::Alarm`] and the [`alarm::Delivery`] being
+//!   handled.
+//! - [`tenancy`]: tokens, callers, owners, and who may claim which scheme.
+//! - [`schemes`]: the platform's schemes.
+//! - [`limits`]: the per-call limits operators and tenants set.
+//! - [`caps`]: every hard cap beneath them, in one list.
+//! - [`hosts`]: how host names are compared.
+//! - [`keys`]: the host's own key files.
+
+pub mod alarm;
+pub mod bindings;
+pub mod caps;
+pub mod hosts;
+pub mod keys;
+pub mod limits;
+pub mod schemes;
+pub mod tenancy;

@@ -10,6 +10,7 @@
 //! - [`schemes`]: the platform's schemes.
 //! - [`limits`]: the per-call limits operators and tenants set.
 //! - [`caps`]: every hard cap beneath them, in one list.
+//! - [`logtext`]: a plugin's text made safe for the operator's log.
 //! - [`hosts`]: how host names are compared.
 //! - [`keys`]: the host's own key files.
 
@@ -19,5 +20,6 @@ pub mod caps;
 pub mod hosts;
 pub mod keys;
 pub mod limits;
+pub mod logtext;
 pub mod schemes;
 pub mod tenancy;

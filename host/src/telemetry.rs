@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tocsin_core::logtext::{PLUGIN_TARGET, write_escaped};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -19,8 +20,6 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent};
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
-
-use crate::capabilities::log::{PLUGIN_TARGET, write_escaped};
 
 /// How long, after a write, lines gather before the next one, unless
 /// `TOCSIN_LOG_FLUSH_MS` says otherwise (0: every line as it comes).

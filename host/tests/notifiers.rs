@@ -230,8 +230,8 @@ async fn hostile_uploads_are_refused_with_the_reason() {
 /// The compiler's CPU and wall-clock limits, on the child process alone.
 #[tokio::test]
 async fn the_compiler_process_is_stopped_at_its_cpu_and_time_limits() {
-    use tocsin::registry::validate::LoadError;
     use tocsin::sandbox::artifacts::{CompileLimits, Compiler};
+    use tocsin::sandbox::validate::LoadError;
     let engine = wasmtime::Engine::new(&tocsin::sandbox::compile_settings(512 << 10)).unwrap();
     let state = tempfile::tempdir().unwrap();
     let bomb = compile_bomb(4, 300_000);

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use tocsin::capabilities::egress::{NameLookup, SystemLookup};
 use tocsin::config::Config;
-use tocsin::registry::{self, Origin, builtin, validate::LoadError};
+use tocsin::registry::{self, Origin, builtin};
+use tocsin::sandbox::validate::LoadError;
 use tocsin::sandbox::{Invocation, Plugin, Sandbox};
 use tocsin_core::alarm::{Alarm, Delivery};
 

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tocsin::config::Config;
-use tocsin::registry::validate::LoadError;
 use tocsin::registry::{self, Origin};
 use tocsin::sandbox::CallError;
+use tocsin::sandbox::validate::LoadError;
 use tocsin_core::limits::{Limit, LimitOverrides};
 use tocsin_tests::webhook::{Reply, Webhook};
 use tocsin_tests::{TestHost, messages, plugins};

@@ -8,7 +8,7 @@
 //! file can be opened), stdin closed; stdout and stderr are captured
 //! ([`CapturedOutput`], excess dropped) and forwarded to the plugin's log.
 //! `wasi:sockets` is never linked (a component importing it is refused at
-//! load, see [`crate::registry::validate`]), nor is `wasi:http`.
+//! load, see [`crate::sandbox::validate`]), nor is `wasi:http`.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tocsin_contract::action;
+
 use crate::config::{DeliveryConfig, HttpConfig};
 
 /// What happens after a failed attempt.
@@ -55,8 +57,7 @@ impl RetryPolicy {
 
     /// Attempts a delivery to `action` gets in all.
     pub fn max_attempts(&self, action: &str) -> u32 {
-        let rest =
-            crate::registry::scheme_of(action).is_ok_and(|scheme| scheme == "http" || scheme == "https");
+        let rest = action::split(action).is_ok_and(|split| split.scheme == "http" || split.scheme == "https");
         match self.rest_max_attempts {
             Some(attempts) if rest => attempts,
             _ => self.max_attempts,

@@ -25,13 +25,13 @@ use tocsin_core::tenancy::Caller;
 use tocsin_core::tenancy::{self, ClaimError, Owner};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 
-use super::validate::LoadError;
 use super::{Origin, Registry, scheme_of, spec_for};
 use crate::capabilities::secrets::{
     BoundSecret, SecretBox, SecretPrefix, SecretValue, SharedSecrets, is_secret_name,
 };
 use crate::config::Config;
 use crate::sandbox::artifacts::Compiler;
+use crate::sandbox::validate::LoadError;
 use crate::sandbox::{Plugin, Sandbox};
 use crate::store::{NewVersion, NotifierRow, SealedSecret, Store, StoreError, VersionRow};
 

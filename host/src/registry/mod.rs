@@ -8,7 +8,6 @@
 
 pub mod catalog;
 pub mod changes;
-pub mod validate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +18,8 @@ use tocsin_core::hosts::host_key;
 use crate::capabilities::http::HttpGrants;
 use crate::capabilities::secrets::SharedSecrets;
 use crate::config::Config;
+use crate::sandbox::validate::LoadError;
 use crate::sandbox::{Plugin, PluginSpec, Sandbox};
-use validate::LoadError;
 
 /// The built-in components, embedded by `build.rs`.
 pub mod builtin {

@@ -29,10 +29,14 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 
 use crate::config::Config;
-use crate::registry::validate::LoadError;
+use crate::sandbox::validate::LoadError;
 
 /// The hidden subcommand that compiles one component.
 pub const COMPILE_COMMAND: &str = "compile-component";
+
+/// The compiler process's exit code when it refuses the component (the
+/// reason is on its stdout, as JSON); any other failure is its crash.
+pub const REFUSED_EXIT_CODE: u8 = 3;
 
 /// Bytes of the MAC at the start of a cached artifact.
 const MAC_BYTES: usize = 32;
@@ -247,11 +251,8 @@ impl Compiler {
         feed.abort();
         match output.status.code() {
             Some(0) => Ok(output.stdout),
-            Some(code) if code == crate::commands::Exit::Refused as i32 => {
-                Err(serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-                    LoadError::Compile(format!("unreadable answer from the compiler: {e}"))
-                }))
-            }
+            Some(code) if code == i32::from(REFUSED_EXIT_CODE) => Err(serde_json::from_slice(&output.stdout)
+                .unwrap_or_else(|e| LoadError::Compile(format!("unreadable answer from the compiler: {e}")))),
             _ => Err(abnormal_end(&output, &limits)),
         }
     }

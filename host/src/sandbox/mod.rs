@@ -29,6 +29,7 @@ pub mod limiter;
 pub mod scheduler;
 pub mod state;
 pub mod threads;
+pub mod validate;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,7 @@ use tocsin_core::bindings::tocsin::notifier::log::Level;
 use tocsin_core::bindings::tocsin::notifier::types as wit;
 use tocsin_core::caps::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_REASON_BYTES, MAX_TABLES};
 use tocsin_core::limits::{Limit, Limits};
+use tocsin_core::logtext::bounded;
 use tracing::Instrument;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
@@ -49,9 +51,8 @@ use wasmtime::{
 
 use crate::capabilities::egress::{EgressPolicy, NameLookup, SystemLookup};
 use crate::capabilities::http::{CallHttp, HttpCapability, HttpGrants, HttpSetupError};
-use crate::capabilities::log::{CallIdentity, CallLog, LogBuffer, LogLine, bounded};
+use crate::capabilities::log::{CallIdentity, CallLog, LogBuffer, LogLine};
 use crate::config::Config;
-use crate::registry::validate::{self, ComponentInfo, LoadError};
 use artifacts::Artifact;
 use cpu_time::{CallClock, CpuCharge, CpuTimeExceeded};
 use epoch::EpochTicker;
@@ -59,6 +60,7 @@ use limiter::{DeadlineExceeded, MemoryLimitExceeded, MemoryLimiter, check_deadli
 use scheduler::CpuScheduler;
 use state::StoreState;
 use threads::CallThreads;
+use validate::{ComponentInfo, LoadError};
 
 /// Bytes of each pooled memory slot kept resident between calls.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;

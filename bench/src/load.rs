@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
+use tocsin::amqp::transport::Broker;
 use tocsin::commands::publish::oslo_properties;
 use tocsin::config::{Config, NotificationIntakeConfig};
 use tocsin::intake::topology::Topology;
-use tocsin::intake::transport::Broker;
 use tocsin::message::{self, Stamps, WireFormat};
 use tocsin_core::alarm::{Alarm, SAMPLE_ALARM};
 

@@ -13,6 +13,7 @@
 //! - [`logtext`]: a plugin's text made safe for the operator's log.
 //! - [`hosts`]: how host names are compared.
 //! - [`keys`]: the host's own key files.
+//! - [`time`]: timestamps and durations as records and logs write them.
 
 pub mod alarm;
 pub mod bindings;
@@ -23,3 +24,4 @@ pub mod limits;
 pub mod logtext;
 pub mod schemes;
 pub mod tenancy;
+pub mod time;

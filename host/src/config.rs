@@ -20,6 +20,7 @@ use tocsin_core::limits::{LimitOverrides, Limits};
 use tocsin_core::tenancy::TenantConfig;
 use tocsin_core::tenancy::TokenHash;
 
+use crate::amqp::BrokerConfig;
 use crate::capabilities::signing::WebhookSecret;
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
@@ -72,72 +73,6 @@ pub struct Config {
     /// The tenants that may upload notifiers, by name: the prefix of their
     /// schemes (`acme` owns `acme-chat`).
     pub tenants: BTreeMap<String, TenantConfig>,
-}
-
-/// The broker connection and the declarations of the intake queues, with
-/// the names and meanings of oslo.messaging's `transport_url` and
-/// `[oslo_messaging_rabbit]` options.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrokerConfig {
-    /// oslo's `transport_url`:
-    /// `rabbit://user:pass@host1:5672,user:pass@host2:5672/vhost`; hosts
-    /// are tried in order; `?ssl=1` turns TLS on.
-    pub transport_url: String,
-    /// Declare the intake exchanges and queues durable (oslo default false:
-    /// a broker restart then loses queued alarms).
-    pub amqp_durable_queues: bool,
-    /// Declare the intake exchanges and queues auto-delete.
-    pub amqp_auto_delete: bool,
-    /// Mirrored queues of old RabbitMQ (`x-ha-policy: all`).
-    pub rabbit_ha_queues: bool,
-    /// Quorum queues (`x-queue-type: quorum`, always durable).
-    pub rabbit_quorum_queue: bool,
-    /// `x-expires` of the per-host fanout queue, in seconds.
-    pub rabbit_transient_queues_ttl: u32,
-    /// Unacknowledged messages per consumer (oslo's name). Must not exceed
-    /// `dispatch.concurrency`.
-    pub rabbit_qos_prefetch_count: u16,
-    /// Connect with TLS (`amqps`).
-    pub ssl: bool,
-    /// PEM CA bundle that signs the broker's certificate.
-    pub ssl_ca_file: Option<PathBuf>,
-    /// Client certificate (PEM) for brokers that require one.
-    pub ssl_cert_file: Option<PathBuf>,
-    /// Its private key (PEM, PKCS#8).
-    pub ssl_key_file: Option<PathBuf>,
-    /// Heartbeat timeout in seconds (oslo's name); 0 turns heartbeats off.
-    pub heartbeat_timeout_threshold: u16,
-    /// Check the intake queues exist (passive declares) instead of
-    /// declaring them: for brokers whose queues an operator manages.
-    pub passive_declare: bool,
-    /// First wait before reconnecting, in ms; it doubles up to
-    /// `reconnect_max_ms`.
-    pub reconnect_initial_ms: u64,
-    /// Longest wait between reconnection attempts, in ms.
-    pub reconnect_max_ms: u64,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            transport_url: "rabbit://guest:guest@127.0.0.1:5672/".into(),
-            amqp_durable_queues: false,
-            amqp_auto_delete: false,
-            rabbit_ha_queues: false,
-            rabbit_quorum_queue: false,
-            rabbit_transient_queues_ttl: 1800,
-            rabbit_qos_prefetch_count: 64,
-            ssl: false,
-            ssl_ca_file: None,
-            ssl_cert_file: None,
-            ssl_key_file: None,
-            heartbeat_timeout_threshold: 60,
-            passive_declare: false,
-            reconnect_initial_ms: 250,
-            reconnect_max_ms: 30_000,
-        }
-    }
 }
 
 /// The OpenStack messages consumed.
@@ -754,12 +689,7 @@ impl Config {
         if self.intake.host.is_empty() {
             return fail("intake.host is empty and the hostname could not be read: set it".into());
         }
-        if self.broker.ssl_cert_file.is_some() != self.broker.ssl_key_file.is_some() {
-            return fail("broker.ssl_cert_file and broker.ssl_key_file go together".into());
-        }
-        if let Err(error) = crate::intake::transport::TransportUrl::parse(&self.broker.transport_url) {
-            return fail(format!("broker.transport_url: {error}"));
-        }
+        self.broker.validate().map_err(ConfigError::Inconsistent)?;
         Ok(())
     }
 

@@ -20,6 +20,7 @@
 //! - [`telemetry`]: logging setup.
 //! - [`process`]: process-wide settings made at start.
 
+pub mod amqp;
 pub mod api;
 pub mod capabilities;
 pub mod commands;

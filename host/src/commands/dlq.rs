@@ -15,16 +15,17 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{Value, json};
 use tocsin_contract::action;
+use tocsin_core::time::now_ms;
 
 use super::Exit;
-use crate::config::Config;
-use crate::delivery::{DeliveryRecord, now_ms};
-use crate::intake::publisher::{
+use crate::amqp::publisher::{
     DEAD_AT_HEADER, EXCHANGE_HEADER, Publisher, REASON_CODE_HEADER, REASON_HEADER, RECORD_TYPE,
     ROUTING_KEY_HEADER, header_text,
 };
+use crate::amqp::transport::Broker;
+use crate::config::Config;
+use crate::delivery::DeliveryRecord;
 use crate::intake::topology::OwnQueues;
-use crate::intake::transport::Broker;
 
 /// What to do with the dead letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +149,10 @@ async fn replay(
         let letter = &message.delivery;
         if let Some(record) = record_of(&letter.properties, &letter.data) {
             let fresh = DeliveryRecord { attempt: 1, first_attempt_ms: now_ms(), last_error: None, ..record };
-            publisher.publish_record(&queues.work, &fresh, None).await.context("cannot replay a delivery")?;
+            publisher
+                .publish_record(&queues.work, &fresh.delivery_id, &fresh.to_bytes(), None)
+                .await
+                .context("cannot replay a delivery")?;
             deliveries += 1;
         } else {
             let headers = letter.properties.headers().as_ref();

@@ -14,9 +14,9 @@ use serde_json::json;
 
 use super::Exit;
 use super::notify::read_alarm;
+use crate::amqp::transport::Broker;
 use crate::config::Config;
 use crate::intake::topology::Topology;
-use crate::intake::transport::Broker;
 use crate::message::{self, Stamps, WireFormat};
 
 /// Confirms awaited at once: bounds memory while keeping the pipe full.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tocsin_core::time::millis;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -79,7 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         Ok(Ok(Err(error))) => tracing::warn!(error = %error, "serve: The API server failed."),
         Ok(Err(error)) => tracing::warn!(error = %error, "serve: The API server task failed."),
         Err(_) => tracing::warn!(
-            drain_ms = u64::try_from(API_DRAIN.as_millis()).unwrap_or(u64::MAX),
+            drain_ms = millis(API_DRAIN),
             "serve: API connections still open after the drain period; closing them."
         ),
         Ok(Ok(Ok(()))) => {}

@@ -114,16 +114,6 @@ impl DeliveryRecord {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
-/// Microseconds since the Unix epoch, now.
-pub fn now_us() -> i64 {
-    jiff::Timestamp::now().as_microsecond()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

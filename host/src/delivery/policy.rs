@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use tocsin_contract::action;
+use tocsin_core::time::millis;
 
 use crate::config::{DeliveryConfig, HttpConfig};
 
@@ -104,10 +105,6 @@ impl RetryPolicy {
             self.tiers.iter().position(|tier| *tier >= wanted).unwrap_or(self.tiers.len().saturating_sub(1));
         (index, self.tiers.get(index).copied().unwrap_or(wanted))
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A tier's queue-name suffix: `1s`, `30s`, `2m`, `1h`, or `1500ms`.

@@ -1,6 +1,6 @@
 //! What happens to one received message, and when it is acknowledged.
 //!
-//! A message is acked (by the channel's [`super::settle::Settler`]) only
+//! A message is acked (by the channel's [`crate::amqp::settle::Settler`]) only
 //! when each of its actions has a final outcome:
 //! delivered; failed for good and its record confirmed in the dead-letter
 //! queue; or retryable and its record confirmed in a retry tier. If the
@@ -13,15 +13,17 @@ use std::time::Duration;
 use futures_util::{StreamExt as _, stream};
 use lapin::message::Delivery as Message;
 use tocsin_contract::action;
+use tocsin_core::time::{millis, now_ms, now_us};
 use tokio_util::sync::CancellationToken;
 
 use super::Intake;
-use super::publisher::{PublishError, Publisher};
-use super::settle::Settlement;
 use super::topology::Source;
+use crate::amqp::Backoff;
+use crate::amqp::publisher::{PublishError, Publisher};
+use crate::amqp::settle::Settlement;
+use crate::delivery::DeliveryRecord;
 use crate::delivery::memory::{RequeuedMessage, RequeuedMessages};
 use crate::delivery::policy::{Decision, tier_label};
-use crate::delivery::{DeliveryRecord, now_ms, now_us};
 use crate::dispatch::{Notifiers, Outcome};
 use crate::message::{self, AlarmNotification, Decoded, Properties};
 use crate::metrics::ReasonLabels;
@@ -117,7 +119,7 @@ impl<N: Notifiers> Intake<N> {
                 let backoff = self.requeue_backoff(times);
                 tracing::warn!(
                     error = %error, exchange = %message.exchange, routing_key = %message.routing_key,
-                    requeues = times, requeue_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                    requeues = times, requeue_in_ms = millis(backoff),
                     "intake: A retry or dead letter was not confirmed by the broker; the message is requeued \
                      after a backoff."
                 );
@@ -133,8 +135,8 @@ impl<N: Notifiers> Intake<N> {
     /// `delivery.backoff_initial_ms`, doubled for each earlier requeue, at
     /// most [`MAX_REQUEUE_BACKOFF`].
     fn requeue_backoff(&self, times: u32) -> Duration {
-        let initial = Duration::from_millis(self.config.delivery.backoff_initial_ms.max(1));
-        initial.saturating_mul(1 << times.saturating_sub(1).min(16)).min(MAX_REQUEUE_BACKOFF)
+        Backoff::new(Duration::from_millis(self.config.delivery.backoff_initial_ms), MAX_REQUEUE_BACKOFF)
+            .delay(times)
     }
 
     async fn handle_openstack(&self, message: &Message, publisher: &Publisher) -> Result<(), Unconfirmed> {
@@ -431,10 +433,10 @@ impl<N: Notifiers> Intake<N> {
     ) -> Result<(), PublishError> {
         let delay = self.policy.tiers().get(tier).copied().unwrap_or_default();
         let queue = self.topology.own.tiers.get(tier).map_or(self.topology.own.work.as_str(), String::as_str);
-        publisher.publish_record(queue, next, None).await?;
+        publisher.publish_record(queue, &next.delivery_id, &next.to_bytes(), None).await?;
         tracing::info!(
             alarm_id = %next.alarm.alarm_id, action = %action::display(&next.action), delivery_id = %next.delivery_id,
-            next_attempt = next.attempt, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            next_attempt = next.attempt, retry_in_ms = millis(delay),
             outcome = "retry_scheduled", "intake: Retry scheduled."
         );
         self.metrics.retries.get_or_create(&ReasonLabels { reason: tier_label(delay) }).inc();
@@ -449,7 +451,14 @@ impl<N: Notifiers> Intake<N> {
         publisher: &Publisher,
     ) -> Result<(), PublishError> {
         let dead = DeliveryRecord { last_error: Some(reason.to_owned()), ..record.clone() };
-        publisher.publish_record(&self.topology.own.dead_letters, &dead, Some((code, reason))).await?;
+        publisher
+            .publish_record(
+                &self.topology.own.dead_letters,
+                &dead.delivery_id,
+                &dead.to_bytes(),
+                Some((code, reason)),
+            )
+            .await?;
         tracing::warn!(
             alarm_id = %record.alarm.alarm_id, action = %action::display(&record.action), delivery_id = %record.delivery_id,
             attempt = record.attempt, reason = code, error = reason, outcome = "dead_lettered",

@@ -3,7 +3,7 @@
 //! Connects to the first broker of `transport_url` that answers, declares
 //! the [`topology`], consumes the intake queues and tocsin's work queue
 //! with manual acks and a bounded prefetch, and hands each message to the
-//! [`handler`]; each channel's [`settle::Settler`] acks what the handlers
+//! [`handler`]; each channel's [`crate::amqp::settle::Settler`] acks what the handlers
 //! finished, a run of them at a time. A lost connection is retried with
 //! capped exponential backoff and everything is declared and consumed
 //! again; unacknowledged
@@ -12,10 +12,7 @@
 //! finish, and whatever is left is redelivered by the broker.
 
 pub mod handler;
-pub mod publisher;
-pub mod settle;
 pub mod topology;
-pub mod transport;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,19 +22,20 @@ use futures_util::StreamExt as _;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
+use tocsin_core::time::millis;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::amqp::publisher::Publisher;
+use crate::amqp::settle::{SettleHandle, Settler};
+use crate::amqp::transport::{self, Broker, BrokerError};
 use crate::config::Config;
 use crate::delivery::memory::{CompletedIds, NewestChanges, RequeuedMessages};
 use crate::delivery::policy::RetryPolicy;
 use crate::dispatch::{Dispatcher, Notifiers};
 use crate::metrics::{Metrics, QueueLabels};
-use publisher::Publisher;
-use settle::{SettleHandle, Settler};
 use topology::{QueueSpec, Source, Topology, TopologyError};
-use transport::{Broker, BrokerError};
 
 /// Why the intake stopped for good.
 #[derive(Debug, thiserror::Error)]
@@ -137,10 +135,8 @@ impl<N: Notifiers> Intake<N> {
                  evaluator's configuration."
             );
         }
-        let broker = &self.config.broker;
-        let initial = Duration::from_millis(broker.reconnect_initial_ms.max(1));
-        let longest = Duration::from_millis(broker.reconnect_max_ms).max(initial);
-        let mut wait = initial;
+        let backoff = self.config.broker.reconnect_backoff();
+        let mut failures = 0;
         loop {
             let connected = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -148,7 +144,7 @@ impl<N: Notifiers> Intake<N> {
             };
             match connected {
                 Ok(connection) => {
-                    wait = initial;
+                    failures = 0;
                     match Arc::clone(&self).session(connection, &shutdown, grace).await {
                         Ok(Ended::Shutdown) => return Ok(()),
                         Ok(Ended::Lost(why)) => {
@@ -160,16 +156,16 @@ impl<N: Notifiers> Intake<N> {
                 }
                 Err(error) => {
                     tracing::warn!(
-                        error = %error, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        error = %error, retry_in_ms = millis(backoff.delay(failures + 1)),
                         "intake: Cannot reach any broker of transport_url; retrying."
                     );
                 }
             }
+            failures += 1;
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(backoff.delay(failures)) => {}
             }
-            wait = (wait * 2).min(longest);
         }
     }
 
@@ -234,7 +230,7 @@ impl<N: Notifiers> Intake<N> {
             let in_flight = tracker.len();
             tracing::info!(
                 in_flight,
-                grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+                grace_ms = millis(grace),
                 "intake: Stopped consuming; finishing the messages in flight."
             );
             // The settlers end once the handlers are done and what they

@@ -20,13 +20,14 @@ use lapin::options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptio
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ExchangeKind};
 use serde::{Deserialize, Serialize};
+use tocsin_core::time::millis;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::Catalog;
+use crate::amqp::publisher::{PublishError, Publisher};
+use crate::amqp::transport::{Broker, close_in_order};
 use crate::config::Config;
-use crate::intake::publisher::Publisher;
-use crate::intake::transport::{Broker, close_in_order};
 
 /// How often every notifier is brought in line with the store, besides
 /// the changes announced.
@@ -47,7 +48,7 @@ enum FeedError {
     #[error("{0}")]
     Broker(#[from] lapin::Error),
     #[error("{0}")]
-    Publish(#[from] crate::intake::publisher::PublishError),
+    Publish(#[from] PublishError),
     #[error("the broker cancelled the change consumer")]
     Cancelled,
 }
@@ -63,9 +64,8 @@ pub async fn run(
 ) {
     let exchange = format!("{}.notifier-changes", config.delivery.queue_prefix);
     let host = config.intake.host.clone();
-    let initial = Duration::from_millis(config.broker.reconnect_initial_ms.max(1));
-    let longest = Duration::from_millis(config.broker.reconnect_max_ms).max(initial);
-    let mut wait = initial;
+    let backoff = config.broker.reconnect_backoff();
+    let mut failures = 0;
     let mut pending = VecDeque::new();
     let name = format!("tocsin-changes@{host}");
     loop {
@@ -75,7 +75,7 @@ pub async fn run(
         };
         let ended = match connected {
             Ok(connection) => {
-                wait = initial;
+                failures = 0;
                 let feed = Feed { exchange: &exchange, host: &host, catalog: &catalog };
                 // A session that ends by shutdown has closed the connection.
                 let ended = feed.session(&connection, &mut outbox, &mut pending, &shutdown).await;
@@ -87,15 +87,16 @@ pub async fn run(
             Err(error) => Some(error),
         };
         let Some(error) = ended else { return };
+        failures += 1;
+        let wait = backoff.delay(failures);
         tracing::warn!(
-            error = %error, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            error = %error, retry_in_ms = millis(wait),
             "registry: The notifier change feed lost the broker; reconnecting."
         );
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        wait = (wait * 2).min(longest);
     }
 }
 

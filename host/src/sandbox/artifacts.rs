@@ -24,6 +24,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
 use tocsin_core::caps::MAX_CONCURRENT_COMPILES;
+use tocsin_core::time::millis;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
@@ -133,7 +134,7 @@ impl Compiler {
         let bytes = self.compile(component).await?;
         tracing::info!(
             sha256,
-            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms = millis(started.elapsed()),
             artifact_bytes = bytes.len(),
             "registry: Compiled a component."
         );

@@ -42,6 +42,7 @@ use tocsin_core::bindings::tocsin::notifier::types as wit;
 use tocsin_core::caps::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_REASON_BYTES, MAX_TABLES};
 use tocsin_core::limits::{Limit, Limits};
 use tocsin_core::logtext::bounded;
+use tocsin_core::time::millis;
 use tracing::Instrument;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
@@ -254,8 +255,7 @@ impl Invocation {
             match error {
                 CallError::Limit { limit, .. } => value["limit"] = serde_json::json!(limit),
                 CallError::Retryable { retry_after: Some(after), .. } => {
-                    value["retry_after_ms"] =
-                        serde_json::json!(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+                    value["retry_after_ms"] = serde_json::json!(millis(*after));
                 }
                 _ => {}
             }

@@ -7,8 +7,6 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
-use crate::delivery::{DeliveryRecord, now_ms};
-
 /// `type` property of delivery records.
 pub const RECORD_TYPE: &str = "tocsin.delivery";
 /// Header: why a message was dead-lettered, in words.
@@ -85,15 +83,17 @@ impl Publisher {
         }
     }
 
-    /// Publishes `record` to `queue`, persistent, with optional
-    /// dead-letter headers.
+    /// Publishes one of tocsin's own records (`body`, JSON, with id
+    /// `message_id`) to `queue`, persistent, with optional dead-letter
+    /// headers (`(code, text)`).
     ///
     /// # Errors
     /// [`PublishError`] when the broker did not take it.
     pub async fn publish_record(
         &self,
         queue: &str,
-        record: &DeliveryRecord,
+        message_id: &str,
+        body: &[u8],
         reason: Option<(&str, &str)>,
     ) -> Result<(), PublishError> {
         let mut headers = FieldTable::default();
@@ -104,10 +104,10 @@ impl Publisher {
             .with_content_type("application/json".into())
             .with_content_encoding("utf-8".into())
             .with_delivery_mode(2)
-            .with_message_id(record.delivery_id.as_str().into())
+            .with_message_id(message_id.into())
             .with_type(RECORD_TYPE.into())
             .with_headers(headers);
-        self.publish("", queue, &record.to_bytes(), properties).await
+        self.publish("", queue, body, properties).await
     }
 
     /// Dead-letters a received message as it came (body and properties),
@@ -134,7 +134,7 @@ impl Publisher {
 fn insert_reason(headers: &mut FieldTable, code: &str, text: &str) {
     headers.insert(REASON_HEADER.into(), long_string(text));
     headers.insert(REASON_CODE_HEADER.into(), long_string(code));
-    headers.insert(DEAD_AT_HEADER.into(), AMQPValue::LongLongInt(now_ms()));
+    headers.insert(DEAD_AT_HEADER.into(), AMQPValue::LongLongInt(jiff::Timestamp::now().as_millisecond()));
 }
 
 fn long_string(text: &str) -> AMQPValue {

@@ -18,7 +18,7 @@ use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserIn
 use lapin::{Channel, Connection, ConnectionProperties};
 use percent_encoding::percent_decode_str;
 
-use crate::config::BrokerConfig;
+use super::BrokerConfig;
 
 /// AMQP's port without TLS.
 const AMQP_PORT: u16 = 5672;

@@ -31,7 +31,6 @@ use tocsin::dispatch::{Dispatcher, Notifiers, Outcome};
 use tocsin::message::{self, Properties};
 use tocsin::metrics::Metrics;
 use tocsin::registry::{self, Origin, builtin};
-use tocsin::sandbox::Sandbox;
 use tocsin_core::alarm::{Alarm, Delivery, SAMPLE_ALARM};
 
 use crate::common::{Native, allow_loopback, sdk_alarm, start_sink};
@@ -127,7 +126,7 @@ fn sandbox_call(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
         let mut config = Config::default();
         config.sandbox.pooling = pooling;
         config.sandbox.instances = 16;
-        let sandbox = Sandbox::new(&config).expect("sandbox");
+        let sandbox = tocsin::service::sandbox(&config).expect("sandbox");
         let origin = if tenant.is_some() { Origin::External } else { Origin::Builtin };
         let spec = registry::spec_for("log", origin, tenant.map(Into::into), &config);
         let plugin = sandbox.load(spec, builtin::component("log").expect("built-in log")).expect("load log");
@@ -152,7 +151,7 @@ fn http(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
             notifier.invoke(&"http", &sink, &alarm, &delivery).await.unwrap();
         });
     });
-    let sandbox = Sandbox::new(&config).expect("sandbox");
+    let sandbox = tocsin::service::sandbox(&config).expect("sandbox");
     let spec = registry::spec_for("http", Origin::Builtin, None, &config);
     let plugin = sandbox.load(spec, builtin::component("http").expect("built-in http")).expect("load http");
     group.bench_function("sandbox", |b| {

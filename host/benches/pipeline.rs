@@ -40,7 +40,7 @@ use tocsin::intake::{Intake, Status};
 use tocsin::message::{self, Stamps, WireFormat};
 use tocsin::metrics::Metrics;
 use tocsin::registry::{Registry, ResolveError};
-use tocsin::sandbox::{CallError, Sandbox};
+use tocsin::sandbox::CallError;
 use tocsin_core::alarm::{Alarm, Delivery};
 use tocsin_tests::broker::TestVhost;
 use tokio_util::sync::CancellationToken;
@@ -221,7 +221,7 @@ impl Executor {
     /// no-reuse one (a second instance pool) only `with_no_reuse`.
     fn all(config: &Config, with_no_reuse: bool) -> Vec<Executor> {
         let sandboxed = |config: &Config| -> &'static Sandboxed {
-            let sandbox = Sandbox::new(config).unwrap();
+            let sandbox = tocsin::service::sandbox(config).unwrap();
             let registry = Registry::with_builtins(&sandbox, config).unwrap();
             let metrics = Arc::new(Metrics::default());
             Box::leak(Box::new(Sandboxed {

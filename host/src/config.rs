@@ -7,21 +7,22 @@
 //! names Aodh has (`rest_notifier_*`) keep Aodh's meanings.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tocsin_core::caps::HOST_CALL_MARGIN_BYTES;
-use tocsin_core::hosts::{host_key, validate_host_entry};
+use tocsin_core::hosts::validate_host_entry;
 use tocsin_core::limits::{LimitOverrides, Limits};
 use tocsin_core::tenancy::TenantConfig;
 use tocsin_core::tenancy::TokenHash;
 
-use crate::amqp::BrokerConfig;
-use crate::capabilities::signing::WebhookSecret;
+pub use crate::amqp::BrokerConfig;
+pub use crate::capabilities::egress::EgressConfig;
+pub use crate::capabilities::http::{HttpConfig, SigningKeys};
+pub use crate::sandbox::SandboxConfig;
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
 /// keys: they choose the file and the log output (and how long its lines
@@ -331,158 +332,6 @@ impl Default for UploadsConfig {
     }
 }
 
-/// The engine and its pooling allocator.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SandboxConfig {
-    /// Plugin instances that can run at once: the size of the instance pool
-    /// (the dispatch concurrency must not exceed it).
-    pub instances: u32,
-    /// Largest linear memory any plugin may be granted, in bytes: the size
-    /// of one memory slot in the pool. Per-plugin memory limits must fit.
-    pub max_memory_bytes: u64,
-    /// WebAssembly stack per call, in bytes: deep recursion traps here.
-    pub max_wasm_stack_bytes: usize,
-    /// Use the pooling allocator (fast instantiation from preallocated
-    /// slots). Off allocates each instance on demand.
-    pub pooling: bool,
-    /// Log lines kept per plugin for its owner to read back.
-    pub log_buffer_lines: usize,
-    /// Calls that run guest code (and the host's work for it) at once;
-    /// the others wait their turn, the tenant that has used the least CPU
-    /// first. The platform's plugins may hold every slot. Unset: the CPUs.
-    pub running_calls: Option<usize>,
-    /// Of the running calls, how many may be tenants' calls, each tenant
-    /// holding at most its share of them while others have calls in
-    /// flight. Unset: one fewer than `running_calls` (at least one), so
-    /// that however tenants spend their turns a CPU is left for the
-    /// service's own work and a broker on the same host; on one CPU
-    /// tenants share its one slot with the rest.
-    pub tenant_running_calls: Option<usize>,
-    /// How much nicer than the service the threads calls run on are
-    /// (0–19, the sum capped at 19). Raised, the kernel runs the service's
-    /// own threads (intake, API, acknowledgements, log) first when both
-    /// want a CPU; at full load that costs throughput (at 10, `log://`
-    /// 14–19k → 13–16k actions/s on 2 cores), and the CPU left free by
-    /// `tenant_running_calls` already keeps the service responsive.
-    pub nice: i32,
-}
-
-impl SandboxConfig {
-    /// [`SandboxConfig::running_calls`], or the CPUs.
-    pub fn running_calls(&self) -> usize {
-        self.running_calls
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
-    }
-
-    /// [`SandboxConfig::tenant_running_calls`], or one fewer than the
-    /// running calls (at least one).
-    pub fn tenant_running_calls(&self) -> usize {
-        self.tenant_running_calls.unwrap_or_else(|| self.running_calls().saturating_sub(1).max(1))
-    }
-}
-
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        SandboxConfig {
-            instances: 64,
-            max_memory_bytes: 256 << 20,
-            max_wasm_stack_bytes: 512 << 10,
-            pooling: true,
-            log_buffer_lines: 256,
-            running_calls: None,
-            tenant_running_calls: None,
-            nice: 0,
-        }
-    }
-}
-
-/// Outbound HTTP performed for plugins.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Timeout of one request attempt when the plugin sets none, in ms.
-    pub timeout_ms: u64,
-    /// The most a plugin may ask for, in ms.
-    pub max_timeout_ms: u64,
-    /// Redirects followed per request; 0 (the default) follows none. Each
-    /// hop is checked against the egress policy again.
-    pub max_redirects: u32,
-    /// Idle connections kept open per receiving host, for reuse by later
-    /// deliveries (one pool per TLS and egress setting, shared by all
-    /// plugins); 0 opens a new connection for every request.
-    pub pool_max_idle_per_host: usize,
-    /// Aodh's `rest_notifier_ssl_verify`: verify TLS certificates unless a
-    /// plugin allowed to do so switches it off for one request.
-    pub rest_notifier_ssl_verify: bool,
-    /// Aodh's `rest_notifier_ca_bundle_certificate_path`: PEM bundle of
-    /// extra trusted CAs.
-    pub rest_notifier_ca_bundle_certificate_path: Option<PathBuf>,
-    /// Aodh's `rest_notifier_certificate_file`: client certificate (PEM),
-    /// with its private key unless `rest_notifier_certificate_key` is set.
-    pub rest_notifier_certificate_file: Option<PathBuf>,
-    /// Aodh's `rest_notifier_certificate_key`: the certificate's private
-    /// key (PEM), when it is not in the certificate file.
-    pub rest_notifier_certificate_key: Option<PathBuf>,
-    /// Aodh's `rest_notifier_max_retries`: when set, the retries of
-    /// `http`/`https` actions (attempts = retries + 1; Aodh's default 0
-    /// means one attempt). When absent, the delivery policy's
-    /// `delivery.max_attempts` applies, so a failed POST is retried rather
-    /// than lost as Aodh's default does.
-    pub rest_notifier_max_retries: Option<u32>,
-    /// Signed webhooks: per action host, the secrets the built-in `http`
-    /// notifier's deliveries to it are signed with (Standard Webhooks).
-    pub signing: BTreeMap<String, SigningKeys>,
-}
-
-/// The Standard Webhooks secrets of one receiving host.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SigningKeys {
-    /// `whsec_…` secrets, newest first; during a key rotation, the new and
-    /// the old one, so receivers accept either. Each adds a signature. One
-    /// secret may be given as a plain string.
-    #[serde(deserialize_with = "crate::capabilities::signing::one_or_more")]
-    pub secrets: Vec<WebhookSecret>,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            timeout_ms: 10_000,
-            max_timeout_ms: 10_000,
-            max_redirects: 0,
-            pool_max_idle_per_host: 32,
-            rest_notifier_ssl_verify: true,
-            rest_notifier_ca_bundle_certificate_path: None,
-            rest_notifier_certificate_file: None,
-            rest_notifier_certificate_key: None,
-            rest_notifier_max_retries: None,
-            signing: BTreeMap::new(),
-        }
-    }
-}
-
-/// The egress policy: deny by default.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EgressConfig {
-    /// Networks that are reachable although they are loopback, private,
-    /// link-local or otherwise internal (e.g. `["127.0.0.1/32"]` in tests).
-    pub allow_networks: Vec<IpNet>,
-    /// Host names whose addresses are trusted as if they were in
-    /// `allow_networks` (an internal webhook gateway, say). They are not
-    /// granted to plugins by this: grants are per plugin.
-    pub trusted_hosts: Vec<String>,
-    /// Log what the address policy would refuse for a host the operator
-    /// granted to a plugin by name (`egress: The policy would refuse this
-    /// address…`, with host, address and class) and let it through: for
-    /// rolling out `allow_networks`. Loopback, link-local (metadata) and
-    /// unspecified addresses, and hosts that only appear in action URLs,
-    /// are refused all the same. Off by default.
-    pub report_only: bool,
-}
-
 /// Settings of one plugin.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -520,57 +369,14 @@ impl Config {
     /// [`ConfigError::Inconsistent`] naming the offending field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |message: String| Err(ConfigError::Inconsistent(message));
-        if self.sandbox.instances == 0 {
-            return fail("sandbox.instances must be at least 1".into());
+        for section in [self.sandbox.validate(), self.http.validate(), self.egress.validate()] {
+            section.map_err(ConfigError::Inconsistent)?;
         }
         if self.intake.max_field_bytes == 0 || self.intake.max_actions == 0 {
             return fail("intake.max_field_bytes and intake.max_actions must be at least 1".into());
         }
-        if self.sandbox.running_calls == Some(0) || self.sandbox.tenant_running_calls == Some(0) {
-            return fail("sandbox.running_calls and sandbox.tenant_running_calls must be at least 1".into());
-        }
-        let (tenant_running, running) = (self.sandbox.tenant_running_calls(), self.sandbox.running_calls());
-        if tenant_running > running {
-            return fail(format!(
-                "sandbox.tenant_running_calls ({tenant_running}) must not exceed sandbox.running_calls ({running})"
-            ));
-        }
-        if !(0..=19).contains(&self.sandbox.nice) {
-            return fail(format!("sandbox.nice ({}) must be between 0 and 19", self.sandbox.nice));
-        }
-        if self.http.timeout_ms > self.http.max_timeout_ms {
-            return fail(format!(
-                "http.timeout_ms ({}) exceeds http.max_timeout_ms ({})",
-                self.http.timeout_ms, self.http.max_timeout_ms
-            ));
-        }
-        if self.http.rest_notifier_certificate_key.is_some()
-            && self.http.rest_notifier_certificate_file.is_none()
-        {
-            return fail("rest_notifier_certificate_key needs rest_notifier_certificate_file".into());
-        }
-        if let Some(ip) = self.egress.trusted_hosts.iter().find(|h| host_key(h).parse::<IpAddr>().is_ok()) {
-            return fail(format!(
-                "egress.trusted_hosts holds the address {ip}: list addresses in egress.allow_networks"
-            ));
-        }
-        if let Some((host, _)) = self.http.signing.iter().find(|(_, keys)| keys.secrets.is_empty()) {
-            return fail(format!("http.signing.{host:?} has no secrets"));
-        }
-        let mut signed_hosts = std::collections::HashSet::new();
-        if let Some(host) = self.http.signing.keys().find(|host| !signed_hosts.insert(host_key(host))) {
-            return fail(format!("http.signing.{host:?} names a host already listed"));
-        }
-        let hosts = self
-            .egress
-            .trusted_hosts
-            .iter()
-            .chain(self.plugins.values().flat_map(|p| &p.allow_hosts))
-            .chain(self.http.signing.keys());
-        for host in hosts {
-            if let Err(why) = validate_host_entry(host) {
-                return fail(why);
-            }
+        for host in self.plugins.values().flat_map(|p| &p.allow_hosts) {
+            validate_host_entry(host).map_err(ConfigError::Inconsistent)?;
         }
         self.validate_service()?;
         let no_overrides = LimitOverrides::default();

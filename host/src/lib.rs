@@ -33,5 +33,6 @@ pub mod metrics;
 pub mod process;
 pub mod registry;
 pub mod sandbox;
+pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -102,7 +102,8 @@ impl TestHost {
         let mut config = Config::default();
         config.sandbox.instances = 8;
         configure(&mut config);
-        let sandbox = Sandbox::with_lookup(&config, names).unwrap_or_else(|error| panic!("sandbox: {error}"));
+        let sandbox = tocsin::service::sandbox_with_lookup(&config, names)
+            .unwrap_or_else(|error| panic!("sandbox: {error}"));
         TestHost { config, sandbox }
     }
 

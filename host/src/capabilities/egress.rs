@@ -29,7 +29,43 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use tocsin_core::hosts::host_key;
+use serde::{Deserialize, Serialize};
+use tocsin_core::hosts::{host_key, validate_host_entry};
+
+/// The egress policy: deny by default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Networks that are reachable although they are loopback, private,
+    /// link-local or otherwise internal (e.g. `["127.0.0.1/32"]` in tests).
+    pub allow_networks: Vec<IpNet>,
+    /// Host names whose addresses are trusted as if they were in
+    /// `allow_networks` (an internal webhook gateway, say). They are not
+    /// granted to plugins by this: grants are per plugin.
+    pub trusted_hosts: Vec<String>,
+    /// Log what the address policy would refuse for a host the operator
+    /// granted to a plugin by name (`egress: The policy would refuse this
+    /// address…`, with host, address and class) and let it through: for
+    /// rolling out `allow_networks`. Loopback, link-local (metadata) and
+    /// unspecified addresses, and hosts that only appear in action URLs,
+    /// are refused all the same. Off by default.
+    pub report_only: bool,
+}
+
+impl EgressConfig {
+    /// Checks the section's own rules.
+    ///
+    /// # Errors
+    /// What is wrong, naming the option.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(ip) = self.trusted_hosts.iter().find(|h| host_key(h).parse::<IpAddr>().is_ok()) {
+            return Err(format!(
+                "egress.trusted_hosts holds the address {ip}: list addresses in egress.allow_networks"
+            ));
+        }
+        self.trusted_hosts.iter().try_for_each(|host| validate_host_entry(host))
+    }
+}
 
 /// What kind of address an IP is, for the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,22 +18,25 @@
 //! notifier: tenant plugins never present the operator's certificate or get
 //! its signature.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, StatusCode, Url};
-use tocsin_core::bindings::tocsin::notifier::http::{Host, HttpError, Request, Response};
+use serde::{Deserialize, Serialize};
+use tocsin_core::bindings::tocsin::notifier::http::{self as contract, Host, HttpError, Request, Response};
 use tocsin_core::caps::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_METHOD_BYTES, MAX_URL_BYTES};
-use tocsin_core::hosts::{host_key, url_host_key};
+use tocsin_core::hosts::{host_key, url_host_key, validate_host_entry};
 use tocsin_core::limits::{Limit, Limits};
+use wasmtime::component::{HasData, Linker};
 
+use crate::capabilities::CallReport;
 use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, NameLookup};
 use crate::capabilities::secrets::{SharedSecrets, substitute};
 use crate::capabilities::signing::{SIGNATURE_HEADERS, WebhookSecret, signature_headers};
-use crate::config::HttpConfig;
 
 /// Headers kept when a redirect leads to another origin: nothing that
 /// could carry a credential for the first one.
@@ -57,6 +60,98 @@ const FORBIDDEN_HEADERS: &[&str] = &[
     "proxy-authenticate",
     "proxy-connection",
 ];
+
+/// Outbound HTTP performed for plugins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Timeout of one request attempt when the plugin sets none, in ms.
+    pub timeout_ms: u64,
+    /// The most a plugin may ask for, in ms.
+    pub max_timeout_ms: u64,
+    /// Redirects followed per request; 0 (the default) follows none. Each
+    /// hop is checked against the egress policy again.
+    pub max_redirects: u32,
+    /// Idle connections kept open per receiving host, for reuse by later
+    /// deliveries (one pool per TLS and egress setting, shared by all
+    /// plugins); 0 opens a new connection for every request.
+    pub pool_max_idle_per_host: usize,
+    /// Aodh's `rest_notifier_ssl_verify`: verify TLS certificates unless a
+    /// plugin allowed to do so switches it off for one request.
+    pub rest_notifier_ssl_verify: bool,
+    /// Aodh's `rest_notifier_ca_bundle_certificate_path`: PEM bundle of
+    /// extra trusted CAs.
+    pub rest_notifier_ca_bundle_certificate_path: Option<PathBuf>,
+    /// Aodh's `rest_notifier_certificate_file`: client certificate (PEM),
+    /// with its private key unless `rest_notifier_certificate_key` is set.
+    pub rest_notifier_certificate_file: Option<PathBuf>,
+    /// Aodh's `rest_notifier_certificate_key`: the certificate's private
+    /// key (PEM), when it is not in the certificate file.
+    pub rest_notifier_certificate_key: Option<PathBuf>,
+    /// Aodh's `rest_notifier_max_retries`: when set, the retries of
+    /// `http`/`https` actions (attempts = retries + 1; Aodh's default 0
+    /// means one attempt). When absent, the delivery policy's
+    /// `delivery.max_attempts` applies, so a failed POST is retried rather
+    /// than lost as Aodh's default does.
+    pub rest_notifier_max_retries: Option<u32>,
+    /// Signed webhooks: per action host, the secrets the built-in `http`
+    /// notifier's deliveries to it are signed with (Standard Webhooks).
+    pub signing: BTreeMap<String, SigningKeys>,
+}
+
+/// The Standard Webhooks secrets of one receiving host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeys {
+    /// `whsec_…` secrets, newest first; during a key rotation, the new and
+    /// the old one, so receivers accept either. Each adds a signature. One
+    /// secret may be given as a plain string.
+    #[serde(deserialize_with = "super::signing::one_or_more")]
+    pub secrets: Vec<WebhookSecret>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            timeout_ms: 10_000,
+            max_timeout_ms: 10_000,
+            max_redirects: 0,
+            pool_max_idle_per_host: 32,
+            rest_notifier_ssl_verify: true,
+            rest_notifier_ca_bundle_certificate_path: None,
+            rest_notifier_certificate_file: None,
+            rest_notifier_certificate_key: None,
+            rest_notifier_max_retries: None,
+            signing: BTreeMap::new(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks the section's own rules.
+    ///
+    /// # Errors
+    /// What is wrong, naming the option.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.timeout_ms > self.max_timeout_ms {
+            return Err(format!(
+                "http.timeout_ms ({}) exceeds http.max_timeout_ms ({})",
+                self.timeout_ms, self.max_timeout_ms
+            ));
+        }
+        if self.rest_notifier_certificate_key.is_some() && self.rest_notifier_certificate_file.is_none() {
+            return Err("rest_notifier_certificate_key needs rest_notifier_certificate_file".into());
+        }
+        if let Some((host, _)) = self.signing.iter().find(|(_, keys)| keys.secrets.is_empty()) {
+            return Err(format!("http.signing.{host:?} has no secrets"));
+        }
+        let mut signed_hosts = std::collections::HashSet::new();
+        if let Some(host) = self.signing.keys().find(|host| !signed_hosts.insert(host_key(host))) {
+            return Err(format!("http.signing.{host:?} names a host already listed"));
+        }
+        self.signing.keys().try_for_each(|host| validate_host_entry(host))
+    }
+}
 
 /// Why the HTTP capability could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +393,13 @@ impl CallHttp {
             requests: 0,
             limits_hit: Vec::new(),
         }
+    }
+
+    /// Ends the call: what it asked for and the limits it hit go to
+    /// `report`.
+    pub fn finish(&mut self, report: &mut CallReport) {
+        report.http_requests = self.requests;
+        report.limits_hit.append(&mut self.limits_hit);
     }
 
     fn hit(&mut self, limit: Limit) {
@@ -544,6 +646,24 @@ impl Exchange {
         self.url = next;
         Ok(())
     }
+}
+
+/// The interface of `tocsin:notifier` this capability serves.
+pub const INTERFACE: &str = "http";
+
+/// Links `http` into `linker`, with each call's state found by `state`.
+///
+/// # Errors
+/// Only if it is linked twice: a bug.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    state: fn(&mut T) -> &mut CallHttp,
+) -> wasmtime::Result<()> {
+    struct Data;
+    impl HasData for Data {
+        type Data<'a> = &'a mut CallHttp;
+    }
+    contract::add_to_linker::<T, Data>(linker, state)
 }
 
 impl Host for CallHttp {

@@ -13,10 +13,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tocsin_core::bindings::tocsin::notifier::log::{Host, Level};
+use tocsin_core::bindings::tocsin::notifier::log::{self as contract, Host, Level};
 use tocsin_core::caps::MAX_LOG_FIELDS;
-use tocsin_core::limits::Limits;
+use tocsin_core::limits::{Limit, Limits};
 use tocsin_core::logtext::{PLUGIN_TARGET, bounded};
+use wasmtime::component::{HasData, Linker};
+
+use super::CallReport;
 
 /// Who is logging: the fields every plugin line carries.
 #[derive(Debug, Clone)]
@@ -124,6 +127,26 @@ impl CallLog {
         self.dropped > 0 || self.truncated > 0
     }
 
+    /// Ends the call: its lines and counts go to `report`, and lines the
+    /// caps dropped are reported to the operator once.
+    pub fn finish(&mut self, report: &mut CallReport) {
+        if self.hit_limit() {
+            report.limits_hit.push(Limit::Log);
+        }
+        if self.dropped > 0 {
+            tracing::warn!(
+                plugin = &*self.identity.plugin,
+                tenant = self.identity.tenant.as_deref().unwrap_or(""),
+                alarm_id = self.identity.alarm_id,
+                dropped = self.dropped,
+                "sandbox: Plugin log lines dropped by the log limits."
+            );
+        }
+        report.logs = std::mem::take(&mut self.lines);
+        report.log_dropped = self.dropped;
+        report.log_truncated = self.truncated;
+    }
+
     /// Records one line, within the caps: past the line count or the byte
     /// budget it is dropped, past the line length it is cut.
     pub fn record(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
@@ -192,6 +215,24 @@ impl CallLog {
             Level::Warn | Level::Error => event!(tracing::Level::WARN),
         }
     }
+}
+
+/// The interface of `tocsin:notifier` this capability serves.
+pub const INTERFACE: &str = "log";
+
+/// Links `log` into `linker`, with each call's state found by `state`.
+///
+/// # Errors
+/// Only if it is linked twice: a bug.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    state: fn(&mut T) -> &mut CallLog,
+) -> wasmtime::Result<()> {
+    struct Data;
+    impl HasData for Data {
+        type Data<'a> = &'a mut CallLog;
+    }
+    contract::add_to_linker::<T, Data>(linker, state)
 }
 
 impl Host for CallLog {

@@ -15,16 +15,19 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tocsin_core::caps::MAX_WRITE_BYTES;
+use tocsin_core::bindings::tocsin::notifier::log::Level;
+use tocsin_core::caps::{MAX_OUTPUT_BYTES, MAX_RANDOM_BYTES, MAX_RESOURCES, MAX_WRITE_BYTES};
 use tokio::io::AsyncWrite;
 use wasmtime::component::{HasData, Linker, ResourceTable};
-use wasmtime_wasi::WasiView;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::random::WasiRandom;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::log::CallLog;
 
 /// WASI packages a plugin may import (any version): what standard
 /// libraries need, served from an empty context.
@@ -43,7 +46,7 @@ impl HasData for IoTable {
 ///
 /// # Errors
 /// Only if an interface is linked twice: a bug.
-pub fn link<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     use wasmtime_wasi_io::bindings::wasi::io;
     io::error::add_to_linker::<T, IoTable>(linker, |t| t.ctx().table)?;
     io::poll::add_to_linker::<T, IoTable>(linker, |t| t.ctx().table)?;
@@ -66,6 +69,70 @@ pub fn link<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<(
     cli::terminal_stdout::add_to_linker::<T, WasiCli>(linker, T::cli)?;
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(linker, T::cli)?;
     Ok(())
+}
+
+/// The WASI state of one call: an empty context (no environment,
+/// arguments or preopens; stdin closed), its resources, and the guest's
+/// captured stdout and stderr.
+pub struct CallWasi {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+}
+
+impl std::fmt::Debug for CallWasi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallWasi").finish_non_exhaustive()
+    }
+}
+
+impl CallWasi {
+    /// An empty context for one call.
+    pub fn new() -> Self {
+        let stdout = CapturedOutput::new(MAX_OUTPUT_BYTES);
+        let stderr = CapturedOutput::new(MAX_OUTPUT_BYTES);
+        let ctx = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .max_random_size(MAX_RANDOM_BYTES)
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        CallWasi { ctx, table, stdout, stderr }
+    }
+
+    /// The view `wasmtime_wasi`'s host functions work on.
+    pub fn view(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+
+    /// Forwards what the guest wrote to stdout (at INFO) and stderr (at
+    /// WARN: panic messages) to its log, one line per stream.
+    pub fn forward_output(&self, log: &mut CallLog) {
+        for (output, level, stream) in
+            [(&self.stdout, Level::Info, "stdout"), (&self.stderr, Level::Warn, "stderr")]
+        {
+            let captured = output.take();
+            let text = String::from_utf8_lossy(&captured.bytes);
+            if !text.trim().is_empty() {
+                log.record_output(level, text.trim(), stream);
+            }
+            if captured.dropped > 0 {
+                tracing::debug!(
+                    stream,
+                    dropped_bytes = captured.dropped,
+                    "sandbox: Plugin output past the cap dropped."
+                );
+            }
+        }
+    }
+}
+
+impl Default for CallWasi {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A guest's stdout or stderr: keeps the first `capacity` bytes for the

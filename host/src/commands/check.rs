@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::Exit;
 use crate::config::Config;
-use crate::sandbox::Sandbox;
 
 /// Checks the component at `path`: exit 0 when valid, 1 when not.
 ///
@@ -16,7 +15,7 @@ use crate::sandbox::Sandbox;
 /// The file cannot be read or the sandbox cannot start.
 pub fn run(config: &Config, path: &Path) -> anyhow::Result<Exit> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let sandbox = Sandbox::new(config).context("cannot start the sandbox")?;
+    let sandbox = crate::service::sandbox(config).context("cannot start the sandbox")?;
     let (exit, report) = match sandbox.inspect(&bytes) {
         Ok(info) => (
             Exit::Success,

@@ -14,7 +14,6 @@ use tocsin_core::hosts::{host_key, validate_host_entry};
 use super::Exit;
 use crate::config::Config;
 use crate::registry::{self, Origin, builtin};
-use crate::sandbox::Sandbox;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -49,7 +48,7 @@ pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
         );
     }
     grant_hosts(&mut config, &name, &args.allow_hosts)?;
-    let sandbox = Sandbox::new(&config).context("cannot start the sandbox")?;
+    let sandbox = crate::service::sandbox(&config).context("cannot start the sandbox")?;
     let plugin = sandbox
         .load(registry::spec_for(&name, origin, None, &config), &bytes)
         .with_context(|| format!("cannot load plugin {name}"))?;

@@ -37,7 +37,7 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let status = Arc::new(Status::default());
-    let sandbox = Arc::new(Sandbox::new(&config).context("cannot start the sandbox")?);
+    let sandbox = Arc::new(crate::service::sandbox(&config).context("cannot start the sandbox")?);
     // Meanwhile the built-ins compile and the notifier store opens.
     let preparing = tokio::task::spawn_blocking({
         let sandbox = Arc::clone(&sandbox);

@@ -23,6 +23,7 @@
 //! ([`scheduler`]).
 
 pub mod artifacts;
+pub mod config;
 pub mod cpu_time;
 pub mod epoch;
 pub mod limiter;
@@ -37,7 +38,6 @@ use std::time::{Duration, Instant};
 use tocsin_core::alarm::{Alarm, Delivery, ReasonData};
 use tocsin_core::bindings::NotifierPre;
 use tocsin_core::bindings::exports::tocsin::notifier::handler::NotifyError;
-use tocsin_core::bindings::tocsin::notifier::log::Level;
 use tocsin_core::bindings::tocsin::notifier::types as wit;
 use tocsin_core::caps::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_REASON_BYTES, MAX_TABLES};
 use tocsin_core::limits::{Limit, Limits};
@@ -50,10 +50,9 @@ use wasmtime::{
     PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
-use crate::capabilities::egress::{EgressPolicy, NameLookup, SystemLookup};
-use crate::capabilities::http::{CallHttp, HttpCapability, HttpGrants, HttpSetupError};
-use crate::capabilities::log::{CallIdentity, CallLog, LogBuffer, LogLine};
-use crate::config::Config;
+use crate::capabilities::http::HttpGrants;
+use crate::capabilities::log::{CallIdentity, LogBuffer, LogLine};
+use crate::capabilities::{CallContext, Capabilities};
 use artifacts::Artifact;
 use cpu_time::{CallClock, CpuCharge, CpuTimeExceeded};
 use epoch::EpochTicker;
@@ -62,6 +61,8 @@ use scheduler::CpuScheduler;
 use state::StoreState;
 use threads::CallThreads;
 use validate::{ComponentInfo, LoadError};
+
+pub use config::SandboxConfig;
 
 /// Bytes of each pooled memory slot kept resident between calls.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
@@ -78,9 +79,6 @@ pub enum SandboxError {
     /// The threads calls run on could not be started.
     #[error("cannot start the sandbox threads: {0}")]
     Threads(std::io::Error),
-    /// The HTTP capability could not be built.
-    #[error(transparent)]
-    Http(#[from] HttpSetupError),
 }
 
 /// How one call ended, when it did not deliver.
@@ -284,7 +282,7 @@ impl Invocation {
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<StoreState>,
-    http: Arc<HttpCapability>,
+    capabilities: Capabilities,
     log_buffer_lines: usize,
     ticker: EpochTicker,
     scheduler: Arc<CpuScheduler>,
@@ -298,45 +296,27 @@ impl std::fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
-    /// The engine, linker and HTTP machinery for `config`.
+    /// The engine and linker for `config`, serving `capabilities`.
     ///
     /// # Errors
     /// [`SandboxError`] when wasmtime refuses the configuration (e.g. the
-    /// pool cannot be reserved) or TLS files are invalid.
-    pub fn new(config: &Config) -> Result<Self, SandboxError> {
-        Self::with_lookup(config, Arc::new(SystemLookup))
-    }
-
-    /// [`Sandbox::new`], with plugins' host names looked up by `lookup`
-    /// instead of the system resolver (tests point names at internal
-    /// addresses with it).
-    ///
-    /// # Errors
-    /// As [`Sandbox::new`].
-    pub fn with_lookup(config: &Config, lookup: Arc<dyn NameLookup>) -> Result<Self, SandboxError> {
+    /// pool cannot be reserved) or a thread cannot be started.
+    pub fn new(config: &SandboxConfig, capabilities: Capabilities) -> Result<Self, SandboxError> {
         let engine =
             Engine::new(&engine_config(config)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        crate::capabilities::link_all(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        let policy = Arc::new(
-            EgressPolicy::new(
-                config.egress.allow_networks.clone(),
-                config.egress.trusted_hosts.iter().cloned(),
-            )
-            .report_only(config.egress.report_only),
-        );
-        let http = Arc::new(HttpCapability::new(&config.http, policy, lookup)?);
+        crate::capabilities::add_to_linker(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let ticker = EpochTicker::start(&engine)?;
-        let tenant_running_calls = config.sandbox.tenant_running_calls();
+        let tenant_running_calls = config.tenant_running_calls();
         Ok(Sandbox {
             engine,
             linker,
-            http,
-            log_buffer_lines: config.sandbox.log_buffer_lines,
+            capabilities,
+            log_buffer_lines: config.log_buffer_lines,
             ticker,
-            scheduler: Arc::new(CpuScheduler::new(config.sandbox.running_calls(), tenant_running_calls)),
-            threads: CallThreads::start(tenant_running_calls, config.sandbox.nice)
-                .map_err(SandboxError::Threads)?,
+            scheduler: Arc::new(CpuScheduler::new(config.running_calls(), tenant_running_calls)),
+            threads: CallThreads::start(tenant_running_calls, config.nice).map_err(SandboxError::Threads)?,
         })
     }
 
@@ -402,11 +382,11 @@ impl Sandbox {
         Ok((info, pre))
     }
 
-    /// Builds the HTTP clients plugins' requests will use (see
-    /// [`HttpCapability::prepare`]): blocking, for the blocking pool at
+    /// Builds what plugins' first calls would otherwise wait for (see
+    /// [`Capabilities::prepare`]): blocking, for the blocking pool at
     /// start-up.
     pub fn prepare_http(&self) {
-        self.http.prepare();
+        self.capabilities.prepare();
     }
 
     /// The engine, for the artifact cache's compatibility key.
@@ -433,23 +413,20 @@ impl Sandbox {
         let started = Instant::now();
         let limits = plugin.limits;
         let deadline = started + limits.deadline();
-        let identity = CallIdentity {
-            plugin: Arc::clone(&plugin.name),
-            tenant: plugin.tenant.clone(),
-            alarm_id: alarm.alarm_id.clone(),
-        };
-        let state = StoreState::new(
-            MemoryLimiter::new(&limits),
-            CallLog::new(identity, Arc::clone(&plugin.log), &limits),
-            CallHttp::new(
-                Arc::clone(&self.http),
-                Arc::clone(&plugin.grants),
-                action,
-                &delivery.id,
-                &limits,
-                deadline,
-            ),
-        );
+        let calls = self.capabilities.start_call(&CallContext {
+            identity: CallIdentity {
+                plugin: Arc::clone(&plugin.name),
+                tenant: plugin.tenant.clone(),
+                alarm_id: alarm.alarm_id.clone(),
+            },
+            log_buffer: &plugin.log,
+            grants: &plugin.grants,
+            action,
+            delivery_id: &delivery.id,
+            limits: &limits,
+            deadline,
+        });
+        let state = StoreState { limiter: MemoryLimiter::new(&limits), calls };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(usize::try_from(limits.host_call_bytes).unwrap_or(usize::MAX));
@@ -599,37 +576,11 @@ fn classify_error(error: &wasmtime::Error, instantiating: bool) -> CallError {
     }
 }
 
-/// Forwards captured stdout/stderr to the log, logs the outcome and
-/// gathers what the call did.
-fn finish(
-    mut state: StoreState,
-    result: Result<(), CallError>,
-    elapsed: Duration,
-    fuel_used: u64,
-) -> Invocation {
-    for (output, level, stream) in
-        [(&state.stdout, Level::Info, "stdout"), (&state.stderr, Level::Warn, "stderr")]
-    {
-        // One record per stream: a panic message spans several lines.
-        let captured = output.take();
-        let text = String::from_utf8_lossy(&captured.bytes);
-        if !text.trim().is_empty() {
-            state.log.record_output(level, text.trim(), stream);
-        }
-        if captured.dropped > 0 {
-            tracing::debug!(
-                stream,
-                dropped_bytes = captured.dropped,
-                "sandbox: Plugin output past the cap dropped."
-            );
-        }
-    }
-    let mut limits_hit = std::mem::take(&mut state.http.limits_hit);
-    if state.log.hit_limit() {
-        limits_hit.push(Limit::Log);
-    }
+/// Logs the outcome and gathers what the call did.
+fn finish(state: StoreState, result: Result<(), CallError>, elapsed: Duration, fuel_used: u64) -> Invocation {
+    let mut report = state.calls.finish();
     if let Err(CallError::Limit { limit, .. }) = &result {
-        limits_hit.push(*limit);
+        report.limits_hit.push(*limit);
     }
     let elapsed_ms = elapsed.as_secs_f64() * 1e3;
     match &result {
@@ -643,25 +594,15 @@ fn finish(
             "sandbox: Notification failed."
         ),
     }
-    if state.log.dropped > 0 {
-        let identity = state.log.identity();
-        tracing::warn!(
-            plugin = &*identity.plugin,
-            tenant = identity.tenant.as_deref().unwrap_or(""),
-            alarm_id = identity.alarm_id,
-            dropped = state.log.dropped,
-            "sandbox: Plugin log lines dropped by the log limits."
-        );
-    }
     Invocation {
         result,
         elapsed,
         fuel_used,
-        logs: std::mem::take(&mut state.log.lines),
-        log_dropped: state.log.dropped,
-        log_truncated: state.log.truncated,
-        http_requests: state.http.requests,
-        limits_hit,
+        logs: report.logs,
+        log_dropped: report.log_dropped,
+        log_truncated: report.log_truncated,
+        http_requests: report.http_requests,
+        limits_hit: report.limits_hit,
     }
 }
 
@@ -691,10 +632,10 @@ pub fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
 
 /// The service's engine configuration: [`compile_settings`] and (by
 /// default) the pooling allocator sized to `sandbox.instances`.
-fn engine_config(config: &Config) -> wasmtime::Config {
-    let mut engine = compile_settings(config.sandbox.max_wasm_stack_bytes);
-    if config.sandbox.pooling {
-        let instances = config.sandbox.instances;
+fn engine_config(config: &SandboxConfig) -> wasmtime::Config {
+    let mut engine = compile_settings(config.max_wasm_stack_bytes);
+    if config.pooling {
+        let instances = config.instances;
         let mut pool = PoolingAllocationConfig::default();
         // Per-component maxima (checked when a component is compiled, so an
         // oversized one is refused at load) and totals sized so that
@@ -708,7 +649,7 @@ fn engine_config(config: &Config) -> wasmtime::Config {
             .total_memories(instances.saturating_mul(MAX_MEMORIES))
             .total_tables(instances.saturating_mul(MAX_TABLES))
             .total_stacks(instances)
-            .max_memory_size(usize::try_from(config.sandbox.max_memory_bytes).unwrap_or(usize::MAX))
+            .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
             // Reset the first pages of a slot with memset (only the pages
             // actually touched, found with PAGEMAP_SCAN where the kernel has
             // it) instead of madvise: a reused slot then takes no page

@@ -13,13 +13,11 @@ use tocsin_core::caps::{MAX_MEMORIES, MAX_TABLES};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::capabilities::CONTRACT_IMPORTS;
 use crate::capabilities::wasi::ALLOWED_WASI_PACKAGES;
 
 /// The contract versions this host serves.
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
-
-/// Interfaces of the contract a plugin may import.
-const CONTRACT_IMPORTS: &[&str] = &["log", "http", "types"];
 
 /// The export every notifier has.
 const HANDLER_EXPORT: &str = "tocsin:notifier/handler";

@@ -162,7 +162,10 @@ impl AlarmPublisher {
             .await
             .map_err(|error| anyhow::anyhow!("cannot connect to RabbitMQ to publish: {error}"))?;
         let channel = connection.create_channel().await.context("cannot open a channel")?;
-        Topology::new(&config).publisher(&config, WireFormat::Notification).declare(&channel, false).await?;
+        Topology::new(&config.intake_settings())
+            .publisher(&config.intake, WireFormat::Notification)
+            .declare(&channel, false)
+            .await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await.context("cannot enable confirms")?;
         let notification = &config.intake.notification;
         Ok(AlarmPublisher {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::caps::HOST_CALL_MARGIN_BYTES;
+
 /// The limits of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -112,6 +114,50 @@ impl Limits {
     /// The wall-clock deadline as a duration.
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
+    }
+}
+
+/// What the engine and the HTTP settings allow a plugin's limits to be:
+/// every plugin's limits, the operator's and those a tenant asks for, are
+/// checked against them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitBounds {
+    /// `sandbox.max_memory_bytes`: the size of one memory slot of the pool.
+    pub max_memory_bytes: u64,
+    /// `http.max_timeout_ms`: a call's deadline must exceed it.
+    pub max_http_timeout_ms: u64,
+}
+
+impl LimitBounds {
+    /// Checks the limits of plugin `name`.
+    ///
+    /// # Errors
+    /// The rule broken, naming the plugin.
+    pub fn check(&self, name: &str, limits: &Limits) -> Result<(), String> {
+        if limits.memory_bytes > self.max_memory_bytes {
+            return Err(format!(
+                "memory limit of plugin {name} ({} bytes) exceeds sandbox.max_memory_bytes ({})",
+                limits.memory_bytes, self.max_memory_bytes
+            ));
+        }
+        if limits.fuel == 0 {
+            return Err(format!("plugin {name}: fuel must be above 0"));
+        }
+        if limits.host_call_bytes < limits.http_request_body_bytes.saturating_add(HOST_CALL_MARGIN_BYTES) {
+            return Err(format!(
+                "plugin {name}: host_call_bytes ({}) must be at least http_request_body_bytes ({}) + {} \
+                 bytes: a request's body, URL and headers pass in one host call",
+                limits.host_call_bytes, limits.http_request_body_bytes, HOST_CALL_MARGIN_BYTES
+            ));
+        }
+        if limits.deadline_ms <= self.max_http_timeout_ms {
+            return Err(format!(
+                "plugin {name}: deadline_ms ({}) must exceed http.max_timeout_ms ({}), so that a slow \
+                 webhook fails as an HTTP timeout the plugin reports, not as a killed call",
+                limits.deadline_ms, self.max_http_timeout_ms
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -101,7 +101,12 @@ fn dispatch(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
             notifier.invoke(&"log", &record.action, &record.alarm, &delivery).await.unwrap();
         });
     });
-    let dispatcher = Dispatcher::new(Native::new(&config), &config, Arc::new(Metrics::default()));
+    let dispatcher = Dispatcher::new(
+        Native::new(&config),
+        &config.dispatch,
+        &config.tenants,
+        Arc::new(Metrics::default()),
+    );
     group.bench_function("dispatcher", |b| {
         b.to_async(runtime).iter(|| async {
             assert_eq!(dispatcher.deliver(black_box(&record)).await, Outcome::Delivered);
@@ -128,7 +133,7 @@ fn sandbox_call(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
         config.sandbox.instances = 16;
         let sandbox = tocsin::service::sandbox(&config).expect("sandbox");
         let origin = if tenant.is_some() { Origin::External } else { Origin::Builtin };
-        let spec = registry::spec_for("log", origin, tenant.map(Into::into), &config);
+        let spec = registry::spec_for("log", origin, tenant.map(Into::into), &config.grants());
         let plugin = sandbox.load(spec, builtin::component("log").expect("built-in log")).expect("load log");
         group.bench_function(name, |b| {
             b.to_async(runtime).iter(|| async {
@@ -152,7 +157,7 @@ fn http(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
         });
     });
     let sandbox = tocsin::service::sandbox(&config).expect("sandbox");
-    let spec = registry::spec_for("http", Origin::Builtin, None, &config);
+    let spec = registry::spec_for("http", Origin::Builtin, None, &config.grants());
     let plugin = sandbox.load(spec, builtin::component("http").expect("built-in http")).expect("load http");
     group.bench_function("sandbox", |b| {
         b.to_async(runtime).iter(|| async {

@@ -120,7 +120,11 @@ fn config(vhost: &TestVhost) -> Config {
 async fn publish(vhost: &TestVhost, config: &Config, action: &str, count: u64, rate: Option<u64>) {
     let connection = vhost.connect().await;
     let channel = connection.create_channel().await.unwrap();
-    Topology::new(config).publisher(config, WireFormat::Notification).declare(&channel, false).await.unwrap();
+    Topology::new(&config.intake_settings())
+        .publisher(&config.intake, WireFormat::Notification)
+        .declare(&channel, false)
+        .await
+        .unwrap();
     channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
@@ -178,9 +182,10 @@ async fn pipeline<N: Notifiers>(
 ) -> Run {
     let metrics = Arc::new(Metrics::default());
     let timed = Timed { inner: notifiers, delivered: AtomicU64::new(0), latencies: Mutex::new(Vec::new()) };
-    let dispatcher = Arc::new(Dispatcher::new(timed, config, Arc::clone(&metrics)));
+    let dispatcher =
+        Arc::new(Dispatcher::new(timed, &config.dispatch, &config.tenants, Arc::clone(&metrics)));
     let intake = Arc::new(
-        Intake::new(Arc::new(config.clone()), Arc::clone(&dispatcher), metrics, Arc::new(Status::default()))
+        Intake::new(config.intake_settings(), Arc::clone(&dispatcher), metrics, Arc::new(Status::default()))
             .unwrap(),
     );
     let shutdown = CancellationToken::new();
@@ -222,7 +227,7 @@ impl Executor {
     fn all(config: &Config, with_no_reuse: bool) -> Vec<Executor> {
         let sandboxed = |config: &Config| -> &'static Sandboxed {
             let sandbox = tocsin::service::sandbox(config).unwrap();
-            let registry = Registry::with_builtins(&sandbox, config).unwrap();
+            let registry = Registry::with_builtins(&sandbox, &config.grants()).unwrap();
             let metrics = Arc::new(Metrics::default());
             Box::leak(Box::new(Sandboxed {
                 sandbox: Arc::new(sandbox),

@@ -1,5 +1,10 @@
 //! tocsin's configuration: one typed tree, read once at start.
 //!
+//! Each part of the service owns its section (`[broker]` is
+//! [`crate::amqp`]'s, `[sandbox]` the sandbox's, …) with its defaults and
+//! its own rules; this module puts the sections together, checks the rules
+//! that span several of them, and hands each part what it reads.
+//!
 //! Sources, later ones winning: built-in defaults (every field has one that
 //! runs against a local setup), a TOML file, then `TOCSIN_*` environment
 //! variables with `__` between levels (`TOCSIN_LIMITS__MEMORY_BYTES=…`).
@@ -7,22 +12,34 @@
 //! names Aodh has (`rest_notifier_*`) keep Aodh's meanings.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-use tocsin_core::caps::HOST_CALL_MARGIN_BYTES;
 use tocsin_core::hosts::validate_host_entry;
-use tocsin_core::limits::{LimitOverrides, Limits};
-use tocsin_core::tenancy::TenantConfig;
-use tocsin_core::tenancy::TokenHash;
+use tocsin_core::limits::{LimitBounds, LimitOverrides, Limits};
+use tocsin_core::tenancy::{TenantConfig, TokenHash};
+
+use crate::api::Callers;
+use crate::registry::PlatformGrants;
+use crate::registry::catalog::CatalogSettings;
+use crate::registry::changes::FeedSettings;
+use crate::sandbox::artifacts::CompileLimits;
 
 pub use crate::amqp::BrokerConfig;
+pub use crate::api::ApiConfig;
 pub use crate::capabilities::egress::EgressConfig;
 pub use crate::capabilities::http::{HttpConfig, SigningKeys};
+pub use crate::delivery::DeliveryConfig;
+pub use crate::dispatch::DispatchConfig;
+pub use crate::intake::config::{IntakeConfig, IntakeSettings, NotificationIntakeConfig, RpcIntakeConfig};
+pub use crate::registry::PluginConfig;
+pub use crate::registry::catalog::UploadsConfig;
 pub use crate::sandbox::SandboxConfig;
+pub use crate::store::DatabaseConfig;
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
 /// keys: they choose the file and the log output (and how long its lines
@@ -76,275 +93,6 @@ pub struct Config {
     pub tenants: BTreeMap<String, TenantConfig>,
 }
 
-/// The OpenStack messages consumed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IntakeConfig {
-    /// This host's name, oslo's `host`: it names the `<topic>.<host>`
-    /// queue and the per-host fanout queue. Defaults to the hostname.
-    pub host: String,
-    /// Largest message body decoded, in bytes; bigger ones are dead-lettered.
-    pub max_message_bytes: usize,
-    /// Longest field naming an alarm or a message (the alarm's id, name,
-    /// severity and states, the message and request ids, each action URL),
-    /// in bytes: they are in every log line of the alarm's deliveries. A
-    /// message with a longer one is dead-lettered (`field-too-long`); a
-    /// dry run with one is refused.
-    pub max_field_bytes: usize,
-    /// Most actions one alarm message may carry (Aodh's own
-    /// `alarm_max_actions` is unlimited by default; an alarm has a
-    /// handful). A message with more is dead-lettered whole
-    /// (`too-many-actions`), never half delivered.
-    pub max_actions: usize,
-    /// Most bytes of a message times its actions: each action's retries
-    /// and dead letters carry the whole alarm. A message past it is
-    /// dead-lettered whole (`too-large-fanout`).
-    pub max_fanout_bytes: usize,
-    /// Completed message ids remembered to skip repeats (oslo keeps 16).
-    pub completed_ids: usize,
-    /// On SIGTERM/SIGINT, how long messages in flight may take to finish,
-    /// in ms; the broker redelivers what is left.
-    pub shutdown_grace_ms: u64,
-    /// RPC casts (Ceilometer, Aodh 1.x).
-    pub rpc: RpcIntakeConfig,
-    /// `alarm.update` notifications (Aodh 2.x and later).
-    pub notification: NotificationIntakeConfig,
-}
-
-impl IntakeConfig {
-    /// What a decoded alarm message may hold.
-    pub fn bounds(&self) -> crate::message::Bounds {
-        crate::message::Bounds {
-            max_field_bytes: self.max_field_bytes,
-            max_actions: self.max_actions,
-            max_fanout_bytes: self.max_fanout_bytes,
-        }
-    }
-}
-
-impl Default for IntakeConfig {
-    fn default() -> Self {
-        IntakeConfig {
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            max_message_bytes: 1 << 20,
-            max_field_bytes: 4096,
-            max_actions: 100,
-            max_fanout_bytes: 16 << 20,
-            completed_ids: 4096,
-            shutdown_grace_ms: 35_000,
-            rpc: RpcIntakeConfig::default(),
-            notification: NotificationIntakeConfig::default(),
-        }
-    }
-}
-
-/// The RPC intake: queues `<topic>` (shared by all hosts), `<topic>.<host>`
-/// and the fanout queue `<topic>_fanout_<host>`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RpcIntakeConfig {
-    /// Consume RPC casts.
-    pub enabled: bool,
-    /// oslo's `control_exchange` of the evaluator (`ceilometer`; `aodh`
-    /// for Aodh 1.x).
-    pub exchange: String,
-    /// `notifier_rpc_topic`.
-    pub topic: String,
-}
-
-impl Default for RpcIntakeConfig {
-    fn default() -> Self {
-        RpcIntakeConfig { enabled: true, exchange: "ceilometer".into(), topic: "alarm_notifier".into() }
-    }
-}
-
-/// The notification intake: queue `<topic>.sample` on the exchange.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotificationIntakeConfig {
-    /// Consume `alarm.update` notifications.
-    pub enabled: bool,
-    /// oslo's `control_exchange` of Aodh.
-    pub exchange: String,
-    /// Aodh's `notifier_topic`.
-    pub topic: String,
-}
-
-impl Default for NotificationIntakeConfig {
-    fn default() -> Self {
-        NotificationIntakeConfig { enabled: true, exchange: "aodh".into(), topic: "alarming".into() }
-    }
-}
-
-impl NotificationIntakeConfig {
-    /// The queue, and routing key, of alarm notifications: `<topic>.sample`
-    /// (oslo's notification topic at priority `sample`).
-    pub fn queue(&self) -> String {
-        format!("{}.sample", self.topic)
-    }
-}
-
-/// Concurrency of deliveries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DispatchConfig {
-    /// Deliveries running at once in this process: at most
-    /// `sandbox.instances`.
-    pub concurrency: u32,
-    /// Deliveries running at once per plugin.
-    pub per_plugin: u32,
-    /// Deliveries running at once per destination host.
-    pub per_host: u32,
-    /// Deliveries of one message running at once; its other actions wait
-    /// their turn, so an alarm with many actions cannot take every slot.
-    pub per_message: u32,
-    /// The longest a delivery waits for a busy plugin, tenant or
-    /// destination slot, in ms. It waits only when a slot is expected
-    /// within this time (judged from how long that key's deliveries take);
-    /// otherwise, or once this time has passed, it goes to the first retry
-    /// tier (without counting an attempt), so a slow destination never
-    /// holds up other alarms.
-    pub slot_wait_ms: u64,
-}
-
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        DispatchConfig { concurrency: 64, per_plugin: 64, per_host: 16, per_message: 16, slot_wait_ms: 500 }
-    }
-}
-
-/// The delivery policy and tocsin's own queues (always durable).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliveryConfig {
-    /// Prefix of tocsin's queues: `<prefix>.deliveries` (work queue),
-    /// `<prefix>.retry.<delay>` (tiers), `<prefix>.dead-letters`.
-    pub queue_prefix: String,
-    /// Delays of the retry tiers, in ms, ascending: a retry waits in the
-    /// smallest tier at least as long as its backoff.
-    pub retry_tiers_ms: Vec<u64>,
-    /// Backoff before the second attempt, in ms; it doubles per attempt
-    /// (full jitter) up to the largest tier.
-    pub backoff_initial_ms: u64,
-    /// Longest retry-after hint honoured, in ms.
-    pub retry_after_max_ms: u64,
-    /// Attempts of one delivery, the first included, before it is
-    /// dead-lettered.
-    pub max_attempts: u32,
-    /// Time after the first attempt past which no retry is scheduled, in ms.
-    pub horizon_ms: u64,
-    /// Times this host requeues a message whose retry or dead letter the
-    /// broker did not confirm (each after a backoff from
-    /// `backoff_initial_ms`, doubling, at most 10 s). The next time it
-    /// comes back, what is left of it is dead-lettered
-    /// (`too-many-redeliveries`).
-    pub max_redeliveries: u32,
-    /// (alarm, action) pairs remembered to drop retries superseded by a
-    /// newer state change.
-    pub supersede_window: usize,
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        DeliveryConfig {
-            queue_prefix: "tocsin".into(),
-            retry_tiers_ms: vec![1_000, 5_000, 30_000, 120_000, 600_000, 3_600_000],
-            backoff_initial_ms: 1_000,
-            retry_after_max_ms: 3_600_000,
-            max_attempts: 10,
-            horizon_ms: 24 * 3_600_000,
-            max_redeliveries: 5,
-            supersede_window: 65_536,
-        }
-    }
-}
-
-/// The HTTP API of `tocsin serve`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApiConfig {
-    /// Address of the API (`/healthz`, `/readyz`, `/metrics`, `/v1/…`).
-    pub listen: SocketAddr,
-    /// SHA-256 (hex) of the operator's bearer token: it may manage every
-    /// notifier. None: no operator access through the API.
-    pub operator_token_sha256: Option<TokenHash>,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), operator_token_sha256: None }
-    }
-}
-
-/// oslo.db's `[database]` options, as OpenStack services read them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    /// SQLAlchemy-style URL: `sqlite:////var/lib/tocsin/tocsin.sqlite`
-    /// (absolute path after the fourth slash, relative after the third),
-    /// or `postgresql://user:pass@host:5432/tocsin` (a `+driver` suffix
-    /// such as `postgresql+psycopg2` is accepted) when several hosts share
-    /// the notifiers. Empty: `tocsin.sqlite` in `uploads.state_path`.
-    pub connection: String,
-}
-
-/// Uploaded notifiers: size, compilation limits, the limits a tenant may
-/// ask for, and where compiled artifacts live.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UploadsConfig {
-    /// Directory of tocsin's own files (oslo's `state_path`): the default
-    /// SQLite database and the cache of compiled notifiers.
-    pub state_path: PathBuf,
-    /// Largest component accepted, in bytes.
-    pub max_component_bytes: u64,
-    /// CPU seconds the compiler process may use for one upload.
-    pub compile_cpu_seconds: u64,
-    /// Address space of the compiler process, in bytes.
-    pub compile_memory_bytes: u64,
-    /// Wall-clock time one compilation may take, in ms; then it is killed.
-    pub compile_timeout_ms: u64,
-    /// The most an uploaded notifier's limits may be: an upload may set
-    /// each of its limits at most this high.
-    pub max_limits: Limits,
-    /// Versions kept per notifier: the newest this many (at least 2) and
-    /// the active one, for rolling back; older ones are deleted when a new
-    /// one is uploaded.
-    pub versions_kept: u32,
-    /// The key tenants' secrets are encrypted with (32 bytes, made when
-    /// missing); hosts sharing a database must share it. Default:
-    /// `secrets.key` in `state_path`.
-    pub secrets_key_file: Option<PathBuf>,
-}
-
-impl Default for UploadsConfig {
-    fn default() -> Self {
-        UploadsConfig {
-            state_path: PathBuf::from("/var/lib/tocsin"),
-            max_component_bytes: 16 << 20,
-            compile_cpu_seconds: 60,
-            compile_memory_bytes: 2 << 30,
-            compile_timeout_ms: 120_000,
-            max_limits: Limits::default(),
-            versions_kept: 10,
-            secrets_key_file: None,
-        }
-    }
-}
-
-/// Settings of one plugin.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PluginConfig {
-    /// Overrides of the default limits.
-    pub limits: LimitOverrides,
-    /// Hosts the plugin may call besides the action URL's host.
-    pub allow_hosts: Vec<String>,
-    /// May the plugin switch TLS verification off for a request? The
-    /// built-in `http` notifier may (Aodh's `aodh-alarm-ssl-verify=0`).
-    pub allow_insecure_tls: Option<bool>,
-}
-
 impl Config {
     /// Reads the defaults, then `path` if given, then `TOCSIN_*` variables,
     /// and validates the result.
@@ -363,45 +111,62 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks rules that span fields.
+    /// Checks each section's own rules, then those that span several.
     ///
     /// # Errors
     /// [`ConfigError::Inconsistent`] naming the offending field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |message: String| Err(ConfigError::Inconsistent(message));
-        for section in [self.sandbox.validate(), self.http.validate(), self.egress.validate()] {
+        let sections = [
+            self.sandbox.validate(),
+            self.http.validate(),
+            self.egress.validate(),
+            self.broker.validate(),
+            self.intake.validate(),
+            self.dispatch.validate(),
+            self.delivery.validate(),
+            self.database.validate(),
+            self.uploads.validate(),
+        ];
+        for section in sections {
             section.map_err(ConfigError::Inconsistent)?;
-        }
-        if self.intake.max_field_bytes == 0 || self.intake.max_actions == 0 {
-            return fail("intake.max_field_bytes and intake.max_actions must be at least 1".into());
         }
         for host in self.plugins.values().flat_map(|p| &p.allow_hosts) {
             validate_host_entry(host).map_err(ConfigError::Inconsistent)?;
         }
-        self.validate_service()?;
+        let (prefetch, dispatch) = (self.broker.rabbit_qos_prefetch_count, &self.dispatch);
+        if prefetch == 0 || u32::from(prefetch) > dispatch.concurrency {
+            return fail(format!(
+                "broker.rabbit_qos_prefetch_count ({prefetch}) must be between 1 and dispatch.concurrency ({})",
+                dispatch.concurrency
+            ));
+        }
+        if dispatch.concurrency > self.sandbox.instances {
+            return fail(format!(
+                "dispatch.concurrency ({}) exceeds sandbox.instances ({}): deliveries would wait for instance slots",
+                dispatch.concurrency, self.sandbox.instances
+            ));
+        }
+        let bounds = self.limit_bounds();
         let no_overrides = LimitOverrides::default();
         let plugins = std::iter::once(("<defaults>", &no_overrides))
             .chain(self.plugins.iter().map(|(name, plugin)| (name.as_str(), &plugin.limits)));
         for (name, overrides) in plugins {
-            self.check_limits(name, &self.limits.with(overrides)).map_err(ConfigError::Inconsistent)?;
+            bounds.check(name, &self.limits.with(overrides)).map_err(ConfigError::Inconsistent)?;
         }
-        self.check_limits("<uploads.max_limits>", &self.uploads.max_limits)
-            .map_err(ConfigError::Inconsistent)?;
+        bounds.check("<uploads.max_limits>", &self.uploads.max_limits).map_err(ConfigError::Inconsistent)?;
+        self.validate_tenants()
+    }
+
+    /// Rules of the tenants: names that can prefix schemes, quotas above 0,
+    /// and a token of their own for every caller.
+    fn validate_tenants(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError::Inconsistent(message));
         if let Some(name) = self.tenants.keys().find(|name| !tocsin_core::tenancy::is_tenant_name(name)) {
             return fail(format!(
                 "tenants.{name:?}: a tenant name is a lower-case letter followed by lower-case letters and \
                  digits (it prefixes the tenant's schemes: acme-chat)"
             ));
-        }
-        let uploads = &self.uploads;
-        if uploads.compile_cpu_seconds == 0
-            || uploads.compile_memory_bytes == 0
-            || uploads.compile_timeout_ms == 0
-        {
-            return fail(
-                "uploads.compile_cpu_seconds, compile_memory_bytes and compile_timeout_ms must be above 0"
-                    .into(),
-            );
         }
         if let Some((name, _)) = self.tenants.iter().find(|(_, tenant)| tenant.max_concurrent_deliveries == 0)
         {
@@ -418,90 +183,70 @@ impl Config {
                     .into(),
             );
         }
-        if self.uploads.versions_kept < 2 {
-            return fail("uploads.versions_kept must be at least 2 (the newest and the one before)".into());
-        }
-        if let Err(error) = crate::store::Connection::parse(&self.database.connection) {
-            return fail(format!("database.connection: {error}"));
-        }
         Ok(())
     }
 
-    /// Checks one plugin's limits against the engine and HTTP settings.
-    ///
-    /// # Errors
-    /// The rule broken, naming the plugin.
-    pub fn check_limits(&self, name: &str, limits: &Limits) -> Result<(), String> {
-        if limits.memory_bytes > self.sandbox.max_memory_bytes {
-            return Err(format!(
-                "memory limit of plugin {name} ({} bytes) exceeds sandbox.max_memory_bytes ({})",
-                limits.memory_bytes, self.sandbox.max_memory_bytes
-            ));
+    /// What the engine and HTTP settings allow a plugin's limits to be.
+    pub fn limit_bounds(&self) -> LimitBounds {
+        LimitBounds {
+            max_memory_bytes: self.sandbox.max_memory_bytes,
+            max_http_timeout_ms: self.http.max_timeout_ms,
         }
-        if limits.fuel == 0 {
-            return Err(format!("plugin {name}: fuel must be above 0"));
-        }
-        if limits.host_call_bytes < limits.http_request_body_bytes.saturating_add(HOST_CALL_MARGIN_BYTES) {
-            return Err(format!(
-                "plugin {name}: host_call_bytes ({}) must be at least http_request_body_bytes ({}) + {} \
-                 bytes: a request's body, URL and headers pass in one host call",
-                limits.host_call_bytes, limits.http_request_body_bytes, HOST_CALL_MARGIN_BYTES
-            ));
-        }
-        if limits.deadline_ms <= self.http.max_timeout_ms {
-            return Err(format!(
-                "plugin {name}: deadline_ms ({}) must exceed http.max_timeout_ms ({}), so that a slow \
-                 webhook fails as an HTTP timeout the plugin reports, not as a killed call",
-                limits.deadline_ms, self.http.max_timeout_ms
-            ));
-        }
-        Ok(())
-    }
-
-    /// Rules of the service settings: prefetch ≤ dispatch concurrency ≤ the
-    /// instance pool, sane retry tiers, a usable broker URL.
-    fn validate_service(&self) -> Result<(), ConfigError> {
-        let fail = |message: String| Err(ConfigError::Inconsistent(message));
-        let (prefetch, dispatch) = (self.broker.rabbit_qos_prefetch_count, &self.dispatch);
-        if prefetch == 0 || u32::from(prefetch) > dispatch.concurrency {
-            return fail(format!(
-                "broker.rabbit_qos_prefetch_count ({prefetch}) must be between 1 and dispatch.concurrency ({})",
-                dispatch.concurrency
-            ));
-        }
-        if dispatch.concurrency > self.sandbox.instances {
-            return fail(format!(
-                "dispatch.concurrency ({}) exceeds sandbox.instances ({}): deliveries would wait for instance slots",
-                dispatch.concurrency, self.sandbox.instances
-            ));
-        }
-        if dispatch.per_plugin == 0 || dispatch.per_host == 0 || dispatch.per_message == 0 {
-            return fail(
-                "dispatch.per_plugin, dispatch.per_host and dispatch.per_message must be at least 1".into(),
-            );
-        }
-        let tiers = &self.delivery.retry_tiers_ms;
-        if tiers.is_empty() || tiers[0] == 0 || tiers.windows(2).any(|pair| pair[0] >= pair[1]) {
-            return fail(format!(
-                "delivery.retry_tiers_ms ({tiers:?}) must be non-empty, above 0 and ascending"
-            ));
-        }
-        if self.delivery.max_attempts == 0 {
-            return fail("delivery.max_attempts must be at least 1".into());
-        }
-        if self.delivery.queue_prefix.is_empty() || self.delivery.queue_prefix.starts_with("amq.") {
-            return fail("delivery.queue_prefix must be non-empty and not start with amq.".into());
-        }
-        if self.intake.host.is_empty() {
-            return fail("intake.host is empty and the hostname could not be read: set it".into());
-        }
-        self.broker.validate().map_err(ConfigError::Inconsistent)?;
-        Ok(())
     }
 
     /// The limits of plugin `name`: the defaults with its overrides.
     pub fn limits_for(&self, name: &str) -> Limits {
-        self.plugins.get(name).map_or(self.limits, |plugin| self.limits.with(&plugin.limits))
+        self.grants().limits_for(name)
+    }
+
+    /// What the operator grants plugins (`[limits]`, `[plugins.*]`).
+    pub fn grants(&self) -> PlatformGrants {
+        PlatformGrants { limits: self.limits, plugins: self.plugins.clone(), bounds: self.limit_bounds() }
+    }
+
+    /// The sections the intake reads.
+    pub fn intake_settings(&self) -> IntakeSettings {
+        IntakeSettings {
+            broker: self.broker.clone(),
+            intake: self.intake.clone(),
+            delivery: self.delivery.clone(),
+            http: self.http.clone(),
+            dispatch: self.dispatch.clone(),
+        }
+    }
+
+    /// What the catalog of uploaded notifiers reads.
+    pub fn catalog_settings(&self) -> CatalogSettings {
+        CatalogSettings {
+            uploads: self.uploads.clone(),
+            tenants: self.tenants.clone(),
+            grants: self.grants(),
+            max_field_bytes: self.intake.max_field_bytes,
+        }
+    }
+
+    /// Where the notifier change feed between hosts runs.
+    pub fn feed_settings(&self) -> FeedSettings {
+        FeedSettings {
+            exchange: format!("{}.notifier-changes", self.delivery.queue_prefix),
+            host: self.intake.host.clone(),
+            backoff: self.broker.reconnect_backoff(),
+        }
+    }
+
+    /// Who may call the API.
+    pub fn callers(&self) -> Arc<Callers> {
+        Arc::new(Callers { operator: self.api.operator_token_sha256, tenants: self.tenants.clone() })
+    }
+
+    /// What compiling one upload may use.
+    pub fn compile_limits(&self) -> CompileLimits {
+        CompileLimits {
+            cpu_seconds: self.uploads.compile_cpu_seconds,
+            memory_bytes: self.uploads.compile_memory_bytes,
+            timeout: Duration::from_millis(self.uploads.compile_timeout_ms),
+            max_wasm_stack_bytes: self.sandbox.max_wasm_stack_bytes,
+        }
     }
 }
 

@@ -14,18 +14,19 @@
 //! the broker's prefetch window) hostage: a slow endpoint cannot block
 //! the alarms behind it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tocsin_contract::action;
 use tocsin_core::alarm::{Alarm, Delivery};
 use tocsin_core::caps::MAX_IDLE_KEYS;
+use tocsin_core::tenancy::TenantConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::Config;
 use crate::delivery::DeliveryRecord;
 use crate::metrics::{Metrics, PluginLabels};
 use crate::registry::{Registry, ResolveError};
@@ -252,6 +253,50 @@ fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Concurrency of deliveries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// Deliveries running at once in this process: at most
+    /// `sandbox.instances`.
+    pub concurrency: u32,
+    /// Deliveries running at once per plugin.
+    pub per_plugin: u32,
+    /// Deliveries running at once per destination host.
+    pub per_host: u32,
+    /// Deliveries of one message running at once; its other actions wait
+    /// their turn, so an alarm with many actions cannot take every slot.
+    pub per_message: u32,
+    /// The longest a delivery waits for a busy plugin, tenant or
+    /// destination slot, in ms. It waits only when a slot is expected
+    /// within this time (judged from how long that key's deliveries take);
+    /// otherwise, or once this time has passed, it goes to the first retry
+    /// tier (without counting an attempt), so a slow destination never
+    /// holds up other alarms.
+    pub slot_wait_ms: u64,
+}
+
+impl DispatchConfig {
+    /// Checks the section's own rules.
+    ///
+    /// # Errors
+    /// What is wrong, naming the option.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.per_plugin == 0 || self.per_host == 0 || self.per_message == 0 {
+            return Err(
+                "dispatch.per_plugin, dispatch.per_host and dispatch.per_message must be at least 1".into()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig { concurrency: 64, per_plugin: 64, per_host: 16, per_message: 16, slot_wait_ms: 500 }
+    }
+}
+
 /// Runs deliveries within the configured bounds.
 #[derive(Debug)]
 pub struct Dispatcher<N: Notifiers> {
@@ -266,12 +311,15 @@ pub struct Dispatcher<N: Notifiers> {
 }
 
 impl<N: Notifiers> Dispatcher<N> {
-    /// A dispatcher for `notifiers` with the bounds of `config.dispatch`
-    /// and the tenants' concurrent-delivery quotas.
-    pub fn new(notifiers: N, config: &Config, metrics: Arc<Metrics>) -> Self {
-        let dispatch = &config.dispatch;
-        let tenant_quotas = config
-            .tenants
+    /// A dispatcher for `notifiers` with the bounds of `dispatch` and the
+    /// concurrent-delivery quotas of `tenants`.
+    pub fn new(
+        notifiers: N,
+        dispatch: &DispatchConfig,
+        tenants: &BTreeMap<String, TenantConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let tenant_quotas = tenants
             .iter()
             .map(|(name, tenant)| (name.clone(), tenant.max_concurrent_deliveries as usize))
             .collect();

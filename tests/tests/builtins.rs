@@ -194,7 +194,7 @@ async fn http_refuses_a_request_body_past_the_cap() {
 async fn the_registry_serves_builtins_and_refuses_reserved_and_unknown_schemes() {
     use tocsin::registry::{Registry, ResolveError};
     let host = TestHost::new(|_| {});
-    let registry = Registry::with_builtins(&host.sandbox, &host.config).unwrap();
+    let registry = Registry::with_builtins(&host.sandbox, &host.config.grants()).unwrap();
     for (action, plugin) in
         [("log://", "log"), ("test://", "test"), ("http://h/", "http"), ("HTTPS://h/", "http")]
     {

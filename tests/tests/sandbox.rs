@@ -312,7 +312,7 @@ async fn another_tenants_call_takes_the_only_running_slot_between_the_turns_of_t
         huge_line_flood(c, 3_000).fuel = Some(u64::MAX / 2);
     }));
     let bytes = std::fs::read(plugins::LOG_FLOOD).unwrap();
-    let spec = registry::spec_for("log-flood", Origin::External, Some("a".into()), &host.config);
+    let spec = registry::spec_for("log-flood", Origin::External, Some("a".into()), &host.config.grants());
     let flood = Arc::new(host.sandbox.load(spec, &bytes).unwrap());
     let floods_done = Arc::new(AtomicUsize::new(0));
     let floods: Vec<_> = (0..2)
@@ -332,7 +332,7 @@ async fn another_tenants_call_takes_the_only_running_slot_between_the_turns_of_t
     let test = registry::builtin::component("test").unwrap();
     let probe = host
         .sandbox
-        .load(registry::spec_for("b-test", Origin::External, Some("b".into()), &host.config), test);
+        .load(registry::spec_for("b-test", Origin::External, Some("b".into()), &host.config.grants()), test);
     let probe = host.notify(&probe.unwrap(), "b-test://").await;
     let floods_done_when_delivered = floods_done.load(Ordering::SeqCst);
     assert_eq!(probe.result, Ok(()));

@@ -26,7 +26,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
-        Caller::identify(token, state.config.api.operator_token_sha256.as_ref(), &state.config.tenants)
+        Caller::identify(token, state.callers.operator.as_ref(), &state.callers.tenants)
             .ok_or(ApiError::Unauthenticated)
     }
 }

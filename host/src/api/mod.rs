@@ -6,6 +6,8 @@ pub mod auth;
 pub mod error;
 pub mod notifiers;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,11 +15,12 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tocsin_core::tenancy::{TenantConfig, TokenHash};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::intake::Status;
 use crate::metrics::Metrics;
 use crate::registry::catalog::Catalog;
@@ -28,11 +31,41 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// The OpenMetrics text content type prometheus-client writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The HTTP API of `tocsin serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address of the API (`/healthz`, `/readyz`, `/metrics`, `/v1/…`).
+    pub listen: SocketAddr,
+    /// SHA-256 (hex) of the operator's bearer token: it may manage every
+    /// notifier. None: no operator access through the API.
+    pub operator_token_sha256: Option<TokenHash>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), operator_token_sha256: None }
+    }
+}
+
+/// Who may call the API: the hashes of the operator's and the tenants'
+/// tokens.
+#[derive(Debug, Clone, Default)]
+pub struct Callers {
+    /// The operator's (`api.operator_token_sha256`); none: no operator
+    /// access through the API.
+    pub operator: Option<TokenHash>,
+    /// The tenants, by name.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
 /// What the endpoints read and change.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The configuration (tokens, quotas, this host's name).
-    pub config: Arc<Config>,
+    /// This host's name (`intake.host`), in every answer.
+    pub host: Arc<str>,
+    /// Who may call.
+    pub callers: Arc<Callers>,
     /// The service's metrics.
     pub metrics: Arc<Metrics>,
     /// The intake's connection state.

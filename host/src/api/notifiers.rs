@@ -28,7 +28,7 @@ use crate::registry::catalog::{CatalogError, UploadRequest};
 /// `GET /v1/notifiers`.
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     let notifiers = state.catalog.list(&caller).await?;
-    Ok(Json(json!({"host": state.config.intake.host, "notifiers": notifiers})))
+    Ok(Json(json!({"host": state.host, "notifiers": notifiers})))
 }
 
 /// `GET /v1/notifiers/{scheme}`: the notifier, its versions, and its
@@ -40,7 +40,7 @@ pub async fn show(
 ) -> Result<impl IntoResponse, ApiError> {
     let notifier = state.catalog.show(&caller, &scheme).await?;
     let deliveries = state.metrics.delivery_counts(&scheme, notifier.row.tenant.as_deref());
-    Ok(Json(json!({"host": state.config.intake.host, "notifier": notifier, "deliveries": deliveries})))
+    Ok(Json(json!({"host": state.host, "notifier": notifier, "deliveries": deliveries})))
 }
 
 /// `PUT /v1/notifiers/{scheme}`: the component as the raw body; query
@@ -54,13 +54,10 @@ pub async fn upload(
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = upload_request(query)?;
-    let component = read_component(body, state.config.uploads.max_component_bytes).await?;
+    let component = read_component(body, state.catalog.max_component_bytes()).await?;
     let version = state.catalog.upload(&caller, &scheme, &component, request).await?;
     let notifier = state.catalog.show(&caller, &scheme).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"host": state.config.intake.host, "version": version, "notifier": notifier})),
-    ))
+    Ok((StatusCode::CREATED, Json(json!({"host": state.host, "version": version, "notifier": notifier}))))
 }
 
 /// `DELETE /v1/notifiers/{scheme}`.
@@ -92,7 +89,7 @@ pub async fn activate(
     let Activate { version } = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"version\": <number>}}: {e}")))?;
     let notifier = state.catalog.activate(&caller, &scheme, version).await?;
-    Ok(Json(json!({"host": state.config.intake.host, "notifier": notifier})))
+    Ok(Json(json!({"host": state.host, "notifier": notifier})))
 }
 
 /// `GET /v1/notifiers/{scheme}/logs`: the recent lines its plugin logged
@@ -104,7 +101,7 @@ pub async fn logs(
 ) -> Result<impl IntoResponse, ApiError> {
     let lines =
         state.catalog.plugin(&caller, &scheme).await?.map(|plugin| plugin.recent_logs()).unwrap_or_default();
-    Ok(Json(json!({"host": state.config.intake.host, "scheme": scheme, "lines": lines})))
+    Ok(Json(json!({"host": state.host, "scheme": scheme, "lines": lines})))
 }
 
 /// `GET /v1/notifiers/{scheme}/secrets`: names and times, never values.
@@ -200,7 +197,7 @@ pub async fn dry_run(
         None => Alarm::sample(),
     };
     let report = state.catalog.dry_run(&caller, &scheme, request.action, &Arc::new(alarm)).await?;
-    Ok(Json(json!({"host": state.config.intake.host, "report": report})))
+    Ok(Json(json!({"host": state.host, "report": report})))
 }
 
 /// Reads the body, refusing it as soon as it exceeds `max` bytes.

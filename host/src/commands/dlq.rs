@@ -43,7 +43,7 @@ pub enum DlqAction {
 /// # Errors
 /// No broker, or the dead-letter queue does not exist yet.
 pub async fn run(config: &Config, action: DlqAction, limit: Option<u32>) -> anyhow::Result<Exit> {
-    let queues = OwnQueues::new(config);
+    let queues = OwnQueues::new(&config.delivery);
     let broker = Broker::new(&config.broker)?;
     let connection = broker.connect("tocsin dlq").await.map_err(|e| anyhow::anyhow!(e))?;
     let channel = connection.create_channel().await.context("cannot open a channel")?;

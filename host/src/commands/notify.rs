@@ -50,7 +50,7 @@ pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
     grant_hosts(&mut config, &name, &args.allow_hosts)?;
     let sandbox = crate::service::sandbox(&config).context("cannot start the sandbox")?;
     let plugin = sandbox
-        .load(registry::spec_for(&name, origin, None, &config), &bytes)
+        .load(registry::spec_for(&name, origin, None, &config.grants()), &bytes)
         .with_context(|| format!("cannot load plugin {name}"))?;
     let delivery = Delivery::one_off();
     let invocation = sandbox.invoke(&plugin, &args.action, &alarm, &delivery).await;

@@ -59,8 +59,8 @@ pub async fn run(config: &Config, args: PublishArgs) -> anyhow::Result<Exit> {
     let broker = Broker::new(&config.broker)?;
     let connection = broker.connect("tocsin publish").await.map_err(|e| anyhow::anyhow!(e))?;
     let channel = connection.create_channel().await.context("cannot open a channel")?;
-    Topology::new(config)
-        .publisher(config, args.format)
+    Topology::new(&config.intake_settings())
+        .publisher(&config.intake, args.format)
         .declare(&channel, config.broker.passive_declare)
         .await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await.context("cannot enable confirms")?;

@@ -22,7 +22,7 @@ use crate::registry::Registry;
 use crate::registry::catalog::Catalog;
 use crate::registry::changes;
 use crate::sandbox::Sandbox;
-use crate::sandbox::artifacts::{CompileLimits, Compiler};
+use crate::sandbox::artifacts::Compiler;
 use crate::store::Store;
 
 /// How long open API connections get to finish at shutdown.
@@ -43,27 +43,39 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         let sandbox = Arc::clone(&sandbox);
         move || sandbox.prepare_http()
     });
-    let registry =
-        Arc::new(Registry::with_builtins(&sandbox, &config).context("cannot load the built-in notifiers")?);
+    let registry = Arc::new(
+        Registry::with_builtins(&sandbox, &config.grants()).context("cannot load the built-in notifiers")?,
+    );
     let (outbox, changes) = mpsc::unbounded_channel();
     let catalog = Arc::new(open_catalog(&config, &sandbox, &registry, outbox).await?);
     let (live, disabled) = catalog.sync_all().await.context("cannot read the uploaded notifiers")?;
     tracing::info!(live, disabled, "registry: Loaded the uploaded notifiers.");
     let notifiers = Sandboxed { sandbox, registry, metrics: Arc::clone(&metrics) };
-    let dispatcher = Arc::new(Dispatcher::new(notifiers, &config, Arc::clone(&metrics)));
-    let intake =
-        Arc::new(Intake::new(Arc::clone(&config), dispatcher, Arc::clone(&metrics), Arc::clone(&status))?);
+    let dispatcher =
+        Arc::new(Dispatcher::new(notifiers, &config.dispatch, &config.tenants, Arc::clone(&metrics)));
+    let intake = Arc::new(Intake::new(
+        config.intake_settings(),
+        dispatcher,
+        Arc::clone(&metrics),
+        Arc::clone(&status),
+    )?);
     let listener = TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen on api.listen {}", config.api.listen))?;
     let listen = listener.local_addr().context("cannot read the API address")?;
     tracing::info!(%listen, host = %config.intake.host, "serve: Starting.");
     let shutdown = CancellationToken::new();
-    let state = AppState { config: Arc::clone(&config), metrics, status, catalog: Arc::clone(&catalog) };
+    let state = AppState {
+        host: config.intake.host.as_str().into(),
+        callers: config.callers(),
+        metrics,
+        status,
+        catalog: Arc::clone(&catalog),
+    };
     let api = tokio::spawn(api::serve(listener, state, shutdown.clone()));
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let feed = tokio::spawn(changes::run(
-        Arc::clone(&config),
+        config.feed_settings(),
         intake.broker().clone(),
         Arc::clone(&catalog),
         changes,
@@ -102,7 +114,7 @@ async fn open_catalog(
 ) -> anyhow::Result<Catalog> {
     let state_path = &config.uploads.state_path;
     let program = std::env::current_exe().context("cannot find the tocsin binary to compile uploads with")?;
-    let compiler = Compiler::new(program, CompileLimits::of(config), state_path, sandbox.engine())
+    let compiler = Compiler::new(program, config.compile_limits(), state_path, sandbox.engine())
         .with_context(|| format!("cannot use uploads.state_path {}", state_path.display()))?;
     let store = Store::open(&config.database.connection, state_path)
         .await
@@ -111,7 +123,7 @@ async fn open_catalog(
     let secret_box = SecretBox::open(&key_file)
         .with_context(|| format!("cannot use the secrets key {}", key_file.display()))?;
     Ok(Catalog::new(
-        Arc::clone(config),
+        config.catalog_settings(),
         store,
         compiler,
         secret_box,

@@ -15,6 +15,74 @@ use serde::{Deserialize, Serialize};
 use tocsin_contract::json::to_python_json;
 use tocsin_core::alarm::{Alarm, Delivery};
 
+/// The delivery policy and tocsin's own queues (always durable).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Prefix of tocsin's queues: `<prefix>.deliveries` (work queue),
+    /// `<prefix>.retry.<delay>` (tiers), `<prefix>.dead-letters`.
+    pub queue_prefix: String,
+    /// Delays of the retry tiers, in ms, ascending: a retry waits in the
+    /// smallest tier at least as long as its backoff.
+    pub retry_tiers_ms: Vec<u64>,
+    /// Backoff before the second attempt, in ms; it doubles per attempt
+    /// (full jitter) up to the largest tier.
+    pub backoff_initial_ms: u64,
+    /// Longest retry-after hint honoured, in ms.
+    pub retry_after_max_ms: u64,
+    /// Attempts of one delivery, the first included, before it is
+    /// dead-lettered.
+    pub max_attempts: u32,
+    /// Time after the first attempt past which no retry is scheduled, in ms.
+    pub horizon_ms: u64,
+    /// Times this host requeues a message whose retry or dead letter the
+    /// broker did not confirm (each after a backoff from
+    /// `backoff_initial_ms`, doubling, at most 10 s). The next time it
+    /// comes back, what is left of it is dead-lettered
+    /// (`too-many-redeliveries`).
+    pub max_redeliveries: u32,
+    /// (alarm, action) pairs remembered to drop retries superseded by a
+    /// newer state change.
+    pub supersede_window: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            queue_prefix: "tocsin".into(),
+            retry_tiers_ms: vec![1_000, 5_000, 30_000, 120_000, 600_000, 3_600_000],
+            backoff_initial_ms: 1_000,
+            retry_after_max_ms: 3_600_000,
+            max_attempts: 10,
+            horizon_ms: 24 * 3_600_000,
+            max_redeliveries: 5,
+            supersede_window: 65_536,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// Checks the section's own rules.
+    ///
+    /// # Errors
+    /// What is wrong, naming the option.
+    pub fn validate(&self) -> Result<(), String> {
+        let tiers = &self.retry_tiers_ms;
+        if tiers.is_empty() || tiers[0] == 0 || tiers.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err(format!(
+                "delivery.retry_tiers_ms ({tiers:?}) must be non-empty, above 0 and ascending"
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err("delivery.max_attempts must be at least 1".into());
+        }
+        if self.queue_prefix.is_empty() || self.queue_prefix.starts_with("amq.") {
+            return Err("delivery.queue_prefix must be non-empty and not start with amq.".into());
+        }
+        Ok(())
+    }
+}
+
 /// Version of the record format, checked when a record is read back. 2:
 /// the alarm's `reason_data` is a string of its JSON text (it was the
 /// JSON value in 1, which [`DeliveryRecord::from_bytes`] still reads).

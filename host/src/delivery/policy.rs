@@ -9,7 +9,8 @@ use std::time::Duration;
 use tocsin_contract::action;
 use tocsin_core::time::millis;
 
-use crate::config::{DeliveryConfig, HttpConfig};
+use super::DeliveryConfig;
+use crate::capabilities::http::HttpConfig;
 
 /// What happens after a failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 //! the consumers are cancelled, in-flight messages get a grace period to
 //! finish, and whatever is left is redelivered by the broker.
 
+pub mod config;
 pub mod handler;
 pub mod topology;
 
@@ -30,12 +31,13 @@ use tokio_util::task::TaskTracker;
 use crate::amqp::publisher::Publisher;
 use crate::amqp::settle::{SettleHandle, Settler};
 use crate::amqp::transport::{self, Broker, BrokerError};
-use crate::config::Config;
 use crate::delivery::memory::{CompletedIds, NewestChanges, RequeuedMessages};
 use crate::delivery::policy::RetryPolicy;
 use crate::dispatch::{Dispatcher, Notifiers};
 use crate::metrics::{Metrics, QueueLabels};
 use topology::{QueueSpec, Source, Topology, TopologyError};
+
+pub use config::{IntakeConfig, IntakeSettings};
 
 /// Why the intake stopped for good.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +73,7 @@ enum Ended {
 /// The intake and the state its handlers share.
 #[derive(Debug)]
 pub struct Intake<N: Notifiers> {
-    config: Arc<Config>,
+    config: IntakeSettings,
     topology: Topology,
     broker: Broker,
     dispatcher: Arc<Dispatcher<N>>,
@@ -84,12 +86,12 @@ pub struct Intake<N: Notifiers> {
 }
 
 impl<N: Notifiers> Intake<N> {
-    /// An intake for `config`, delivering through `dispatcher`.
+    /// An intake configured by `config`, delivering through `dispatcher`.
     ///
     /// # Errors
     /// [`IntakeError`]: bad URL, unreadable TLS file.
     pub fn new(
-        config: Arc<Config>,
+        config: IntakeSettings,
         dispatcher: Arc<Dispatcher<N>>,
         metrics: Arc<Metrics>,
         status: Arc<Status>,

@@ -9,7 +9,8 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use crate::config::Config;
+use super::config::{IntakeConfig, IntakeSettings};
+use crate::delivery::DeliveryConfig;
 use crate::delivery::policy::tier_label;
 use crate::message::WireFormat;
 
@@ -78,13 +79,12 @@ pub struct OwnQueues {
 }
 
 impl OwnQueues {
-    /// The names `config` gives.
-    pub fn new(config: &Config) -> Self {
-        let prefix = &config.delivery.queue_prefix;
+    /// The names `delivery` gives.
+    pub fn new(delivery: &DeliveryConfig) -> Self {
+        let prefix = &delivery.queue_prefix;
         OwnQueues {
             work: format!("{prefix}.deliveries"),
-            tiers: config
-                .delivery
+            tiers: delivery
                 .retry_tiers_ms
                 .iter()
                 .map(|ms| format!("{prefix}.retry.{}", tier_label(Duration::from_millis(*ms))))
@@ -152,7 +152,7 @@ pub struct Topology {
 
 impl Topology {
     /// What `config` asks for (wire-formats.md §2 for the intake).
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &IntakeSettings) -> Self {
         let broker = &config.broker;
         let durable = broker.amqp_durable_queues || broker.rabbit_quorum_queue;
         let mut intake_arguments: Vec<(&'static str, AMQPValue)> = Vec::new();
@@ -216,7 +216,7 @@ impl Topology {
             let name = notification.queue();
             queues.push(intake_queue(name.clone(), vec![(notification.exchange.clone(), name)]));
         }
-        let own = OwnQueues::new(config);
+        let own = OwnQueues::new(&config.delivery);
         let own_queue =
             |name: &str, arguments: Vec<(&'static str, AMQPValue)>, consume: Option<Source>| QueueSpec {
                 name: name.to_owned(),
@@ -247,12 +247,10 @@ impl Topology {
     /// exchange, and for notifications the `<topic>.sample` queue too, so
     /// that notifications wait for their consumer (RPC casts declare no
     /// queue: without a consumer they are dropped).
-    pub fn publisher(&self, config: &Config, format: WireFormat) -> Topology {
+    pub fn publisher(&self, intake: &IntakeConfig, format: WireFormat) -> Topology {
         let (exchange, queue) = match format {
-            WireFormat::Rpc => (&config.intake.rpc.exchange, None),
-            WireFormat::Notification => {
-                (&config.intake.notification.exchange, Some(config.intake.notification.queue()))
-            }
+            WireFormat::Rpc => (&intake.rpc.exchange, None),
+            WireFormat::Notification => (&intake.notification.exchange, Some(intake.notification.queue())),
         };
         Topology {
             exchanges: self.exchanges.iter().filter(|e| &e.name == exchange).cloned().collect(),
@@ -350,7 +348,7 @@ mod tests {
 
     #[test]
     fn defaults_declare_what_oslo_declares() {
-        let mut config = Config::default();
+        let mut config = IntakeSettings::default();
         config.intake.host = "notifier-host-1".into();
         let topology = Topology::new(&config);
         assert_eq!(
@@ -394,7 +392,7 @@ mod tests {
 
     #[test]
     fn quorum_forces_durable_and_switches_follow_the_config() {
-        let mut config = Config::default();
+        let mut config = IntakeSettings::default();
         config.broker.rabbit_quorum_queue = true;
         config.intake.rpc.enabled = false;
         let topology = Topology::new(&config);

@@ -12,24 +12,24 @@
 //! others work. Changes made on other hosts arrive through
 //! [`super::changes`] and are applied from the store the same way.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tocsin_core::alarm::{Alarm, Delivery, check_field_size};
 use tocsin_core::caps::{MAX_DRY_RUNS, MAX_SECRETS};
 use tocsin_core::hosts::{host_key, validate_host_entry};
-use tocsin_core::limits::LimitOverrides;
+use tocsin_core::limits::{LimitOverrides, Limits};
 use tocsin_core::tenancy::Caller;
-use tocsin_core::tenancy::{self, ClaimError, Owner};
+use tocsin_core::tenancy::{self, ClaimError, Owner, TenantConfig};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 
-use super::{Origin, Registry, scheme_of, spec_for};
+use super::{Origin, PlatformGrants, Registry, scheme_of, spec_for};
 use crate::capabilities::secrets::{
     BoundSecret, SecretBox, SecretPrefix, SecretValue, SharedSecrets, is_secret_name,
 };
-use crate::config::Config;
 use crate::sandbox::artifacts::Compiler;
 use crate::sandbox::validate::LoadError;
 use crate::sandbox::{Plugin, Sandbox};
@@ -161,10 +161,87 @@ pub struct NotifierView {
     pub versions: Option<Vec<VersionRow>>,
 }
 
+/// Uploaded notifiers: size, compilation limits, the limits a tenant may
+/// ask for, and where compiled artifacts live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// Directory of tocsin's own files (oslo's `state_path`): the default
+    /// SQLite database and the cache of compiled notifiers.
+    pub state_path: PathBuf,
+    /// Largest component accepted, in bytes.
+    pub max_component_bytes: u64,
+    /// CPU seconds the compiler process may use for one upload.
+    pub compile_cpu_seconds: u64,
+    /// Address space of the compiler process, in bytes.
+    pub compile_memory_bytes: u64,
+    /// Wall-clock time one compilation may take, in ms; then it is killed.
+    pub compile_timeout_ms: u64,
+    /// The most an uploaded notifier's limits may be: an upload may set
+    /// each of its limits at most this high.
+    pub max_limits: Limits,
+    /// Versions kept per notifier: the newest this many (at least 2) and
+    /// the active one, for rolling back; older ones are deleted when a new
+    /// one is uploaded.
+    pub versions_kept: u32,
+    /// The key tenants' secrets are encrypted with (32 bytes, made when
+    /// missing); hosts sharing a database must share it. Default:
+    /// `secrets.key` in `state_path`.
+    pub secrets_key_file: Option<PathBuf>,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            state_path: PathBuf::from("/var/lib/tocsin"),
+            max_component_bytes: 16 << 20,
+            compile_cpu_seconds: 60,
+            compile_memory_bytes: 2 << 30,
+            compile_timeout_ms: 120_000,
+            max_limits: Limits::default(),
+            versions_kept: 10,
+            secrets_key_file: None,
+        }
+    }
+}
+
+impl UploadsConfig {
+    /// Checks the section's own rules.
+    ///
+    /// # Errors
+    /// What is wrong, naming the option.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.compile_cpu_seconds == 0 || self.compile_memory_bytes == 0 || self.compile_timeout_ms == 0 {
+            return Err(
+                "uploads.compile_cpu_seconds, compile_memory_bytes and compile_timeout_ms must be above 0"
+                    .into(),
+            );
+        }
+        if self.versions_kept < 2 {
+            return Err("uploads.versions_kept must be at least 2 (the newest and the one before)".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the catalog is configured with.
+#[derive(Debug, Clone)]
+pub struct CatalogSettings {
+    /// What an upload may be.
+    pub uploads: UploadsConfig,
+    /// The tenants: their prefixes, quotas and projects.
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// What the platform grants plugins, uploads included.
+    pub grants: PlatformGrants,
+    /// Longest field of an alarm (`intake.max_field_bytes`): a dry run's
+    /// alarm is held to it too.
+    pub max_field_bytes: usize,
+}
+
 /// The uploaded notifiers of this host.
 #[derive(Debug)]
 pub struct Catalog {
-    config: Arc<Config>,
+    settings: CatalogSettings,
     store: Store,
     compiler: Compiler,
     sandbox: Arc<Sandbox>,
@@ -182,7 +259,7 @@ impl Catalog {
     /// scheme of every change made here is sent to `outbox` (for the other
     /// hosts, see [`super::changes`]).
     pub fn new(
-        config: Arc<Config>,
+        settings: CatalogSettings,
         store: Store,
         compiler: Compiler,
         secret_box: SecretBox,
@@ -191,7 +268,7 @@ impl Catalog {
         outbox: mpsc::UnboundedSender<String>,
     ) -> Self {
         Catalog {
-            config,
+            settings,
             store,
             compiler,
             sandbox,
@@ -368,6 +445,11 @@ impl Catalog {
         Arc::clone(slots.entry(scheme.to_owned()).or_default())
     }
 
+    /// The largest component an upload may be (`uploads.max_component_bytes`).
+    pub fn max_component_bytes(&self) -> u64 {
+        self.settings.uploads.max_component_bytes
+    }
+
     /// Uploads a new version of `scheme` and makes it live.
     ///
     /// # Errors
@@ -384,9 +466,9 @@ impl Catalog {
         let owner = match &existing {
             Some(row) if caller.may_manage(&row.owner()) => row.owner(),
             Some(_) => return Err(ClaimError::Unavailable(scheme.to_owned()).into()),
-            None => tenancy::claim(caller, scheme, &self.config.tenants)?,
+            None => tenancy::claim(caller, scheme, &self.settings.tenants)?,
         };
-        let max = self.config.uploads.max_component_bytes;
+        let max = self.settings.uploads.max_component_bytes;
         if u64::try_from(component.len()).unwrap_or(u64::MAX) > max {
             return Err(CatalogError::TooLarge { size: component.len(), max });
         }
@@ -405,10 +487,10 @@ impl Catalog {
         let meta = VersionRow { imports: plugin.info().imports.clone(), ..meta };
         let quota = owner
             .tenant()
-            .and_then(|tenant| self.config.tenants.get(tenant))
+            .and_then(|tenant| self.settings.tenants.get(tenant))
             .map(|tenant| (tenant.max_notifiers, tenant.max_total_bytes));
         let _one_at_a_time = self.one_at_a_time.lock().await;
-        let versions_kept = self.config.uploads.versions_kept;
+        let versions_kept = self.settings.uploads.versions_kept;
         let new = NewVersion { scheme, owner: &owner, component, meta, quota, versions_kept };
         let stored = self.store.add_version(new).await?;
         // The store set the notifier's `updated_at_ms` to the version's time.
@@ -495,7 +577,7 @@ impl Catalog {
     /// operator's (every project).
     fn projects_of(&self, row: &NotifierRow) -> Option<Vec<String>> {
         let tenant = row.tenant.as_ref()?;
-        Some(self.config.tenants.get(tenant).map(|tenant| tenant.project_ids.clone()).unwrap_or_default())
+        Some(self.settings.tenants.get(tenant).map(|tenant| tenant.project_ids.clone()).unwrap_or_default())
     }
 
     /// One notifier with its versions.
@@ -537,7 +619,7 @@ impl Catalog {
         let plugin =
             self.registry.uploaded(scheme).ok_or_else(|| CatalogError::NotLive(scheme.to_owned()))?;
         let action = action.unwrap_or_else(|| format!("{scheme}://dry-run.invalid/"));
-        let max_field_bytes = self.config.intake.max_field_bytes;
+        let max_field_bytes = self.settings.max_field_bytes;
         alarm
             .check_field_sizes(max_field_bytes)
             .and_then(|()| check_field_size("action", &action, max_field_bytes))
@@ -626,7 +708,8 @@ impl Catalog {
         component: &[u8],
     ) -> Result<Plugin, CatalogError> {
         let artifact = self.compiler.artifact(&meta.sha256, component).await?;
-        let mut spec = spec_for(scheme, Origin::External, owner.tenant().map(str::to_owned), &self.config);
+        let mut spec =
+            spec_for(scheme, Origin::External, owner.tenant().map(str::to_owned), &self.settings.grants);
         spec.grants.secrets = self.secret_slot(scheme);
         spec.limits = spec.limits.with(&meta.limits);
         spec.grants.requested_hosts = meta.allow_hosts.iter().map(|host| host_key(host)).collect();
@@ -658,7 +741,7 @@ impl Catalog {
         for host in &request.allow_hosts {
             validate_host_entry(host).map_err(CatalogError::Invalid)?;
         }
-        let max = self.config.uploads.max_limits;
+        let max = self.settings.uploads.max_limits;
         let asked = serde_json::to_value(request.limits).unwrap_or_default();
         let allowed = serde_json::to_value(max).unwrap_or_default();
         if let serde_json::Value::Object(asked) = asked {
@@ -671,8 +754,8 @@ impl Catalog {
                 }
             }
         }
-        let limits = self.config.limits_for(scheme).with(&request.limits);
-        self.config.check_limits(scheme, &limits).map_err(CatalogError::Invalid)
+        let limits = self.settings.grants.limits_for(scheme).with(&request.limits);
+        self.settings.grants.bounds.check(scheme, &limits).map_err(CatalogError::Invalid)
     }
 
     /// What runs here, by scheme: the notifier's `updated_at_ms` when it was

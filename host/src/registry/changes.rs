@@ -25,9 +25,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::Catalog;
+use crate::amqp::Backoff;
 use crate::amqp::publisher::{PublishError, Publisher};
 use crate::amqp::transport::{Broker, close_in_order};
-use crate::config::Config;
 
 /// How often every notifier is brought in line with the store, besides
 /// the changes announced.
@@ -53,18 +53,28 @@ enum FeedError {
     Cancelled,
 }
 
+/// Where the feed runs: its exchange, this host's name and the wait
+/// between reconnections.
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    /// The fanout exchange (`<delivery.queue_prefix>.notifier-changes`).
+    pub exchange: String,
+    /// This host's name (`intake.host`).
+    pub host: String,
+    /// The waits between reconnections (`broker.reconnect_*`).
+    pub backoff: Backoff,
+}
+
 /// Publishes this host's changes and applies the other hosts', until
 /// `shutdown`; reconnects with capped backoff.
 pub async fn run(
-    config: Arc<Config>,
+    settings: FeedSettings,
     broker: Broker,
     catalog: Arc<Catalog>,
     mut outbox: mpsc::UnboundedReceiver<String>,
     shutdown: CancellationToken,
 ) {
-    let exchange = format!("{}.notifier-changes", config.delivery.queue_prefix);
-    let host = config.intake.host.clone();
-    let backoff = config.broker.reconnect_backoff();
+    let FeedSettings { exchange, host, backoff } = settings;
     let mut failures = 0;
     let mut pending = VecDeque::new();
     let name = format!("tocsin-changes@{host}");

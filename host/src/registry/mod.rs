@@ -9,15 +9,16 @@
 pub mod catalog;
 pub mod changes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
 use tocsin_core::hosts::host_key;
+use tocsin_core::limits::{LimitBounds, LimitOverrides, Limits};
 
 use crate::capabilities::http::HttpGrants;
 use crate::capabilities::secrets::SharedSecrets;
-use crate::config::Config;
 use crate::sandbox::validate::LoadError;
 use crate::sandbox::{Plugin, PluginSpec, Sandbox};
 
@@ -62,12 +63,46 @@ pub enum Origin {
     External,
 }
 
+/// What the operator grants plugins: the default limits, and by plugin
+/// name its overrides, extra hosts and TLS leniency. Uploads get the same
+/// by their scheme; the bounds every plugin's limits must keep come with
+/// them.
+#[derive(Debug, Clone)]
+pub struct PlatformGrants {
+    /// Default per-call limits (`[limits]`).
+    pub limits: Limits,
+    /// Per-plugin settings (`[plugins.<name>]`).
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// What the engine and HTTP settings allow limits to be.
+    pub bounds: LimitBounds,
+}
+
+impl PlatformGrants {
+    /// The limits of plugin `name`: the defaults with its overrides.
+    pub fn limits_for(&self, name: &str) -> Limits {
+        self.plugins.get(name).map_or(self.limits, |plugin| self.limits.with(&plugin.limits))
+    }
+}
+
+/// Settings of one plugin.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginConfig {
+    /// Overrides of the default limits.
+    pub limits: LimitOverrides,
+    /// Hosts the plugin may call besides the action URL's host.
+    pub allow_hosts: Vec<String>,
+    /// May the plugin switch TLS verification off for a request? The
+    /// built-in `http` notifier may (Aodh's `aodh-alarm-ssl-verify=0`).
+    pub allow_insecure_tls: Option<bool>,
+}
+
 /// The settings a plugin named `name` is loaded with: its limits and the
-/// hosts granted to it in `config`. The embedded `http` notifier also gets
+/// hosts granted to it in `grants`. The embedded `http` notifier also gets
 /// the operator's REST-notifier TLS settings and may switch verification
 /// off (Aodh's `aodh-alarm-ssl-verify=0`), unless the operator says otherwise.
-pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, config: &Config) -> PluginSpec {
-    let plugin = config.plugins.get(name);
+pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, grants: &PlatformGrants) -> PluginSpec {
+    let plugin = grants.plugins.get(name);
     let allowed_hosts =
         plugin.map(|p| p.allow_hosts.iter().map(|h| host_key(h)).collect()).unwrap_or_default();
     let rest_notifier = origin == Origin::Builtin && name == "http";
@@ -75,7 +110,7 @@ pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, config: &Con
     PluginSpec {
         name: name.to_owned(),
         tenant,
-        limits: config.limits_for(name),
+        limits: grants.limits_for(name),
         grants: HttpGrants {
             allowed_hosts,
             requested_hosts: Vec::new(),
@@ -101,11 +136,11 @@ impl Registry {
     ///
     /// # Errors
     /// [`LoadError`] if a built-in does not load: a build defect.
-    pub fn with_builtins(sandbox: &Sandbox, config: &Config) -> Result<Self, LoadError> {
+    pub fn with_builtins(sandbox: &Sandbox, grants: &PlatformGrants) -> Result<Self, LoadError> {
         let mut registry = Registry::default();
         for (name, schemes) in builtin::SCHEMES {
             let bytes = builtin::component(name).unwrap_or_default();
-            let plugin = Arc::new(sandbox.load(spec_for(name, Origin::Builtin, None, config), bytes)?);
+            let plugin = Arc::new(sandbox.load(spec_for(name, Origin::Builtin, None, grants), bytes)?);
             for scheme in *schemes {
                 registry.by_scheme.insert((*scheme).to_owned(), Arc::clone(&plugin));
             }

@@ -29,7 +29,6 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
 
-use crate::config::Config;
 use crate::sandbox::validate::LoadError;
 
 /// The hidden subcommand that compiles one component.
@@ -54,18 +53,6 @@ pub struct CompileLimits {
     /// The engine's WebAssembly stack size, which the child's engine
     /// must share.
     pub max_wasm_stack_bytes: usize,
-}
-
-impl CompileLimits {
-    /// The limits `config` sets (`uploads.*`, `sandbox.max_wasm_stack_bytes`).
-    pub fn of(config: &Config) -> Self {
-        CompileLimits {
-            cpu_seconds: config.uploads.compile_cpu_seconds,
-            memory_bytes: config.uploads.compile_memory_bytes,
-            timeout: Duration::from_millis(config.uploads.compile_timeout_ms),
-            max_wasm_stack_bytes: config.sandbox.max_wasm_stack_bytes,
-        }
-    }
 }
 
 /// A compiled component that tocsin produced: the only input

@@ -18,6 +18,28 @@ use tocsin_core::tenancy::Owner;
 /// Connections kept to the database.
 const MAX_CONNECTIONS: u32 = 8;
 
+/// oslo.db's `[database]` options, as OpenStack services read them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// SQLAlchemy-style URL: `sqlite:////var/lib/tocsin/tocsin.sqlite`
+    /// (absolute path after the fourth slash, relative after the third),
+    /// or `postgresql://user:pass@host:5432/tocsin` (a `+driver` suffix
+    /// such as `postgresql+psycopg2` is accepted) when several hosts share
+    /// the notifiers. Empty: `tocsin.sqlite` in `uploads.state_path`.
+    pub connection: String,
+}
+
+impl DatabaseConfig {
+    /// Checks the section's own rules: a connection URL tocsin can use.
+    ///
+    /// # Errors
+    /// What is wrong, naming the option.
+    pub fn validate(&self) -> Result<(), String> {
+        Connection::parse(&self.connection).map(drop).map_err(|error| format!("database.connection: {error}"))
+    }
+}
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

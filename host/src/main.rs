@@ -15,8 +15,8 @@ use tocsin::process;
 use tocsin::telemetry::{self, LogFormat, LogWriter};
 
 /// Many small allocations per delivery (decode, records, sandbox state):
-/// mimalloc serves them faster than the system allocator (see the README's
-/// performance section).
+/// mimalloc serves them faster than the system allocator (see
+/// docs/performance.md, "Why mimalloc").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

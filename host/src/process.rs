@@ -5,7 +5,8 @@
 /// on its arenas (`MADV_HUGEPAGE`, honoured in the kernel's default
 /// `madvise` mode), so the first touch of each 2 MiB of heap zeroes all
 /// of it inside a delivery: 3–10 % of tocsin's CPU in a burst of 5,000
-/// alarms after start-up, 1 % without (the README's performance section).
+/// alarms after start-up, 1 % without (docs/performance.md, "Why no
+/// transparent huge pages").
 /// The flag is the process's (every thread, whatever the machine's THP
 /// setting: mimalloc's own `no_thp` switch would only skip its `madvise`),
 /// and child processes inherit it. Call it before the heap grows: pages

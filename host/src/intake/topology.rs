@@ -151,7 +151,7 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// What `config` asks for (wire-formats.md §2 for the intake).
+    /// What `config` asks for (`docs/wire-formats.md` §2 for the intake).
     pub fn new(config: &IntakeSettings) -> Self {
         let broker = &config.broker;
         let durable = broker.amqp_durable_queues || broker.rabbit_quorum_queue;

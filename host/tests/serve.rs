@@ -153,6 +153,41 @@ async fn every_captured_message_is_delivered_with_aodhs_body_and_headers() {
     assert_eq!(sink.received().len(), FIXTURES.len(), "each message delivered once");
 }
 
+/// The service runs in-process ([`tocsin::service::run`]) as it runs in a
+/// process of its own: it delivers a captured alarm with Aodh's body, and
+/// returns, cleanly, once the future it was given to stop on completes.
+#[tokio::test]
+async fn the_service_runs_in_process_and_returns_when_its_shutdown_future_completes() {
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::status(200)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tocsin.toml");
+    let state = format!("[uploads]\nstate_path = \"{}\"\n", dir.path().display());
+    std::fs::write(&path, test_config(&vhost.transport_url(), "in-process-host", &state)).unwrap();
+    let config = tocsin::config::Config::load(Some(&path)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ready = format!("http://{}/readyz", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(tocsin::service::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let consuming = eventually(Duration::from_secs(30), async || {
+        client.get(&ready).send().await.is_ok_and(|response| response.status() == 200)
+    })
+    .await;
+    assert!(consuming, "the service became ready");
+    let unique_id = publish_fixture(&vhost, "notification-1", &sink).await;
+    let received = wait_for_requests(&sink, 1).await;
+    let request_id = Delivery { id: format!("{unique_id}.0"), attempt: 1, tenant: None }.request_id();
+    assert_eq!(received[0].header("x-openstack-request-id"), Some(request_id.as_str()));
+    assert_eq!(received[0].body, aodh_body("notification-1"));
+    assert!(!service.is_finished(), "the service runs until told to stop");
+    stop.send(()).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(60), service).await;
+    ended.expect("the service returns once its shutdown future completes").unwrap().unwrap();
+}
+
 /// The body Aodh's REST notifier sends for each captured message in
 /// `bodies`, from aodh's own code (`tests/aodh/rest_body.py`), in order.
 fn aodh_rest_bodies(bodies: &[PathBuf]) -> Vec<String> {

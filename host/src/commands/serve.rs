@@ -1,140 +1,27 @@
-//! `tocsin serve`: the service. Consumes OpenStack alarm messages from
-//! the broker, delivers each action through its sandboxed notifier, and
-//! answers health and metrics requests, until SIGTERM or SIGINT.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! `tocsin serve`: the service ([`crate::service::run`]) on `api.listen`,
+//! until SIGTERM or SIGINT.
 
 use anyhow::Context as _;
-use tocsin_core::time::millis;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::Exit;
-use crate::api::{self, AppState};
-use crate::capabilities::secrets::SecretBox;
 use crate::config::Config;
-use crate::dispatch::{Dispatcher, Sandboxed};
-use crate::intake::{Intake, Status};
-use crate::metrics::Metrics;
-use crate::registry::Registry;
-use crate::registry::catalog::Catalog;
-use crate::registry::changes;
-use crate::sandbox::Sandbox;
-use crate::sandbox::artifacts::Compiler;
-use crate::store::Store;
-
-/// How long open API connections get to finish at shutdown.
-const API_DRAIN: Duration = Duration::from_secs(5);
 
 /// Runs the service: exit 0 after a clean shutdown.
 ///
 /// # Errors
-/// The sandbox, the built-in notifiers or the API address cannot be set
-/// up, or the broker's queues do not match the configuration.
+/// The API address cannot be bound, or the service fails (see
+/// [`crate::service::run`]).
 pub async fn run(config: Config) -> anyhow::Result<Exit> {
-    let config = Arc::new(config);
-    let metrics = Arc::new(Metrics::default());
-    let status = Arc::new(Status::default());
-    let sandbox = Arc::new(crate::service::sandbox(&config).context("cannot start the sandbox")?);
-    // Meanwhile the built-ins compile and the notifier store opens.
-    let preparing = tokio::task::spawn_blocking({
-        let sandbox = Arc::clone(&sandbox);
-        move || sandbox.prepare_http()
-    });
-    let registry = Arc::new(
-        Registry::with_builtins(&sandbox, &config.grants()).context("cannot load the built-in notifiers")?,
-    );
-    let (outbox, changes) = mpsc::unbounded_channel();
-    let catalog = Arc::new(open_catalog(&config, &sandbox, &registry, outbox).await?);
-    let (live, disabled) = catalog.sync_all().await.context("cannot read the uploaded notifiers")?;
-    tracing::info!(live, disabled, "registry: Loaded the uploaded notifiers.");
-    let notifiers = Sandboxed { sandbox, registry, metrics: Arc::clone(&metrics) };
-    let dispatcher =
-        Arc::new(Dispatcher::new(notifiers, &config.dispatch, &config.tenants, Arc::clone(&metrics)));
-    let intake = Arc::new(Intake::new(
-        config.intake_settings(),
-        dispatcher,
-        Arc::clone(&metrics),
-        Arc::clone(&status),
-    )?);
     let listener = TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen on api.listen {}", config.api.listen))?;
-    let listen = listener.local_addr().context("cannot read the API address")?;
-    tracing::info!(%listen, host = %config.intake.host, "serve: Starting.");
-    let shutdown = CancellationToken::new();
-    let state = AppState {
-        host: config.intake.host.as_str().into(),
-        callers: config.callers(),
-        metrics,
-        status,
-        catalog: Arc::clone(&catalog),
-    };
-    let api = tokio::spawn(api::serve(listener, state, shutdown.clone()));
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    let feed = tokio::spawn(changes::run(
-        config.feed_settings(),
-        intake.broker().clone(),
-        Arc::clone(&catalog),
-        changes,
-        shutdown.clone(),
-    ));
-    let grace = Duration::from_millis(config.intake.shutdown_grace_ms);
-    // Ready before the first alarm, not built by it.
-    if let Err(error) = preparing.await {
-        tracing::warn!(error = %error, "serve: Preparing the HTTP clients failed; the first requests build them.");
-    }
-    let result = intake.run(shutdown.clone(), grace).await;
-    shutdown.cancel();
-    match tokio::time::timeout(API_DRAIN, api).await {
-        Ok(Ok(Err(error))) => tracing::warn!(error = %error, "serve: The API server failed."),
-        Ok(Err(error)) => tracing::warn!(error = %error, "serve: The API server task failed."),
-        Err(_) => tracing::warn!(
-            drain_ms = millis(API_DRAIN),
-            "serve: API connections still open after the drain period; closing them."
-        ),
-        Ok(Ok(Ok(()))) => {}
-    }
-    if tokio::time::timeout(API_DRAIN, feed).await.is_err() {
-        tracing::warn!("serve: The notifier change feed did not stop in time; leaving it.");
-    }
-    result.context("the intake stopped")?;
-    tracing::info!("serve: Stopped.");
+    crate::service::run(config, listener, signalled()).await?;
     Ok(Exit::Success)
 }
 
-/// The store and the compiler of uploaded notifiers.
-async fn open_catalog(
-    config: &Arc<Config>,
-    sandbox: &Arc<Sandbox>,
-    registry: &Arc<Registry>,
-    outbox: mpsc::UnboundedSender<String>,
-) -> anyhow::Result<Catalog> {
-    let state_path = &config.uploads.state_path;
-    let program = std::env::current_exe().context("cannot find the tocsin binary to compile uploads with")?;
-    let compiler = Compiler::new(program, config.compile_limits(), state_path, sandbox.engine())
-        .with_context(|| format!("cannot use uploads.state_path {}", state_path.display()))?;
-    let store = Store::open(&config.database.connection, state_path)
-        .await
-        .context("cannot open the notifier store (database.connection)")?;
-    let key_file = config.uploads.secrets_key_file.clone().unwrap_or_else(|| state_path.join("secrets.key"));
-    let secret_box = SecretBox::open(&key_file)
-        .with_context(|| format!("cannot use the secrets key {}", key_file.display()))?;
-    Ok(Catalog::new(
-        config.catalog_settings(),
-        store,
-        compiler,
-        secret_box,
-        Arc::clone(sandbox),
-        Arc::clone(registry),
-        outbox,
-    ))
-}
-
-/// Cancels `shutdown` on the first SIGTERM or SIGINT.
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// Completes on the first SIGTERM or SIGINT.
+async fn signalled() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -151,5 +38,4 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = tokio::signal::ctrl_c() => "SIGINT",
     };
     tracing::info!(signal, "serve: Stopping.");
-    shutdown.cancel();
 }

@@ -15,6 +15,9 @@
 //! - [`keys`]: the host's own key files.
 //! - [`time`]: timestamps and durations as records and logs write them.
 
+// The docs are the maintainers': `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod alarm;
 pub mod bindings;
 pub mod caps;

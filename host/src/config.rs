@@ -187,16 +187,11 @@ impl Config {
     }
 
     /// What the engine and HTTP settings allow a plugin's limits to be.
-    pub fn limit_bounds(&self) -> LimitBounds {
+    pub(crate) fn limit_bounds(&self) -> LimitBounds {
         LimitBounds {
             max_memory_bytes: self.sandbox.max_memory_bytes,
             max_http_timeout_ms: self.http.max_timeout_ms,
         }
-    }
-
-    /// The limits of plugin `name`: the defaults with its overrides.
-    pub fn limits_for(&self, name: &str) -> Limits {
-        self.grants().limits_for(name)
     }
 
     /// What the operator grants plugins (`[limits]`, `[plugins.*]`).
@@ -216,7 +211,7 @@ impl Config {
     }
 
     /// What the catalog of uploaded notifiers reads.
-    pub fn catalog_settings(&self) -> CatalogSettings {
+    pub(crate) fn catalog_settings(&self) -> CatalogSettings {
         CatalogSettings {
             uploads: self.uploads.clone(),
             tenants: self.tenants.clone(),
@@ -226,7 +221,7 @@ impl Config {
     }
 
     /// Where the notifier change feed between hosts runs.
-    pub fn feed_settings(&self) -> FeedSettings {
+    pub(crate) fn feed_settings(&self) -> FeedSettings {
         FeedSettings {
             exchange: format!("{}.notifier-changes", self.delivery.queue_prefix),
             host: self.intake.host.clone(),
@@ -240,7 +235,7 @@ impl Config {
     }
 
     /// What compiling one upload may use.
-    pub fn compile_limits(&self) -> CompileLimits {
+    pub(crate) fn compile_limits(&self) -> CompileLimits {
         CompileLimits {
             cpu_seconds: self.uploads.compile_cpu_seconds,
             memory_bytes: self.uploads.compile_memory_bytes,
@@ -289,9 +284,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.limits.fuel, 5000);
-        assert_eq!(config.limits_for("log").memory_bytes, 1 << 20);
-        assert_eq!(config.limits_for("log").fuel, 5000);
-        assert_eq!(config.limits_for("other").memory_bytes, 32 << 20);
+        assert_eq!(config.grants().limits_for("log").memory_bytes, 1 << 20);
+        assert_eq!(config.grants().limits_for("log").fuel, 5000);
+        assert_eq!(config.grants().limits_for("other").memory_bytes, 32 << 20);
         assert_eq!(config.egress.allow_networks.len(), 1);
     }
 
@@ -344,7 +339,7 @@ mod tests {
             "{error}"
         );
         let fits = "[plugins.big.limits]\nhttp_request_body_bytes = 2097152\nhost_call_bytes = 2359296\n";
-        assert_eq!(load_toml(fits).unwrap().limits_for("big").host_call_bytes, 2_359_296);
+        assert_eq!(load_toml(fits).unwrap().grants().limits_for("big").host_call_bytes, 2_359_296);
     }
 
     #[test]

@@ -30,11 +30,11 @@ use tocsin_core::alarm::{Alarm, AlarmFields, FieldTooLong, ReasonData, check_fie
 mod typed;
 
 /// The RPC method Ceilometer's and Aodh's evaluators cast.
-pub const RPC_METHOD: &str = "notify_alarm";
+pub(crate) const RPC_METHOD: &str = "notify_alarm";
 /// The event type of Aodh's notifications.
-pub const ALARM_EVENT_TYPE: &str = "alarm.update";
+pub(crate) const ALARM_EVENT_TYPE: &str = "alarm.update";
 /// The only notification priority that carries alarms.
-pub const ALARM_PRIORITY: &str = "SAMPLE";
+pub(crate) const ALARM_PRIORITY: &str = "SAMPLE";
 
 /// oslo's notification timestamps, for parsing: the fraction is optional.
 const OSLO_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.f";
@@ -119,7 +119,7 @@ impl AlarmNotification {
     /// # Errors
     /// [`DecodeError::TooManyActions`], [`DecodeError::FanoutTooLarge`] or
     /// [`DecodeError::FieldTooLong`].
-    pub fn check_bounds(&self, bytes: usize, bounds: Bounds) -> Result<(), DecodeError> {
+    pub(crate) fn check_bounds(&self, bytes: usize, bounds: Bounds) -> Result<(), DecodeError> {
         let limit = bounds.max_field_bytes;
         let actions = self.actions.len();
         if actions > bounds.max_actions {
@@ -492,7 +492,7 @@ fn alarm_and_actions(
 
 /// oslo's notification timestamp: naive UTC `YYYY-MM-DD HH:MM:SS[.ffffff]`,
 /// as microseconds since the Unix epoch.
-pub fn parse_oslo_timestamp(text: &str) -> Option<i64> {
+pub(crate) fn parse_oslo_timestamp(text: &str) -> Option<i64> {
     let civil = DateTime::strptime(OSLO_TIMESTAMP, text).ok()?;
     Some(Offset::UTC.to_timestamp(civil).ok()?.as_microsecond())
 }
@@ -540,7 +540,7 @@ fn json_kind(json: &PythonJson<'_>, raw: &RawValue) -> &'static str {
 /// Identity of a message that carries no id: the first 16 bytes of the
 /// SHA-256 of its body, in hex. A redelivery has the same body, so the
 /// same id.
-pub fn body_digest(body: &[u8]) -> String {
+pub(crate) fn body_digest(body: &[u8]) -> String {
     Sha256::digest(body)[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 

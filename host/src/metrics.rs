@@ -175,7 +175,13 @@ impl Metrics {
 
     /// Records what one call of `plugin` ran into: the limits it hit and
     /// the log lines it lost.
-    pub fn call_costs(&self, plugin: &str, tenant: Option<&str>, limits_hit: &[Limit], log_dropped: u64) {
+    pub(crate) fn call_costs(
+        &self,
+        plugin: &str,
+        tenant: Option<&str>,
+        limits_hit: &[Limit],
+        log_dropped: u64,
+    ) {
         let tenant = tenant.unwrap_or_default();
         for limit in limits_hit {
             let labels =
@@ -189,7 +195,7 @@ impl Metrics {
     }
 
     /// The delivery outcomes of `plugin` counted on this host, by outcome.
-    pub fn delivery_counts(
+    pub(crate) fn delivery_counts(
         &self,
         plugin: &str,
         tenant: Option<&str>,
@@ -210,7 +216,7 @@ impl Metrics {
     }
 
     /// Counts a dead letter.
-    pub fn dead_letter(&self, reason: &str) {
+    pub(crate) fn dead_letter(&self, reason: &str) {
         self.dead_letters.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 

@@ -29,7 +29,7 @@ use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::Store;
 
 /// How long open API connections get to finish at shutdown.
-pub const API_DRAIN: Duration = Duration::from_secs(5);
+pub(crate) const API_DRAIN: Duration = Duration::from_secs(5);
 
 /// Why a part of the service could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -96,7 +96,7 @@ impl BrokerConfig {
     }
 
     /// The waits between reconnection attempts.
-    pub fn reconnect_backoff(&self) -> Backoff {
+    pub(crate) fn reconnect_backoff(&self) -> Backoff {
         Backoff::new(
             Duration::from_millis(self.reconnect_initial_ms),
             Duration::from_millis(self.reconnect_max_ms),
@@ -121,7 +121,7 @@ impl Backoff {
 
     /// The wait before retry `retry` (1 for the first): `initial`, doubled
     /// for each retry before it, at most `longest`.
-    pub fn delay(&self, retry: u32) -> Duration {
+    pub(crate) fn delay(&self, retry: u32) -> Duration {
         self.initial.saturating_mul(1 << retry.saturating_sub(1).min(30)).min(self.longest)
     }
 }

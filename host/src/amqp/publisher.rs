@@ -8,21 +8,21 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
 /// `type` property of delivery records.
-pub const RECORD_TYPE: &str = "tocsin.delivery";
+pub(crate) const RECORD_TYPE: &str = "tocsin.delivery";
 /// Header: why a message was dead-lettered, in words.
-pub const REASON_HEADER: &str = "x-tocsin-reason";
+pub(crate) const REASON_HEADER: &str = "x-tocsin-reason";
 /// Header: the same as a short stable code.
-pub const REASON_CODE_HEADER: &str = "x-tocsin-reason-code";
+pub(crate) const REASON_CODE_HEADER: &str = "x-tocsin-reason-code";
 /// Header: exchange the dead-lettered message was received from.
-pub const EXCHANGE_HEADER: &str = "x-tocsin-exchange";
+pub(crate) const EXCHANGE_HEADER: &str = "x-tocsin-exchange";
 /// Header: its routing key.
-pub const ROUTING_KEY_HEADER: &str = "x-tocsin-routing-key";
+pub(crate) const ROUTING_KEY_HEADER: &str = "x-tocsin-routing-key";
 /// Header: when it was dead-lettered, ms since the Unix epoch.
-pub const DEAD_AT_HEADER: &str = "x-tocsin-dead-lettered-at";
+pub(crate) const DEAD_AT_HEADER: &str = "x-tocsin-dead-lettered-at";
 
 /// Why a message could not be handed to the broker.
 #[derive(Debug, thiserror::Error)]
-pub enum PublishError {
+pub(crate) enum PublishError {
     /// The channel or connection failed.
     #[error("broker error: {0}")]
     Broker(#[from] lapin::Error),
@@ -36,7 +36,7 @@ pub enum PublishError {
 
 /// A confirm-mode channel for tocsin's own messages.
 #[derive(Debug)]
-pub struct Publisher {
+pub(crate) struct Publisher {
     channel: Channel,
 }
 
@@ -89,7 +89,7 @@ impl Publisher {
     ///
     /// # Errors
     /// [`PublishError`] when the broker did not take it.
-    pub async fn publish_record(
+    pub(crate) async fn publish_record(
         &self,
         queue: &str,
         message_id: &str,
@@ -115,7 +115,7 @@ impl Publisher {
     ///
     /// # Errors
     /// [`PublishError`] when the broker did not take it.
-    pub async fn dead_letter_message(
+    pub(crate) async fn dead_letter_message(
         &self,
         queue: &str,
         message: &Delivery,

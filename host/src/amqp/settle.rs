@@ -31,17 +31,17 @@ use tokio::time::Instant;
 
 /// How long a finished message above an unfinished one waits to be acked
 /// with it before it is acked on its own.
-pub const HELD_ACK_LINGER: Duration = Duration::from_millis(5);
+pub(crate) const HELD_ACK_LINGER: Duration = Duration::from_millis(5);
 /// Longest a finished run at the bottom of the window waits for more
 /// messages to be acked with (shorter than [`HELD_ACK_LINGER`]).
-pub const ACK_GATHER: Duration = Duration::from_millis(1);
+pub(crate) const ACK_GATHER: Duration = Duration::from_millis(1);
 /// Most events taken in one round before the acks are sent: a round is
 /// bounded even while messages keep arriving.
 const MAX_EVENTS_PER_ROUND: usize = 1024;
 
 /// What becomes of a handled message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settlement {
+pub(crate) enum Settlement {
     /// Every outcome is final: the broker may forget it.
     Ack,
     /// An outcome was not confirmed: the broker delivers it again.
@@ -58,7 +58,7 @@ enum Event {
 /// messages. Every handle dropped ends the settler, once it has settled
 /// what it was told.
 #[derive(Debug, Clone)]
-pub struct SettleHandle {
+pub(crate) struct SettleHandle {
     // Unbounded, yet holds at most two events per message of the prefetch
     // window: the settler takes them as they come.
     events: mpsc::UnboundedSender<Event>,
@@ -81,7 +81,7 @@ impl SettleHandle {
 /// Settles one channel's messages; runs until every [`SettleHandle`] is
 /// dropped.
 #[derive(Debug)]
-pub struct Settler {
+pub(crate) struct Settler {
     channel: Channel,
     events: mpsc::UnboundedReceiver<Event>,
     window: Window,

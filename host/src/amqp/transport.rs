@@ -44,7 +44,7 @@ pub enum TransportUrlError {
 
 /// One broker of the list.
 #[derive(Clone, PartialEq, Eq)]
-pub struct BrokerHost {
+pub(crate) struct BrokerHost {
     /// Host name or address (IPv6 without brackets).
     pub host: String,
     /// Port.
@@ -74,7 +74,7 @@ impl fmt::Display for BrokerHost {
 
 /// A parsed `transport_url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransportUrl {
+pub(crate) struct TransportUrl {
     /// The brokers, in the order to try them.
     pub hosts: Vec<BrokerHost>,
     /// The virtual host.
@@ -110,7 +110,7 @@ impl TransportUrl {
     }
 
     /// The lapin URI of each host, in order.
-    pub fn uris(&self, ssl: bool, heartbeat_s: u16) -> Vec<AMQPUri> {
+    pub(crate) fn uris(&self, ssl: bool, heartbeat_s: u16) -> Vec<AMQPUri> {
         self.hosts
             .iter()
             .map(|host| AMQPUri {
@@ -257,7 +257,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Errors
 /// What did not close, and why (the broker's error, or no answer in
 /// time); the connection is closed all the same.
-pub async fn close_in_order(channels: &[&Channel], connection: &Connection) -> Result<(), String> {
+pub(crate) async fn close_in_order(channels: &[&Channel], connection: &Connection) -> Result<(), String> {
     let closes = join_all(channels.iter().map(|channel| channel.close(200, "tocsin stopping".into())));
     let mut failures = match tokio::time::timeout(CLOSE_TIMEOUT, closes).await {
         Ok(closed) => closed

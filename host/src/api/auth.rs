@@ -32,7 +32,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// A new random token (256 bits, URL-safe base64) for `tocsin token`.
-pub fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
     format!("tocsin_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))

@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::registry::catalog::Catalog;
 
 /// The OpenAPI document of these routes, served at `/v1/openapi.json`.
-pub const OPENAPI: &str = include_str!("openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
 /// The OpenMetrics text content type prometheus-client writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -73,7 +73,7 @@ pub async fn delete(
 /// The body of `POST /v1/notifiers/{scheme}/activate`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Activate {
+pub(crate) struct Activate {
     /// The version to make active.
     pub version: i64,
 }
@@ -117,14 +117,14 @@ pub async fn secrets(
 /// The query of `PUT /v1/notifiers/{scheme}/secrets/{name}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SecretFor {
+pub(crate) struct SecretFor {
     /// The URL prefix the secret is for (`https://host[:port]/path`).
     pub url: String,
 }
 
 /// `PUT /v1/notifiers/{scheme}/secrets/{name}?url=PREFIX`: the value as the
 /// raw body, filled in only for requests to URLs under `PREFIX`.
-pub async fn put_secret(
+pub(crate) async fn put_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path((scheme, name)): Path<(String, String)>,
@@ -144,7 +144,7 @@ pub async fn put_secret(
 }
 
 /// `DELETE /v1/notifiers/{scheme}/secrets/{name}`.
-pub async fn delete_secret(
+pub(crate) async fn delete_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path((scheme, name)): Path<(String, String)>,
@@ -157,7 +157,7 @@ pub async fn delete_secret(
 /// as Python's `json` reads it (`NaN` in `reason_data`, say).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DryRun<'a> {
+pub(crate) struct DryRun<'a> {
     /// The action URL (default `<scheme>://dry-run.invalid/`).
     pub action: Option<String>,
     /// The alarm, with Aodh's fields (default: the sample alarm), read by

@@ -112,7 +112,7 @@ impl AddressClass {
 }
 
 /// Classifies an address.
-pub fn classify(ip: IpAddr) -> AddressClass {
+pub(crate) fn classify(ip: IpAddr) -> AddressClass {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
         IpAddr::V6(v6) => classify_v6(v6),
@@ -167,7 +167,7 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
 
 /// The IPv4 address carried by an IPv6 one, in any of the forms that
 /// route to it.
-pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+pub(crate) fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if let Some(mapped) = ip.to_ipv4_mapped() {
@@ -270,7 +270,7 @@ impl EgressPolicy {
     ///
     /// # Errors
     /// [`EgressDenied`] for the first refused address.
-    pub fn check_resolved(
+    pub(crate) fn check_resolved(
         &self,
         host: &str,
         addrs: &[SocketAddr],
@@ -311,7 +311,7 @@ impl NameLookup for SystemLookup {
 /// through only names whose every address passes the policy. reqwest
 /// connects to exactly the addresses returned here.
 #[derive(Debug, Clone)]
-pub struct EgressResolver {
+pub(crate) struct EgressResolver {
     policy: Arc<EgressPolicy>,
     lookup: Arc<dyn NameLookup>,
     exceptions: bool,

@@ -196,7 +196,7 @@ struct OperatorTls {
 /// The process-wide HTTP machinery shared by every call: connection pools
 /// per [`ClientKind`], built on first use, and the policy.
 #[derive(Debug)]
-pub struct HttpCapability {
+pub(crate) struct HttpCapability {
     clients: [OnceLock<Client>; 8],
     operator_tls: OperatorTls,
     policy: Arc<EgressPolicy>,
@@ -290,7 +290,7 @@ impl HttpCapability {
     /// once per worker that sends one before the first build is done. A
     /// client that cannot be built is left to the first request, which
     /// reports why to its plugin.
-    pub fn prepare(&self) {
+    pub(crate) fn prepare(&self) {
         for operator_tls in [true, false] {
             for exceptions in [false, true] {
                 let kind = ClientKind { operator_tls, verify: self.default_verify(operator_tls), exceptions };
@@ -350,7 +350,7 @@ pub struct HttpGrants {
 
 /// HTTP state of one call.
 #[derive(Debug)]
-pub struct CallHttp {
+pub(crate) struct CallHttp {
     capability: Arc<HttpCapability>,
     grants: Arc<HttpGrants>,
     /// The action URL; its host is granted, worked out at the first request
@@ -649,13 +649,13 @@ impl Exchange {
 }
 
 /// The interface of `tocsin:notifier` this capability serves.
-pub const INTERFACE: &str = "http";
+pub(crate) const INTERFACE: &str = "http";
 
 /// Links `http` into `linker`, with each call's state found by `state`.
 ///
 /// # Errors
 /// Only if it is linked twice: a bug.
-pub fn add_to_linker<T: Send + 'static>(
+pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     state: fn(&mut T) -> &mut CallHttp,
 ) -> wasmtime::Result<()> {

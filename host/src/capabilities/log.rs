@@ -23,7 +23,7 @@ use super::CallReport;
 
 /// Who is logging: the fields every plugin line carries.
 #[derive(Debug, Clone)]
-pub struct CallIdentity {
+pub(crate) struct CallIdentity {
     /// Plugin name.
     pub plugin: Arc<str>,
     /// Tenant owning the plugin; none for the platform's.
@@ -46,7 +46,7 @@ pub struct LogLine {
 
 /// The recent lines of one plugin, across calls, for its owner to read.
 #[derive(Debug)]
-pub struct LogBuffer {
+pub(crate) struct LogBuffer {
     lines: Mutex<VecDeque<LogLine>>,
     capacity: usize,
 }
@@ -58,7 +58,7 @@ impl LogBuffer {
     }
 
     /// The kept lines, oldest first.
-    pub fn recent(&self) -> Vec<LogLine> {
+    pub(crate) fn recent(&self) -> Vec<LogLine> {
         self.lock().iter().cloned().collect()
     }
 
@@ -81,7 +81,7 @@ impl LogBuffer {
 
 /// Log state of one call: the per-call caps and what was kept and dropped.
 #[derive(Debug)]
-pub struct CallLog {
+pub(crate) struct CallLog {
     identity: CallIdentity,
     buffer: Arc<LogBuffer>,
     max_lines: u32,
@@ -117,13 +117,8 @@ impl CallLog {
         }
     }
 
-    /// Whose call this is.
-    pub fn identity(&self) -> &CallIdentity {
-        &self.identity
-    }
-
     /// Whether a cap dropped or cut anything in this call.
-    pub fn hit_limit(&self) -> bool {
+    pub(crate) fn hit_limit(&self) -> bool {
         self.dropped > 0 || self.truncated > 0
     }
 
@@ -160,7 +155,7 @@ impl CallLog {
     /// Records what the guest wrote to stdout or stderr (a panic message,
     /// typically) even when the line count is reached: it is the one line
     /// that explains a trap. The byte budget and line length still apply.
-    pub fn record_output(&mut self, level: Level, text: &str, stream: &str) {
+    pub(crate) fn record_output(&mut self, level: Level, text: &str, stream: &str) {
         self.record_within_bytes(level, text, &[("stream".to_owned(), stream.to_owned())]);
     }
 
@@ -218,13 +213,13 @@ impl CallLog {
 }
 
 /// The interface of `tocsin:notifier` this capability serves.
-pub const INTERFACE: &str = "log";
+pub(crate) const INTERFACE: &str = "log";
 
 /// Links `log` into `linker`, with each call's state found by `state`.
 ///
 /// # Errors
 /// Only if it is linked twice: a bug.
-pub fn add_to_linker<T: 'static>(
+pub(crate) fn add_to_linker<T: 'static>(
     linker: &mut Linker<T>,
     state: fn(&mut T) -> &mut CallLog,
 ) -> wasmtime::Result<()> {

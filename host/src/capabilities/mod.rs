@@ -31,7 +31,7 @@ use self::wasi::CallWasi;
 /// The `tocsin:notifier` interfaces the capabilities serve: a component
 /// may import these and the allowed WASI packages
 /// ([`wasi::ALLOWED_WASI_PACKAGES`]), nothing else.
-pub const CONTRACT_IMPORTS: &[&str] = &["types", log::INTERFACE, http::INTERFACE];
+pub(crate) const CONTRACT_IMPORTS: &[&str] = &["types", log::INTERFACE, http::INTERFACE];
 
 /// What every capability keeps for the whole process.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ pub struct Capabilities {
 
 /// What a capability is told of the call it serves.
 #[derive(Debug)]
-pub struct CallContext<'a> {
+pub(crate) struct CallContext<'a> {
     /// Whose call it is: the fields every plugin log line carries.
     pub identity: CallIdentity,
     /// The plugin's log lines across calls, for its owner to read.
@@ -61,7 +61,7 @@ pub struct CallContext<'a> {
 /// The state of every capability in one call: made fresh for it and
 /// dropped after it, so nothing leaks between alarms or tenants.
 #[derive(Debug)]
-pub struct CallStates {
+pub(crate) struct CallStates {
     /// The WASI context (empty) and the guest's captured output.
     pub wasi: CallWasi,
     /// The `log` capability's state.
@@ -72,7 +72,7 @@ pub struct CallStates {
 
 /// What the capabilities saw a call do, for its report.
 #[derive(Debug, Default)]
-pub struct CallReport {
+pub(crate) struct CallReport {
     /// Lines the plugin logged (its stdout and stderr included).
     pub logs: Vec<LogLine>,
     /// Lines dropped by the log caps.
@@ -86,7 +86,7 @@ pub struct CallReport {
 }
 
 /// A store's data that holds the capabilities' call states.
-pub trait CapabilityView: Send {
+pub(crate) trait CapabilityView: Send {
     /// The states of the call this store serves.
     fn calls(&mut self) -> &mut CallStates;
 }
@@ -95,7 +95,7 @@ pub trait CapabilityView: Send {
 ///
 /// # Errors
 /// Only if an interface is linked twice: a bug.
-pub fn add_to_linker<T: CapabilityView + wasmtime_wasi::WasiView + 'static>(
+pub(crate) fn add_to_linker<T: CapabilityView + wasmtime_wasi::WasiView + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
     wasi::add_to_linker(linker)?;
@@ -125,12 +125,12 @@ impl Capabilities {
 
     /// Builds ahead of the first alarm what the first call would otherwise
     /// wait for (the HTTP clients): blocking, for the blocking pool.
-    pub fn prepare(&self) {
+    pub(crate) fn prepare(&self) {
         self.http.prepare();
     }
 
     /// The capabilities' state for one call.
-    pub fn start_call(&self, call: &CallContext<'_>) -> CallStates {
+    pub(crate) fn start_call(&self, call: &CallContext<'_>) -> CallStates {
         CallStates {
             wasi: CallWasi::new(),
             log: CallLog::new(call.identity.clone(), Arc::clone(call.log_buffer), call.limits),

@@ -99,7 +99,7 @@ impl SecretPrefix {
 
     /// Whether `url` is under this prefix: same scheme, host and port, and
     /// a path that continues the prefix's at a segment boundary.
-    pub fn covers(&self, url: &Url) -> bool {
+    pub(crate) fn covers(&self, url: &Url) -> bool {
         let same_origin = url.scheme() == self.0.scheme()
             && url.host().map(|h| url_host_key(&h)) == self.0.host().map(|h| url_host_key(&h))
             && url.port_or_known_default() == self.0.port_or_known_default();
@@ -114,10 +114,10 @@ impl SecretPrefix {
 
 /// The secrets of one notifier, by name, swapped whole when they change so
 /// that the next request sees the new ones.
-pub type SharedSecrets = Arc<ArcSwap<BTreeMap<String, BoundSecret>>>;
+pub(crate) type SharedSecrets = Arc<ArcSwap<BTreeMap<String, BoundSecret>>>;
 
 /// Whether `name` can name a secret: 1 to 64 of `a-z`, `0-9`, `_`, `-`.
-pub fn is_secret_name(name: &str) -> bool {
+pub(crate) fn is_secret_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
@@ -135,7 +135,7 @@ pub fn is_secret_name(name: &str) -> bool {
 /// is not granted (`granted` false), or names a secret that is not stored
 /// or not for `url` (one answer for both: a plugin cannot probe which
 /// secrets exist); [`HttpError::InvalidRequest`] for a malformed one.
-pub fn substitute(
+pub(crate) fn substitute(
     headers: &mut HeaderMap,
     secrets: &BTreeMap<String, BoundSecret>,
     url: &Url,
@@ -215,7 +215,7 @@ impl SecretBox {
 
     /// Encrypts `value` for `scheme`'s secret `name`, for URLs under
     /// `prefix`: (nonce, ciphertext).
-    pub fn seal(
+    pub(crate) fn seal(
         &self,
         scheme: &str,
         name: &str,
@@ -235,7 +235,7 @@ impl SecretBox {
     ///
     /// # Errors
     /// Another key, another notifier, name or prefix, or altered bytes.
-    pub fn unseal(
+    pub(crate) fn unseal(
         &self,
         scheme: &str,
         name: &str,

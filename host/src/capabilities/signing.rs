@@ -23,7 +23,7 @@ use sha2::Sha256;
 const SECRET_PREFIX: &str = "whsec_";
 
 /// The headers of a signed delivery, as Standard Webhooks names them.
-pub const SIGNATURE_HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+pub(crate) const SIGNATURE_HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
 
 /// A signing key: `whsec_` followed by the base64 of its bytes. Never
 /// printed: its `Debug` and serialized forms are redacted.
@@ -94,7 +94,9 @@ impl<'de> Deserialize<'de> for WebhookSecret {
 /// # Errors
 /// When the value is neither a string nor a list of strings, or a secret
 /// is malformed.
-pub fn one_or_more<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<WebhookSecret>, D::Error> {
+pub(crate) fn one_or_more<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<WebhookSecret>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMore {
@@ -112,7 +114,7 @@ pub fn one_or_more<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Web
 
 /// The signature headers of one delivery attempt: `(name, value)` in the
 /// order of [`SIGNATURE_HEADERS`].
-pub fn signature_headers(
+pub(crate) fn signature_headers(
     secrets: &[WebhookSecret],
     id: &str,
     timestamp: u64,

@@ -31,7 +31,7 @@ use super::log::CallLog;
 
 /// WASI packages a plugin may import (any version): what standard
 /// libraries need, served from an empty context.
-pub const ALLOWED_WASI_PACKAGES: &[&str] =
+pub(crate) const ALLOWED_WASI_PACKAGES: &[&str] =
     &["wasi:io/", "wasi:cli/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/"];
 
 /// Projects a store's data onto its resource table for `wasi:io`.
@@ -46,7 +46,7 @@ impl HasData for IoTable {
 ///
 /// # Errors
 /// Only if an interface is linked twice: a bug.
-pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     use wasmtime_wasi_io::bindings::wasi::io;
     io::error::add_to_linker::<T, IoTable>(linker, |t| t.ctx().table)?;
     io::poll::add_to_linker::<T, IoTable>(linker, |t| t.ctx().table)?;
@@ -74,7 +74,7 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime:
 /// The WASI state of one call: an empty context (no environment,
 /// arguments or preopens; stdin closed), its resources, and the guest's
 /// captured stdout and stderr.
-pub struct CallWasi {
+pub(crate) struct CallWasi {
     ctx: WasiCtx,
     table: ResourceTable,
     stdout: CapturedOutput,
@@ -103,13 +103,13 @@ impl CallWasi {
     }
 
     /// The view `wasmtime_wasi`'s host functions work on.
-    pub fn view(&mut self) -> WasiCtxView<'_> {
+    pub(crate) fn view(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
     }
 
     /// Forwards what the guest wrote to stdout (at INFO) and stderr (at
     /// WARN: panic messages) to its log, one line per stream.
-    pub fn forward_output(&self, log: &mut CallLog) {
+    pub(crate) fn forward_output(&self, log: &mut CallLog) {
         for (output, level, stream) in
             [(&self.stdout, Level::Info, "stdout"), (&self.stderr, Level::Warn, "stderr")]
         {
@@ -139,7 +139,7 @@ impl Default for CallWasi {
 /// log and silently drops (and counts) the rest, so a chatty guest is never
 /// failed by its output. Clones share the buffer.
 #[derive(Debug, Clone)]
-pub struct CapturedOutput {
+pub(crate) struct CapturedOutput {
     capacity: usize,
     buffer: Arc<Mutex<Captured>>,
 }

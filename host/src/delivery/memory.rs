@@ -48,7 +48,7 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
 
 /// Message ids whose processing completed, the oldest forgotten first.
 #[derive(Debug)]
-pub struct CompletedIds(Mutex<Bounded<String, ()>>);
+pub(crate) struct CompletedIds(Mutex<Bounded<String, ()>>);
 
 impl CompletedIds {
     /// Remembers up to `capacity` ids.
@@ -71,7 +71,7 @@ impl CompletedIds {
 
 /// The newest state change seen per (alarm id, action).
 #[derive(Debug)]
-pub struct NewestChanges(Mutex<Bounded<(String, String), i64>>);
+pub(crate) struct NewestChanges(Mutex<Bounded<(String, String), i64>>);
 
 impl NewestChanges {
     /// Remembers up to `capacity` pairs.
@@ -81,7 +81,7 @@ impl NewestChanges {
 
     /// A change of `alarm_id` at `changed_at_us` is being delivered to
     /// `action`.
-    pub fn observe(&self, alarm_id: &str, action: &str, changed_at_us: i64) {
+    pub(crate) fn observe(&self, alarm_id: &str, action: &str, changed_at_us: i64) {
         if let Ok(mut newest) = self.0.lock() {
             newest.upsert((alarm_id.to_owned(), action.to_owned()), |old| {
                 old.map_or(changed_at_us, |old| changed_at_us.max(*old))
@@ -91,7 +91,7 @@ impl NewestChanges {
 
     /// Has a newer change of `alarm_id` than `changed_at_us` been seen for
     /// `action`?
-    pub fn is_superseded(&self, alarm_id: &str, action: &str, changed_at_us: i64) -> bool {
+    pub(crate) fn is_superseded(&self, alarm_id: &str, action: &str, changed_at_us: i64) -> bool {
         self.0.lock().is_ok_and(|newest| {
             newest
                 .values
@@ -104,7 +104,7 @@ impl NewestChanges {
 /// A message this host requeued because one of its outcomes was not
 /// confirmed by the broker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequeuedMessage {
+pub(crate) struct RequeuedMessage {
     /// How many times.
     pub times: u32,
     /// Its actions (by index) whose outcome was final before: delivered,
@@ -117,7 +117,7 @@ pub struct RequeuedMessage {
 /// lives in this host: a message requeued here and redelivered to another
 /// host starts there afresh.
 #[derive(Debug)]
-pub struct RequeuedMessages(Mutex<Bounded<String, RequeuedMessage>>);
+pub(crate) struct RequeuedMessages(Mutex<Bounded<String, RequeuedMessage>>);
 
 impl RequeuedMessages {
     /// Remembers up to `capacity` messages.
@@ -147,7 +147,7 @@ impl RequeuedMessages {
     }
 
     /// Message `id` is done with.
-    pub fn forget(&self, id: &str) {
+    pub(crate) fn forget(&self, id: &str) {
         if let Ok(mut requeued) = self.0.lock() {
             requeued.remove(&id.to_owned());
         }

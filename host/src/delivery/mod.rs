@@ -86,7 +86,7 @@ impl DeliveryConfig {
 /// Version of the record format, checked when a record is read back. 2:
 /// the alarm's `reason_data` is a string of its JSON text (it was the
 /// JSON value in 1, which [`DeliveryRecord::from_bytes`] still reads).
-pub const RECORD_VERSION: u32 = 2;
+pub(crate) const RECORD_VERSION: u32 = 2;
 
 /// One action of one alarm message, as carried through retries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

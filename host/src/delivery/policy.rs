@@ -14,7 +14,7 @@ use crate::capabilities::http::HttpConfig;
 
 /// What happens after a failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Wait in tier `tier` (index into the tiers) for `delay`.
     Retry {
         /// Index of the tier queue.
@@ -28,7 +28,7 @@ pub enum Decision {
 
 /// The retry policy of the configuration.
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     tiers: Vec<Duration>,
     initial: Duration,
     retry_after_max: Duration,
@@ -58,7 +58,7 @@ impl RetryPolicy {
     }
 
     /// Attempts a delivery to `action` gets in all.
-    pub fn max_attempts(&self, action: &str) -> u32 {
+    pub(crate) fn max_attempts(&self, action: &str) -> u32 {
         let rest = action::split(action).is_ok_and(|split| split.scheme == "http" || split.scheme == "https");
         match self.rest_max_attempts {
             Some(attempts) if rest => attempts,
@@ -69,7 +69,13 @@ impl RetryPolicy {
     /// After attempt `attempt` (1-based) to deliver to `action` failed,
     /// `age` after the first attempt began, with the plugin's retry-after
     /// `hint`.
-    pub fn decide(&self, action: &str, attempt: u32, age: Duration, hint: Option<Duration>) -> Decision {
+    pub(crate) fn decide(
+        &self,
+        action: &str,
+        attempt: u32,
+        age: Duration,
+        hint: Option<Duration>,
+    ) -> Decision {
         if attempt >= self.max_attempts(action) {
             return Decision::GiveUp(format!("gave up after {attempt} attempts"));
         }
@@ -89,7 +95,7 @@ impl RetryPolicy {
 
     /// A delivery that found no free slot waits in the first tier, without
     /// counting an attempt, unless that would pass the horizon.
-    pub fn defer(&self, age: Duration) -> Decision {
+    pub(crate) fn defer(&self, age: Duration) -> Decision {
         let (tier, delay) = self.tier_for(Duration::ZERO);
         if age.saturating_add(delay) > self.horizon {
             return Decision::GiveUp(format!(
@@ -101,7 +107,7 @@ impl RetryPolicy {
     }
 
     /// The shortest tier at least `wanted` long (the longest when none is).
-    pub fn tier_for(&self, wanted: Duration) -> (usize, Duration) {
+    pub(crate) fn tier_for(&self, wanted: Duration) -> (usize, Duration) {
         let index =
             self.tiers.iter().position(|tier| *tier >= wanted).unwrap_or(self.tiers.len().saturating_sub(1));
         (index, self.tiers.get(index).copied().unwrap_or(wanted))
@@ -109,7 +115,7 @@ impl RetryPolicy {
 }
 
 /// A tier's queue-name suffix: `1s`, `30s`, `2m`, `1h`, or `1500ms`.
-pub fn tier_label(delay: Duration) -> String {
+pub(crate) fn tier_label(delay: Duration) -> String {
     let ms = millis(delay);
     match ms {
         ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),

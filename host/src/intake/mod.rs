@@ -59,7 +59,7 @@ pub struct Status {
 
 impl Status {
     /// Connected to the broker, with every consumer running.
-    pub fn is_consuming(&self) -> bool {
+    pub(crate) fn is_consuming(&self) -> bool {
         self.connected.load(Ordering::Relaxed) && self.consumers.load(Ordering::Relaxed) > 0
     }
 }

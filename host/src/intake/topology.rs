@@ -58,7 +58,7 @@ pub struct QueueSpec {
 
 impl QueueSpec {
     /// The arguments as an AMQP table.
-    pub fn argument_table(&self) -> FieldTable {
+    pub(crate) fn argument_table(&self) -> FieldTable {
         let mut table = FieldTable::default();
         for (key, value) in &self.arguments {
             table.insert(ShortString::from(*key), value.clone());
@@ -134,7 +134,7 @@ pub enum TopologyError {
 impl TopologyError {
     /// A mismatch or a missing queue needs an operator; anything else may
     /// pass with a reconnection.
-    pub fn is_fatal(&self) -> bool {
+    pub(crate) fn is_fatal(&self) -> bool {
         !matches!(self, TopologyError::Broker { .. })
     }
 }
@@ -261,7 +261,7 @@ impl Topology {
 
     /// Names of the intake queues that lose their messages on a broker
     /// restart (oslo's default).
-    pub fn transient_intake_queues(&self) -> Vec<&str> {
+    pub(crate) fn transient_intake_queues(&self) -> Vec<&str> {
         self.queues.iter().filter(|q| q.intake && !q.durable).map(|q| q.name.as_str()).collect()
     }
 
@@ -331,7 +331,7 @@ fn classify(what: &'static str, name: &str, error: lapin::Error) -> TopologyErro
 }
 
 /// The reply code and text of a channel or connection closed by the broker.
-pub fn amqp_reply(error: &lapin::Error) -> Option<(u16, String)> {
+pub(crate) fn amqp_reply(error: &lapin::Error) -> Option<(u16, String)> {
     match error.kind() {
         lapin::ErrorKind::ProtocolError(amqp) => Some((amqp.get_id(), amqp.get_message().to_string())),
         _ => None,

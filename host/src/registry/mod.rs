@@ -6,7 +6,7 @@
 //! `trust+heat`) are reserved for the platform and refused clearly until
 //! tocsin implements them.
 
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod changes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -79,7 +79,7 @@ pub struct PlatformGrants {
 
 impl PlatformGrants {
     /// The limits of plugin `name`: the defaults with its overrides.
-    pub fn limits_for(&self, name: &str) -> Limits {
+    pub(crate) fn limits_for(&self, name: &str) -> Limits {
         self.plugins.get(name).map_or(self.limits, |plugin| self.limits.with(&plugin.limits))
     }
 }
@@ -175,7 +175,7 @@ impl Registry {
 
     /// Makes `plugin` the one for `scheme` (an uploaded notifier's new
     /// active version); calls in flight finish on the one they resolved.
-    pub fn install(&self, scheme: &str, plugin: Arc<Plugin>) {
+    pub(crate) fn install(&self, scheme: &str, plugin: Arc<Plugin>) {
         self.uploaded.rcu(|current| {
             let mut next = HashMap::clone(current);
             next.insert(scheme.to_owned(), Arc::clone(&plugin));
@@ -197,7 +197,7 @@ impl Registry {
 ///
 /// # Errors
 /// [`ResolveError::Unparsable`] naming the (redacted) action.
-pub fn scheme_of(action: &str) -> Result<String, ResolveError> {
+pub(crate) fn scheme_of(action: &str) -> Result<String, ResolveError> {
     tocsin_contract::action::split(action).map(|split| split.scheme).map_err(|error| {
         ResolveError::Unparsable(format!("{}: {error}", tocsin_contract::action::display(action)))
     })

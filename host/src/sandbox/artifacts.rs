@@ -32,11 +32,11 @@ use wasmtime::Engine;
 use crate::sandbox::validate::LoadError;
 
 /// The hidden subcommand that compiles one component.
-pub const COMPILE_COMMAND: &str = "compile-component";
+pub(crate) const COMPILE_COMMAND: &str = "compile-component";
 
 /// The compiler process's exit code when it refuses the component (the
 /// reason is on its stdout, as JSON); any other failure is its crash.
-pub const REFUSED_EXIT_CODE: u8 = 3;
+pub(crate) const REFUSED_EXIT_CODE: u8 = 3;
 
 /// Bytes of the MAC at the start of a cached artifact.
 const MAC_BYTES: usize = 32;
@@ -157,7 +157,7 @@ impl Compiler {
     /// Deletes the cached artifacts of components not in `keep` (deleted or
     /// pruned versions), of other engines, and unfinished writes older than
     /// an hour; returns how many files went.
-    pub fn retain(&self, keep: &std::collections::HashSet<String>) -> usize {
+    pub(crate) fn retain(&self, keep: &std::collections::HashSet<String>) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return 0 };
         let suffix = format!("-{}.cwasm", self.engine_tag);
         let stale = |path: &Path| {

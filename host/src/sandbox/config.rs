@@ -49,7 +49,7 @@ impl SandboxConfig {
 
     /// [`SandboxConfig::tenant_running_calls`], or one fewer than the
     /// running calls (at least one).
-    pub fn tenant_running_calls(&self) -> usize {
+    pub(crate) fn tenant_running_calls(&self) -> usize {
         self.tenant_running_calls.unwrap_or_else(|| self.running_calls().saturating_sub(1).max(1))
     }
 }

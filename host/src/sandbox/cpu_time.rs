@@ -32,7 +32,7 @@ use wasmtime::StoreContextMut;
 #[error(
     "the plugin ran out of fuel: {cpu_us} µs of CPU time, charged at {FUEL_PER_CPU_MICROSECOND} fuel a µs"
 )]
-pub struct CpuTimeExceeded {
+pub(crate) struct CpuTimeExceeded {
     /// The call's CPU time when it ran out, in microseconds.
     pub cpu_us: u64,
 }
@@ -47,7 +47,7 @@ fn thread_cpu_ns() -> u64 {
 /// The CPU time of one call: the sum over the polls of its future, each
 /// measured on the thread that ran it.
 #[derive(Debug, Default)]
-pub struct CallClock {
+pub(crate) struct CallClock {
     /// Of the polls that ended.
     ended_ns: AtomicU64,
     /// The thread's CPU time when the current poll began; 0 between polls.
@@ -56,13 +56,13 @@ pub struct CallClock {
 
 impl CallClock {
     /// A poll of the call begins on this thread.
-    pub fn poll_begins(&self) {
+    pub(crate) fn poll_begins(&self) {
         self.poll_began_ns.store(thread_cpu_ns(), Ordering::Relaxed);
     }
 
     /// The poll that began on this thread ends; returns its CPU time, in
     /// nanoseconds.
-    pub fn poll_ends(&self) -> u64 {
+    pub(crate) fn poll_ends(&self) -> u64 {
         let began = self.poll_began_ns.swap(0, Ordering::Relaxed);
         if began == 0 {
             return 0;
@@ -74,7 +74,7 @@ impl CallClock {
 
     /// The call's CPU time so far; from inside a poll (the epoch callback),
     /// the current poll's included.
-    pub fn cpu_time(&self) -> Duration {
+    pub(crate) fn cpu_time(&self) -> Duration {
         let began = self.poll_began_ns.load(Ordering::Relaxed);
         let current = if began > 0 { thread_cpu_ns().saturating_sub(began) } else { 0 };
         Duration::from_nanos(self.ended_ns.load(Ordering::Relaxed).saturating_add(current))
@@ -83,7 +83,7 @@ impl CallClock {
 
 /// Charges a call's fuel for its CPU time; see the module docs.
 #[derive(Debug)]
-pub struct CpuCharge {
+pub(crate) struct CpuCharge {
     clock: std::sync::Arc<CallClock>,
     fuel: u64,
 }
@@ -110,7 +110,7 @@ impl CpuCharge {
     ///
     /// # Errors
     /// [`CpuTimeExceeded`] when that is more than is left.
-    pub fn charge<T>(&self, mut store: StoreContextMut<'_, T>) -> wasmtime::Result<()> {
+    pub(crate) fn charge<T>(&self, mut store: StoreContextMut<'_, T>) -> wasmtime::Result<()> {
         let left = store.get_fuel()?;
         let beyond = self.floor().saturating_sub(self.fuel.saturating_sub(left));
         if beyond == 0 {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use wasmtime::Engine;
 
 /// How often the epoch advances while calls run.
-pub const TICK: Duration = Duration::from_millis(1);
+pub(crate) const TICK: Duration = Duration::from_millis(1);
 
 /// How long the parked thread sleeps before checking that it is still
 /// wanted, should a wake-up be missed.
@@ -36,7 +36,7 @@ struct Shared {
 
 /// The ticker thread of one engine; stops when dropped.
 #[derive(Debug)]
-pub struct EpochTicker {
+pub(crate) struct EpochTicker {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -105,7 +105,7 @@ impl Drop for EpochTicker {
 
 /// A running call, for [`EpochTicker::running`].
 #[derive(Debug)]
-pub struct Running<'a>(&'a EpochTicker);
+pub(crate) struct Running<'a>(&'a EpochTicker);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {

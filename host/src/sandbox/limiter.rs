@@ -7,10 +7,10 @@ use tocsin_core::limits::Limits;
 use wasmtime::ResourceLimiter;
 
 /// The error a memory or table growth past the limit traps with; the
-/// sandbox recognises it to report [`Limit::Memory`].
+/// sandbox recognises it to report [`Limit::Memory`](tocsin_core::limits::Limit::Memory).
 #[derive(Debug, thiserror::Error)]
 #[error("{what} limit of {limit} exceeded (wanted {wanted} in all)")]
-pub struct MemoryLimitExceeded {
+pub(crate) struct MemoryLimitExceeded {
     /// `linear memory bytes` or `table elements`.
     pub what: &'static str,
     /// The configured limit.
@@ -22,16 +22,16 @@ pub struct MemoryLimitExceeded {
 /// The error a host call made past the call's deadline traps with: a guest
 /// that keeps the host busy in synchronous host calls (which the async
 /// timeout cannot interrupt) is stopped there. Reported as
-/// [`Limit::Deadline`].
+/// [`Limit::Deadline`](tocsin_core::limits::Limit::Deadline).
 #[derive(Debug, thiserror::Error)]
 #[error("the call ran past its deadline inside a host call")]
-pub struct DeadlineExceeded;
+pub(crate) struct DeadlineExceeded;
 
 /// Traps with [`DeadlineExceeded`] once `deadline` has passed.
 ///
 /// # Errors
 /// The trap, past the deadline.
-pub fn check_deadline(deadline: std::time::Instant) -> wasmtime::Result<()> {
+pub(crate) fn check_deadline(deadline: std::time::Instant) -> wasmtime::Result<()> {
     if std::time::Instant::now() > deadline { Err(wasmtime::Error::new(DeadlineExceeded)) } else { Ok(()) }
 }
 
@@ -76,7 +76,7 @@ impl Budget {
 /// A refused growth traps (as wasmtime's `trap_on_grow_failure` does) with
 /// a [`MemoryLimitExceeded`], so the hit is classified, not a bare trap.
 #[derive(Debug)]
-pub struct MemoryLimiter {
+pub(crate) struct MemoryLimiter {
     memory: Budget,
     tables: Budget,
 }

@@ -24,10 +24,10 @@
 
 pub mod artifacts;
 pub mod config;
-pub mod cpu_time;
+pub(crate) mod cpu_time;
 pub mod epoch;
-pub mod limiter;
-pub mod scheduler;
+pub(crate) mod limiter;
+pub(crate) mod scheduler;
 pub mod state;
 pub mod threads;
 pub mod validate;
@@ -183,11 +183,6 @@ impl Plugin {
         self.tenant.as_deref()
     }
 
-    /// Its limits.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// What the component imports and exports.
     pub fn info(&self) -> &ComponentInfo {
         &self.info
@@ -325,7 +320,7 @@ impl Sandbox {
     ///
     /// # Errors
     /// [`LoadError`] saying what is wrong, naming a refused import.
-    pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+    pub(crate) fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
         self.link(validate::compile(&self.engine, bytes)?).map(|(info, _)| info)
     }
 
@@ -347,7 +342,7 @@ impl Sandbox {
     /// # Errors
     /// [`LoadError`]: the artifact does not fit this engine, or the checks
     /// refuse it.
-    pub fn load_artifact(&self, spec: PluginSpec, artifact: &Artifact) -> Result<Plugin, LoadError> {
+    pub(crate) fn load_artifact(&self, spec: PluginSpec, artifact: &Artifact) -> Result<Plugin, LoadError> {
         // SAFETY: wasmtime requires that deserialized bytes come from
         // `Component::serialize` of a compatible engine and were not
         // tampered with. An `Artifact` is only made by `artifacts`, from the
@@ -385,7 +380,7 @@ impl Sandbox {
     /// Builds what plugins' first calls would otherwise wait for (see
     /// [`Capabilities::prepare`]): blocking, for the blocking pool at
     /// start-up.
-    pub fn prepare_http(&self) {
+    pub(crate) fn prepare_http(&self) {
         self.capabilities.prepare();
     }
 
@@ -623,7 +618,7 @@ pub fn compile_settings(max_wasm_stack_bytes: usize) -> wasmtime::Config {
 ///
 /// # Errors
 /// [`LoadError`] saying what is wrong.
-pub fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+pub(crate) fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
     let component = validate::compile(engine, bytes)?;
     validate::check(engine, &component)?;
     validate::check_resources(&component)?;

@@ -33,11 +33,11 @@ use super::cpu_time::CallClock;
 
 /// Whose calls share one turn: the owning tenant, none for the platform's
 /// plugins.
-pub type TurnOwner = Option<Arc<str>>;
+pub(crate) type TurnOwner = Option<Arc<str>>;
 
 /// Hands out running slots; see the module docs.
 #[derive(Debug)]
-pub struct CpuScheduler {
+pub(crate) struct CpuScheduler {
     state: Mutex<State>,
 }
 

@@ -9,7 +9,7 @@ use crate::sandbox::limiter::MemoryLimiter;
 
 /// Data of one store.
 #[derive(Debug)]
-pub struct StoreState {
+pub(crate) struct StoreState {
     /// Enforces the memory limit and reports hitting it.
     pub limiter: MemoryLimiter,
     /// The capabilities' state in this call.

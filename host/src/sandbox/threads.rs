@@ -25,11 +25,11 @@ use tokio_util::task::AbortOnDropHandle;
 /// Why a call did not run to its end on the sandbox threads.
 #[derive(Debug, thiserror::Error)]
 #[error("the sandbox threads are shutting down")]
-pub struct ShuttingDown;
+pub(crate) struct ShuttingDown;
 
 /// The sandbox's runtime; shut down, without waiting, when dropped.
 #[derive(Debug)]
-pub struct CallThreads {
+pub(crate) struct CallThreads {
     runtime: Option<Runtime>,
 }
 

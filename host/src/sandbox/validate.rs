@@ -17,7 +17,7 @@ use crate::capabilities::CONTRACT_IMPORTS;
 use crate::capabilities::wasi::ALLOWED_WASI_PACKAGES;
 
 /// The contract versions this host serves.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
+pub(crate) const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
 
 /// The export every notifier has.
 const HANDLER_EXPORT: &str = "tocsin:notifier/handler";
@@ -120,7 +120,7 @@ pub fn check(engine: &Engine, component: &Component) -> Result<ComponentInfo, Lo
 ///
 /// # Errors
 /// [`LoadError::TooLarge`] naming the resource.
-pub fn check_resources(component: &Component) -> Result<(), LoadError> {
+pub(crate) fn check_resources(component: &Component) -> Result<(), LoadError> {
     let Some(required) = component.resources_required() else {
         return Ok(());
     };
@@ -134,7 +134,7 @@ pub fn check_resources(component: &Component) -> Result<(), LoadError> {
 }
 
 /// Whether one import name is allowed.
-pub fn import_allowed(name: &str) -> bool {
+pub(crate) fn import_allowed(name: &str) -> bool {
     if ALLOWED_WASI_PACKAGES.iter().any(|prefix| name.starts_with(prefix)) {
         return true;
     }

@@ -152,7 +152,7 @@ pub struct VersionRow {
 
 /// A version to add.
 #[derive(Debug)]
-pub struct NewVersion<'a> {
+pub(crate) struct NewVersion<'a> {
     /// The scheme.
     pub scheme: &'a str,
     /// Who owns the scheme (must match an existing one's owner).
@@ -240,7 +240,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Database`].
-    pub async fn stored_digests(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+    pub(crate) async fn stored_digests(&self) -> Result<std::collections::HashSet<String>, StoreError> {
         let rows = sqlx::query("SELECT DISTINCT sha256 FROM notifier_versions").fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect()
     }
@@ -267,7 +267,7 @@ impl Store {
     /// [`StoreError::Taken`] when another owner has the scheme,
     /// [`StoreError::Quota`] when the tenant's quota would be exceeded,
     /// [`StoreError::Database`].
-    pub async fn add_version(&self, new: NewVersion<'_>) -> Result<VersionRow, StoreError> {
+    pub(crate) async fn add_version(&self, new: NewVersion<'_>) -> Result<VersionRow, StoreError> {
         let scheme = new.scheme;
         self.add_version_once(new).await.map_err(|error| match error {
             StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
@@ -364,7 +364,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Quota`] past `max`, [`StoreError::Database`].
-    pub async fn put_secret(
+    pub(crate) async fn put_secret(
         &self,
         scheme: &str,
         secret: &SealedSecret,
@@ -407,7 +407,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Database`].
-    pub async fn delete_secret(&self, scheme: &str, name: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn delete_secret(&self, scheme: &str, name: &str) -> Result<bool, StoreError> {
         let deleted = sqlx::query("DELETE FROM notifier_secrets WHERE scheme = $1 AND name = $2")
             .bind(scheme)
             .bind(name)

@@ -97,7 +97,7 @@ pub enum CatalogError {
 impl CatalogError {
     /// Whether the failure may pass by itself (the database, a compiler
     /// that ran out of time on a busy host), so a later sync tries again.
-    pub fn is_passing(&self) -> bool {
+    pub(crate) fn is_passing(&self) -> bool {
         matches!(
             self,
             CatalogError::Store(

@@ -17,7 +17,7 @@ impl Catalog {
     /// # Errors
     /// [`CatalogError::NotFound`], [`CatalogError::Invalid`] for a bad name
     /// or value (the message never holds the value), [`CatalogError::Quota`].
-    pub async fn put_secret(
+    pub(crate) async fn put_secret(
         &self,
         caller: &Caller,
         scheme: &str,
@@ -45,7 +45,12 @@ impl Catalog {
     ///
     /// # Errors
     /// [`CatalogError::NotFound`] for the notifier or the secret.
-    pub async fn delete_secret(&self, caller: &Caller, scheme: &str, name: &str) -> Result<(), CatalogError> {
+    pub(crate) async fn delete_secret(
+        &self,
+        caller: &Caller,
+        scheme: &str,
+        name: &str,
+    ) -> Result<(), CatalogError> {
         let row = self.visible(caller, scheme).await?;
         let _one_at_a_time = self.one_at_a_time.lock().await;
         if !self.store.delete_secret(scheme, name).await? {
@@ -75,7 +80,7 @@ impl Catalog {
     ///
     /// # Errors
     /// [`CatalogError::NotFound`].
-    pub async fn secret_names(
+    pub(crate) async fn secret_names(
         &self,
         caller: &Caller,
         scheme: &str,

@@ -15,7 +15,7 @@ impl Catalog {
     ///
     /// # Errors
     /// [`CatalogError::Store`] when the database cannot be read.
-    pub async fn sync_all(&self) -> Result<(usize, usize), CatalogError> {
+    pub(crate) async fn sync_all(&self) -> Result<(usize, usize), CatalogError> {
         let _one_at_a_time = self.one_at_a_time.lock().await;
         let rows = self.store.notifiers().await?;
         let stored: std::collections::HashSet<&str> = rows.iter().map(|row| row.scheme.as_str()).collect();

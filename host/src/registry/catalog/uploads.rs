@@ -87,7 +87,7 @@ pub struct UploadRequest {
 
 impl Catalog {
     /// The largest component an upload may be (`uploads.max_component_bytes`).
-    pub fn max_component_bytes(&self) -> u64 {
+    pub(crate) fn max_component_bytes(&self) -> u64 {
         self.settings.uploads.max_component_bytes
     }
 

@@ -16,11 +16,13 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tocsin_core::hosts::host_key;
 use tocsin_core::limits::{LimitBounds, LimitOverrides, Limits};
+use tocsin_core::tenancy::Owner;
 
 use crate::capabilities::http::HttpGrants;
 use crate::capabilities::secrets::SharedSecrets;
 use crate::sandbox::validate::LoadError;
 use crate::sandbox::{Plugin, PluginSpec, Sandbox};
+use crate::store::VersionRow;
 
 /// The built-in components, embedded by `build.rs`.
 pub mod builtin {
@@ -98,7 +100,8 @@ pub struct PluginConfig {
 }
 
 /// The settings a plugin named `name` is loaded with: its limits and the
-/// hosts granted to it in `grants`. The embedded `http` notifier also gets
+/// hosts granted to it in `grants`. Every plugin's grants are assembled
+/// here and in [`spec_for_upload`]. The embedded `http` notifier also gets
 /// the operator's REST-notifier TLS settings and may switch verification
 /// off (Aodh's `aodh-alarm-ssl-verify=0`), unless the operator says otherwise.
 pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, grants: &PlatformGrants) -> PluginSpec {
@@ -120,6 +123,24 @@ pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, grants: &Pla
             secrets: SharedSecrets::default(),
         },
     }
+}
+
+/// The settings a version of an uploaded notifier is loaded with: what
+/// [`spec_for`] grants its scheme, with the limits and hosts its upload
+/// asked for (held to the operator's maximum when it was uploaded) and its
+/// owner's secrets.
+pub(crate) fn spec_for_upload(
+    scheme: &str,
+    owner: &Owner,
+    upload: &VersionRow,
+    secrets: SharedSecrets,
+    grants: &PlatformGrants,
+) -> PluginSpec {
+    let mut spec = spec_for(scheme, Origin::External, owner.tenant().map(str::to_owned), grants);
+    spec.limits = spec.limits.with(&upload.limits);
+    spec.grants.requested_hosts = upload.allow_hosts.iter().map(|host| host_key(host)).collect();
+    spec.grants.secrets = secrets;
+    spec
 }
 
 /// Scheme → loaded plugin: the built-ins, fixed at start, then the

@@ -25,11 +25,10 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tocsin_core::caps::MAX_DRY_RUNS;
-use tocsin_core::hosts::host_key;
 use tocsin_core::tenancy::{Caller, ClaimError, Owner, TenantConfig};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 
-use super::{Origin, PlatformGrants, Registry, spec_for};
+use super::{PlatformGrants, Registry, spec_for_upload};
 use crate::capabilities::secrets::{SecretBox, SharedSecrets};
 use crate::sandbox::artifacts::Compiler;
 use crate::sandbox::validate::LoadError;
@@ -232,11 +231,7 @@ impl Catalog {
         component: &[u8],
     ) -> Result<Plugin, CatalogError> {
         let artifact = self.compiler.artifact(&meta.sha256, component).await?;
-        let mut spec =
-            spec_for(scheme, Origin::External, owner.tenant().map(str::to_owned), &self.settings.grants);
-        spec.grants.secrets = self.secret_slot(scheme);
-        spec.limits = spec.limits.with(&meta.limits);
-        spec.grants.requested_hosts = meta.allow_hosts.iter().map(|host| host_key(host)).collect();
+        let spec = spec_for_upload(scheme, owner, meta, self.secret_slot(scheme), &self.settings.grants);
         Ok(self.sandbox.load_artifact(spec, &artifact)?)
     }
 

@@ -73,7 +73,7 @@ struct Args {
     #[arg(long, default_value = "target/aodh-venv/bin/aodh-notifier")]
     aodh_notifier: PathBuf,
     /// `tocsin` binary to run.
-    #[arg(long, default_value = "target/release/tocsin")]
+    #[arg(long, default_value = "target/dist/tocsin")]
     tocsin: PathBuf,
     /// Where the results are written as JSON.
     #[arg(long, default_value = "target/peer-bench.json")]

@@ -98,7 +98,7 @@ struct Args {
     )]
     scenarios: Vec<Scenario>,
     /// `tocsin` binary to run.
-    #[arg(long, default_value = "target/release/tocsin")]
+    #[arg(long, default_value = "target/dist/tocsin")]
     tocsin: PathBuf,
     /// Where the results are written as JSON.
     #[arg(long, default_value = "target/noisy-neighbour.json")]

@@ -10,7 +10,6 @@
 //! reads the [`CallReport`] after the call. Adding a capability touches its
 //! own module and this one.
 
-pub mod deadline;
 pub mod egress;
 pub mod http;
 pub mod log;
@@ -32,7 +31,7 @@ use self::wasi::CallWasi;
 /// The `tocsin:notifier` interfaces the capabilities serve: a component
 /// may import these and the allowed WASI packages
 /// ([`wasi::ALLOWED_WASI_PACKAGES`]), nothing else.
-pub(crate) const CONTRACT_IMPORTS: &[&str] = &["types", log::INTERFACE, http::INTERFACE, deadline::INTERFACE];
+pub(crate) const CONTRACT_IMPORTS: &[&str] = &["types", log::INTERFACE, http::INTERFACE];
 
 /// What every capability keeps for the whole process.
 #[derive(Debug)]
@@ -69,8 +68,6 @@ pub(crate) struct CallStates {
     pub log: CallLog,
     /// The `http` capability's state.
     pub http: CallHttp,
-    /// The `deadline` capability's state.
-    pub deadline: deadline::CallDeadline,
 }
 
 /// What the capabilities saw a call do, for its report.
@@ -104,7 +101,6 @@ pub(crate) fn add_to_linker<T: CapabilityView + wasmtime_wasi::WasiView + 'stati
     wasi::add_to_linker(linker)?;
     log::add_to_linker(linker, |data: &mut T| &mut data.calls().log)?;
     http::add_to_linker(linker, |data: &mut T| &mut data.calls().http)?;
-    deadline::add_to_linker(linker, |data: &mut T| &mut data.calls().deadline)?;
     Ok(())
 }
 
@@ -146,7 +142,6 @@ impl Capabilities {
                 call.limits,
                 call.deadline,
             ),
-            deadline: deadline::CallDeadline::new(call.deadline),
         }
     }
 }
@@ -159,7 +154,6 @@ impl CallStates {
         let mut report = CallReport::default();
         self.http.finish(&mut report);
         self.log.finish(&mut report);
-        self.deadline.finish(&mut report);
         report
     }
 }

@@ -135,8 +135,10 @@ mod tests {
     fn only_the_polls_count_and_waiting_between_them_does_not() {
         let clock = CallClock::default();
         clock.poll_begins();
-        let spin = std::time::Instant::now();
-        while spin.elapsed() < Duration::from_millis(20) {
+        // Until this thread has run 20 ms, not until 20 ms have passed: on a
+        // busy machine it gets less CPU than wall time. Bounded all the same.
+        let (spin, started) = (std::time::Instant::now(), thread_cpu_ns());
+        while thread_cpu_ns() - started < 20_000_000 && spin.elapsed() < Duration::from_secs(10) {
             std::hint::black_box(spin.elapsed());
         }
         clock.poll_ends();

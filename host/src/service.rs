@@ -81,7 +81,7 @@ pub async fn run(
     // Meanwhile the built-ins compile and the notifier store opens.
     let preparing = tokio::task::spawn_blocking({
         let sandbox = Arc::clone(&sandbox);
-        move || sandbox.prepare_http()
+        move || sandbox.prepare_capabilities()
     });
     let registry = Arc::new(
         Registry::with_builtins(&sandbox, &config.grants()).context("cannot load the built-in notifiers")?,

@@ -130,10 +130,10 @@ impl Capabilities {
     }
 
     /// The capabilities' state for one call.
-    pub(crate) fn start_call(&self, call: &CallContext<'_>) -> CallStates {
+    pub(crate) fn start_call(&self, call: CallContext<'_>) -> CallStates {
         CallStates {
             wasi: CallWasi::new(),
-            log: CallLog::new(call.identity.clone(), Arc::clone(call.log_buffer), call.limits),
+            log: CallLog::new(call.identity, Arc::clone(call.log_buffer), call.limits),
             http: CallHttp::new(
                 Arc::clone(&self.http),
                 Arc::clone(call.grants),

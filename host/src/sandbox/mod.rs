@@ -380,7 +380,7 @@ impl Sandbox {
     /// Builds what plugins' first calls would otherwise wait for (see
     /// [`Capabilities::prepare`]): blocking, for the blocking pool at
     /// start-up.
-    pub(crate) fn prepare_http(&self) {
+    pub(crate) fn prepare_capabilities(&self) {
         self.capabilities.prepare();
     }
 
@@ -408,7 +408,7 @@ impl Sandbox {
         let started = Instant::now();
         let limits = plugin.limits;
         let deadline = started + limits.deadline();
-        let calls = self.capabilities.start_call(&CallContext {
+        let calls = self.capabilities.start_call(CallContext {
             identity: CallIdentity {
                 plugin: Arc::clone(&plugin.name),
                 tenant: plugin.tenant.clone(),

@@ -1,5 +1,7 @@
 //! Builds the built-in notifiers from `notifiers/` for `wasm32-wasip2` and
 //! embeds them: a plain `cargo build` yields a `tocsin` that carries them.
+//! Encodes the contract's world (`wit/`) as a component type, the
+//! reference every notifier's export is checked against.
 
 use std::path::Path;
 
@@ -29,4 +31,18 @@ fn main() {
     if let Err(error) = std::fs::write(Path::new(&out_dir).join("builtin_components.rs"), source) {
         panic!("cannot write builtin_components.rs: {error}");
     }
+    if let Err(error) = std::fs::write(Path::new(&out_dir).join("contract.wasm"), contract(&root.join("wit")))
+    {
+        panic!("cannot write contract.wasm: {error}");
+    }
+}
+
+/// The contract's WIT package in its binary form (a component of types):
+/// what a notifier must be, as wasmparser compares component types.
+fn contract(wit: &Path) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    resolve
+        .push_dir(wit)
+        .and_then(|(package, _)| wit_component::encode(&resolve, package))
+        .unwrap_or_else(|error| panic!("cannot encode the contract in {}: {error:#}", wit.display()))
 }

@@ -35,6 +35,17 @@ pub const MAX_MEMORIES: u32 = 2;
 /// Most tables one component may create; see [`MAX_CORE_INSTANCES`].
 pub const MAX_TABLES: u32 = 8;
 
+/// Most linear memories one core module may define: the pool's
+/// per-module slot (wasmtime's default, named here so the check before
+/// compiling and the pool agree). A module with more is refused.
+pub const MAX_MEMORIES_PER_MODULE: u32 = 1;
+/// Most tables one core module may define; see [`MAX_MEMORIES_PER_MODULE`].
+pub const MAX_TABLES_PER_MODULE: u32 = 1;
+/// Initial elements of one table: the pool's table slot. A module whose
+/// table starts larger could never be instantiated, so it is refused
+/// before it is compiled.
+pub const MAX_TABLE_ELEMENTS_PER_TABLE: u64 = 20_000;
+
 /// Fuel charged per microsecond of a call's CPU time, at least. A guest
 /// burns 1,000 to 8,000 fuel in a microsecond of its own running (a tight
 /// loop: 7,500 on the 2-core test machine); at this rate ordinary code is
@@ -88,8 +99,9 @@ pub const MAX_PLACEHOLDERS_PER_VALUE: usize = 4;
 /// Longest scheme accepted.
 pub const MAX_SCHEME_LEN: usize = 64;
 
-/// Compilations running at once (each may use the configured memory).
-pub const MAX_CONCURRENT_COMPILES: usize = 2;
+/// Bytes of the compiler child's stderr kept (its error and its usage);
+/// the rest is read and dropped.
+pub const MAX_COMPILER_STDERR_BYTES: u64 = 64 << 10;
 
 /// Dry runs at once on one host (each holds an instance slot for up to its
 /// deadline, outside dispatch's concurrency bounds).

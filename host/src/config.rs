@@ -27,7 +27,8 @@ use crate::api::Callers;
 use crate::registry::PlatformGrants;
 use crate::registry::catalog::CatalogSettings;
 use crate::registry::changes::FeedSettings;
-use crate::sandbox::artifacts::CompileLimits;
+use crate::sandbox::compiler::confine::{Confinement, Identity};
+use crate::sandbox::compiler::{CompileLimits, CompileTarget};
 
 pub use crate::amqp::BrokerConfig;
 pub use crate::api::ApiConfig;
@@ -234,14 +235,37 @@ impl Config {
         Arc::new(Callers { operator: self.api.operator_token_sha256, tenants: self.tenants.clone() })
     }
 
-    /// What compiling one upload may use.
+    /// What compiling one component may use.
     pub(crate) fn compile_limits(&self) -> CompileLimits {
         CompileLimits {
             cpu_seconds: self.uploads.compile_cpu_seconds,
             memory_bytes: self.uploads.compile_memory_bytes,
             timeout: Duration::from_millis(self.uploads.compile_timeout_ms),
-            max_wasm_stack_bytes: self.sandbox.max_wasm_stack_bytes,
+            threads: self.uploads.compile_threads,
+            max_artifact_bytes: self.uploads.max_artifact_bytes,
+            at_once: self.uploads.compiles_at_once,
         }
+    }
+
+    /// The engine settings compiled components must match.
+    pub(crate) fn compile_target(&self) -> CompileTarget {
+        CompileTarget {
+            max_wasm_stack_bytes: self.sandbox.max_wasm_stack_bytes,
+            max_memory_bytes: self.sandbox.max_memory_bytes,
+        }
+    }
+
+    /// How the compiler child is confined.
+    ///
+    /// # Errors
+    /// `uploads.compiler_user` names no unprivileged user.
+    pub(crate) fn confinement(&self) -> Result<Confinement, ConfigError> {
+        if !self.uploads.confine_compiler {
+            return Ok(Confinement::Off);
+        }
+        Identity::resolve(&self.uploads.compiler_user)
+            .map(Confinement::Required)
+            .map_err(ConfigError::Inconsistent)
     }
 }
 

@@ -12,6 +12,8 @@ use tocsin::commands::{self, Exit, notify::NotifyArgs, publish::PublishArgs};
 use tocsin::config::Config;
 use tocsin::message::WireFormat;
 use tocsin::process;
+use tocsin::sandbox::compiler::CompileTarget;
+use tocsin::sandbox::compiler::confine::Identity;
 use tocsin::telemetry::{self, LogFormat, LogWriter};
 
 /// Many small allocations per delivery (decode, records, sandbox state):
@@ -97,9 +99,27 @@ enum Command {
         /// Address space this process may use, in bytes.
         #[arg(long)]
         memory_bytes: u64,
+        /// Threads Cranelift may compile on.
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
         /// The service engine's WebAssembly stack size.
         #[arg(long)]
         max_wasm_stack_bytes: usize,
+        /// The service pool's memory slot, in bytes.
+        #[arg(long)]
+        max_memory_bytes: u64,
+        /// The memory limit of the calls the component is for, in bytes.
+        #[arg(long)]
+        memory_limit_bytes: u64,
+        /// Confine this process, switching to this uid if run as root.
+        #[arg(long, requires = "confine_gid", conflicts_with = "unconfined")]
+        confine_uid: Option<u32>,
+        /// The gid that goes with `--confine-uid`.
+        #[arg(long, requires = "confine_uid")]
+        confine_gid: Option<u32>,
+        /// Do not confine this process (the operator opted out).
+        #[arg(long, required_unless_present = "confine_uid")]
+        unconfined: bool,
     },
     /// Run one notification through the sandbox and print the outcome as
     /// one JSON line. Exit 0 delivered, 1 failed, 2 bad input.
@@ -165,13 +185,24 @@ fn main() -> ExitCode {
     let result = match cli.command {
         // The compiler process limits itself before anything else runs: no
         // async runtime, no worker threads.
-        Command::CompileComponent { cpu_seconds, memory_bytes, max_wasm_stack_bytes } => {
-            commands::compile::run(commands::compile::CompileArgs {
-                cpu_seconds,
-                memory_bytes,
-                max_wasm_stack_bytes,
-            })
-        }
+        Command::CompileComponent {
+            cpu_seconds,
+            memory_bytes,
+            threads,
+            max_wasm_stack_bytes,
+            max_memory_bytes,
+            memory_limit_bytes,
+            confine_uid,
+            confine_gid,
+            unconfined: _,
+        } => commands::compile::run(commands::compile::CompileArgs {
+            cpu_seconds,
+            memory_bytes,
+            threads,
+            target: CompileTarget { max_wasm_stack_bytes, max_memory_bytes },
+            memory_limit_bytes,
+            confine: confine_uid.zip(confine_gid).map(|(uid, gid)| Identity { uid, gid }),
+        }),
         Command::Token => Ok(commands::token::run()),
         command => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -215,7 +246,7 @@ async fn run(config: Option<&std::path::Path>, command: Command) -> anyhow::Resu
                 };
                 commands::publish::run(&config, PublishArgs { format, alarm, actions, count }).await
             }
-            Command::Check { plugin } => commands::check::run(&config, &plugin),
+            Command::Check { plugin } => commands::check::run(&config, &plugin).await,
             Command::Notify { plugin, action, alarm, allow_hosts } => {
                 commands::notify::run(config, NotifyArgs { plugin, action, alarm, allow_hosts }).await
             }

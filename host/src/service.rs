@@ -24,7 +24,9 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::registry::catalog::Catalog;
 use crate::registry::changes;
-use crate::sandbox::artifacts::Compiler;
+use crate::sandbox::compiler::Compiler;
+use crate::sandbox::compiler::cache::ArtifactCache;
+use crate::sandbox::compiler::confine::Confinement;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::Store;
 
@@ -148,6 +150,40 @@ pub async fn run(
     Ok(())
 }
 
+/// The compiler of components from outside tocsin (uploads, and the files
+/// `check` and `notify` are given), caching in `cache` when given.
+///
+/// # Errors
+/// The binary cannot be found, or `uploads.compiler_user` names no
+/// unprivileged user.
+pub fn compiler(config: &Config, cache: Option<ArtifactCache>) -> anyhow::Result<Compiler> {
+    let program =
+        std::env::current_exe().context("cannot find the tocsin binary to compile components with")?;
+    let confinement = config.confinement().context("cannot confine the compiler")?;
+    Ok(Compiler::new(program, config.compile_limits(), config.compile_target(), confinement, cache))
+}
+
+/// Says at start whether tenants' components will be compiled confined,
+/// unconfined (the operator opted out), or not at all.
+async fn report_confinement(config: &Config, compiler: &Compiler) {
+    match (config.confinement(), compiler.self_check().await) {
+        (Ok(Confinement::Off), _) => tracing::warn!(
+            outcome = "unconfined",
+            "registry: The compiler of tenants' components runs unconfined (uploads.confine_compiler = false)."
+        ),
+        (_, Ok(())) => tracing::info!(
+            outcome = "confined",
+            user = %config.uploads.compiler_user,
+            "registry: The compiler of tenants' components is confined: its own namespaces, no capabilities, a seccomp filter."
+        ),
+        (_, Err(error)) => tracing::error!(
+            outcome = "refused",
+            error = %error,
+            "registry: The compiler cannot be confined; no tenant's component will be compiled until it can."
+        ),
+    }
+}
+
 /// The store and the compiler of uploaded notifiers.
 async fn open_catalog(
     config: &Config,
@@ -156,9 +192,10 @@ async fn open_catalog(
     outbox: mpsc::UnboundedSender<String>,
 ) -> anyhow::Result<Catalog> {
     let state_path = &config.uploads.state_path;
-    let program = std::env::current_exe().context("cannot find the tocsin binary to compile uploads with")?;
-    let compiler = Compiler::new(program, config.compile_limits(), state_path, sandbox.engine())
+    let cache = ArtifactCache::open(state_path, sandbox.engine())
         .with_context(|| format!("cannot use uploads.state_path {}", state_path.display()))?;
+    let compiler = compiler(config, Some(cache))?;
+    report_confinement(config, &compiler).await;
     let store = Store::open(&config.database.connection, state_path)
         .await
         .context("cannot open the notifier store (database.connection)")?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tocsin_core::tenancy::TokenHash;
 use tocsin_tests::broker::{TestVhost, eventually};
+use tocsin_tests::forge::Forge;
 use tocsin_tests::plugins;
 use tocsin_tests::postgres::TestDatabase;
 use tocsin_tests::service::{Service, cli, test_config};
@@ -148,60 +149,29 @@ async fn every_endpoint_answers_each_caller_as_its_rights_say() {
     assert_eq!((status, &answer["notifier"]["tenant"]), (201, &Value::Null), "{answer}");
 }
 
-/// A component whose core module has `functions` functions of `repeats`
-/// blocks of arithmetic on two locals each: small on the wire, costly for
-/// Cranelift (a compile bomb).
-fn compile_bomb(functions: u32, repeats: usize) -> Vec<u8> {
-    use wasm_encoder::{CodeSection, Function, FunctionSection, Module, ModuleSection, TypeSection, ValType};
-    let mut types = TypeSection::new();
-    types.ty().function([ValType::I32], []);
-    let mut declared = FunctionSection::new();
-    let mut body = Function::new([(1, ValType::I32)]);
-    for _ in 0..repeats {
-        body.instructions()
-            .local_get(0)
-            .i32_const(7)
-            .i32_mul()
-            .local_get(1)
-            .i32_add()
-            .local_set(1)
-            .local_get(1)
-            .local_set(0);
-    }
-    body.instructions().end();
-    let mut code = CodeSection::new();
-    for _ in 0..functions {
-        declared.function(0);
-        code.function(&body);
-    }
-    let mut module = Module::new();
-    module.section(&types).section(&declared).section(&code);
-    let mut component = wasm_encoder::Component::new();
-    component.section(&ModuleSection(&module));
-    component.finish()
-}
-
 /// Refused uploads say why, and leave the service and the other
 /// notifiers as they were.
 #[tokio::test]
 async fn hostile_uploads_are_refused_with_the_reason() {
     let vhost = TestVhost::create();
-    let extra = "[uploads]\nmax_component_bytes = 8388608\ncompile_memory_bytes = 268435456\n";
+    let extra =
+        "[uploads]\nmax_component_bytes = 8388608\ncompile_memory_bytes = 268435456\nupload_burst = 20\n";
     let service = Service::start(TOCSIN, &tenants_config(&vhost, extra)).await;
     let (status, _) = upload(&service, "acme-ok", ACME, component(plugins::COUNTER)).await;
     assert_eq!(status, 201);
 
     let core_module = wasm_encoder::Module::new().finish();
+    let no_export = wasm_encoder::Component::new().finish();
     let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
         ("not wasm", b"#!/bin/sh\nrm -rf /\n".to_vec(), 422, "not_a_component", "no wasm header"),
         ("a core module", core_module, 422, "not_a_component", "wasm32-wasip2"),
         ("sockets", component(plugins::SOCKETS), 422, "forbidden_import", "wasi:sockets/"),
         ("wasi:http", component(plugins::WASI_HTTP), 422, "forbidden_import", "wasi:http/"),
-        ("no notifier export", compile_bomb(1, 10), 422, "missing_export", "tocsin:notifier/handler@0.1.0"),
+        ("no notifier export", no_export, 422, "missing_export", "tocsin:notifier/handler@0.1.0"),
         ("9 MiB", vec![0; 9 << 20], 413, "", "at most 8388608"),
         (
             "a compile bomb",
-            compile_bomb(1, 300_000),
+            Forge { bomb_functions: 1, bomb_repeats: 300_000, ..Forge::default() }.component(),
             422,
             "compile_limit",
             "more than 268435456 bytes of memory",
@@ -227,27 +197,182 @@ async fn hostile_uploads_are_refused_with_the_reason() {
     assert_eq!(status, 201, "uploads still work");
 }
 
+/// Issue 22: what could never run is refused, with what to change, by the
+/// compiler child's checks before it compiles (export type, initial
+/// memory, tables), and a compile bomb by its CPU limit on one thread. At
+/// e8aba4b the first three were accepted: the wrong signature went live
+/// and failed every call at instantiation, the 64 MiB memory went live
+/// and failed every call at its memory limit, the 120k table compiled and
+/// was refused at load as `artifact`; the bomb compiled on every core.
+#[tokio::test]
+async fn uploads_that_could_never_run_are_refused_with_what_to_change() {
+    let vhost = TestVhost::create();
+    let extra = "[uploads]\ncompile_cpu_seconds = 1\nupload_burst = 10\n";
+    let service = Service::start(TOCSIN, &tenants_config(&vhost, extra)).await;
+    let confined = service.lines_with("registry: The compiler of tenants' components is confined: its own namespaces, no capabilities, a seccomp filter.");
+    assert_eq!(confined.len(), 1, "{}", service.log_text());
+
+    let cases = [
+        (
+            "a wrong-signature export",
+            Forge { wrong_signature: true, ..Forge::default() },
+            "export_mismatch",
+            "tocsin:notifier/handler@0.1.0: function notify: expected 3 parameters, found 1",
+        ),
+        (
+            "a 64 MiB initial memory",
+            Forge { memory_pages: 1024, ..Forge::default() },
+            "too_large",
+            "start at 67108864 bytes, above the call's memory limit of 33554432 bytes (limit memory_bytes)",
+        ),
+        (
+            "a 120k-entry table",
+            Forge { table_entries: Some(120_000), ..Forge::default() },
+            "too_large",
+            "a table of 120000 elements; a table may have at most 20000",
+        ),
+        (
+            "a 100k-function compile bomb",
+            Forge { bomb_functions: 100_000, bomb_repeats: 2, ..Forge::default() },
+            "compile_limit",
+            "compilation used more than 1 CPU seconds (uploads.compile_cpu_seconds)",
+        ),
+    ];
+    for (what, forge, reason, message) in cases {
+        let (status, answer) = upload(&service, "acme-forged", ACME, forge.component()).await;
+        let error = &answer["error"];
+        assert_eq!((status, error["reason"].as_str()), (422, Some(reason)), "{what}: {answer}");
+        assert!(error["message"].as_str().unwrap().contains(message), "{what}: {answer}");
+    }
+    let refused = service.lines_with("registry: Refused an upload.");
+    assert_eq!(refused.len(), 4, "{}", service.log_text());
+    assert!(
+        refused.iter().all(|line| line["tenant"] == "acme" && line["outcome"] == "refused"),
+        "{refused:?}"
+    );
+    // The first three never reached Cranelift.
+    let compiler = service.lines_with("registry: The compiler refused a component.");
+    let compiled: Vec<_> =
+        compiler.iter().map(|line| (line["reason"].clone(), line["compiled"].clone())).collect();
+    assert_eq!(
+        compiled,
+        [
+            ("export_mismatch".into(), false.into()),
+            ("too_large".into(), false.into()),
+            ("too_large".into(), false.into()),
+            ("compile_limit".into(), true.into()),
+        ],
+        "{}",
+        service.log_text()
+    );
+
+    // The same forge, within the limits, is a notifier that delivers.
+    let (status, answer) = upload(&service, "acme-forged", ACME, Forge::default().component()).await;
+    assert_eq!(status, 201, "{answer}");
+    publish(&vhost, "acme-forged://", 1).await;
+    let delivered = r#"tocsin_deliveries_total{plugin="acme-forged",tenant="acme",outcome="delivered"}"#;
+    let counted = eventually(Duration::from_secs(10), async || service.metric(delivered).await == 1.0).await;
+    assert!(counted, "{}", service.log_text());
+}
+
+/// A storm of uploads from one tenant is answered 429 at once (its rate,
+/// its share of the compile queue), while another tenant's upload waits
+/// its turn and goes live.
+#[tokio::test]
+async fn an_upload_storm_from_one_tenant_is_answered_429_and_another_tenants_upload_still_succeeds() {
+    let vhost = TestVhost::create();
+    let extra = "[uploads]\nupload_burst = 4\nuploads_per_minute = 1\ncompile_queue = 3\n\
+                 tenant_compile_queue = 2\ncompiles_at_once = 2\ncompile_cpu_seconds = 3\n";
+    let service = Service::start(TOCSIN, &tenants_config(&vhost, extra)).await;
+    let bomb =
+        |n: u32| Forge { bomb_functions: 100_000 + n, bomb_repeats: 2, ..Forge::default() }.component();
+
+    // Two compile bombs of acme's take both compilers (and acme's share of
+    // the queue) for 3 CPU seconds each, while the storm comes.
+    let answered = std::sync::atomic::AtomicBool::new(false);
+    let bombs = async {
+        let both = tokio::join!(
+            upload(&service, "acme-bomb", ACME, bomb(1)),
+            upload(&service, "acme-bomb", ACME, bomb(2))
+        );
+        answered.store(true, std::sync::atomic::Ordering::SeqCst);
+        both
+    };
+    let storm = async {
+        let compiling = eventually(Duration::from_secs(30), async || {
+            service.lines_with("registry: Started the compiler.").len() == 2
+        })
+        .await;
+        assert!(compiling, "both bombs: {}", service.log_text());
+        let mut storm = Vec::new();
+        for n in 3..7 {
+            storm.push(upload(&service, "acme-bomb", ACME, bomb(n)).await);
+        }
+        assert!(!answered.load(std::sync::atomic::Ordering::SeqCst), "the bombs were compiling all along");
+        // globex's upload takes the last place in the queue and waits for
+        // a compiler.
+        (storm, upload(&service, "globex-pager", GLOBEX, component(plugins::COUNTER)).await)
+    };
+    let (bombs, (storm, globex)) = tokio::join!(bombs, storm);
+
+    let codes: Vec<_> =
+        storm.iter().map(|(status, answer)| (*status, answer["error"]["code"].clone())).collect();
+    assert_eq!(
+        codes,
+        [
+            (429, "busy".into()),
+            (429, "busy".into()),
+            (429, "rate_limited".into()),
+            (429, "rate_limited".into())
+        ],
+        "acme's share of the queue is full, then its rate: {storm:?}"
+    );
+    assert!(
+        storm[0].1["error"]["message"].as_str().unwrap().contains("uploads.tenant_compile_queue"),
+        "{storm:?}"
+    );
+    assert!(storm[2].1["error"]["retry_after_ms"].as_u64().unwrap() > 0, "{storm:?}");
+    assert_eq!(globex.0, 201, "{}", globex.1);
+    for (status, answer) in [bombs.0, bombs.1] {
+        assert_eq!((status, answer["error"]["reason"].as_str()), (422, Some("compile_limit")), "{answer}");
+    }
+}
+
 /// The compiler's CPU and wall-clock limits, on the child process alone.
 #[tokio::test]
 async fn the_compiler_process_is_stopped_at_its_cpu_and_time_limits() {
-    use tocsin::sandbox::artifacts::{CompileLimits, Compiler};
+    use tocsin::sandbox::compiler::confine::{Confinement, Identity};
+    use tocsin::sandbox::compiler::{CompileLimits, CompileTarget, Compiler};
     use tocsin::sandbox::validate::LoadError;
-    let engine = wasmtime::Engine::new(&tocsin::sandbox::compile_settings(512 << 10)).unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let bomb = compile_bomb(4, 300_000);
-    let limits = |cpu_seconds, timeout_ms| CompileLimits {
-        cpu_seconds,
-        memory_bytes: 8 << 30,
-        timeout: Duration::from_millis(timeout_ms),
-        max_wasm_stack_bytes: 512 << 10,
+    let bomb = Forge { bomb_functions: 4, bomb_repeats: 300_000, ..Forge::default() }.component();
+    let compiler = |cpu_seconds, timeout_ms| {
+        let limits = CompileLimits {
+            cpu_seconds,
+            memory_bytes: 8 << 30,
+            timeout: Duration::from_millis(timeout_ms),
+            threads: 1,
+            max_artifact_bytes: 64 << 20,
+            at_once: 1,
+        };
+        let target = CompileTarget { max_wasm_stack_bytes: 512 << 10, max_memory_bytes: 256 << 20 };
+        let confinement = Confinement::Required(Identity { uid: 65534, gid: 65534 });
+        Compiler::new(TOCSIN.into(), limits, target, confinement, None)
     };
     let sha = "0".repeat(64);
-    let cpu = Compiler::new(TOCSIN.into(), limits(1, 120_000), state.path(), &engine).unwrap();
-    let error = cpu.artifact(&sha, &bomb).await.unwrap_err();
-    assert_eq!(error, LoadError::CompileLimit("compilation used more than 1 CPU seconds".into()));
-    let wall = Compiler::new(TOCSIN.into(), limits(60, 200), state.path(), &engine).unwrap();
-    let error = wall.artifact(&sha, &bomb).await.unwrap_err();
-    assert_eq!(error, LoadError::CompileLimit("compilation took longer than 200 ms and was stopped".into()));
+    let error = compiler(1, 120_000).artifact(&sha, &bomb, 32 << 20).await.unwrap_err();
+    assert_eq!(
+        error,
+        LoadError::CompileLimit(
+            "compilation used more than 1 CPU seconds (uploads.compile_cpu_seconds)".into()
+        )
+    );
+    let error = compiler(60, 200).artifact(&sha, &bomb, 32 << 20).await.unwrap_err();
+    assert_eq!(
+        error,
+        LoadError::CompileLimit(
+            "compilation took longer than 200 ms and was stopped (uploads.compile_timeout_ms)".into()
+        )
+    );
 }
 
 /// A restart reloads every notifier, from the artifact cache when the

@@ -1,11 +1,12 @@
 //! Test harness for tocsin's integration tests: the misbehaving plugins
-//! built from source, a [`TestHost`] that loads plugins into a real
-//! sandbox, a [`webhook::Webhook`] server on 127.0.0.1 that records
+//! built from source, components forged from a core module ([`forge`]), a
+//! [`TestHost`] that loads plugins into a real sandbox, a [`webhook::Webhook`] server on 127.0.0.1 that records
 //! exactly what it receives, the real broker ([`broker`]) and service
 //! ([`service`]), TLS with certificates made in the test ([`tls`]), names
 //! pointed at internal addresses ([`names`]) and captured logs ([`logs`]).
 
 pub mod broker;
+pub mod forge;
 pub mod logs;
 pub mod names;
 pub mod postgres;

@@ -8,6 +8,7 @@ use serde_json::json;
 use tocsin_core::tenancy::ClaimError;
 
 use crate::registry::catalog::CatalogError;
+use crate::sandbox::validate::LoadError;
 
 /// What an API request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +40,14 @@ impl ApiError {
                 }
                 CatalogError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
                 CatalogError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+                CatalogError::Refused(LoadError::Unconfined(_)) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "compiler_unavailable")
+                }
                 CatalogError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "component_refused"),
                 CatalogError::NotLive(_) => (StatusCode::CONFLICT, "not_live"),
                 CatalogError::Quota(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
-                CatalogError::Busy => (StatusCode::TOO_MANY_REQUESTS, "busy"),
+                CatalogError::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
+                CatalogError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
                 CatalogError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
                 CatalogError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             },
@@ -59,12 +64,42 @@ impl IntoResponse for ApiError {
         let mut body = json!({"error": {"code": code, "message": self.to_string()}});
         if let ApiError::Catalog(CatalogError::Refused(refused)) = &self {
             // The kind of refusal (`forbidden_import`, `not_a_component`, …).
-            body["error"]["reason"] = serde_json::to_value(refused).unwrap_or_default()["kind"].clone();
+            body["error"]["reason"] = json!(refused.kind());
+        }
+        if let ApiError::Catalog(CatalogError::RateLimited { retry_after }) = &self {
+            body["error"]["retry_after_ms"] =
+                json!(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
         }
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let ApiError::Catalog(CatalogError::RateLimited { retry_after }) = &self {
+            // Whole seconds, rounded up: never sooner than the next token.
+            let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(u64::try_from(seconds).unwrap_or(u64::MAX)));
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_rate_limited_upload_says_when_to_try_again_in_whole_seconds_rounded_up() {
+        let response =
+            ApiError::Catalog(CatalogError::RateLimited { retry_after: Duration::from_millis(9_100) })
+                .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "10");
+        let busy = ApiError::Catalog(CatalogError::Busy("full".into())).into_response();
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(busy.headers().get(header::RETRY_AFTER).is_none());
     }
 }

@@ -1,70 +1,104 @@
-//! `tocsin compile-component` (hidden): the compiler process of uploads.
+//! `tocsin compile-component` (hidden): the compiler process of tenants'
+//! components (see [`crate::sandbox::compiler`]).
 //!
 //! The service starts it with an empty environment, sends the component on
 //! stdin and reads the serialized artifact from stdout (exit 0), or the
-//! reason for refusing it as JSON (exit 3). Before reading any input it
-//! limits itself: CPU seconds, address space (`memory_bytes` beyond what
-//! is mapped at that point; the service starts it with a small allocator
-//! arena, see [`crate::sandbox::artifacts`]), no core dumps. A compile
-//! bomb then ends this process, never the service.
+//! reason for refusing it as JSON (exit 3); its last line of stderr is
+//! what it used. Before reading any input it makes its engine (whose
+//! instance pool reserves address space up front), limits itself (CPU
+//! seconds, address space beyond what is mapped then, no core dumps) and
+//! confines itself. A compile bomb then ends this process, never the
+//! service, and what a compiler bug could run reads nothing of the
+//! service's.
 
 use std::io::{Read as _, Write as _};
 
 use rlimit::Resource;
 
 use super::Exit;
-use crate::sandbox::{compile_settings, precompile};
+use crate::sandbox::compiler::confine::{self, Identity, Layers};
+use crate::sandbox::compiler::{CompileStats, CompileTarget};
+use crate::sandbox::validate::{self, LoadError};
+use crate::sandbox::{compiler_engine_config, precompile};
 
 /// What the service passes.
 #[derive(Debug, Clone, Copy)]
 pub struct CompileArgs {
     /// `RLIMIT_CPU`, seconds.
     pub cpu_seconds: u64,
-    /// `RLIMIT_AS`, bytes.
+    /// `RLIMIT_AS` beyond what is mapped at start, bytes.
     pub memory_bytes: u64,
-    /// The service engine's WebAssembly stack size.
-    pub max_wasm_stack_bytes: usize,
+    /// Threads Cranelift may compile on.
+    pub threads: u32,
+    /// The service engine's settings compiled code depends on.
+    pub target: CompileTarget,
+    /// The memory limit of the calls the component is for.
+    pub memory_limit_bytes: u64,
+    /// Confine as this identity; none: the operator opted out.
+    pub confine: Option<Identity>,
 }
 
-/// Limits this process, compiles stdin, writes the artifact to stdout.
+/// Limits and confines this process, compiles stdin, writes the artifact
+/// to stdout.
 ///
 /// # Errors
 /// The limits cannot be set, stdin or stdout fail, or the engine cannot
 /// be made.
 pub fn run(args: CompileArgs) -> anyhow::Result<Exit> {
     Resource::CORE.set(0, 0)?;
+    let engine = wasmtime::Engine::new(&compiler_engine_config(args.target, args.threads))
+        .map_err(|e| anyhow::anyhow!("cannot create the engine: {e:#}"))?;
     // The hard CPU limit a second later: SIGXCPU first, SIGKILL if ignored.
     Resource::CPU.set(args.cpu_seconds, args.cpu_seconds.saturating_add(1))?;
-    // What is mapped already (the binary, the allocator's first arena)
-    // does not count against the compilation.
+    // What is mapped already (the binary, the allocator's first arena, the
+    // pool's reservations) does not count against the compilation.
     let address_space = mapped_bytes()?.saturating_add(args.memory_bytes);
     Resource::AS.set(address_space, address_space)?;
-    let mut component = Vec::new();
-    std::io::stdin().read_to_end(&mut component)?;
-    let engine = wasmtime::Engine::new(&compile_settings(args.max_wasm_stack_bytes))
-        .map_err(|e| anyhow::anyhow!("cannot create the engine: {e:#}"))?;
     let mut stdout = std::io::stdout().lock();
-    match precompile(&engine, &component) {
+    let mut compiled = false;
+    let answer = match args.confine.map(|identity| confine::confine(Layers::ALL, identity)) {
+        Some(Err(error)) => Err(LoadError::Unconfined(error.to_string())),
+        Some(Ok(())) | None => {
+            let mut component = Vec::new();
+            std::io::stdin().read_to_end(&mut component)?;
+            validate::precheck(&component, args.memory_limit_bytes).and_then(|()| {
+                compiled = true;
+                precompile(&engine, &component)
+            })
+        }
+    };
+    let exit = match answer {
         Ok(artifact) => {
             stdout.write_all(&artifact)?;
-            stdout.flush()?;
-            Ok(Exit::Success)
+            Exit::Success
         }
         Err(refused) => {
             serde_json::to_writer(&mut stdout, &refused)?;
-            stdout.flush()?;
-            Ok(Exit::Refused)
+            Exit::Refused
         }
+    };
+    stdout.flush()?;
+    eprintln!("{}", serde_json::to_string(&CompileStats { compiled, ..usage() }).unwrap_or_default());
+    Ok(exit)
+}
+
+/// The CPU time and peak memory of this process so far.
+fn usage() -> CompileStats {
+    use nix::sys::resource::{UsageWho, getrusage};
+    use nix::sys::time::TimeValLike as _;
+    let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else { return CompileStats::default() };
+    let cpu_ms = usage.user_time().num_milliseconds() + usage.system_time().num_milliseconds();
+    CompileStats {
+        cpu_ms: u64::try_from(cpu_ms).unwrap_or(0),
+        peak_rss_bytes: u64::try_from(usage.max_rss()).unwrap_or(0).saturating_mul(1024),
+        compiled: false,
     }
 }
 
 /// The process's mapped address space now (`VmSize`), in bytes.
 fn mapped_bytes() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmSize:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmSize in /proc/self/status"))?;
-    Ok(kib.saturating_mul(1024))
+    confine::status_field("VmSize:")
+        .and_then(|size| size.trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib.saturating_mul(1024))
+        .ok_or_else(|| anyhow::anyhow!("no VmSize in /proc/self/status"))
 }

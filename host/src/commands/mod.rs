@@ -22,7 +22,7 @@ pub enum Exit {
     Usage = 2,
     /// `compile-component`: the component is refused (the reason as JSON
     /// on stdout).
-    Refused = crate::sandbox::artifacts::REFUSED_EXIT_CODE as isize,
+    Refused = crate::sandbox::compiler::REFUSED_EXIT_CODE as isize,
 }
 
 impl From<Exit> for std::process::ExitCode {

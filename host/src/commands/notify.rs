@@ -49,9 +49,14 @@ pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
     }
     grant_hosts(&mut config, &name, &args.allow_hosts)?;
     let sandbox = crate::service::sandbox(&config).context("cannot start the sandbox")?;
-    let plugin = sandbox
-        .load(registry::spec_for(&name, origin, None, &config.grants()), &bytes)
-        .with_context(|| format!("cannot load plugin {name}"))?;
+    let spec = registry::spec_for(&name, origin, None, &config.grants());
+    // A file is compiled as an upload is: in the confined compiler child,
+    // within the `[uploads]` limits.
+    let plugin = match origin {
+        Origin::Builtin => sandbox.load(spec, &bytes),
+        Origin::External => crate::service::compiler(&config, None)?.load(&sandbox, spec, &bytes).await,
+    }
+    .with_context(|| format!("cannot load plugin {name}"))?;
     let delivery = Delivery::one_off();
     let invocation = sandbox.invoke(&plugin, &args.action, &alarm, &delivery).await;
     let report = invocation.report(&name, &args.action, &alarm, &delivery);

@@ -22,7 +22,7 @@
 //! running slots, the tenant that has used the least CPU first
 //! ([`scheduler`]).
 
-pub mod artifacts;
+pub mod compiler;
 pub mod config;
 pub(crate) mod cpu_time;
 pub mod epoch;
@@ -39,7 +39,10 @@ use tocsin_core::alarm::{Alarm, Delivery, ReasonData};
 use tocsin_core::bindings::NotifierPre;
 use tocsin_core::bindings::exports::tocsin::notifier::handler::NotifyError;
 use tocsin_core::bindings::tocsin::notifier::types as wit;
-use tocsin_core::caps::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_REASON_BYTES, MAX_TABLES};
+use tocsin_core::caps::{
+    MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_MEMORIES_PER_MODULE, MAX_REASON_BYTES,
+    MAX_TABLE_ELEMENTS_PER_TABLE, MAX_TABLES, MAX_TABLES_PER_MODULE,
+};
 use tocsin_core::limits::{Limit, Limits};
 use tocsin_core::logtext::bounded;
 use tocsin_core::time::millis;
@@ -53,7 +56,7 @@ use wasmtime::{
 use crate::capabilities::http::HttpGrants;
 use crate::capabilities::log::{CallIdentity, LogBuffer, LogLine};
 use crate::capabilities::{CallContext, Capabilities};
-use artifacts::Artifact;
+use compiler::{Artifact, CompileTarget};
 use cpu_time::{CallClock, CpuCharge, CpuTimeExceeded};
 use epoch::EpochTicker;
 use limiter::{DeadlineExceeded, MemoryLimitExceeded, MemoryLimiter, check_deadline};
@@ -297,8 +300,8 @@ impl Sandbox {
     /// [`SandboxError`] when wasmtime refuses the configuration (e.g. the
     /// pool cannot be reserved) or a thread cannot be started.
     pub fn new(config: &SandboxConfig, capabilities: Capabilities) -> Result<Self, SandboxError> {
-        let engine =
-            Engine::new(&engine_config(config)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&engine_config(config, config.pooling.then_some(config.instances)))
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         crate::capabilities::add_to_linker(&mut linker)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
@@ -315,23 +318,15 @@ impl Sandbox {
         })
     }
 
-    /// Compiles, checks and links a component without loading it: exactly
-    /// what [`Sandbox::load`] does, so `check` and `load` agree.
-    ///
-    /// # Errors
-    /// [`LoadError`] saying what is wrong, naming a refused import.
-    pub(crate) fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
-        self.link(validate::compile(&self.engine, bytes)?).map(|(info, _)| info)
-    }
-
     /// Compiles (in this process), checks and pre-instantiates a plugin:
     /// for the built-ins and files the operator names. Uploads go through
-    /// [`artifacts::Compiler`] and [`Sandbox::load_artifact`].
+    /// [`compiler::Compiler`] and [`Sandbox::load_artifact`].
     ///
     /// # Errors
     /// [`LoadError`]: not a component, a refused import, no `notifier`
     /// export of a supported version.
     pub fn load(&self, spec: PluginSpec, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        validate::precheck(bytes, spec.limits.memory_bytes)?;
         let component = validate::compile(&self.engine, bytes)?;
         self.plugin(spec, component)
     }
@@ -345,7 +340,7 @@ impl Sandbox {
     pub(crate) fn load_artifact(&self, spec: PluginSpec, artifact: &Artifact) -> Result<Plugin, LoadError> {
         // SAFETY: wasmtime requires that deserialized bytes come from
         // `Component::serialize` of a compatible engine and were not
-        // tampered with. An `Artifact` is only made by `artifacts`, from the
+        // tampered with. An `Artifact` is only made by `compiler`, from the
         // output of tocsin's own compiler process or from a cache entry
         // carrying the HMAC that process's parent wrote with a key kept in
         // the state directory; wasmtime checks the engine compatibility.
@@ -613,8 +608,9 @@ pub fn compile_settings(max_wasm_stack_bytes: usize) -> wasmtime::Config {
     engine
 }
 
-/// What the compiler process does: compiles and checks `bytes` on an
-/// engine made from [`compile_settings`], and serializes the result.
+/// What the compiler process does once [`validate::precheck`] accepted
+/// `bytes`: compiles and checks them on an engine made from
+/// [`compile_settings`], and serializes the result.
 ///
 /// # Errors
 /// [`LoadError`] saying what is wrong.
@@ -625,20 +621,36 @@ pub(crate) fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, LoadE
     component.serialize().map_err(|e| LoadError::Compile(format!("{e:#}")))
 }
 
-/// The service's engine configuration: [`compile_settings`] and (by
-/// default) the pooling allocator sized to `sandbox.instances`.
-fn engine_config(config: &SandboxConfig) -> wasmtime::Config {
+/// The compiler child's engine configuration: the service's, with a pool
+/// for one instance, so that it refuses what the service's pool would
+/// (an engine with no pool checks nothing of it), compiling on `threads`.
+pub(crate) fn compiler_engine_config(target: CompileTarget, threads: u32) -> wasmtime::Config {
+    let sandbox = SandboxConfig {
+        max_memory_bytes: target.max_memory_bytes,
+        max_wasm_stack_bytes: target.max_wasm_stack_bytes,
+        ..SandboxConfig::default()
+    };
+    let mut engine = engine_config(&sandbox, Some(1));
+    engine.parallel_compilation(threads > 1);
+    engine
+}
+
+/// The service's engine configuration: [`compile_settings`] and, with
+/// `pool_instances`, the pooling allocator sized to that many instances.
+fn engine_config(config: &SandboxConfig, pool_instances: Option<u32>) -> wasmtime::Config {
     let mut engine = compile_settings(config.max_wasm_stack_bytes);
-    if config.pooling {
-        let instances = config.instances;
+    if let Some(instances) = pool_instances {
         let mut pool = PoolingAllocationConfig::default();
-        // Per-component maxima (checked when a component is compiled, so an
-        // oversized one is refused at load) and totals sized so that
-        // `instances` calls of the largest allowed component fit at once:
-        // one plugin cannot take the slots of the others.
+        // Per-component and per-module maxima (checked when a component is
+        // compiled, so an oversized one is refused at load) and totals
+        // sized so that `instances` calls of the largest allowed component
+        // fit at once: one plugin cannot take the slots of the others.
         pool.max_core_instances_per_component(MAX_CORE_INSTANCES)
             .max_memories_per_component(MAX_MEMORIES)
             .max_tables_per_component(MAX_TABLES)
+            .max_memories_per_module(MAX_MEMORIES_PER_MODULE)
+            .max_tables_per_module(MAX_TABLES_PER_MODULE)
+            .table_elements(usize::try_from(MAX_TABLE_ELEMENTS_PER_TABLE).unwrap_or(usize::MAX))
             .total_component_instances(instances)
             .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES))
             .total_memories(instances.saturating_mul(MAX_MEMORIES))

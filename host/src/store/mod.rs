@@ -277,6 +277,19 @@ impl Store {
         })
     }
 
+    /// Whether [`Store::add_version`] would take `new` now (its owner's
+    /// claim, the tenant's quota), changing nothing: asked before an
+    /// upload is compiled, so a refused one costs no compilation.
+    ///
+    /// # Errors
+    /// As [`Store::add_version`].
+    pub(crate) async fn check_version(&self, new: &NewVersion<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let checked = make_room(&mut tx, new, now_ms()).await;
+        tx.rollback().await?;
+        checked
+    }
+
     async fn add_version_once(&self, new: NewVersion<'_>) -> Result<VersionRow, StoreError> {
         let mut tx = self.pool.begin().await?;
         match add_version_in(&mut tx, new).await {
@@ -449,6 +462,42 @@ async fn add_version_in(
     new: NewVersion<'_>,
 ) -> Result<VersionRow, StoreError> {
     let now = now_ms();
+    make_room(tx, &new, now).await?;
+    let size = i64::try_from(new.component.len()).unwrap_or(i64::MAX);
+    let latest = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM notifier_versions WHERE scheme = $1")
+        .bind(new.scheme)
+        .fetch_one(&mut **tx)
+        .await?;
+    let version = latest.try_get::<i64, _>(0)? + 1;
+    let meta = VersionRow { version, size_bytes: size, created_at_ms: now, ..new.meta };
+    sqlx::query(
+        "INSERT INTO notifier_versions \
+         (scheme, version, sha256, size_bytes, component, imports, allow_hosts, limits, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(new.scheme)
+    .bind(version)
+    .bind(&meta.sha256)
+    .bind(size)
+    .bind(new.component)
+    .bind(to_json(&meta.imports))
+    .bind(to_json(&meta.allow_hosts))
+    .bind(to_json(&meta.limits))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    activate_in(tx, new.scheme, version, now).await?;
+    Ok(meta)
+}
+
+/// What comes before a version is added, in `tx`: the owner's claim, the
+/// notifier's row when it is new, the versions it no longer keeps, and
+/// the tenant's quota with the new version counted.
+async fn make_room(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewVersion<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
     let existing = sqlx::query("SELECT tenant FROM notifiers WHERE scheme = $1")
         .bind(new.scheme)
         .fetch_optional(&mut **tx)
@@ -512,30 +561,7 @@ async fn add_version_in(
             )));
         }
     }
-    let latest = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM notifier_versions WHERE scheme = $1")
-        .bind(new.scheme)
-        .fetch_one(&mut **tx)
-        .await?;
-    let version = latest.try_get::<i64, _>(0)? + 1;
-    let meta = VersionRow { version, size_bytes: size, created_at_ms: now, ..new.meta };
-    sqlx::query(
-        "INSERT INTO notifier_versions \
-         (scheme, version, sha256, size_bytes, component, imports, allow_hosts, limits, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(new.scheme)
-    .bind(version)
-    .bind(&meta.sha256)
-    .bind(size)
-    .bind(new.component)
-    .bind(to_json(&meta.imports))
-    .bind(to_json(&meta.allow_hosts))
-    .bind(to_json(&meta.limits))
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    activate_in(tx, new.scheme, version, now).await?;
-    Ok(meta)
+    Ok(())
 }
 
 async fn activate_in(

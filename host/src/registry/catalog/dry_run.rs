@@ -6,6 +6,8 @@ use std::sync::Arc;
 use tocsin_core::alarm::{Alarm, Delivery, check_field_size};
 use tocsin_core::tenancy::Caller;
 
+use tocsin_core::caps::MAX_DRY_RUNS;
+
 use super::{Catalog, CatalogError};
 use crate::registry::scheme_of;
 use crate::sandbox::Plugin;
@@ -49,7 +51,9 @@ impl Catalog {
             )));
         }
         // Dry runs take instance slots outside dispatch's bounds: few at once.
-        let _slot = self.dry_runs.try_acquire().map_err(|_| CatalogError::Busy)?;
+        let _slot = self.dry_runs.try_acquire().map_err(|_| {
+            CatalogError::Busy(format!("{MAX_DRY_RUNS} dry runs are running; try again shortly"))
+        })?;
         let delivery = Delivery { tenant: row.tenant, ..Delivery::one_off() };
         let invocation = self.sandbox.invoke(&plugin, &action, alarm, &delivery).await;
         Ok(invocation.report(scheme, &action, alarm, &delivery))

@@ -13,6 +13,7 @@
 //! others work. Changes made on other hosts arrive through
 //! [`super::changes`] and are applied from the store the same way.
 
+mod admission;
 mod dry_run;
 mod secrets;
 mod sync;
@@ -30,10 +31,11 @@ use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 
 use super::{PlatformGrants, Registry, spec_for_upload};
 use crate::capabilities::secrets::{SecretBox, SharedSecrets};
-use crate::sandbox::artifacts::Compiler;
+use crate::sandbox::compiler::Compiler;
 use crate::sandbox::validate::LoadError;
 use crate::sandbox::{Plugin, Sandbox};
 use crate::store::{NotifierRow, Store, StoreError, VersionRow};
+use admission::Admission;
 
 pub use uploads::{UploadRequest, UploadsConfig};
 
@@ -82,9 +84,20 @@ pub enum CatalogError {
     /// A tenant quota would be exceeded.
     #[error("quota exceeded: {0}")]
     Quota(String),
-    /// Too many dry runs at once; try again shortly.
-    #[error("{MAX_DRY_RUNS} dry runs are running; try again shortly")]
-    Busy,
+    /// Too many dry runs, or uploads to compile, at once; try again
+    /// shortly.
+    #[error("{0}")]
+    Busy(String),
+    /// The caller made more uploads than `uploads.uploads_per_minute`
+    /// allows.
+    #[error(
+        "too many uploads (uploads.uploads_per_minute); try again in {} ms",
+        retry_after.as_millis()
+    )]
+    RateLimited {
+        /// When the next upload would be accepted.
+        retry_after: std::time::Duration,
+    },
     /// Another host changed the notifier at the same moment.
     #[error("notifier {0} was changed concurrently; try again")]
     Conflict(String),
@@ -181,6 +194,7 @@ pub struct Catalog {
     secret_box: SecretBox,
     one_at_a_time: AsyncMutex<()>,
     dry_runs: Semaphore,
+    admission: Admission,
     outbox: mpsc::UnboundedSender<String>,
 }
 
@@ -198,6 +212,7 @@ impl Catalog {
         outbox: mpsc::UnboundedSender<String>,
     ) -> Self {
         Catalog {
+            admission: Admission::new(&settings.uploads),
             settings,
             store,
             compiler,
@@ -230,8 +245,8 @@ impl Catalog {
         meta: &VersionRow,
         component: &[u8],
     ) -> Result<Plugin, CatalogError> {
-        let artifact = self.compiler.artifact(&meta.sha256, component).await?;
         let spec = spec_for_upload(scheme, owner, meta, self.secret_slot(scheme), &self.settings.grants);
+        let artifact = self.compiler.artifact(&meta.sha256, component, spec.limits.memory_bytes).await?;
         Ok(self.sandbox.load_artifact(spec, &artifact)?)
     }
 

@@ -24,7 +24,8 @@ impl Catalog {
         for scheme in gone {
             self.forget(&scheme);
         }
-        let removed = self.compiler.retain(&self.store.stored_digests().await?);
+        let keep = self.store.stored_digests().await?;
+        let removed = self.compiler.cache().map_or(0, |cache| cache.retain(&keep));
         if removed > 0 {
             tracing::info!(removed, "registry: Removed compiled artifacts no stored version needs.");
         }

@@ -182,9 +182,13 @@ pub fn confine(layers: Layers, identity: Identity) -> Result<(), ConfineError> {
         // SAFETY: `unshare` is unsafe in rustix for `FILES`, which would
         // split the file descriptor table between threads; it is not asked
         // for, and the process has one thread (checked above).
+        let (uid, gid) = (rustix::process::getuid(), rustix::process::getgid());
         #[allow(unsafe_code)]
         unsafe { rustix::thread::unshare_unsafe(namespaces) }
             .map_err(|e| ConfineError::Namespaces(e.into()))?;
+        if !root {
+            map_identity(uid.as_raw(), gid.as_raw())?;
+        }
     }
     if layers.filesystem {
         empty_root()?;
@@ -201,6 +205,18 @@ pub fn confine(layers: Layers, identity: Identity) -> Result<(), ConfineError> {
         }
     }
     Ok(())
+}
+
+/// In a new user namespace: maps the process's uid and gid to themselves
+/// (an unmapped identity cannot even make the directory the root moves
+/// to), with `setgroups` denied as the kernel requires.
+fn map_identity(uid: u32, gid: u32) -> Result<(), ConfineError> {
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("/proc/self/{file}"), text).map_err(ConfineError::Namespaces)
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("{uid} {uid} 1"))?;
+    write("gid_map", format!("{gid} {gid} 1"))
 }
 
 /// Makes the root an empty, read-only tmpfs and detaches the old one, in

@@ -2,9 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use tocsin_tests::forge::Forge;
 use tocsin_tests::webhook::{Reply, Webhook};
 use tocsin_tests::{fixture, plugins};
 
@@ -216,6 +218,72 @@ fn check_accepts_a_notifier_and_refuses_what_it_must_not_run() {
 
     let output = tocsin(&["check", dir.path().join("absent.wasm").to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// `check` compiles a file as an upload is compiled: the checks before
+/// compiling, the `[uploads]` limits, the confined child. At e8aba4b it
+/// compiled in-process without limits: the wrong signature was `valid`,
+/// and the 100k-function bomb compiled on every core (10 s, 750 MB).
+#[test]
+fn check_compiles_as_an_upload_is_compiled_within_its_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, forge: Forge| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, forge.component()).unwrap();
+        path.display().to_string()
+    };
+    let wrong = file("wrong.wasm", Forge { wrong_signature: true, ..Forge::default() });
+    let bomb = file("bomb.wasm", Forge { bomb_functions: 100_000, bomb_repeats: 2, ..Forge::default() });
+    let error = |output: &std::process::Output| json_line(output)["error"].as_str().unwrap().to_owned();
+
+    let output = tocsin(&["check", &wrong]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(error(&output).contains("function notify: expected 3 parameters, found 1"), "{}", error(&output));
+    let output = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["check", &bomb])
+        .env("TOCSIN_UPLOADS__COMPILE_CPU_SECONDS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(error(&output).contains("compilation used more than 1 CPU seconds"), "{}", error(&output));
+}
+
+/// Not root, the compiler confines itself in a user namespace of its own:
+/// `check` run by an unprivileged user compiles, and refuses, as root's
+/// does. (The uid switch of a root service is in `tests/confinement.rs`.)
+#[test]
+fn check_run_by_an_unprivileged_user_compiles_in_a_user_namespace() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test runs as root, as CI does, to become another user"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("tocsin");
+    std::fs::copy(env!("CARGO_BIN_EXE_tocsin"), &binary).unwrap();
+    let notifier = dir.path().join("notifier.wasm");
+    std::fs::write(&notifier, Forge::default().component()).unwrap();
+    let table = dir.path().join("table.wasm");
+    std::fs::write(&table, Forge { table_entries: Some(120_000), ..Forge::default() }.component()).unwrap();
+    std::fs::set_permissions(&notifier, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&table, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let check = |path: &Path| {
+        Command::new(&binary)
+            .arg("check")
+            .arg(path)
+            .uid(65534)
+            .gid(65534)
+            .env_remove("HOME")
+            .output()
+            .unwrap()
+    };
+    let output = check(&notifier);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    let output = check(&table);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(json_line(&output)["error"].as_str().unwrap().contains("a table of 120000 elements"));
 }
 
 #[test]

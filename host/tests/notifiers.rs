@@ -338,6 +338,49 @@ async fn an_upload_storm_from_one_tenant_is_answered_429_and_another_tenants_upl
     }
 }
 
+/// Where the compiler cannot be confined, no tenant's component is
+/// compiled: the service says so at start and answers uploads 503, until
+/// the operator opts out (`uploads.confine_compiler = false`), which it
+/// says at start too. Here tocsin runs as root of a user namespace of its
+/// own (`unshare --user --map-root-user`), where the compiler's
+/// unprivileged user does not exist.
+#[tokio::test]
+async fn a_compiler_that_cannot_be_confined_compiles_nothing_unless_the_operator_opts_out() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("tocsin-in-a-user-namespace");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec unshare --user --map-root-user {TOCSIN} \"$@\"\n"))
+        .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = wrapper.to_str().unwrap();
+    let vhost = TestVhost::create();
+
+    let service = Service::start(wrapper, &tenants_config(&vhost, "")).await;
+    let refused = service.lines_with(
+        "registry: The compiler cannot be confined; no tenant's component will be compiled until it can.",
+    );
+    assert_eq!(refused.len(), 1, "{}", service.log_text());
+    assert_eq!(refused[0]["level"], "ERROR");
+    assert!(refused[0]["error"].as_str().unwrap().contains("cannot drop to uid 65534"), "{refused:?}");
+    let (status, answer) = upload(&service, "acme-chat", ACME, component(plugins::COUNTER)).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (503, Some("compiler_unavailable")), "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("uploads.confine_compiler = false"),
+        "{answer}"
+    );
+    drop(service);
+
+    let service =
+        Service::start(wrapper, &tenants_config(&vhost, "[uploads]\nconfine_compiler = false\n")).await;
+    let warned = service.lines_with(
+        "registry: The compiler of tenants' components runs unconfined (uploads.confine_compiler = false).",
+    );
+    assert_eq!(warned.len(), 1, "{}", service.log_text());
+    assert_eq!(warned[0]["level"], "WARN");
+    let (status, answer) = upload(&service, "acme-chat", ACME, component(plugins::COUNTER)).await;
+    assert_eq!(status, 201, "{answer}");
+}
+
 /// The compiler's CPU and wall-clock limits, on the child process alone.
 #[tokio::test]
 async fn the_compiler_process_is_stopped_at_its_cpu_and_time_limits() {

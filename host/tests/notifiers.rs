@@ -207,7 +207,7 @@ async fn hostile_uploads_are_refused_with_the_reason() {
 #[tokio::test]
 async fn uploads_that_could_never_run_are_refused_with_what_to_change() {
     let vhost = TestVhost::create();
-    let extra = "[uploads]\ncompile_cpu_seconds = 1\nupload_burst = 10\n";
+    let extra = "[uploads]\ncompile_cpu_seconds = 1\nupload_burst = 10\n[uploads.max_limits]\nmemory_bytes = 67108864\n";
     let service = Service::start(TOCSIN, &tenants_config(&vhost, extra)).await;
     let confined = service.lines_with("registry: The compiler of tenants' components is confined: its own namespaces, no capabilities, a seccomp filter.");
     assert_eq!(confined.len(), 1, "{}", service.log_text());
@@ -265,6 +265,17 @@ async fn uploads_that_could_never_run_are_refused_with_what_to_change() {
         "{}",
         service.log_text()
     );
+
+    // A version's memory limit holds for a cached artifact too: compiled for
+    // a version allowed 64 MiB, the same bytes are refused for one allowed
+    // the default 32.
+    let forty = Forge { memory_pages: 640, ..Forge::default() }.component();
+    let (status, answer) =
+        service.call("PUT", "/v1/notifiers/acme-big?memory_bytes=67108864", Some(ACME), forty.clone()).await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = upload(&service, "acme-small", ACME, forty).await;
+    assert_eq!((status, answer["error"]["reason"].as_str()), (422, Some("too_large")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("start at 41943040 bytes"), "{answer}");
 
     // The same forge, within the limits, is a notifier that delivers.
     let (status, answer) = upload(&service, "acme-forged", ACME, Forge::default().component()).await;

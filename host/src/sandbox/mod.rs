@@ -351,7 +351,7 @@ impl Sandbox {
     }
 
     fn plugin(&self, spec: PluginSpec, component: Component) -> Result<Plugin, LoadError> {
-        let (info, pre) = self.link(component)?;
+        let (info, pre) = self.link(component, spec.limits.memory_bytes)?;
         Ok(Plugin {
             name: spec.name.into(),
             tenant: spec.tenant.map(Into::into),
@@ -363,9 +363,13 @@ impl Sandbox {
         })
     }
 
-    fn link(&self, component: Component) -> Result<(ComponentInfo, NotifierPre<StoreState>), LoadError> {
+    fn link(
+        &self,
+        component: Component,
+        memory_limit: u64,
+    ) -> Result<(ComponentInfo, NotifierPre<StoreState>), LoadError> {
         let info = validate::check(&self.engine, &component)?;
-        validate::check_resources(&component)?;
+        validate::check_resources(&component, memory_limit)?;
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = NotifierPre::new(instance_pre).map_err(|e| LoadError::ExportMismatch(format!("{e:#}")))?;
@@ -617,7 +621,8 @@ pub fn compile_settings(max_wasm_stack_bytes: usize) -> wasmtime::Config {
 pub(crate) fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
     let component = validate::compile(engine, bytes)?;
     validate::check(engine, &component)?;
-    validate::check_resources(&component)?;
+    // The memory limit was checked before compiling, over all memories.
+    validate::check_resources(&component, u64::MAX)?;
     component.serialize().map_err(|e| LoadError::Compile(format!("{e:#}")))
 }
 

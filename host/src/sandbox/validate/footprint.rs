@@ -66,12 +66,7 @@ impl Footprint {
             ));
         }
         if self.memory_bytes > memory_limit {
-            return too_large(format!(
-                "its linear memories start at {} bytes, above the call's memory limit of {memory_limit} bytes \
-                 (limit memory_bytes): make the initial memory smaller (stack size, static data) or ask for \
-                 a higher memory_bytes",
-                self.memory_bytes
-            ));
+            return Err(memory_over_limit(self.memory_bytes, memory_limit));
         }
         if self.table_elements > MAX_TABLE_ELEMENTS {
             return too_large(format!(
@@ -81,6 +76,15 @@ impl Footprint {
         }
         Ok(())
     }
+}
+
+/// Memories that start at `bytes`, above the call's `memory_limit`.
+pub(crate) fn memory_over_limit(bytes: u64, memory_limit: u64) -> LoadError {
+    LoadError::TooLarge(format!(
+        "its linear memories start at {bytes} bytes, above the call's memory limit of {memory_limit} bytes \
+         (limit memory_bytes): make the initial memory smaller (stack size, static data) or ask for a higher \
+         memory_bytes"
+    ))
 }
 
 /// One module or component whose sections are being read.

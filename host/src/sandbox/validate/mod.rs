@@ -224,13 +224,15 @@ fn is_handler(name: &str) -> bool {
         .is_some_and(|version| SUPPORTED_VERSIONS.contains(&version))
 }
 
-/// Checks that the component fits the per-call maxima whatever the
-/// allocator: the pool enforces them at compile time, the on-demand
-/// allocator only when a call instantiates it.
+/// Checks what wasmtime compiled against the per-call maxima whatever the
+/// allocator (the pool enforces them at compile time, the on-demand
+/// allocator only when a call instantiates it), and each memory's initial
+/// size against `memory_limit`: a cached artifact, compiled for another
+/// version's limits, is checked against this one's.
 ///
 /// # Errors
 /// [`LoadError::TooLarge`] naming the resource.
-pub(crate) fn check_resources(component: &Component) -> Result<(), LoadError> {
+pub(crate) fn check_resources(component: &Component, memory_limit: u64) -> Result<(), LoadError> {
     let Some(required) = component.resources_required() else {
         return Ok(());
     };
@@ -239,6 +241,11 @@ pub(crate) fn check_resources(component: &Component) -> Result<(), LoadError> {
             "{} memories and {} tables; a notifier may have at most {MAX_MEMORIES} and {MAX_TABLES}",
             required.num_memories, required.num_tables
         )));
+    }
+    // In 64 KiB pages: wasmtime does not enable custom page sizes.
+    let initial = required.max_initial_memory_size.unwrap_or(0).saturating_mul(64 << 10);
+    if initial > memory_limit {
+        return Err(footprint::memory_over_limit(initial, memory_limit));
     }
     Ok(())
 }

@@ -259,7 +259,7 @@ impl Compiler {
             // A child that dies early closes the pipe: its status says why.
             let _ = stdin.write_all(&input).await;
         });
-        let diagnostics = tokio::spawn(read_capped(stderr, MAX_COMPILER_STDERR_BYTES));
+        let diagnostics = tokio::spawn(read_head(stderr, MAX_COMPILER_STDERR_BYTES));
         let run = async {
             let output = read_capped(stdout, limits.max_artifact_bytes).await;
             if output.is_err() {
@@ -278,7 +278,7 @@ impl Compiler {
             }
         };
         feed.abort();
-        let stderr = diagnostics.await.ok().and_then(Result::ok).unwrap_or_default();
+        let stderr = diagnostics.await.unwrap_or_default();
         let stderr = String::from_utf8_lossy(&stderr);
         let stats = stderr.lines().last().and_then(|line| serde_json::from_str(line).ok());
         let result = match (status, output) {
@@ -306,6 +306,15 @@ async fn read_capped(reader: impl AsyncRead + Unpin, cap: u64) -> Result<Vec<u8>
     let mut bytes = Vec::new();
     reader.take(cap.saturating_add(1)).read_to_end(&mut bytes).await.map_err(|_| ())?;
     if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > cap { Err(()) } else { Ok(bytes) }
+}
+
+/// The first `cap` bytes of `reader`; the rest is read to its end and
+/// dropped, so the writer never blocks on a full pipe.
+async fn read_head(mut reader: impl AsyncRead + Unpin, cap: u64) -> Vec<u8> {
+    let mut head = Vec::new();
+    let _ = (&mut reader).take(cap).read_to_end(&mut head).await;
+    let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
+    head
 }
 
 /// Why a compiler child that neither succeeded nor refused ended.

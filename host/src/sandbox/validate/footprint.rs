@@ -295,3 +295,136 @@ fn index(value: u32) -> usize {
 fn invalid(error: impl std::fmt::Display) -> LoadError {
     LoadError::Invalid(error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use wasm_encoder::{
+        Alias, Component, ComponentAliasSection, ComponentInstanceSection,
+        ComponentOuterAliasKind as OuterKind, InstanceSection, MemorySection, MemoryType, Module, ModuleArg,
+        ModuleSection, NestedComponentSection, RefType, TableSection, TableType,
+    };
+
+    use super::*;
+
+    /// A module with one memory of `pages` and one table of `elements`.
+    fn module(pages: u64, elements: u64) -> Module {
+        let mut memories = MemorySection::new();
+        memories.memory(MemoryType {
+            minimum: pages,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        let mut tables = TableSection::new();
+        tables.table(TableType {
+            element_type: RefType::FUNCREF,
+            minimum: elements,
+            maximum: None,
+            table64: false,
+            shared: false,
+        });
+        let mut module = Module::new();
+        module.section(&tables).section(&memories);
+        module
+    }
+
+    fn footprint(bytes: &[u8]) -> Result<Footprint, LoadError> {
+        let mut reader = FootprintReader::new();
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            reader.read(&payload.map_err(invalid)?)?;
+        }
+        reader.footprint().ok_or_else(|| invalid("unfinished"))
+    }
+
+    #[test]
+    fn instantiations_are_counted_through_nested_components_and_outer_aliases() {
+        // The outer component defines a module (2 pages, 10 elements), and a
+        // nested component that aliases it from outside and instantiates
+        // it; the outer one instantiates the nested component twice and the
+        // module once more.
+        let mut nested = Component::new();
+        let mut aliases = ComponentAliasSection::new();
+        aliases.alias(Alias::Outer { kind: OuterKind::CoreModule, count: 1, index: 0 });
+        nested.section(&aliases);
+        let mut instances = InstanceSection::new();
+        instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+        nested.section(&instances);
+
+        let mut outer = Component::new();
+        outer.section(&ModuleSection(&module(2, 10)));
+        outer.section(&NestedComponentSection(&nested));
+        let mut components = ComponentInstanceSection::new();
+        components.instantiate(0, Vec::<(&str, wasm_encoder::ComponentExportKind, u32)>::new());
+        components.instantiate(0, Vec::<(&str, wasm_encoder::ComponentExportKind, u32)>::new());
+        outer.section(&components);
+        let mut instances = InstanceSection::new();
+        instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+        outer.section(&instances);
+
+        let counted = footprint(&outer.finish()).unwrap();
+        assert_eq!(
+            counted,
+            Footprint {
+                core_instances: 3,
+                memories: 3,
+                memory_bytes: 3 * 2 * 65536,
+                tables: 3,
+                table_elements: 30
+            }
+        );
+        let refused = counted.check(u64::MAX).unwrap_err().to_string();
+        assert!(
+            refused.contains("3 linear memories and 3 tables; a notifier may have at most 2 and 8"),
+            "{refused}"
+        );
+        let two = Footprint { memories: 2, ..counted };
+        assert!(two.check(393_216).is_ok());
+        let refused = two.check(393_215).unwrap_err().to_string();
+        assert!(
+            refused.contains("start at 393216 bytes, above the call's memory limit of 393215"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_module_past_the_pools_per_module_slots_is_refused() {
+        let mut outer = Component::new();
+        let mut memories = MemorySection::new();
+        for _ in 0..2 {
+            memories.memory(MemoryType {
+                minimum: 1,
+                maximum: None,
+                memory64: false,
+                shared: false,
+                page_size_log2: None,
+            });
+        }
+        let mut two = Module::new();
+        two.section(&memories);
+        outer.section(&ModuleSection(&two));
+        assert!(
+            matches!(footprint(&outer.finish()), Err(LoadError::TooLarge(why)) if why.contains("2 linear memories"))
+        );
+
+        let mut outer = Component::new();
+        outer.section(&ModuleSection(&module(1, MAX_TABLE_ELEMENTS_PER_TABLE + 1)));
+        assert!(
+            matches!(footprint(&outer.finish()), Err(LoadError::TooLarge(why)) if why.contains("20001 elements"))
+        );
+    }
+
+    #[test]
+    fn more_instances_than_the_pool_has_slots_for_are_refused() {
+        let mut outer = Component::new();
+        outer.section(&ModuleSection(&Module::new()));
+        let mut instances = InstanceSection::new();
+        for _ in 0..=MAX_CORE_INSTANCES {
+            instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+        }
+        outer.section(&instances);
+        let counted = footprint(&outer.finish()).unwrap();
+        assert_eq!(counted.core_instances, u64::from(MAX_CORE_INSTANCES) + 1);
+        assert!(counted.check(u64::MAX).unwrap_err().to_string().contains("instantiates 17 core modules"));
+    }
+}

@@ -249,10 +249,7 @@ impl Config {
 
     /// The engine settings compiled components must match.
     pub(crate) fn compile_target(&self) -> CompileTarget {
-        CompileTarget {
-            max_wasm_stack_bytes: self.sandbox.max_wasm_stack_bytes,
-            max_memory_bytes: self.sandbox.max_memory_bytes,
-        }
+        CompileTarget { max_wasm_stack_bytes: self.sandbox.max_wasm_stack_bytes }
     }
 
     /// How the compiler child is confined.

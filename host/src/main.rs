@@ -105,9 +105,6 @@ enum Command {
         /// The service engine's WebAssembly stack size.
         #[arg(long)]
         max_wasm_stack_bytes: usize,
-        /// The service pool's memory slot, in bytes.
-        #[arg(long)]
-        max_memory_bytes: u64,
         /// The memory limit of the calls the component is for, in bytes.
         #[arg(long)]
         memory_limit_bytes: u64,
@@ -190,7 +187,6 @@ fn main() -> ExitCode {
             memory_bytes,
             threads,
             max_wasm_stack_bytes,
-            max_memory_bytes,
             memory_limit_bytes,
             confine_uid,
             confine_gid,
@@ -199,7 +195,7 @@ fn main() -> ExitCode {
             cpu_seconds,
             memory_bytes,
             threads,
-            target: CompileTarget { max_wasm_stack_bytes, max_memory_bytes },
+            target: CompileTarget { max_wasm_stack_bytes },
             memory_limit_bytes,
             confine: confine_uid.zip(confine_gid).map(|(uid, gid)| Identity { uid, gid }),
         }),

@@ -240,6 +240,12 @@ fn check_compiles_as_an_upload_is_compiled_within_its_limits() {
     assert_eq!(output.status.code(), Some(1));
     assert!(error(&output).contains("function notify: expected 3 parameters, found 1"), "{}", error(&output));
     let output = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["check", &file("notifier.wasm", Forge::default())])
+        .env("TOCSIN_UPLOADS__COMPILE_THREADS", "2")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "on two threads: {}", String::from_utf8_lossy(&output.stdout));
+    let output = Command::new(env!("CARGO_BIN_EXE_tocsin"))
         .args(["check", &bomb])
         .env("TOCSIN_UPLOADS__COMPILE_CPU_SECONDS", "1")
         .output()

@@ -2,7 +2,8 @@
 //! started again as `confinement probe …`, goes through the very function
 //! the compiler calls (`sandbox::compiler::confine::confine`) and then
 //! tries what code smuggled into the compiler would: read the secrets key
-//! file, connect to 127.0.0.1, exec a program. The test runs it under
+//! file, connect to 127.0.0.1, start a thread (a thread bomb), exec a
+//! program. The test runs it under
 //! each layer alone, under every layer but the last, and under all; each
 //! attempt must fail with the error of the layer that stopped it, and
 //! (the control) succeed with none.
@@ -31,8 +32,9 @@ const NOBODY: Identity = Identity { uid: 65534, gid: 65534 };
 /// What the probe execs: it prints this when it runs.
 const EXECUTED: &str = "probe-exec-ran";
 
-/// The probe's three attempts, in order.
-const ATTEMPTS: [&str; 3] = ["open the secrets key", "connect to 127.0.0.1", "exec a program"];
+/// The probe's attempts, in order (the exec last: it replaces the probe).
+const ATTEMPTS: [&str; 4] =
+    ["open the secrets key", "connect to 127.0.0.1", "start a thread", "exec a program"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -90,9 +92,9 @@ impl Fixture {
             })
             .collect();
         if stdout.contains(EXECUTED) {
-            results.insert(ATTEMPTS[2].into(), "ok".into());
+            results.insert(ATTEMPTS[3].into(), "ok".into());
         }
-        assert_eq!(results.len(), 3, "probe {layers}: {stdout}\n{stderr}");
+        assert_eq!(results.len(), ATTEMPTS.len(), "probe {layers}: {stdout}\n{stderr}");
         results
     }
 }
@@ -102,14 +104,14 @@ fn as_root(fixture: &Fixture) {
     let binary = std::env::current_exe().unwrap();
     // layers → the error each attempt must end with, and the layer that
     // stopped it.
-    let cases: [(&str, [&str; 3]); 7] = [
-        ("none", ["ok", "ok", "ok"]),
-        ("network", ["ok", "ENETUNREACH", "ok"]),
-        ("filesystem", ["ENOENT", "ok", "ENOENT"]),
-        ("user", ["EACCES", "ok", "ok"]),
-        ("syscalls", ["EPERM", "EPERM", "EPERM"]),
-        ("network,filesystem,user", ["ENOENT", "ENETUNREACH", "ENOENT"]),
-        ("network,filesystem,user,syscalls", ["EPERM", "EPERM", "EPERM"]),
+    let cases: [(&str, [&str; 4]); 7] = [
+        ("none", ["ok", "ok", "ok", "ok"]),
+        ("network", ["ok", "ENETUNREACH", "ok", "ok"]),
+        ("filesystem", ["ENOENT", "ok", "ok", "ENOENT"]),
+        ("user", ["EACCES", "ok", "ok", "ok"]),
+        ("syscalls", ["EPERM", "EPERM", "EPERM", "EPERM"]),
+        ("network,filesystem,user", ["ENOENT", "ENETUNREACH", "ok", "ENOENT"]),
+        ("network,filesystem,user,syscalls", ["EPERM", "EPERM", "EPERM", "EPERM"]),
     ];
     let mut reached = 0;
     for (layers, expected) in cases {
@@ -159,7 +161,7 @@ fn unprivileged(fixture: &Fixture, root: bool) {
             "{attempt} unprivileged, below seccomp: {below:?}"
         );
     }
-    assert_eq!(below[ATTEMPTS[2]], "ENOENT", "exec unprivileged, below seccomp: {below:?}");
+    assert_eq!(below[ATTEMPTS[3]], "ENOENT", "exec unprivileged, below seccomp: {below:?}");
     println!(
         "confinement: unprivileged (user namespace): every attempt stopped: {all:?}, below seccomp: {below:?}"
     );
@@ -183,7 +185,7 @@ fn accepted(listener: &TcpListener) -> usize {
     std::iter::from_fn(|| listener.accept().ok()).count()
 }
 
-/// `probe LAYERS KEY PORT`: confines itself, then makes the three
+/// `probe LAYERS KEY PORT`: confines itself, then makes the
 /// attempts, one JSON line each; the exec, when it works, prints
 /// [`EXECUTED`] instead.
 fn probe(args: &[String]) -> ExitCode {
@@ -195,7 +197,7 @@ fn probe(args: &[String]) -> ExitCode {
         user: has("user"),
         syscalls: has("syscalls"),
     };
-    if let Err(error) = confine(layers, NOBODY) {
+    if let Err(error) = confine(layers, NOBODY, 1) {
         // Each attempt "fails" with the refusal: the probe never goes on
         // unconfined.
         for attempt in ATTEMPTS {
@@ -211,9 +213,15 @@ fn probe(args: &[String]) -> ExitCode {
     println!("{}", json!({"attempt": ATTEMPTS[0], "result": result(open)}));
     let connect = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap_or(0))).map(|_| ());
     println!("{}", json!({"attempt": ATTEMPTS[1], "result": result(connect)}));
+    // A compiler on one thread may start none (a thread bomb would take
+    // the host's pids).
+    let thread = std::thread::Builder::new()
+        .spawn(|| ())
+        .and_then(|thread| thread.join().map_err(|_| std::io::Error::other("the thread panicked")));
+    println!("{}", json!({"attempt": ATTEMPTS[2], "result": result(thread)}));
     // `exec` replaces this process when it works; it returns only the error.
     let exec = Command::new("/bin/echo").arg(EXECUTED).exec();
-    println!("{}", json!({"attempt": ATTEMPTS[2], "result": result(Err(exec))}));
+    println!("{}", json!({"attempt": ATTEMPTS[3], "result": result(Err(exec))}));
     ExitCode::SUCCESS
 }
 

@@ -408,7 +408,7 @@ async fn the_compiler_process_is_stopped_at_its_cpu_and_time_limits() {
             max_artifact_bytes: 64 << 20,
             at_once: 1,
         };
-        let target = CompileTarget { max_wasm_stack_bytes: 512 << 10, max_memory_bytes: 256 << 20 };
+        let target = CompileTarget { max_wasm_stack_bytes: 512 << 10 };
         let confinement = Confinement::Required(Identity { uid: 65534, gid: 65534 });
         Compiler::new(TOCSIN.into(), limits, target, confinement, None)
     };

@@ -4,10 +4,9 @@
 //! The service starts it with an empty environment, sends the component on
 //! stdin and reads the serialized artifact from stdout (exit 0), or the
 //! reason for refusing it as JSON (exit 3); its last line of stderr is
-//! what it used. Before reading any input it makes its engine (whose
-//! instance pool reserves address space up front), limits itself (CPU
-//! seconds, address space beyond what is mapped then, no core dumps) and
-//! confines itself. A compile bomb then ends this process, never the
+//! what it used. Before reading any input it makes its engine, limits
+//! itself (CPU seconds, address space beyond what is mapped then, no core
+//! dumps) and confines itself. A compile bomb then ends this process, never the
 //! service, and what a compiler bug could run reads nothing of the
 //! service's.
 
@@ -50,13 +49,13 @@ pub fn run(args: CompileArgs) -> anyhow::Result<Exit> {
         .map_err(|e| anyhow::anyhow!("cannot create the engine: {e:#}"))?;
     // The hard CPU limit a second later: SIGXCPU first, SIGKILL if ignored.
     Resource::CPU.set(args.cpu_seconds, args.cpu_seconds.saturating_add(1))?;
-    // What is mapped already (the binary, the allocator's first arena, the
-    // pool's reservations) does not count against the compilation.
+    // What is mapped already (the binary, the allocator's first arena)
+    // does not count against the compilation.
     let address_space = mapped_bytes()?.saturating_add(args.memory_bytes);
     Resource::AS.set(address_space, address_space)?;
     let mut stdout = std::io::stdout().lock();
     let mut compiled = false;
-    let answer = match args.confine.map(|identity| confine::confine(Layers::ALL, identity)) {
+    let answer = match args.confine.map(|identity| confine::confine(Layers::ALL, identity, args.threads)) {
         Some(Err(error)) => Err(LoadError::Unconfined(error.to_string())),
         Some(Ok(())) | None => {
             let mut component = Vec::new();

@@ -345,8 +345,16 @@ impl Sandbox {
         // carrying the HMAC that process's parent wrote with a key kept in
         // the state directory; wasmtime checks the engine compatibility.
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(&self.engine, artifact.bytes()) }
-            .map_err(|e| LoadError::Artifact(format!("{e:#}")))?;
+        let component = unsafe { Component::deserialize(&self.engine, artifact.bytes()) }.map_err(|e| {
+            // The pool checks its slots here: a component past them could
+            // never be instantiated, whatever the artifact.
+            let error = format!("{e:#}");
+            if error.contains("pooling allocator") {
+                LoadError::TooLarge(error)
+            } else {
+                LoadError::Artifact(error)
+            }
+        })?;
         self.plugin(spec, component)
     }
 
@@ -626,16 +634,15 @@ pub(crate) fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, LoadE
     component.serialize().map_err(|e| LoadError::Compile(format!("{e:#}")))
 }
 
-/// The compiler child's engine configuration: the service's, with a pool
-/// for one instance, so that it refuses what the service's pool would
-/// (an engine with no pool checks nothing of it), compiling on `threads`.
+/// The compiler child's engine configuration: the service's settings that
+/// compiled code depends on, compiling on `threads`, and no instance pool.
+/// A pool reserves gigabytes of address space up front, which code run
+/// through a compiler bug could make usable past the child's
+/// `RLIMIT_AS`; the pool's limits are checked before compiling instead
+/// ([`validate::footprint`]), and exactly when the service loads the
+/// artifact into its own pool.
 pub(crate) fn compiler_engine_config(target: CompileTarget, threads: u32) -> wasmtime::Config {
-    let sandbox = SandboxConfig {
-        max_memory_bytes: target.max_memory_bytes,
-        max_wasm_stack_bytes: target.max_wasm_stack_bytes,
-        ..SandboxConfig::default()
-    };
-    let mut engine = engine_config(&sandbox, Some(1));
+    let mut engine = compile_settings(target.max_wasm_stack_bytes);
     engine.parallel_compilation(threads > 1);
     engine
 }

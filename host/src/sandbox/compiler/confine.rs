@@ -153,16 +153,19 @@ pub enum ConfineError {
 }
 
 /// Confines the calling process with `layers`, switching to `identity`
-/// if it runs as root.
+/// if it runs as root; it may start threads afterwards only if `threads`
+/// is above 1. File descriptors past stderr (inherited ones included) are
+/// closed first.
 ///
 /// # Errors
 /// [`ConfineError`]: a layer could not be applied; the process must then
 /// not go on to handle what it was to be confined for.
-pub fn confine(layers: Layers, identity: Identity) -> Result<(), ConfineError> {
-    let threads = status_field("Threads:").unwrap_or_default();
-    if threads != "1" {
-        return Err(ConfineError::Threads(threads));
+pub fn confine(layers: Layers, identity: Identity, threads: u32) -> Result<(), ConfineError> {
+    let running = status_field("Threads:").unwrap_or_default();
+    if running != "1" {
+        return Err(ConfineError::Threads(running));
     }
+    close_inherited_files();
     let root = rustix::process::geteuid().is_root();
     let mut namespaces = UnshareFlags::empty();
     if layers.network {
@@ -200,7 +203,8 @@ pub fn confine(layers: Layers, identity: Identity) -> Result<(), ConfineError> {
         .map_err(|e| ConfineError::User { uid: identity.uid, gid: identity.gid, error: e.into() })?;
     rustix::thread::set_no_new_privs(true).map_err(|e| ConfineError::Syscalls(e.to_string()))?;
     if layers.syscalls {
-        for filter in syscall_filters()? {
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        for filter in syscall_filters(u64::from(pid.unsigned_abs()), threads > 1)? {
             seccompiler::apply_filter(&filter).map_err(|e| ConfineError::Syscalls(e.to_string()))?;
         }
     }
@@ -278,40 +282,67 @@ fn drop_identity(root: bool, identity: Identity) -> Result<(), ConfineError> {
 
 /// The calls the compiler makes once confined, found by tracing it
 /// compiling the built-in notifiers and large components on one and on
-/// several threads; every other call fails with `EPERM`. `clone` makes
-/// threads only, never processes; `prctl` only names things. `clone3` passes its flags in memory,
-/// where a filter cannot look: a first filter fails it with `ENOSYS`
-/// (which makes the C library fall back to `clone`), and the kernel
-/// returns that error whatever the second, the allowlist, says.
-fn syscall_filters() -> Result<[BpfProgram; 2], ConfineError> {
+/// several threads; every other call fails with `EPERM`.
+/// - `tgkill` reaches this process (`pid`) only: a panic's abort, not
+///   another process of the same user.
+/// - `prctl` only names things.
+/// - Without `threads`, no `clone` at all; with them, `clone` makes
+///   threads only, never processes, and `clone3`, whose flags are in
+///   memory where a filter cannot look, fails with `ENOSYS` (which makes
+///   the C library fall back to `clone`) through a first filter, whose
+///   error the kernel returns whatever the second, the allowlist, says.
+fn syscall_filters(pid: u64, threads: bool) -> Result<Vec<BpfProgram>, ConfineError> {
     let failed = |error: seccompiler::BackendError| ConfineError::Syscalls(error.to_string());
     let arch =
         TargetArch::try_from(std::env::consts::ARCH).map_err(|e| ConfineError::Syscalls(e.to_string()))?;
-    let clone3 = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
-    let clone3 = SeccompFilter::new(clone3, SeccompAction::Allow, SeccompAction::Errno(ENOSYS), arch)
-        .and_then(BpfProgram::try_from)
-        .map_err(failed)?;
+    let when = |conditions: Vec<(u8, SeccompCmpArgLen, SeccompCmpOp, u64)>| {
+        conditions
+            .into_iter()
+            .map(|(arg, len, op, value)| SeccompCondition::new(arg, len, op, value))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(SeccompRule::new)
+            .map_err(failed)
+    };
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().map(|&call| (call, Vec::new())).collect();
-    let thread =
-        SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(CLONE_THREAD), CLONE_THREAD)
-            .and_then(|condition| SeccompRule::new(vec![condition]))
-            .map_err(failed)?;
-    rules.insert(libc::SYS_clone, vec![thread]);
-    rules.insert(libc::SYS_clone3, Vec::new());
+    rules.insert(libc::SYS_tgkill, vec![when(vec![(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, pid)])?]);
     let prctl = ALLOWED_PRCTL
         .iter()
-        .map(|&option| {
-            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, option)
-                .and_then(|condition| SeccompRule::new(vec![condition]))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(failed)?;
+        .map(|&option| when(vec![(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, option)]))
+        .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_prctl, prctl);
-    let allowed = SeccompFilter::new(rules, SeccompAction::Errno(EPERM), SeccompAction::Allow, arch)
-        .and_then(BpfProgram::try_from)
-        .map_err(failed)?;
+    let mut filters = Vec::new();
+    if threads {
+        let clone3 = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
+        filters.push(
+            SeccompFilter::new(clone3, SeccompAction::Allow, SeccompAction::Errno(ENOSYS), arch)
+                .and_then(BpfProgram::try_from)
+                .map_err(failed)?,
+        );
+        let thread = (0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(CLONE_THREAD), CLONE_THREAD);
+        rules.insert(libc::SYS_clone, vec![when(vec![thread])?]);
+        rules.insert(libc::SYS_clone3, Vec::new());
+    }
     // The allowlist last: it has no `seccomp` for another filter after it.
-    Ok([clone3, allowed])
+    filters.push(
+        SeccompFilter::new(rules, SeccompAction::Errno(EPERM), SeccompAction::Allow, arch)
+            .and_then(BpfProgram::try_from)
+            .map_err(failed)?,
+    );
+    Ok(filters)
+}
+
+/// Closes every file descriptor past stderr: the service's own are
+/// close-on-exec, but what its launcher left open is not.
+fn close_inherited_files() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
+    let open: Vec<i32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in open {
+        // The directory's own descriptor is among them, closed already.
+        let _ = nix::unistd::close(fd);
+    }
 }
 
 /// `CLONE_THREAD`.
@@ -347,7 +378,6 @@ const ALLOWED: &[i64] = &[
     libc::SYS_rt_sigreturn,
     libc::SYS_sigaltstack,
     libc::SYS_getpid,
-    libc::SYS_tgkill,
     // time, randomness, what it used, the end
     libc::SYS_clock_gettime,
     libc::SYS_getrandom,

@@ -6,9 +6,9 @@
 //! or, through a compiler bug, run code of its choosing. So a component is
 //! compiled by `tocsin compile-component`, a child that:
 //! - checks everything the bytes say before compiling them
-//!   ([`crate::sandbox::validate::precheck`]), and compiles on an engine
-//!   with the service's pool limits, so what could never run is refused
-//!   with what to change;
+//!   ([`crate::sandbox::validate::precheck`]: the contract, the pool's
+//!   slots, the call's memory), so what could never run is refused with
+//!   what to change;
 //! - compiles on [`CompileLimits::threads`] threads, within a CPU-time and
 //!   an address-space rlimit, and is killed after a wall-clock timeout;
 //! - is confined ([`confine`]) before it reads a byte of the component.
@@ -62,14 +62,12 @@ pub struct CompileLimits {
     pub at_once: usize,
 }
 
-/// The service engine's settings that compiled code depends on or must
-/// fit, which the child's engine reproduces.
+/// The service engine's settings that compiled code depends on, which
+/// the child's engine reproduces.
 #[derive(Debug, Clone, Copy)]
 pub struct CompileTarget {
     /// `sandbox.max_wasm_stack_bytes`.
     pub max_wasm_stack_bytes: usize,
-    /// `sandbox.max_memory_bytes`: the pool's memory slot.
-    pub max_memory_bytes: u64,
 }
 
 /// A compiled component that tocsin produced: the only input
@@ -228,7 +226,6 @@ impl Compiler {
             .args(["--memory-bytes", &limits.memory_bytes.to_string()])
             .args(["--threads", &limits.threads.to_string()])
             .args(["--max-wasm-stack-bytes", &target.max_wasm_stack_bytes.to_string()])
-            .args(["--max-memory-bytes", &target.max_memory_bytes.to_string()])
             .args(["--memory-limit-bytes", &memory_limit.to_string()])
             .args(self.confinement.args())
             .env_clear()

@@ -6,10 +6,9 @@
 //! Instantiations are counted as wasmtime counts them: every core module
 //! a component (or a nested component, as often as it is instantiated)
 //! instantiates, with the memories and tables that module defines itself.
-//! A module or component that is imported or taken from another
-//! instance's exports cannot be measured here; it counts as one core
-//! instance, and the pool, which the compiler applies too, measures it
-//! after compiling.
+//! A module or component that is imported, or taken from an instance's
+//! exports, cannot be measured before it is compiled: such a component is
+//! refused (no toolchain makes one for a notifier).
 
 use tocsin_core::caps::{
     MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_MEMORIES_PER_MODULE, MAX_TABLE_ELEMENTS,
@@ -186,12 +185,10 @@ impl FootprintReader {
             }
             Payload::ComponentImportSection(imports) => {
                 for import in imports.clone() {
-                    match import.map_err(invalid)?.ty {
-                        ComponentTypeRef::Module(_) => self.current()?.modules.push(UNMEASURED_MODULE),
-                        ComponentTypeRef::Component(_) => {
-                            self.current()?.components.push(Footprint::default())
-                        }
-                        _ => {}
+                    if let ComponentTypeRef::Module(_) | ComponentTypeRef::Component(_) =
+                        import.map_err(invalid)?.ty
+                    {
+                        return Err(unmeasurable("imports"));
                     }
                 }
             }
@@ -222,14 +219,10 @@ impl FootprintReader {
     fn alias(&mut self, alias: &ComponentAlias<'_>) -> Result<(), LoadError> {
         let (outer, kind, item) = match *alias {
             ComponentAlias::Outer { kind, count, index: item } => (count, kind, item),
-            ComponentAlias::InstanceExport { kind: ComponentExternalKind::Module, .. } => {
-                self.current()?.modules.push(UNMEASURED_MODULE);
-                return Ok(());
-            }
-            ComponentAlias::InstanceExport { kind: ComponentExternalKind::Component, .. } => {
-                self.current()?.components.push(Footprint::default());
-                return Ok(());
-            }
+            ComponentAlias::InstanceExport {
+                kind: ComponentExternalKind::Module | ComponentExternalKind::Component,
+                ..
+            } => return Err(unmeasurable("takes from an instance's exports")),
             _ => return Ok(()),
         };
         let depth = self.scopes.len().checked_sub(1 + index(outer)).ok_or_else(|| invalid("outer alias"))?;
@@ -284,9 +277,14 @@ impl FootprintReader {
     }
 }
 
-/// A module that cannot be measured before compiling: one core instance.
-const UNMEASURED_MODULE: Footprint =
-    Footprint { core_instances: 1, memories: 0, memory_bytes: 0, tables: 0, table_elements: 0 };
+/// A core module or component whose footprint cannot be known before it
+/// is compiled.
+fn unmeasurable(how: &str) -> LoadError {
+    LoadError::Invalid(format!(
+        "the component {how} a core module or component: a notifier's modules must be its own, defined in it, \
+         so that what a call instantiates is known before compiling"
+    ))
+}
 
 fn index(value: u32) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
@@ -299,8 +297,9 @@ fn invalid(error: impl std::fmt::Display) -> LoadError {
 #[cfg(test)]
 mod tests {
     use wasm_encoder::{
-        Alias, Component, ComponentAliasSection, ComponentInstanceSection,
-        ComponentOuterAliasKind as OuterKind, InstanceSection, MemorySection, MemoryType, Module, ModuleArg,
+        Alias, Component, ComponentAliasSection, ComponentExportKind, ComponentImportSection,
+        ComponentInstanceSection, ComponentOuterAliasKind as OuterKind, ComponentTypeRef,
+        ComponentTypeSection, InstanceSection, InstanceType, MemorySection, MemoryType, Module, ModuleArg,
         ModuleSection, NestedComponentSection, RefType, TableSection, TableType,
     };
 
@@ -355,8 +354,8 @@ mod tests {
         outer.section(&ModuleSection(&module(2, 10)));
         outer.section(&NestedComponentSection(&nested));
         let mut components = ComponentInstanceSection::new();
-        components.instantiate(0, Vec::<(&str, wasm_encoder::ComponentExportKind, u32)>::new());
-        components.instantiate(0, Vec::<(&str, wasm_encoder::ComponentExportKind, u32)>::new());
+        components.instantiate(0, Vec::<(&str, ComponentExportKind, u32)>::new());
+        components.instantiate(0, Vec::<(&str, ComponentExportKind, u32)>::new());
         outer.section(&components);
         let mut instances = InstanceSection::new();
         instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
@@ -426,5 +425,19 @@ mod tests {
         let counted = footprint(&outer.finish()).unwrap();
         assert_eq!(counted.core_instances, u64::from(MAX_CORE_INSTANCES) + 1);
         assert!(counted.check(u64::MAX).unwrap_err().to_string().contains("instantiates 17 core modules"));
+    }
+
+    #[test]
+    fn a_module_from_an_import_or_an_instances_exports_is_refused() {
+        let mut types = ComponentTypeSection::new();
+        types.instance(&InstanceType::new());
+        let mut imports = ComponentImportSection::new();
+        imports.import("m", ComponentTypeRef::Instance(0));
+        let mut aliases = ComponentAliasSection::new();
+        aliases.alias(Alias::InstanceExport { instance: 0, kind: ComponentExportKind::Module, name: "m" });
+        let mut component = Component::new();
+        component.section(&types).section(&imports).section(&aliases);
+        let refused = footprint(&component.finish()).unwrap_err().to_string();
+        assert!(refused.contains("takes from an instance's exports a core module"), "{refused}");
     }
 }

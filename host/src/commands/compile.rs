@@ -2,7 +2,7 @@
 //! components (see [`crate::sandbox::compiler`]).
 //!
 //! The service starts it with an empty environment, sends the component on
-//! stdin and reads the serialized artifact from stdout (exit 0), or the
+//! stdin and reads the [`Artifact`] from stdout (exit 0), or the
 //! reason for refusing it as JSON (exit 3); its last line of stderr is
 //! what it used. Before reading any input it makes its engine, limits
 //! itself (CPU seconds, address space beyond what is mapped then, no core
@@ -16,7 +16,7 @@ use rlimit::Resource;
 
 use super::Exit;
 use crate::sandbox::compiler::confine::{self, Identity, Layers};
-use crate::sandbox::compiler::{CompileStats, CompileTarget};
+use crate::sandbox::compiler::{Artifact, CompileStats, CompileTarget};
 use crate::sandbox::validate::{self, LoadError};
 use crate::sandbox::{compiler_engine_config, precompile};
 
@@ -60,9 +60,10 @@ pub fn run(args: CompileArgs) -> anyhow::Result<Exit> {
         Some(Ok(())) | None => {
             let mut component = Vec::new();
             std::io::stdin().read_to_end(&mut component)?;
-            validate::precheck(&component, args.memory_limit_bytes).and_then(|()| {
+            validate::precheck(&component, args.memory_limit_bytes).and_then(|footprint| {
                 compiled = true;
-                precompile(&engine, &component)
+                let artifact = precompile(&engine, &component)?;
+                Ok(Artifact::encode(footprint.memory_bytes, &artifact))
             })
         }
     };

@@ -338,6 +338,12 @@ impl Sandbox {
     /// [`LoadError`]: the artifact does not fit this engine, or the checks
     /// refuse it.
     pub(crate) fn load_artifact(&self, spec: PluginSpec, artifact: &Artifact) -> Result<Plugin, LoadError> {
+        // Checked per version: the artifact may have been compiled (and
+        // cached) for another version's limits.
+        let limit = spec.limits.memory_bytes;
+        if artifact.initial_memory_bytes() > limit {
+            return Err(validate::footprint::memory_over_limit(artifact.initial_memory_bytes(), limit));
+        }
         // SAFETY: wasmtime requires that deserialized bytes come from
         // `Component::serialize` of a compatible engine and were not
         // tampered with. An `Artifact` is only made by `compiler`, from the
@@ -359,7 +365,7 @@ impl Sandbox {
     }
 
     fn plugin(&self, spec: PluginSpec, component: Component) -> Result<Plugin, LoadError> {
-        let (info, pre) = self.link(component, spec.limits.memory_bytes)?;
+        let (info, pre) = self.link(component)?;
         Ok(Plugin {
             name: spec.name.into(),
             tenant: spec.tenant.map(Into::into),
@@ -371,13 +377,9 @@ impl Sandbox {
         })
     }
 
-    fn link(
-        &self,
-        component: Component,
-        memory_limit: u64,
-    ) -> Result<(ComponentInfo, NotifierPre<StoreState>), LoadError> {
+    fn link(&self, component: Component) -> Result<(ComponentInfo, NotifierPre<StoreState>), LoadError> {
         let info = validate::check(&self.engine, &component)?;
-        validate::check_resources(&component, memory_limit)?;
+        validate::check_resources(&component)?;
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = NotifierPre::new(instance_pre).map_err(|e| LoadError::ExportMismatch(format!("{e:#}")))?;
@@ -629,8 +631,7 @@ pub fn compile_settings(max_wasm_stack_bytes: usize) -> wasmtime::Config {
 pub(crate) fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
     let component = validate::compile(engine, bytes)?;
     validate::check(engine, &component)?;
-    // The memory limit was checked before compiling, over all memories.
-    validate::check_resources(&component, u64::MAX)?;
+    validate::check_resources(&component)?;
     component.serialize().map_err(|e| LoadError::Compile(format!("{e:#}")))
 }
 

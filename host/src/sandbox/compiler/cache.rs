@@ -56,7 +56,7 @@ impl ArtifactCache {
             tracing::warn!(path = %path.display(), "registry: A cached artifact fails its MAC; compiling again.");
             return None;
         }
-        Some(Artifact(bytes.to_vec()))
+        Artifact::new(bytes.to_vec())
     }
 
     /// Keeps `bytes` as the artifact of `sha256`; a failure is logged, and

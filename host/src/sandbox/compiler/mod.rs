@@ -71,14 +71,42 @@ pub struct CompileTarget {
 }
 
 /// A compiled component that tocsin produced: the only input
-/// [`crate::sandbox::Sandbox::load_artifact`] takes.
+/// [`crate::sandbox::Sandbox::load_artifact`] takes. As the child writes
+/// it and the cache keeps it: the initial size of its memories in all (8
+/// bytes, little-endian), then the serialized component.
 #[derive(Debug)]
 pub struct Artifact(Vec<u8>);
 
+/// Bytes before the serialized component in an [`Artifact`].
+const HEADER_BYTES: usize = 8;
+
 impl Artifact {
+    /// The child's output or a cache entry, if it has its header.
+    pub(crate) fn new(bytes: Vec<u8>) -> Option<Artifact> {
+        (bytes.len() > HEADER_BYTES).then_some(Artifact(bytes))
+    }
+
+    /// What the child writes: `initial_memory_bytes`, then `component`.
+    pub(crate) fn encode(initial_memory_bytes: u64, component: &[u8]) -> Vec<u8> {
+        [&initial_memory_bytes.to_le_bytes()[..], component].concat()
+    }
+
+    /// The whole of it, as cached.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The serialized component.
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
+        &self.0[HEADER_BYTES..]
+    }
+
+    /// The initial size of its memories in all, which each version's
+    /// memory limit must allow.
+    pub(crate) fn initial_memory_bytes(&self) -> u64 {
+        let mut header = [0; HEADER_BYTES];
+        header.copy_from_slice(&self.0[..HEADER_BYTES]);
+        u64::from_le_bytes(header)
     }
 }
 
@@ -99,7 +127,7 @@ pub(crate) struct CompileStats {
 #[derive(Debug)]
 struct ChildRun {
     /// The artifact, or why not.
-    result: Result<Vec<u8>, LoadError>,
+    result: Result<Artifact, LoadError>,
     /// What the child reported; none when it did not end by itself.
     stats: Option<CompileStats>,
 }
@@ -149,11 +177,11 @@ impl Compiler {
         if let Some(artifact) = self.cache.as_ref().and_then(|cache| cache.get(sha256)) {
             return Ok(artifact);
         }
-        let bytes = self.compile(sha256, component, memory_limit).await?;
+        let artifact = self.compile(sha256, component, memory_limit).await?;
         if let Some(cache) = &self.cache {
-            cache.put(sha256, &bytes);
+            cache.put(sha256, artifact.as_bytes());
         }
-        Ok(Artifact(bytes))
+        Ok(artifact)
     }
 
     /// Compiles `component` (without the cache) and loads it into
@@ -168,8 +196,8 @@ impl Compiler {
         component: &[u8],
     ) -> Result<Plugin, LoadError> {
         let sha256 = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(component));
-        let bytes = self.compile(&sha256, component, spec.limits.memory_bytes).await?;
-        sandbox.load_artifact(spec, &Artifact(bytes))
+        let artifact = self.compile(&sha256, component, spec.limits.memory_bytes).await?;
+        sandbox.load_artifact(spec, &artifact)
     }
 
     /// Runs the compiler once on no component: `Ok` when it could confine
@@ -186,7 +214,12 @@ impl Compiler {
     }
 
     /// Compiles `component` in the child, saying what happened in the log.
-    async fn compile(&self, sha256: &str, component: &[u8], memory_limit: u64) -> Result<Vec<u8>, LoadError> {
+    async fn compile(
+        &self,
+        sha256: &str,
+        component: &[u8],
+        memory_limit: u64,
+    ) -> Result<Artifact, LoadError> {
         let _slot = self
             .running
             .acquire()
@@ -198,12 +231,12 @@ impl Compiler {
         let stats = run.stats.unwrap_or_default();
         let elapsed_ms = millis(started.elapsed());
         match &run.result {
-            Ok(bytes) => tracing::info!(
+            Ok(artifact) => tracing::info!(
                 sha256,
                 elapsed_ms,
                 cpu_ms = stats.cpu_ms,
                 peak_rss_bytes = stats.peak_rss_bytes,
-                artifact_bytes = bytes.len(),
+                artifact_bytes = artifact.bytes().len(),
                 "registry: Compiled a component."
             ),
             Err(error) => tracing::info!(
@@ -285,7 +318,8 @@ impl Compiler {
                 limits.max_artifact_bytes
             ))),
             (Ok(status), Ok(stdout)) => match status.code() {
-                Some(0) => Ok(stdout),
+                Some(0) => Artifact::new(stdout)
+                    .ok_or_else(|| LoadError::Compile("the compiler wrote no artifact".into())),
                 Some(code) if code == i32::from(REFUSED_EXIT_CODE) => Err(serde_json::from_slice(&stdout)
                     .unwrap_or_else(|e| {
                         LoadError::Compile(format!("unreadable answer from the compiler: {e}"))

@@ -24,7 +24,7 @@ use wasmtime::component::Component;
 use crate::capabilities::CONTRACT_IMPORTS;
 use crate::capabilities::wasi::ALLOWED_WASI_PACKAGES;
 use contract::ContractValidator;
-use footprint::FootprintReader;
+use footprint::{Footprint, FootprintReader};
 
 /// The contract versions this host serves.
 pub(crate) const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
@@ -116,9 +116,11 @@ pub struct ComponentInfo {
 /// notifier export, and that a call can instantiate them within the
 /// pool's slots and `memory_limit` (the call's `memory_bytes`).
 ///
+/// Returns what a call instantiates.
+///
 /// # Errors
 /// [`LoadError`] naming what to change.
-pub fn precheck(bytes: &[u8], memory_limit: u64) -> Result<(), LoadError> {
+pub(crate) fn precheck(bytes: &[u8], memory_limit: u64) -> Result<Footprint, LoadError> {
     check_header(bytes)?;
     let mut contract = ContractValidator::new()?;
     let mut footprint = FootprintReader::new();
@@ -157,7 +159,8 @@ pub fn precheck(bytes: &[u8], memory_limit: u64) -> Result<(), LoadError> {
     check_names(&imports, &exports)?;
     let handler = exports.iter().find(|name| is_handler(name)).map_or("", String::as_str);
     contract.check_export(&types, handler)?;
-    footprint.check(memory_limit)
+    footprint.check(memory_limit)?;
+    Ok(footprint)
 }
 
 fn invalid(error: impl std::fmt::Display) -> LoadError {
@@ -225,14 +228,12 @@ fn is_handler(name: &str) -> bool {
 }
 
 /// Checks what wasmtime compiled against the per-call maxima whatever the
-/// allocator (the pool enforces them at compile time, the on-demand
-/// allocator only when a call instantiates it), and each memory's initial
-/// size against `memory_limit`: a cached artifact, compiled for another
-/// version's limits, is checked against this one's.
+/// allocator: the pool enforces them at compile time, the on-demand
+/// allocator only when a call instantiates it.
 ///
 /// # Errors
 /// [`LoadError::TooLarge`] naming the resource.
-pub(crate) fn check_resources(component: &Component, memory_limit: u64) -> Result<(), LoadError> {
+pub(crate) fn check_resources(component: &Component) -> Result<(), LoadError> {
     let Some(required) = component.resources_required() else {
         return Ok(());
     };
@@ -241,11 +242,6 @@ pub(crate) fn check_resources(component: &Component, memory_limit: u64) -> Resul
             "{} memories and {} tables; a notifier may have at most {MAX_MEMORIES} and {MAX_TABLES}",
             required.num_memories, required.num_tables
         )));
-    }
-    // In 64 KiB pages: wasmtime does not enable custom page sizes.
-    let initial = required.max_initial_memory_size.unwrap_or(0).saturating_mul(64 << 10);
-    if initial > memory_limit {
-        return Err(footprint::memory_over_limit(initial, memory_limit));
     }
     Ok(())
 }

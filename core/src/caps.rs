@@ -99,6 +99,10 @@ pub const MAX_PLACEHOLDERS_PER_VALUE: usize = 4;
 /// Longest scheme accepted.
 pub const MAX_SCHEME_LEN: usize = 64;
 
+/// The time a client has to send an upload's body (16 MiB at 280 KB/s):
+/// a slow one would hold its place in the compile queue.
+pub const UPLOAD_BODY_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Bytes of the compiler child's stderr kept (its error and its usage);
 /// the rest is read and dropped.
 pub const MAX_COMPILER_STDERR_BYTES: u64 = 64 << 10;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tocsin_contract::json::{PythonJson, opens_object};
 use tocsin_core::alarm::Alarm;
-use tocsin_core::caps::MAX_DRY_RUN_BYTES;
+use tocsin_core::caps::{MAX_DRY_RUN_BYTES, UPLOAD_BODY_TIME};
 use tocsin_core::limits::LimitOverrides;
 use tocsin_core::tenancy::Caller;
 
@@ -51,11 +51,24 @@ pub async fn upload(
     caller: Caller,
     Path(scheme): Path<String>,
     Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = upload_request(query)?;
-    let component = read_component(body, state.catalog.max_component_bytes()).await?;
-    let version = state.catalog.upload(&caller, &scheme, &component, request).await?;
+    let max = state.catalog.max_component_bytes();
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+    if let Some(size) = announced.filter(|&size| size > max) {
+        return Err(CatalogError::TooLarge { size: usize::try_from(size).unwrap_or(usize::MAX), max }.into());
+    }
+    // The caller's rate and a place in the compile queue before the body is
+    // read: a storm of uploads is answered without holding their bodies.
+    let permit = state.catalog.admit_upload(&caller)?;
+    let component =
+        tokio::time::timeout(UPLOAD_BODY_TIME, read_component(body, max)).await.map_err(|_| {
+            ApiError::BadRequest(format!("the body did not arrive within {} s", UPLOAD_BODY_TIME.as_secs()))
+        })??;
+    let version = state.catalog.upload(permit, &caller, &scheme, &component, request).await?;
     let notifier = state.catalog.show(&caller, &scheme).await?;
     Ok((StatusCode::CREATED, Json(json!({"host": state.host, "version": version, "notifier": notifier}))))
 }

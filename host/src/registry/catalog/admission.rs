@@ -2,12 +2,13 @@
 //! compiling or waiting to, of which one caller may hold only a share.
 //!
 //! An upload is where a tenant spends the host's CPU and memory before any
-//! quota applies: each attempt (refused or not) takes a token of its
-//! caller's rate ([`UploadsConfig::uploads_per_minute`], with
-//! [`UploadsConfig::upload_burst`] at once), and one that is to be
-//! compiled takes a place in the queue
+//! quota applies. Before its body is read, each attempt (refused later or
+//! not) takes a token of its caller's rate
+//! ([`UploadsConfig::uploads_per_minute`], with
+//! [`UploadsConfig::upload_burst`] at once) and a place in the queue
 //! ([`UploadsConfig::compile_queue`], at most
-//! [`UploadsConfig::tenant_compile_queue`] a caller) until it is answered.
+//! [`UploadsConfig::tenant_compile_queue`] a caller) until it is answered:
+//! at most that many bodies are held, and compiled, at once.
 //! Past either, the API answers 429 at once, so a storm from one tenant
 //! neither queues without bound nor keeps another tenant's upload out.
 //! The change feed and start-up loads do not pass here: they load what
@@ -34,14 +35,15 @@ pub(super) struct Admission {
     caller_max: usize,
 }
 
-/// A place in the queue, given back when dropped.
+/// An upload admitted: its caller's token taken, its place in the queue
+/// held until it is dropped (the upload answered or abandoned).
 #[derive(Debug)]
-pub(super) struct QueuePlace<'a> {
+pub struct UploadPermit<'a> {
     admission: &'a Admission,
     caller: String,
 }
 
-impl Drop for QueuePlace<'_> {
+impl Drop for UploadPermit<'_> {
     fn drop(&mut self) {
         let mut queue = self.admission.places();
         if let Some(held) = queue.get_mut(&self.caller) {
@@ -71,23 +73,17 @@ impl Admission {
         }
     }
 
-    /// Takes a token of `caller`'s rate.
+    /// Takes a token of `caller`'s rate, then a place in the queue.
     ///
     /// # Errors
-    /// [`CatalogError::RateLimited`] with when to try again.
-    pub(super) fn take_token(&self, caller: &Caller) -> Result<(), CatalogError> {
-        self.rate.check_key(&key(caller)).map_err(|not_until| CatalogError::RateLimited {
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
-    }
-
-    /// Takes a place in the queue for `caller`.
-    ///
-    /// # Errors
+    /// [`CatalogError::RateLimited`] with when to try again;
     /// [`CatalogError::Busy`]: the queue, or the caller's share of it, is
     /// full.
-    pub(super) fn enter_queue(&self, caller: &Caller) -> Result<QueuePlace<'_>, CatalogError> {
+    pub(super) fn admit(&self, caller: &Caller) -> Result<UploadPermit<'_>, CatalogError> {
         let caller = key(caller);
+        self.rate.check_key(&caller).map_err(|not_until| CatalogError::RateLimited {
+            retry_after: not_until.wait_time_from(self.clock.now()),
+        })?;
         let mut queue = self.places();
         let total: usize = queue.values().sum();
         if total >= self.queue_max {
@@ -103,7 +99,7 @@ impl Admission {
             )));
         }
         *held += 1;
-        Ok(QueuePlace { admission: self, caller })
+        Ok(UploadPermit { admission: self, caller })
     }
 
     fn places(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {

@@ -12,6 +12,7 @@ use tocsin_core::hosts::validate_host_entry;
 use tocsin_core::limits::{LimitOverrides, Limits};
 use tocsin_core::tenancy::{self, Caller, ClaimError, Owner};
 
+use super::admission::UploadPermit;
 use super::{Catalog, CatalogError, sha256_hex};
 use crate::store::{NewVersion, VersionRow};
 
@@ -143,6 +144,20 @@ pub struct UploadRequest {
 }
 
 impl Catalog {
+    /// Admits an upload of `caller`'s before its body is read: its rate,
+    /// and a place in the compile queue, held by the permit.
+    ///
+    /// # Errors
+    /// [`CatalogError::RateLimited`] or [`CatalogError::Busy`], logged.
+    pub fn admit_upload(&self, caller: &Caller) -> Result<UploadPermit<'_>, CatalogError> {
+        self.admission.admit(caller).inspect_err(|error| {
+            tracing::info!(
+                tenant = tenant_of(caller), outcome = "refused", error = %error,
+                "registry: Refused an upload."
+            );
+        })
+    }
+
     /// The largest component an upload may be (`uploads.max_component_bytes`).
     pub(crate) fn max_component_bytes(&self) -> u64 {
         self.settings.uploads.max_component_bytes
@@ -155,6 +170,7 @@ impl Catalog {
     /// quota is refused, or the database failed.
     pub async fn upload(
         &self,
+        permit: UploadPermit<'_>,
         caller: &Caller,
         scheme: &str,
         component: &[u8],
@@ -167,12 +183,9 @@ impl Catalog {
             );
             error
         };
-        self.admission.take_token(caller).map_err(refused)?;
         let (owner, meta) = self.admit(caller, scheme, component, request).await.map_err(refused)?;
-        let plugin = {
-            let _place = self.admission.enter_queue(caller).map_err(refused)?;
-            self.load(scheme, &owner, &meta, component).await.map_err(refused)?
-        };
+        let plugin = self.load(scheme, &owner, &meta, component).await.map_err(refused)?;
+        drop(permit);
         let meta = VersionRow { imports: plugin.info().imports.clone(), ..meta };
         let _one_at_a_time = self.one_at_a_time.lock().await;
         let stored = self.store.add_version(self.new_version(scheme, &owner, component, meta)).await?;
@@ -218,7 +231,11 @@ impl Catalog {
             limits: request.limits,
             created_at_ms: 0,
         };
-        self.store.check_version(&self.new_version(scheme, &owner, component, meta.clone())).await?;
+        // With this host's other changes held off: the check's rolled-back
+        // writes would otherwise meet theirs (SQLite has one writer).
+        let new = self.new_version(scheme, &owner, component, meta.clone());
+        let _one_at_a_time = self.one_at_a_time.lock().await;
+        self.store.check_version(&new).await?;
         Ok((owner, meta))
     }
 

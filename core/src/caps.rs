@@ -99,6 +99,11 @@ pub const MAX_PLACEHOLDERS_PER_VALUE: usize = 4;
 /// Longest scheme accepted.
 pub const MAX_SCHEME_LEN: usize = 64;
 
+/// Longest detail of a refused component (an import's name, what its
+/// exports are, where its type differs) kept in the answer and the log:
+/// names in a component are the uploader's to choose.
+pub const MAX_REFUSAL_BYTES: usize = 2048;
+
 /// The time a client has to send an upload's body (16 MiB at 280 KB/s):
 /// a slow one would hold its place in the compile queue.
 pub const UPLOAD_BODY_TIME: std::time::Duration = std::time::Duration::from_secs(60);

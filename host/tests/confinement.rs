@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use serde_json::{Value, json};
-use tocsin::sandbox::compiler::confine::{Identity, Layers, confine};
+use tocsin::sandbox::compiler::confine::{self, Identity, Layers, confine};
 
 /// The unprivileged user probes switch to, or run as.
 const NOBODY: Identity = Identity { uid: 65534, gid: 65534 };
@@ -197,6 +197,7 @@ fn probe(args: &[String]) -> ExitCode {
         user: has("user"),
         syscalls: has("syscalls"),
     };
+    confine::close_inherited_files();
     if let Err(error) = confine(layers, NOBODY, 1) {
         // Each attempt "fails" with the refusal: the probe never goes on
         // unconfined.

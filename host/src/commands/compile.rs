@@ -45,6 +45,10 @@ pub struct CompileArgs {
 /// be made.
 pub fn run(args: CompileArgs) -> anyhow::Result<Exit> {
     Resource::CORE.set(0, 0)?;
+    confine::close_inherited_files();
+    // Read once, at the end: the peak memory (`VmHWM`; `ru_maxrss` would
+    // be the service's, kept across exec). Its own, read-only.
+    let mut status = std::fs::File::open("/proc/self/status").ok();
     let engine = wasmtime::Engine::new(&compiler_engine_config(args.target, args.threads))
         .map_err(|e| anyhow::anyhow!("cannot create the engine: {e:#}"))?;
     // The hard CPU limit a second later: SIGXCPU first, SIGKILL if ignored.
@@ -78,21 +82,29 @@ pub fn run(args: CompileArgs) -> anyhow::Result<Exit> {
         }
     };
     stdout.flush()?;
-    eprintln!("{}", serde_json::to_string(&CompileStats { compiled, ..usage() }).unwrap_or_default());
+    let peak_rss_bytes = status.as_mut().and_then(peak_rss_bytes).unwrap_or_default();
+    eprintln!(
+        "{}",
+        serde_json::to_string(&CompileStats { compiled, peak_rss_bytes, ..usage() }).unwrap_or_default()
+    );
     Ok(exit)
 }
 
-/// The CPU time and peak memory of this process so far.
+/// `VmHWM` of a `/proc/self/status` opened before, read from its start.
+fn peak_rss_bytes(status: &mut std::fs::File) -> Option<u64> {
+    let mut text = String::new();
+    status.read_to_string(&mut text).ok()?;
+    let kib = text.lines().find_map(|line| line.strip_prefix("VmHWM:"))?;
+    kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kib| kib * 1024)
+}
+
+/// The CPU time of this process so far.
 fn usage() -> CompileStats {
     use nix::sys::resource::{UsageWho, getrusage};
     use nix::sys::time::TimeValLike as _;
     let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else { return CompileStats::default() };
     let cpu_ms = usage.user_time().num_milliseconds() + usage.system_time().num_milliseconds();
-    CompileStats {
-        cpu_ms: u64::try_from(cpu_ms).unwrap_or(0),
-        peak_rss_bytes: u64::try_from(usage.max_rss()).unwrap_or(0).saturating_mul(1024),
-        compiled: false,
-    }
+    CompileStats { cpu_ms: u64::try_from(cpu_ms).unwrap_or(0), peak_rss_bytes: 0, compiled: false }
 }
 
 /// The process's mapped address space now (`VmSize`), in bytes.

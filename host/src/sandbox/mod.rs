@@ -326,9 +326,9 @@ impl Sandbox {
     /// [`LoadError`]: not a component, a refused import, no `notifier`
     /// export of a supported version.
     pub fn load(&self, spec: PluginSpec, bytes: &[u8]) -> Result<Plugin, LoadError> {
-        validate::precheck(bytes, spec.limits.memory_bytes)?;
-        let component = validate::compile(&self.engine, bytes)?;
-        self.plugin(spec, component)
+        validate::precheck(bytes, spec.limits.memory_bytes).map_err(LoadError::bounded)?;
+        let component = validate::compile(&self.engine, bytes).map_err(LoadError::bounded)?;
+        self.plugin(spec, component).map_err(LoadError::bounded)
     }
 
     /// Loads a plugin from an artifact tocsin compiled, checking it as

@@ -18,8 +18,9 @@
 //!   (memory, stdin, stdout, threads, time) and answers `EPERM` to the
 //!   rest: no `open`, `socket` or `execve`.
 //!
-//! Also: IPC and UTS namespaces, `no_new_privs`, not dumpable. Nothing of
-//! this can be undone from inside. It needs a single-threaded process
+//! Also: IPC and UTS namespaces, `no_new_privs`, not dumpable, and
+//! (before, by the caller) no inherited file descriptors. Nothing of this
+//! can be undone from inside. It needs a single-threaded process
 //! (the compiler starts none before), and root or unprivileged user
 //! namespaces; where neither is available it fails with what to change,
 //! and the service refuses uploads unless the operator opted out.
@@ -154,8 +155,8 @@ pub enum ConfineError {
 
 /// Confines the calling process with `layers`, switching to `identity`
 /// if it runs as root; it may start threads afterwards only if `threads`
-/// is above 1. File descriptors past stderr (inherited ones included) are
-/// closed first.
+/// is above 1. Whatever descriptors are open stay open: close what was
+/// inherited first ([`close_inherited_files`]).
 ///
 /// # Errors
 /// [`ConfineError`]: a layer could not be applied; the process must then
@@ -165,7 +166,6 @@ pub fn confine(layers: Layers, identity: Identity, threads: u32) -> Result<(), C
     if running != "1" {
         return Err(ConfineError::Threads(running));
     }
-    close_inherited_files();
     let root = rustix::process::geteuid().is_root();
     let mut namespaces = UnshareFlags::empty();
     if layers.network {
@@ -332,8 +332,9 @@ fn syscall_filters(pid: u64, threads: bool) -> Result<Vec<BpfProgram>, ConfineEr
 }
 
 /// Closes every file descriptor past stderr: the service's own are
-/// close-on-exec, but what its launcher left open is not.
-fn close_inherited_files() {
+/// close-on-exec, but what its launcher left open is not, and would stay
+/// open in a confined process.
+pub fn close_inherited_files() {
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
     let open: Vec<i32> = entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())

@@ -324,7 +324,7 @@ impl Compiler {
                     .unwrap_or_else(|e| {
                         LoadError::Compile(format!("unreadable answer from the compiler: {e}"))
                     })),
-                _ => Err(abnormal_end(status, &stderr, &limits)),
+                _ => Err(abnormal_end(status, &stderr, &limits).bounded()),
             },
         };
         ChildRun { result, stats }
@@ -356,9 +356,17 @@ fn abnormal_end(status: std::process::ExitStatus, stderr: &str, limits: &Compile
             "compilation needed more than {} bytes of memory (uploads.compile_memory_bytes)",
             limits.memory_bytes
         ))
-    } else if signal == Some(SIGXCPU) || signal == Some(SIGKILL) {
+    } else if signal == Some(SIGXCPU) {
         LoadError::CompileLimit(format!(
             "compilation used more than {} CPU seconds (uploads.compile_cpu_seconds)",
+            limits.cpu_seconds
+        ))
+    } else if signal == Some(SIGKILL) {
+        // The hard CPU limit, a second past the soft one, or the kernel out
+        // of memory: nothing else may signal the child.
+        LoadError::CompileLimit(format!(
+            "the compiler was killed: it used more than {} CPU seconds (uploads.compile_cpu_seconds), or the \
+             host ran out of memory",
             limits.cpu_seconds
         ))
     } else {
@@ -372,5 +380,5 @@ fn abnormal_end(status: std::process::ExitStatus, stderr: &str, limits: &Compile
 
 /// `SIGXCPU`: the soft CPU rlimit was reached.
 const SIGXCPU: i32 = 24;
-/// `SIGKILL`: the hard CPU rlimit was reached.
+/// `SIGKILL`: the hard CPU rlimit was reached (or the kernel's OOM killer).
 const SIGKILL: i32 = 9;

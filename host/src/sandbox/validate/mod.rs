@@ -16,7 +16,8 @@ mod contract;
 pub(crate) mod footprint;
 
 use serde::{Deserialize, Serialize};
-use tocsin_core::caps::{MAX_MEMORIES, MAX_TABLES};
+use tocsin_core::caps::{MAX_MEMORIES, MAX_REFUSAL_BYTES, MAX_TABLES};
+use tocsin_core::logtext::bounded;
 use wasmparser::{Parser, Payload, ValidPayload};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -84,6 +85,26 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// The same refusal with its detail escaped and cut to
+    /// [`MAX_REFUSAL_BYTES`].
+    #[must_use]
+    pub fn bounded(self) -> LoadError {
+        let cut = |detail: String| bounded(&detail, MAX_REFUSAL_BYTES, &mut false);
+        match self {
+            LoadError::NotAComponent(detail) => LoadError::NotAComponent(cut(detail)),
+            LoadError::Invalid(detail) => LoadError::Invalid(cut(detail)),
+            LoadError::Compile(detail) => LoadError::Compile(cut(detail)),
+            LoadError::CompileLimit(detail) => LoadError::CompileLimit(cut(detail)),
+            LoadError::Artifact(detail) => LoadError::Artifact(cut(detail)),
+            LoadError::ForbiddenImport(detail) => LoadError::ForbiddenImport(cut(detail)),
+            LoadError::MissingExport(detail) => LoadError::MissingExport(cut(detail)),
+            LoadError::ExportMismatch(detail) => LoadError::ExportMismatch(cut(detail)),
+            LoadError::TooLarge(detail) => LoadError::TooLarge(cut(detail)),
+            LoadError::Unconfined(detail) => LoadError::Unconfined(cut(detail)),
+            LoadError::Link(detail) => LoadError::Link(cut(detail)),
+        }
+    }
+
     /// Its stable name (`forbidden_import`, …), as the API's `reason`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -261,6 +282,16 @@ pub(crate) fn import_allowed(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusals_detail_is_escaped_and_cut() {
+        let long = format!("\u{1b}[31m{}", "n".repeat(10 * MAX_REFUSAL_BYTES));
+        let LoadError::ForbiddenImport(detail) = LoadError::ForbiddenImport(long).bounded() else {
+            unreachable!()
+        };
+        assert!(detail.len() <= MAX_REFUSAL_BYTES + 16, "{}", detail.len());
+        assert!(!detail.contains('\u{1b}'), "{detail}");
+    }
 
     #[test]
     fn the_kind_of_a_refusal_is_its_serialized_tag() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
@@ -51,16 +51,10 @@ pub async fn upload(
     caller: Caller,
     Path(scheme): Path<String>,
     Query(query): Query<BTreeMap<String, String>>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = upload_request(query)?;
     let max = state.catalog.max_component_bytes();
-    let announced =
-        headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
-    if let Some(size) = announced.filter(|&size| size > max) {
-        return Err(CatalogError::TooLarge { size: usize::try_from(size).unwrap_or(usize::MAX), max }.into());
-    }
     // The caller's rate and a place in the compile queue before the body is
     // read: a storm of uploads is answered without holding their bodies.
     let permit = state.catalog.admit_upload(&caller)?;

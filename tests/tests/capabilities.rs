@@ -93,10 +93,10 @@ async fn other_spellings_of_loopback_are_denied() {
         (format!("http://2130706433:{port}/"), "(loopback)"),
         (format!("http://0x7f.1:{port}/"), "(loopback)"),
         (format!("http://0177.0.0.1:{port}/"), "(loopback)"),
-        (format!("http://[::ffff:127.0.0.1]:{port}/"), "(IPv6 with embedded IPv4)"),
+        (format!("http://[::ffff:127.0.0.1]:{port}/"), "(loopback)"),
         (format!("http://0.0.0.0:{port}/"), "(unspecified)"),
         (format!("http://[::1]:{port}/"), "(loopback)"),
-        (format!("http://[64:ff9b::7f00:1]:{port}/"), "(IPv6 with embedded IPv4)"),
+        (format!("http://[64:ff9b::7f00:1]:{port}/"), "(loopback)"),
     ] {
         let seen = fetch_error(&host, &target).await;
         assert!(seen.contains("Denied(") && seen.contains(class), "{target}: {seen}");

@@ -9,11 +9,16 @@
 //! (no DNS-rebinding window). IP literals never reach a resolver and are
 //! checked with [`EgressPolicy::check_ip`].
 //!
+//! An IPv6 form that embeds an IPv4 address (mapped, compatible, NAT64,
+//! 6to4, Teredo) is classified by the address it embeds when that one is
+//! internal: `::ffff:127.0.0.1` is loopback. An embedded public address is
+//! refused too, as "IPv6 with embedded IPv4", unless allowed.
+//!
 //! In report-only mode (`egress.report_only`, for rolling out an allowlist)
 //! a refusal of a host the operator granted by name is logged as one that
 //! would have happened, and the request goes on. Loopback, link-local
-//! (metadata) and unspecified addresses are refused all the same, and hosts
-//! that only appear in an action URL get no such leniency.
+//! (metadata) and unspecified addresses are refused all the same, in every
+//! form, and hosts that only appear in an action URL get no such leniency.
 //!
 //! Which *hosts* a plugin may name is decided per plugin in
 //! [`super::http`]; this module judges addresses. The operator's
@@ -145,8 +150,15 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
         AddressClass::Unspecified
     } else if ip.is_loopback() {
         AddressClass::Loopback
-    } else if embedded_ipv4(ip).is_some() {
-        AddressClass::EmbeddedIpv4
+    } else if let Some(embedded) = embedded_ipv4(ip) {
+        // What it routes to decides, in every mode: `::ffff:127.0.0.1` is
+        // loopback, and report-only mode refuses it as it refuses
+        // 127.0.0.1. An embedded public address is still refused unless
+        // allowed: the form itself is a way around the operator's list.
+        match classify_v4(embedded) {
+            AddressClass::Public => AddressClass::EmbeddedIpv4,
+            internal => internal,
+        }
     } else if segments[0] & 0xfe00 == 0xfc00 {
         AddressClass::Private
     } else if segments[0] & 0xffc0 == 0xfe80 || segments[0] & 0xffc0 == 0xfec0 {
@@ -367,12 +379,13 @@ mod tests {
             ("fd00::1", AddressClass::Private),
             ("fe80::1", AddressClass::LinkLocal),
             ("ff02::1", AddressClass::Multicast),
-            ("::ffff:127.0.0.1", AddressClass::EmbeddedIpv4),
+            ("::ffff:127.0.0.1", AddressClass::Loopback),
             ("::ffff:8.8.8.8", AddressClass::EmbeddedIpv4),
-            ("::127.0.0.1", AddressClass::EmbeddedIpv4),
-            ("64:ff9b::a9fe:a9fe", AddressClass::EmbeddedIpv4),
-            ("2002:7f00:1::", AddressClass::EmbeddedIpv4),
-            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", AddressClass::EmbeddedIpv4),
+            ("::127.0.0.1", AddressClass::Loopback),
+            ("64:ff9b::a9fe:a9fe", AddressClass::LinkLocal),
+            ("2002:7f00:1::", AddressClass::Loopback),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", AddressClass::Reserved), // Teredo, 192.0.2.45
+            ("::ffff:10.0.0.1", AddressClass::Private),
             ("2001:db8::1", AddressClass::Reserved),
         ];
         for (text, class) in refused {
@@ -381,6 +394,30 @@ mod tests {
         }
         for text in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111"] {
             assert!(policy.check_ip("h", ip(text), false).is_ok(), "{text}");
+        }
+    }
+
+    /// Issue 23, finding 1: at e8aba4b report-only mode let a granted
+    /// host's `::ffff:169.254.169.254` and `::ffff:127.0.0.1` through (they
+    /// were "IPv6 with embedded IPv4", which report-only may allow).
+    #[test]
+    fn report_only_refuses_loopback_and_metadata_in_every_ipv6_form() {
+        let policy = EgressPolicy::default().report_only(true);
+        for text in [
+            "::ffff:169.254.169.254",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+            "::ffff:0.0.0.0",
+        ] {
+            let denied = policy.check_ip("granted.example", ip(text), true).unwrap_err();
+            assert!(!reportable(denied.class), "{text}: {}", denied.class.name());
+        }
+        for text in ["::ffff:10.0.0.1", "::ffff:8.8.8.8", "10.0.0.1"] {
+            assert!(
+                policy.check_ip("granted.example", ip(text), true).is_ok(),
+                "{text}: reported, let through"
+            );
         }
     }
 

@@ -58,10 +58,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let ApiError::Catalog(CatalogError::Store(error)) = &self {
+        // The store's own words (SQL, paths, the database's messages) go to
+        // the operator's log only; the caller learns that it failed.
+        let message = if let ApiError::Catalog(CatalogError::Store(error)) = &self {
             tracing::error!(error = %error, outcome = "failed", "api: The notifier store failed.");
-        }
-        let mut body = json!({"error": {"code": code, "message": self.to_string()}});
+            "the notifier store is unavailable; try again shortly".to_owned()
+        } else {
+            self.to_string()
+        };
+        let mut body = json!({"error": {"code": code, "message": message}});
         if let ApiError::Catalog(CatalogError::Refused(refused)) = &self {
             // The kind of refusal (`forbidden_import`, `not_a_component`, …).
             body["error"]["reason"] = json!(refused.kind());
@@ -90,6 +95,21 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// Issue 23, finding 6: at e8aba4b the database's own error text (here
+    /// a table name) was the answer's message.
+    #[tokio::test]
+    async fn a_store_failure_answers_without_the_databases_words() {
+        let failed = crate::store::StoreError::Database(sqlx::Error::Protocol(
+            "no such table: notifier_versions_secret".into(),
+        ));
+        let response = ApiError::Catalog(CatalogError::Store(failed)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "storage_unavailable");
+        assert_eq!(body["error"]["message"], "the notifier store is unavailable; try again shortly");
+    }
 
     #[test]
     fn a_rate_limited_upload_says_when_to_try_again_in_whole_seconds_rounded_up() {

@@ -166,17 +166,20 @@ pub fn compiler(config: &Config, cache: Option<ArtifactCache>) -> anyhow::Result
 /// Says at start whether tenants' components will be compiled confined,
 /// unconfined (the operator opted out), or not at all.
 async fn report_confinement(config: &Config, compiler: &Compiler) {
-    match (config.confinement(), compiler.self_check().await) {
-        (Ok(Confinement::Off), _) => tracing::warn!(
+    if compiler.confinement() == Confinement::Off {
+        tracing::warn!(
             outcome = "unconfined",
             "registry: The compiler of tenants' components runs unconfined (uploads.confine_compiler = false)."
-        ),
-        (_, Ok(())) => tracing::info!(
+        );
+        return;
+    }
+    match compiler.self_check().await {
+        Ok(()) => tracing::info!(
             outcome = "confined",
             user = %config.uploads.compiler_user,
             "registry: The compiler of tenants' components is confined: its own namespaces, no capabilities, a seccomp filter."
         ),
-        (_, Err(error)) => tracing::error!(
+        Err(error) => tracing::error!(
             outcome = "refused",
             error = %error,
             "registry: The compiler cannot be confined; no tenant's component will be compiled until it can."

@@ -94,8 +94,7 @@ pub fn run(args: CompileArgs) -> anyhow::Result<Exit> {
 fn peak_rss_bytes(status: &mut std::fs::File) -> Option<u64> {
     let mut text = String::new();
     status.read_to_string(&mut text).ok()?;
-    let kib = text.lines().find_map(|line| line.strip_prefix("VmHWM:"))?;
-    kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kib| kib * 1024)
+    confine::status_bytes(&text, "VmHWM:")
 }
 
 /// The CPU time of this process so far.
@@ -109,8 +108,6 @@ fn usage() -> CompileStats {
 
 /// The process's mapped address space now (`VmSize`), in bytes.
 fn mapped_bytes() -> anyhow::Result<u64> {
-    confine::status_field("VmSize:")
-        .and_then(|size| size.trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib.saturating_mul(1024))
-        .ok_or_else(|| anyhow::anyhow!("no VmSize in /proc/self/status"))
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    confine::status_bytes(&status, "VmSize:").ok_or_else(|| anyhow::anyhow!("no VmSize in /proc/self/status"))
 }

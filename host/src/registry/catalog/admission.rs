@@ -80,7 +80,8 @@ impl Admission {
     /// [`CatalogError::Busy`]: the queue, or the caller's share of it, is
     /// full.
     pub(super) fn admit(&self, caller: &Caller) -> Result<UploadPermit<'_>, CatalogError> {
-        let caller = key(caller);
+        // The operator's key is empty: no tenant is named so.
+        let caller = caller.tenant().unwrap_or_default().to_owned();
         self.rate.check_key(&caller).map_err(|not_until| CatalogError::RateLimited {
             retry_after: not_until.wait_time_from(self.clock.now()),
         })?;
@@ -104,13 +105,5 @@ impl Admission {
 
     fn places(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
         self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// The key of a caller's rate and share: its tenant, or the operator.
-fn key(caller: &Caller) -> String {
-    match caller {
-        Caller::Operator => String::new(),
-        Caller::Tenant(tenant) => tenant.clone(),
     }
 }

@@ -152,7 +152,7 @@ impl Catalog {
     pub fn admit_upload(&self, caller: &Caller) -> Result<UploadPermit<'_>, CatalogError> {
         self.admission.admit(caller).inspect_err(|error| {
             tracing::info!(
-                tenant = tenant_of(caller), outcome = "refused", error = %error,
+                tenant = caller.tenant().unwrap_or(""), outcome = "refused", error = %error,
                 "registry: Refused an upload."
             );
         })
@@ -178,7 +178,7 @@ impl Catalog {
     ) -> Result<VersionRow, CatalogError> {
         let refused = |error: CatalogError| {
             tracing::info!(
-                plugin = scheme, tenant = tenant_of(caller), outcome = "refused", error = %error,
+                plugin = scheme, tenant = caller.tenant().unwrap_or(""), outcome = "refused", error = %error,
                 "registry: Refused an upload."
             );
             error
@@ -280,13 +280,5 @@ impl Catalog {
         }
         let limits = self.settings.grants.limits_for(scheme).with(&request.limits);
         self.settings.grants.bounds.check(scheme, &limits).map_err(CatalogError::Invalid)
-    }
-}
-
-/// The caller's tenant, for the log: none for the operator.
-fn tenant_of(caller: &Caller) -> &str {
-    match caller {
-        Caller::Operator => "",
-        Caller::Tenant(tenant) => tenant,
     }
 }

@@ -162,9 +162,10 @@ pub enum ConfineError {
 /// [`ConfineError`]: a layer could not be applied; the process must then
 /// not go on to handle what it was to be confined for.
 pub fn confine(layers: Layers, identity: Identity, threads: u32) -> Result<(), ConfineError> {
-    let running = status_field("Threads:").unwrap_or_default();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let running = status_field(&status, "Threads:").unwrap_or_default();
     if running != "1" {
-        return Err(ConfineError::Threads(running));
+        return Err(ConfineError::Threads(running.to_owned()));
     }
     let root = rustix::process::geteuid().is_root();
     let mut namespaces = UnshareFlags::empty();
@@ -182,10 +183,10 @@ pub fn confine(layers: Layers, identity: Identity, threads: u32) -> Result<(), C
             // the capabilities to set them up.
             namespaces |= UnshareFlags::NEWUSER;
         }
+        let (uid, gid) = (rustix::process::getuid(), rustix::process::getgid());
         // SAFETY: `unshare` is unsafe in rustix for `FILES`, which would
         // split the file descriptor table between threads; it is not asked
         // for, and the process has one thread (checked above).
-        let (uid, gid) = (rustix::process::getuid(), rustix::process::getgid());
         #[allow(unsafe_code)]
         unsafe { rustix::thread::unshare_unsafe(namespaces) }
             .map_err(|e| ConfineError::Namespaces(e.into()))?;
@@ -390,8 +391,13 @@ const ALLOWED: &[i64] = &[
 /// allocator does).
 const ALLOWED_PRCTL: &[u64] = &[libc::PR_SET_NAME as u64, libc::PR_SET_VMA as u64];
 
-/// A field of `/proc/self/status`, trimmed.
-pub(crate) fn status_field(name: &str) -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|line| line.strip_prefix(name)).map(|value| value.trim().to_owned())
+/// A field of a `/proc/<pid>/status` text, trimmed.
+pub(crate) fn status_field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
+    status.lines().find_map(|line| line.strip_prefix(name)).map(str::trim)
+}
+
+/// A field of a `/proc/<pid>/status` text given in `kB`, in bytes.
+pub(crate) fn status_bytes(status: &str, name: &str) -> Option<u64> {
+    let kib = status_field(status, name)?.trim_end_matches("kB").trim().parse::<u64>().ok()?;
+    Some(kib.saturating_mul(1024))
 }

@@ -157,6 +157,11 @@ impl Compiler {
         Compiler { program, limits, target, confinement, cache, running }
     }
 
+    /// How it confines its child.
+    pub(crate) fn confinement(&self) -> Confinement {
+        self.confinement
+    }
+
     /// The cache, if this compiler keeps one.
     pub(crate) fn cache(&self) -> Option<&ArtifactCache> {
         self.cache.as_ref()
@@ -320,10 +325,12 @@ impl Compiler {
             (Ok(status), Ok(stdout)) => match status.code() {
                 Some(0) => Artifact::new(stdout)
                     .ok_or_else(|| LoadError::Compile("the compiler wrote no artifact".into())),
-                Some(code) if code == i32::from(REFUSED_EXIT_CODE) => Err(serde_json::from_slice(&stdout)
-                    .unwrap_or_else(|e| {
-                        LoadError::Compile(format!("unreadable answer from the compiler: {e}"))
-                    })),
+                Some(code) if code == i32::from(REFUSED_EXIT_CODE) => {
+                    Err(serde_json::from_slice::<LoadError>(&stdout).map_or_else(
+                        |e| LoadError::Compile(format!("unreadable answer from the compiler: {e}")),
+                        LoadError::bounded,
+                    ))
+                }
                 _ => Err(abnormal_end(status, &stderr, &limits).bounded()),
             },
         };
@@ -356,12 +363,12 @@ fn abnormal_end(status: std::process::ExitStatus, stderr: &str, limits: &Compile
             "compilation needed more than {} bytes of memory (uploads.compile_memory_bytes)",
             limits.memory_bytes
         ))
-    } else if signal == Some(SIGXCPU) {
+    } else if signal == Some(libc::SIGXCPU) {
         LoadError::CompileLimit(format!(
             "compilation used more than {} CPU seconds (uploads.compile_cpu_seconds)",
             limits.cpu_seconds
         ))
-    } else if signal == Some(SIGKILL) {
+    } else if signal == Some(libc::SIGKILL) {
         // The hard CPU limit, a second past the soft one, or the kernel out
         // of memory: nothing else may signal the child.
         LoadError::CompileLimit(format!(
@@ -377,8 +384,3 @@ fn abnormal_end(status: std::process::ExitStatus, stderr: &str, limits: &Compile
         ))
     }
 }
-
-/// `SIGXCPU`: the soft CPU rlimit was reached.
-const SIGXCPU: i32 = 24;
-/// `SIGKILL`: the hard CPU rlimit was reached (or the kernel's OOM killer).
-const SIGKILL: i32 = 9;

@@ -117,6 +117,12 @@ impl FootprintReader {
         FootprintReader { scopes: Vec::new(), is_module: Vec::new(), result: None }
     }
 
+    /// How many modules and components enclose the payload just read (1:
+    /// the outermost component's own sections).
+    pub(crate) fn depth(&self) -> usize {
+        self.scopes.len()
+    }
+
     /// The footprint, once the outermost `End` was read.
     pub(crate) fn footprint(&self) -> Option<Footprint> {
         self.result

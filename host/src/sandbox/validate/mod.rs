@@ -147,7 +147,6 @@ pub(crate) fn precheck(bytes: &[u8], memory_limit: u64) -> Result<Footprint, Loa
     let mut footprint = FootprintReader::new();
     let (mut imports, mut exports) = (Vec::new(), Vec::new());
     let mut types = None;
-    let mut depth = 0_usize;
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(invalid)?;
         match contract.validator.payload(&payload).map_err(invalid)? {
@@ -159,14 +158,12 @@ pub(crate) fn precheck(bytes: &[u8], memory_limit: u64) -> Result<Footprint, Loa
         }
         footprint.read(&payload)?;
         match &payload {
-            Payload::Version { .. } => depth += 1,
-            Payload::End(_) => depth -= 1,
-            Payload::ComponentImportSection(section) if depth == 1 => {
+            Payload::ComponentImportSection(section) if footprint.depth() == 1 => {
                 for import in section.clone() {
                     imports.push(import.map_err(invalid)?.name.name.to_owned());
                 }
             }
-            Payload::ComponentExportSection(section) if depth == 1 => {
+            Payload::ComponentExportSection(section) if footprint.depth() == 1 => {
                 for export in section.clone() {
                     exports.push(export.map_err(invalid)?.name.name.to_owned());
                 }

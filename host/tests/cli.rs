@@ -236,6 +236,21 @@ fn check_compiles_as_an_upload_is_compiled_within_its_limits() {
     let bomb = file("bomb.wasm", Forge { bomb_functions: 100_000, bomb_repeats: 2, ..Forge::default() });
     let error = |output: &std::process::Output| json_line(output)["error"].as_str().unwrap().to_owned();
 
+    // A refusal's detail is the uploader's to choose (here a 20,000-byte
+    // import name): it comes back from the compiler cut to 2 KiB.
+    let long_import = dir.path().join("long-import.wasm");
+    let mut types = wasm_encoder::ComponentTypeSection::new();
+    types.instance(&wasm_encoder::InstanceType::new());
+    let mut imports = wasm_encoder::ComponentImportSection::new();
+    imports.import(format!("evil:pkg/{}", "x".repeat(20_000)), wasm_encoder::ComponentTypeRef::Instance(0));
+    let mut component = wasm_encoder::Component::new();
+    component.section(&types).section(&imports);
+    std::fs::write(&long_import, component.finish()).unwrap();
+    let output = tocsin(&["check", long_import.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let refused = error(&output);
+    assert!(refused.starts_with("import evil:pkg/xxx") && refused.len() < 2_500, "{} bytes", refused.len());
+
     let output = tocsin(&["check", &wrong]);
     assert_eq!(output.status.code(), Some(1));
     assert!(error(&output).contains("function notify: expected 3 parameters, found 1"), "{}", error(&output));

@@ -4,9 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::sync::Arc;
+
+use tocsin::capabilities::http::EGRESS_DENIAL;
 use tocsin::config::Config;
 use tocsin::sandbox::{CallError, Invocation};
 use tocsin_core::limits::Limit;
+use tocsin_tests::logs::CapturedLogs;
+use tocsin_tests::names::StaticNames;
 use tocsin_tests::webhook::{Reply, Webhook};
 use tocsin_tests::{TestHost, messages, plugins};
 
@@ -52,6 +57,24 @@ async fn fetch_error(host: &TestHost, target: &str) -> String {
     refused(&fetch(host, &format!("target={target}")).await)
 }
 
+/// Asserts that `seen` is the egress policy's refusal, which names nothing.
+fn assert_policy_denial(seen: &str) {
+    assert_eq!(seen, format!("fetch: error=HttpError::Denied({EGRESS_DENIAL:?})"));
+}
+
+/// The operator's log lines of egress refusals: `(host, ip, class)`.
+fn logged_denials(logs: &CapturedLogs) -> Vec<(String, String, String)> {
+    logs.lines_with("capability.http: The egress policy refused a plugin's request.")
+        .iter()
+        .map(|line| {
+            let field = |name: &str| line["fields"][name].as_str().unwrap_or_default().to_owned();
+            assert_eq!((field("plugin"), field("outcome")), ("fetch".to_owned(), "denied".to_owned()));
+            assert_eq!(line["level"], "WARN");
+            (field("host"), field("ip"), field("class"))
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_host_that_is_not_granted_is_denied() {
     let hook = ok_webhook().await;
@@ -66,7 +89,38 @@ async fn a_host_that_is_not_granted_is_denied() {
 async fn the_metadata_address_is_denied_even_when_granted() {
     let host = host_granting(&["169.254.169.254"], |_| {});
     let seen = fetch_error(&host, "http://169.254.169.254/latest/meta-data/").await;
-    assert!(seen.contains("Denied(") && seen.contains("link-local"), "{seen}");
+    assert_policy_denial(&seen);
+}
+
+/// Issue 23, finding 2: at e8aba4b the plugin was told
+/// `db.internal.test resolves to 10.20.30.40 (private), which the egress
+/// policy does not allow`, a map of the internal network.
+#[tokio::test]
+async fn a_refusal_tells_the_plugin_nothing_and_the_operator_everything() {
+    let logs = CapturedLogs::start();
+    let names =
+        StaticNames::new(&[("db.internal.test", &["10.20.30.40"]), ("md.test", &["169.254.169.254"])]);
+    let host = TestHost::with_names(
+        |config| {
+            config.plugins.entry("fetch".into()).or_default().allow_hosts =
+                vec!["db.internal.test".into(), "md.test".into(), "172.16.9.9".into()];
+        },
+        Arc::new(names),
+    );
+    for target in ["http://db.internal.test:5432/", "http://md.test/latest/", "http://172.16.9.9:22/"] {
+        let seen = fetch_error(&host, target).await;
+        assert_policy_denial(&seen);
+        for leak in ["db.internal", "10.20.30.40", "169.254", "172.16", "private", "link-local"] {
+            assert!(!seen.contains(leak), "{target}: the plugin was told {leak:?}: {seen}");
+        }
+    }
+    let expected = [
+        ("db.internal.test", "10.20.30.40", "private"),
+        ("md.test", "169.254.169.254", "link-local"),
+        ("172.16.9.9", "172.16.9.9", "private"),
+    ]
+    .map(|(host, ip, class)| (host.to_owned(), ip.to_owned(), class.to_owned()));
+    assert_eq!(logged_denials(&logs), expected, "{}", logs.text());
 }
 
 #[tokio::test]
@@ -74,7 +128,7 @@ async fn loopback_is_denied_unless_the_operator_allows_it() {
     let hook = ok_webhook().await;
     let host = host_granting(&["127.0.0.1"], |_| {});
     let seen = fetch_error(&host, &hook.url("/")).await;
-    assert!(seen.contains("Denied(") && seen.contains("loopback"), "{seen}");
+    assert_policy_denial(&seen);
     assert!(hook.received().is_empty(), "nothing may reach a denied address");
 
     let allowed = host_granting(&["127.0.0.1"], allow_loopback);
@@ -89,18 +143,22 @@ async fn other_spellings_of_loopback_are_denied() {
     let hook = ok_webhook().await;
     let port = hook.addr.port();
     let host = host_granting(&["127.0.0.1", "[::ffff:7f00:1]", "0.0.0.0", "::1", "64:ff9b::7f00:1"], |_| {});
+    let logs = CapturedLogs::start();
+    let mut classes = Vec::new();
     for (target, class) in [
-        (format!("http://2130706433:{port}/"), "(loopback)"),
-        (format!("http://0x7f.1:{port}/"), "(loopback)"),
-        (format!("http://0177.0.0.1:{port}/"), "(loopback)"),
-        (format!("http://[::ffff:127.0.0.1]:{port}/"), "(loopback)"),
-        (format!("http://0.0.0.0:{port}/"), "(unspecified)"),
-        (format!("http://[::1]:{port}/"), "(loopback)"),
-        (format!("http://[64:ff9b::7f00:1]:{port}/"), "(loopback)"),
+        (format!("http://2130706433:{port}/"), "loopback"),
+        (format!("http://0x7f.1:{port}/"), "loopback"),
+        (format!("http://0177.0.0.1:{port}/"), "loopback"),
+        (format!("http://[::ffff:127.0.0.1]:{port}/"), "loopback"),
+        (format!("http://0.0.0.0:{port}/"), "unspecified"),
+        (format!("http://[::1]:{port}/"), "loopback"),
+        (format!("http://[64:ff9b::7f00:1]:{port}/"), "loopback"),
     ] {
-        let seen = fetch_error(&host, &target).await;
-        assert!(seen.contains("Denied(") && seen.contains(class), "{target}: {seen}");
+        assert_policy_denial(&fetch_error(&host, &target).await);
+        classes.push(class);
     }
+    let logged: Vec<String> = logged_denials(&logs).into_iter().map(|(_, _, class)| class).collect();
+    assert_eq!(logged, classes, "the operator's log names each class");
     assert!(hook.received().is_empty());
 }
 
@@ -108,8 +166,10 @@ async fn other_spellings_of_loopback_are_denied() {
 async fn a_name_resolving_to_loopback_is_denied_by_the_resolver() {
     let hook = ok_webhook().await;
     let host = host_granting(&["localhost"], |_| {});
-    let seen = fetch_error(&host, &format!("http://localhost:{}/", hook.addr.port())).await;
-    assert!(seen.contains("Denied(") && seen.contains("localhost resolves to"), "{seen}");
+    let logs = CapturedLogs::start();
+    assert_policy_denial(&fetch_error(&host, &format!("http://localhost:{}/", hook.addr.port())).await);
+    let (name, _, class) = logged_denials(&logs).remove(0);
+    assert_eq!((name.as_str(), class.as_str()), ("localhost", "loopback"), "the resolver's refusal");
     assert!(hook.received().is_empty());
 }
 
@@ -180,8 +240,7 @@ async fn operator_exceptions_do_not_extend_to_the_action_host() {
     let plugin = host.load("fetch", plugins::FETCH).unwrap();
     let action = format!("fetch://127.0.0.1/?target={}", hook.url("/"));
     let run = host.notify(&plugin, &action).await;
-    let seen = refused(&run);
-    assert!(seen.contains("Denied(") && seen.contains("loopback"), "{seen}");
+    assert_policy_denial(&refused(&run));
     assert!(hook.received().is_empty());
 }
 
@@ -235,8 +294,7 @@ async fn followed_redirects_are_checked_at_every_hop() {
         config.http.max_redirects = 3;
     });
 
-    let seen = fetch_error(&host, &metadata_hop.url("/")).await;
-    assert!(seen.contains("Denied(") && seen.contains("link-local"), "{seen}");
+    assert_policy_denial(&fetch_error(&host, &metadata_hop.url("/")).await);
 
     let run = fetch(&host, &format!("target={}&auth=1&header=x-api-key", final_hop.url("/start"))).await;
     assert_eq!(run.result, Ok(()));

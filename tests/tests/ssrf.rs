@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tocsin::capabilities::egress::EgressPolicy;
+use tocsin::capabilities::http::EGRESS_DENIAL;
 use tocsin::config::Config;
 use tocsin::sandbox::CallError;
 use tocsin_tests::TestHost;
@@ -161,7 +162,7 @@ async fn every_case_of_the_corpus_is_refused_before_anything_is_sent() {
     let host = TestHost::with_names(operator(&[]), names());
     for case in DIRECT {
         let reason = refusal(&host, &target(case)).await;
-        assert!(reason.contains("which the egress policy does not allow"), "{case}: {reason}");
+        assert!(reason.contains(EGRESS_DENIAL), "{case}: {reason}");
     }
 
     // A granted, allowed host that redirects: each hop is checked again,
@@ -176,8 +177,7 @@ async fn every_case_of_the_corpus_is_refused_before_anything_is_sent() {
             .unwrap();
         let reason = refusal(&host, &bouncer.url("/hook")).await;
         assert_eq!(bouncer.received().len(), 1, "{case}: the first hop was sent: {reason}");
-        let by =
-            if case.contains("::ffff") { "is not granted" } else { "which the egress policy does not allow" };
+        let by = if case.contains("::ffff") { "is not granted" } else { EGRESS_DENIAL };
         assert!(reason.contains(by), "{case}: {reason}");
     }
 

@@ -35,8 +35,15 @@ use wasmtime::component::{HasData, Linker};
 
 use crate::capabilities::CallReport;
 use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, NameLookup};
+use crate::capabilities::log::CallIdentity;
 use crate::capabilities::secrets::{SharedSecrets, substitute};
 use crate::capabilities::signing::{SIGNATURE_HEADERS, WebhookSecret, signature_headers};
+
+/// What a plugin is told when the egress policy refuses an address: not
+/// the address, its class or the name that resolved to it, which would
+/// let a tenant map the internal network from the cloud's egress address.
+/// The operator's log has the detail.
+pub const EGRESS_DENIAL: &str = "the egress policy refused this destination; the operator's log says why";
 
 /// Headers kept when a redirect leads to another origin: nothing that
 /// could carry a credential for the first one.
@@ -351,6 +358,8 @@ pub struct HttpGrants {
 /// HTTP state of one call.
 #[derive(Debug)]
 pub(crate) struct CallHttp {
+    /// Whose call it is, for the operator's log of refusals.
+    identity: CallIdentity,
     capability: Arc<HttpCapability>,
     grants: Arc<HttpGrants>,
     /// The action URL; its host is granted, worked out at the first request
@@ -370,9 +379,10 @@ pub(crate) struct CallHttp {
 }
 
 impl CallHttp {
-    /// HTTP state for one call delivering `delivery_id` to `action`; no
-    /// request outlives `deadline`.
+    /// HTTP state for `identity`'s call delivering `delivery_id` to
+    /// `action`; no request outlives `deadline`.
     pub fn new(
+        identity: CallIdentity,
         capability: Arc<HttpCapability>,
         grants: Arc<HttpGrants>,
         action: &str,
@@ -381,6 +391,7 @@ impl CallHttp {
         deadline: Instant,
     ) -> Self {
         CallHttp {
+            identity,
             capability,
             grants,
             action: action.into(),
@@ -445,9 +456,33 @@ impl CallHttp {
             self.capability
                 .policy
                 .check_ip(&key, ip, explicitly_granted)
-                .map_err(|denied| HttpError::Denied(denied.to_string()))?;
+                .map_err(|denied| self.egress_denied(&denied))?;
         }
         Ok(explicitly_granted)
+    }
+
+    /// Logs a refusal by the egress policy for the operator, with what
+    /// was refused and why, and returns what the plugin is told: nothing
+    /// of it ([`EGRESS_DENIAL`]).
+    fn egress_denied(&self, denied: &EgressDenied) -> HttpError {
+        tracing::warn!(
+            plugin = &*self.identity.plugin,
+            tenant = self.identity.tenant.as_deref().unwrap_or(""),
+            alarm_id = self.identity.alarm_id,
+            host = denied.host,
+            ip = %denied.ip,
+            class = denied.class.name(),
+            outcome = "denied",
+            "capability.http: The egress policy refused a plugin's request."
+        );
+        HttpError::Denied(EGRESS_DENIAL.into())
+    }
+
+    /// Maps a reqwest failure to what the plugin is told, looking through
+    /// the error's causes for a policy refusal (logged, and told as
+    /// [`EGRESS_DENIAL`]) or a TLS failure.
+    fn map_error(&self, error: reqwest::Error) -> HttpError {
+        describe_failure(error, |denied| self.egress_denied(denied))
     }
 
     /// Counts one request (a redirect hop is one) against the per-call cap.
@@ -568,7 +603,7 @@ impl CallHttp {
 
     /// Sends one request and reads the response, capping the body.
     async fn exchange(&mut self, request: reqwest::RequestBuilder) -> Result<Response, HttpError> {
-        let mut response = request.send().await.map_err(map_error)?;
+        let mut response = request.send().await.map_err(|error| self.map_error(error))?;
         let too_large =
             |limit: u64| HttpError::TooLarge(format!("response body exceeds the limit of {limit} bytes"));
         if response.content_length().is_some_and(|len| len > self.max_response_body) {
@@ -584,7 +619,7 @@ impl CallHttp {
             .collect();
         let status = response.status().as_u16();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(map_error)? {
+        while let Some(chunk) = response.chunk().await.map_err(|error| self.map_error(error))? {
             if (body.len() + chunk.len()) as u64 > self.max_response_body {
                 self.hit(Limit::HttpResponseBody);
                 return Err(too_large(self.max_response_body));
@@ -708,16 +743,17 @@ fn parse_headers(headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
 }
 
 /// Maps a reqwest failure to what the plugin is told, looking through the
-/// error's causes for a policy refusal or a TLS failure.
-fn map_error(error: reqwest::Error) -> HttpError {
+/// error's causes for a TLS failure or a policy refusal, which `denied`
+/// answers.
+fn describe_failure(error: reqwest::Error, denied: impl FnOnce(&EgressDenied) -> HttpError) -> HttpError {
     // The URL may hold secrets (a token in the query): never repeat it.
     let error = error.without_url();
     let mut detail = error.to_string();
     let mut source = std::error::Error::source(&error);
     let mut tls = false;
     while let Some(cause) = source {
-        if let Some(denied) = cause.downcast_ref::<EgressDenied>() {
-            return HttpError::Denied(denied.to_string());
+        if let Some(refusal) = cause.downcast_ref::<EgressDenied>() {
+            return denied(refusal);
         }
         tls |= is_tls_failure(cause);
         detail.push_str(": ");

@@ -133,8 +133,8 @@ impl Capabilities {
     pub(crate) fn start_call(&self, call: CallContext<'_>) -> CallStates {
         CallStates {
             wasi: CallWasi::new(),
-            log: CallLog::new(call.identity, Arc::clone(call.log_buffer), call.limits),
             http: CallHttp::new(
+                call.identity.clone(),
                 Arc::clone(&self.http),
                 Arc::clone(call.grants),
                 call.action,
@@ -142,6 +142,7 @@ impl Capabilities {
                 call.limits,
                 call.deadline,
             ),
+            log: CallLog::new(call.identity, Arc::clone(call.log_buffer), call.limits),
         }
     }
 }

@@ -1,9 +1,13 @@
 //! Action URLs as Aodh handles them.
 //!
 //! Aodh splits an action with Python's `urlsplit` and prints it with
-//! `geturl()`, so `log://` prints as `log:`. tocsin reproduces that exactly,
-//! except that it never prints secrets: the URL's user info becomes `***`
-//! and query values whose names look like secrets become `***`.
+//! `geturl()`, so `log://` prints as `log:`. An action URL often is a
+//! credential: a Slack, Discord or Teams webhook's path is its token. So
+//! tocsin's log lines show an action as [`display`] does, the scheme, host
+//! and port with everything after them as `/***`. Where the operator asks
+//! for Aodh's whole URL, [`display_whole`] gives `geturl()`'s form with
+//! the user info as `***` and the values of parameters whose names look
+//! like secrets as `***`; a token in the path is shown.
 
 /// An action URL split the way Python's `urllib.parse.urlsplit` splits it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,15 +42,42 @@ impl std::fmt::Display for ActionError {
 
 impl std::error::Error for ActionError {}
 
+/// The environment variable, set to `1`, by which the host tells its
+/// built-in notifiers that the operator wants whole action URLs in their
+/// log lines (`notifiers.whole_action_urls`). Other plugins' environment
+/// is empty.
+pub const WHOLE_URLS_ENV: &str = "TOCSIN_WHOLE_ACTION_URLS";
+
 /// Schemes for which Python writes `//` even when the host is empty.
 const USES_NETLOC: &[&str] = &[
     "", "ftp", "http", "gopher", "nntp", "telnet", "imap", "wais", "file", "mms", "https", "shttp", "snews",
     "prospero", "rtsp", "rtspu", "rsync", "svn", "svn+ssh", "sftp", "nfs", "git", "git+ssh", "ws", "wss",
 ];
 
-/// Query parameter names that hold secrets, matched as substrings of the
-/// lower-cased name: their values are never displayed.
-const SECRET_NAMES: &[&str] = &["token", "key", "signature", "password", "secret"];
+/// Parts of query parameter names that hold secrets, matched as
+/// substrings of the percent-decoded, lower-cased name (`sig` covers
+/// `signature` and `X-Amz-Signature`, `pass` covers `passwd`): their values
+/// are never displayed. A harmless name that matches (`design`) loses its
+/// value in the log, which is the safe way to be wrong.
+const SECRET_NAMES: &[&str] = &[
+    "token",
+    "key",
+    "sig",
+    "pass",
+    "pwd",
+    "secret",
+    "auth",
+    "credential",
+    "session",
+    "code",
+    "hmac",
+    "jwt",
+    "bearer",
+    "cookie",
+];
+
+/// What replaces what is not shown.
+const HIDDEN: &str = "***";
 
 /// Splits `action` exactly as Python's `urlsplit` does (3.11 rules).
 ///
@@ -98,23 +129,38 @@ impl SplitAction<'_> {
         self.unsplit(self.host_port(), self.query.to_owned())
     }
 
-    /// The URL as Aodh's log lines print it (`geturl()`), with user info
-    /// shown as `***` and secret-looking query values as `***`.
+    /// The URL as tocsin's log lines show it: scheme, host and port, and
+    /// `/***` in place of the path, query and fragment when it has any.
     pub fn redacted(&self) -> String {
+        let mut url = String::with_capacity(self.scheme.len() + self.netloc.len() + 8);
+        if !self.scheme.is_empty() {
+            url.push_str(&self.scheme);
+            url.push(':');
+        }
+        let host = self.host_port();
+        if !host.is_empty() {
+            url.push_str("//");
+            url.push_str(host);
+        }
+        if !(self.path.is_empty() && self.query.is_empty() && self.fragment.is_empty()) {
+            url.push('/');
+            url.push_str(HIDDEN);
+        }
+        url
+    }
+
+    /// The URL as Aodh's log lines print it (`geturl()`), with the user
+    /// info shown as `***` and the values of secret-looking parameters of
+    /// the query and fragment as `***`. The path is shown as it is.
+    pub fn whole_redacted(&self) -> String {
         let netloc = match self.netloc.rsplit_once('@') {
-            Some((_, host)) => format!("***@{host}"),
+            Some((_, host)) => format!("{HIDDEN}@{host}"),
             None => self.netloc.to_owned(),
         };
-        let query = self
-            .query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        self.unsplit(&netloc, query)
+        let mut shown = self.clone();
+        let fragment = hide_secret_values(self.fragment);
+        shown.fragment = &fragment;
+        shown.unsplit(&netloc, hide_secret_values(self.query))
     }
 
     /// The last value of query parameter `name`, as Python's `parse_qs`
@@ -161,21 +207,62 @@ impl SplitAction<'_> {
     }
 }
 
-/// Displays an action for a log line: Aodh's `geturl()` form with secrets
-/// redacted. An unparsable action is shown with everything after the
-/// scheme hidden, since it cannot be redacted reliably.
+/// Displays an action for a log line: its scheme, host and port, the rest
+/// as `/***` ([`SplitAction::redacted`]). An unparsable action is shown
+/// with everything after the scheme hidden.
 pub fn display(action: &str) -> String {
-    match split(action) {
-        Ok(split) => split.redacted(),
-        Err(_) => match action.split_once(':') {
-            Some((scheme, _)) => format!("{scheme}:***"),
-            None => "***".to_owned(),
-        },
+    split(action).map_or_else(|_| unparsable(action), |split| split.redacted())
+}
+
+/// Displays an action whole, as Aodh's log lines do, with its credentials
+/// and secret-named parameters hidden ([`SplitAction::whole_redacted`]):
+/// for operators who chose Aodh's exact lines over hiding webhook tokens.
+pub fn display_whole(action: &str) -> String {
+    split(action).map_or_else(|_| unparsable(action), |split| split.whole_redacted())
+}
+
+/// An action that cannot be split: only what comes before the first `:`
+/// is shown, since the rest cannot be redacted reliably.
+fn unparsable(action: &str) -> String {
+    match action.split_once(':') {
+        Some((scheme, _)) => format!("{scheme}:{HIDDEN}"),
+        None => HIDDEN.to_owned(),
     }
 }
 
+/// `parameters` (`a=1&b=2;c=3`) with the values of secret-named ones
+/// replaced by `***`. Names are compared percent-decoded (`%74oken` is
+/// `token`), `+` as a space, and both `&` and `;` separate parameters, as
+/// servers may read them so. The separators and the names are kept.
+fn hide_secret_values(parameters: &str) -> String {
+    let mut shown = String::with_capacity(parameters.len());
+    let mut rest = parameters;
+    loop {
+        let end = rest.find(['&', ';']).unwrap_or(rest.len());
+        let (pair, after) = rest.split_at(end);
+        match pair.split_once('=') {
+            Some((name, _)) if is_secret_name(name) => {
+                shown.push_str(name);
+                shown.push('=');
+                shown.push_str(HIDDEN);
+            }
+            _ => shown.push_str(pair),
+        }
+        let mut separator = after.chars();
+        match separator.next() {
+            Some(c) => {
+                shown.push(c);
+                rest = separator.as_str();
+            }
+            None => return shown,
+        }
+    }
+}
+
+/// Whether a parameter named `name` (as written in the URL) holds a
+/// secret.
 fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
+    let name = percent_decode(&name.replace('+', " ")).to_lowercase();
     SECRET_NAMES.iter().any(|secret| name.contains(secret))
 }
 
@@ -206,23 +293,95 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_action_prints_as_python_geturl() {
+    fn actions_without_a_path_print_as_python_geturl() {
         assert_eq!(display("log://"), "log:");
         assert_eq!(display("test://"), "test:");
-        assert_eq!(display("log://somewhere/x"), "log://somewhere/x");
-        assert_eq!(display("http://127.0.0.1:45577/alarm?x=1"), "http://127.0.0.1:45577/alarm?x=1");
-        assert_eq!(display("HTTP://h/p#frag"), "http://h/p#frag");
+        assert_eq!(display("HTTP://h:8080"), "http://h:8080");
+        assert_eq!(display_whole("log://"), "log:");
+        assert_eq!(display_whole("log://somewhere/x"), "log://somewhere/x");
+        assert_eq!(display_whole("http://127.0.0.1:45577/alarm?x=1"), "http://127.0.0.1:45577/alarm?x=1");
+        assert_eq!(display_whole("HTTP://h/p#frag"), "http://h/p#frag");
+    }
+
+    /// Issue 23, finding 3: the URLs tried, and what a log line shows of
+    /// each, by default and with the whole URL asked for. At e8aba4b every
+    /// one of them but the user info was printed with its secret.
+    #[test]
+    fn the_redaction_table() {
+        let table = [
+            (
+                "Slack webhook path",
+                "https://hooks.slack.com/services/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",
+                "https://hooks.slack.com/***",
+                "https://hooks.slack.com/services/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",
+            ),
+            (
+                "Discord webhook path",
+                "https://discord.com/api/webhooks/1234567890123456789/DISCORDsecret-token_value",
+                "https://discord.com/***",
+                "https://discord.com/api/webhooks/1234567890123456789/DISCORDsecret-token_value",
+            ),
+            (
+                "Teams webhook path",
+                "https://contoso.webhook.office.com/webhookb2/0f1e@72f9/IncomingWebhook/TEAMSsecret/4c3b",
+                "https://contoso.webhook.office.com/***",
+                "https://contoso.webhook.office.com/webhookb2/0f1e@72f9/IncomingWebhook/TEAMSsecret/4c3b",
+            ),
+            (
+                "Teams workflow (sig in the query)",
+                "https://prod-07.westus.logic.azure.com:443/workflows/9a/triggers/manual/paths/invoke?api-version=2016-06-01&sv=1.0&sig=WORKFLOWsecret",
+                "https://prod-07.westus.logic.azure.com:443/***",
+                "https://prod-07.westus.logic.azure.com:443/workflows/9a/triggers/manual/paths/invoke?api-version=2016-06-01&sv=1.0&sig=***",
+            ),
+            (
+                "`;` between parameters",
+                "https://h.example/hook?x=1;token=SEMIsecret;y=2",
+                "https://h.example/***",
+                "https://h.example/hook?x=1;token=***;y=2",
+            ),
+            (
+                "percent-encoded names",
+                "https://h.example/hook?%74oken=PCTsecret&api%5Fkey=PCTsecret2&A%75th=PCTsecret3",
+                "https://h.example/***",
+                "https://h.example/hook?%74oken=***&api%5Fkey=***&A%75th=***",
+            ),
+            (
+                "sig, auth, pwd",
+                "https://h.example/hook?sig=SIGsecret&auth=AUTHsecret&pwd=PWDsecret&x=1",
+                "https://h.example/***",
+                "https://h.example/hook?sig=***&auth=***&pwd=***&x=1",
+            ),
+            (
+                "user info",
+                "https://user:PASSsecret@h.example:8443/hook",
+                "https://h.example:8443/***",
+                "https://***@h.example:8443/hook",
+            ),
+            (
+                "a token in the fragment",
+                "https://h.example/hook#access_token=FRAGsecret",
+                "https://h.example/***",
+                "https://h.example/hook#access_token=***",
+            ),
+            (
+                "Aodh's TLS option",
+                "https://h.example/hook?aodh-alarm-ssl-verify=0",
+                "https://h.example/***",
+                "https://h.example/hook?aodh-alarm-ssl-verify=0",
+            ),
+        ];
+        for (what, url, default, whole) in table {
+            println!("| {what} | `{url}` | `{}` | `{}` |", display(url), display_whole(url));
+            assert_eq!(display(url), default, "{what}");
+            assert_eq!(display_whole(url), whole, "{what}");
+        }
     }
 
     #[test]
-    fn credentials_and_secret_query_values_are_redacted() {
-        assert_eq!(display("http://user:s3cret@127.0.0.1:44491/hook"), "http://***@127.0.0.1:44491/hook");
-        assert_eq!(display("trust+http://3f1c0e5a:delete@host/v1/hook"), "trust+http://***@host/v1/hook");
-        assert_eq!(
-            display("https://h/p?token=abc&x=1&apiKey=zz&aodh-alarm-ssl-verify=0"),
-            "https://h/p?token=***&x=1&apiKey=***&aodh-alarm-ssl-verify=0"
-        );
+    fn what_cannot_be_split_shows_its_scheme_only() {
         assert_eq!(display("http://[::1/x"), "http:***");
+        assert_eq!(display_whole("http://user:pw@[::1/x"), "http:***");
+        assert_eq!(display("plain text"), "/***");
     }
 
     #[test]
@@ -255,5 +414,36 @@ mod tests {
         assert_eq!(s.query_value("e"), None);
         assert_eq!(s.query_value("a b").as_deref(), Some("c d"));
         assert_eq!(s.query_value("missing"), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever follows the host never reaches the default form, and a
+        /// secret-named parameter's value never reaches the whole one, in
+        /// any spelling of its name.
+        #[test]
+        fn secrets_never_reach_a_log_line(
+            path in "[a-zA-Z0-9/@:._~%-]{0,40}",
+            before in "[a-z0-9=&;%+]{0,20}",
+            name in "(token|api_key|sig|pwd|auth|secret|PassWord)",
+            escape in proptest::bool::ANY,
+            separator in "[&;]",
+            value in "[A-Za-z0-9]{12,20}",
+        ) {
+            let name = if escape { format!("%{:02X}{}", name.as_bytes()[0], &name[1..]) } else { name };
+            let url = format!("https://h.example:8443/{path}?{before}{separator}{name}={value}");
+            let shown = display(&url);
+            proptest::prop_assert_eq!(&shown, "https://h.example:8443/***");
+            let whole = display_whole(&url);
+            proptest::prop_assert!(!whole.contains(&value), "{} shows {}", whole, value);
+        }
+
+        /// Nothing panics, and the default form is never longer than the
+        /// URL's scheme and host allow.
+        #[test]
+        fn any_text_is_displayed(action in "\\PC{0,80}") {
+            let shown = display(&action);
+            display_whole(&action);
+            proptest::prop_assert!(shown.len() <= action.len() + 4, "{:?} -> {:?}", action, shown);
+        }
     }
 }

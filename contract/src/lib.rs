@@ -5,8 +5,8 @@
 //! `wasm32-wasip2` alike. It depends on nothing of tocsin's: the host uses
 //! it directly, and the guest SDK re-exports it to plugin authors.
 //!
-//! - [`action`]: action URLs as Aodh splits and prints them, with
-//!   credentials redacted.
+//! - [`action`]: action URLs as Aodh splits them, and as log lines show
+//!   them without their secrets.
 //! - [`json`]: JSON as Python's `json` reads and writes it (`reason_data`
 //!   may hold `NaN`).
 #![deny(missing_docs)]

@@ -12,8 +12,8 @@
 //!   may hold `NaN`: [`Alarm::reason_data_value`] reads it);
 //! - [`status::classify`]: the HTTP status table that decides whether a
 //!   failed delivery is worth retrying;
-//! - [`action`]: Aodh-compatible handling of action URLs (display with
-//!   credentials redacted, query options, user info);
+//! - [`action`]: Aodh-compatible handling of action URLs (query options,
+//!   user info, and how a log line shows one: [`log::shown_action`]);
 //! - [`export_notifier!`]: the macro that exports your type.
 //!
 //! ```ignore

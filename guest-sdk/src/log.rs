@@ -5,8 +5,23 @@
 //! caps lines, bytes and line length per call: excess is dropped and
 //! counted, so logging never fails.
 
+use crate::action;
 pub use crate::bindings::tocsin::notifier::log::Level;
 use crate::bindings::tocsin::notifier::log::log as host_log;
+
+/// `url` as a log line shows an action URL: scheme, host and port, the
+/// rest as `/***` ([`action::display`]), since a webhook's path is often
+/// its token. The built-in notifiers show it whole, as Aodh does, with
+/// credentials and secret-named parameters hidden
+/// ([`action::display_whole`]), when the operator sets
+/// `notifiers.whole_action_urls`.
+pub fn shown_action(url: &str) -> String {
+    if std::env::var_os(action::WHOLE_URLS_ENV).is_some_and(|value| value == "1") {
+        action::display_whole(url)
+    } else {
+        action::display(url)
+    }
+}
 
 /// Writes one line at `level` with `key=value` fields.
 pub fn log_with(level: Level, message: impl AsRef<str>, fields: &[(&str, &str)]) {

@@ -37,8 +37,8 @@ pub use crate::capabilities::http::{HttpConfig, SigningKeys};
 pub use crate::delivery::DeliveryConfig;
 pub use crate::dispatch::DispatchConfig;
 pub use crate::intake::config::{IntakeConfig, IntakeSettings, NotificationIntakeConfig, RpcIntakeConfig};
-pub use crate::registry::PluginConfig;
 pub use crate::registry::catalog::UploadsConfig;
+pub use crate::registry::{NotifiersConfig, PluginConfig};
 pub use crate::sandbox::SandboxConfig;
 pub use crate::store::DatabaseConfig;
 
@@ -71,6 +71,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Which destinations plugins may reach.
     pub egress: EgressConfig,
+    /// What the built-in notifiers do beyond Aodh's options.
+    pub notifiers: NotifiersConfig,
     /// Per-plugin settings, by plugin name (the built-ins are `log`,
     /// `http`, `test`; a plugin loaded from a file is named after its stem).
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -197,7 +199,12 @@ impl Config {
 
     /// What the operator grants plugins (`[limits]`, `[plugins.*]`).
     pub fn grants(&self) -> PlatformGrants {
-        PlatformGrants { limits: self.limits, plugins: self.plugins.clone(), bounds: self.limit_bounds() }
+        PlatformGrants {
+            limits: self.limits,
+            notifiers: self.notifiers.clone(),
+            plugins: self.plugins.clone(),
+            bounds: self.limit_bounds(),
+        }
     }
 
     /// The sections the intake reads.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tocsin::sandbox::CallError;
 use tocsin_core::alarm::{Alarm, Delivery};
 use tocsin_tests::webhook::{self, Received, Reply, Webhook};
-use tocsin_tests::{TestHost, fixture, messages, sample_alarm};
+use tocsin_tests::{TestHost, fixture, messages, plugins, sample_alarm};
 
 /// A host whose `http` notifier may reach 127.0.0.1, as `--allow-host
 /// 127.0.0.1` grants it.
@@ -52,7 +52,47 @@ async fn log_prints_none_for_a_juno_alarm_and_hides_credentials() {
     let run = host.sandbox.invoke(&plugin, "log://ops:pw@sink/x", &alarm, &Delivery::one_off()).await;
     let line = messages(&run)[0].to_owned();
     assert!(line.starts_with(&format!("Notifying alarm None {} of None priority", alarm.alarm_id)), "{line}");
-    assert!(line.contains("with action log://***@sink/x because"), "{line}");
+    assert!(line.contains("with action log://sink/*** because"), "{line}");
+}
+
+/// Issue 23, finding 3: at e8aba4b the built-in `http` notifier's INFO
+/// line, on every delivery, printed a Slack-style webhook's token (its
+/// path) and `;`-separated or percent-encoded secret parameters.
+#[tokio::test]
+async fn the_notifiers_log_lines_hide_webhook_tokens_unless_the_operator_asks_for_whole_urls() {
+    let hook = Webhook::start(Reply::Status(200, Vec::new(), Vec::new())).await.unwrap();
+    let action = hook.url("/services/T0A1B2C3D/B0A1B2C3D/SLACKsecret?x=1;token=SEMIsecret&%73ig=PCTsecret");
+    let secrets = ["SLACKsecret", "SEMIsecret", "PCTsecret"];
+    let line_of = |run: &tocsin::sandbox::Invocation| {
+        let lines = messages(run);
+        lines.iter().find(|line| line.contains("with action")).map(|line| (*line).to_owned()).unwrap()
+    };
+
+    let host = loopback_host();
+    for name in ["http", "log"] {
+        let run = host.notify(&host.builtin(name), &action).await;
+        assert_eq!(run.result, Ok(()), "{name}");
+        let line = line_of(&run);
+        assert!(line.contains(&format!("with action http://{}/*** because", hook.addr)), "{name}: {line}");
+        for secret in secrets {
+            assert!(!line.contains(secret), "{name} logged {secret}: {line}");
+        }
+    }
+
+    // Aodh's whole URL, asked for: the path is printed, credentials and
+    // secret-named parameters still are not; a tenant's plugin still sees
+    // an empty environment.
+    let host = TestHost::loopback(|config| config.notifiers.whole_action_urls = true);
+    for name in ["http", "log"] {
+        let run = host.notify(&host.builtin(name), &action).await;
+        let line = line_of(&run);
+        let shown = "/services/T0A1B2C3D/B0A1B2C3D/SLACKsecret?x=1;token=***&%73ig=*** because";
+        assert!(line.contains(shown), "{name}: {line}");
+        assert!(!line.contains("SEMIsecret") && !line.contains("PCTsecret"), "{name}: {line}");
+    }
+    let env = host.load("env", plugins::ENV).unwrap();
+    assert_eq!(messages(&host.notify(&env, "env://").await), ["env: vars=0 args=0 home=None names=[]"]);
+    assert_eq!(hook.received().len(), 2, "the http notifier delivered twice");
 }
 
 #[tokio::test]
@@ -159,7 +199,7 @@ async fn test_records_the_notification_for_reading_back() {
         host.sandbox.invoke(&plugin, "test://ops:pw@sink/x", &Arc::new(sample_alarm()), &delivery).await;
     assert_eq!(run.result, Ok(()));
     let recorded: serde_json::Value = serde_json::from_str(&plugin.recent_logs()[0].message).unwrap();
-    assert_eq!(recorded["action"], "test://***@sink/x", "recorded as logged, credentials redacted");
+    assert_eq!(recorded["action"], "test://sink/***", "recorded as logged, credentials and path hidden");
     assert_eq!(recorded["alarm_id"], sample_alarm().alarm_id);
     assert_eq!(recorded["reason_data"]["most_recent"], 97.0);
     assert_eq!(recorded["delivery_id"], delivery.id);

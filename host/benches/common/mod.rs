@@ -77,7 +77,7 @@ impl Notifiers for Native {
         let split =
             tocsin_contract::action::split(action).map_err(|e| CallError::Permanent(e.to_string()))?;
         let request_id = delivery.request_id();
-        let line = tocsin_notifier_http::sending_line(&split, &alarm, &request_id);
+        let line = tocsin_notifier_http::sending_line(action, &alarm, &request_id);
         tracing::info!(target: "tocsin::plugin", plugin = "http", alarm_id = alarm.alarm_id, "{line}");
         let response = self
             .client

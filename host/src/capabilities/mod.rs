@@ -48,6 +48,8 @@ pub(crate) struct CallContext<'a> {
     pub log_buffer: &'a Arc<LogBuffer>,
     /// What the plugin may reach over HTTP besides its action's host.
     pub grants: &'a Arc<HttpGrants>,
+    /// The plugin's WASI environment (empty but for built-in notifiers).
+    pub environment: &'a [(String, String)],
     /// The action URL being delivered to.
     pub action: &'a str,
     /// The delivery's id.
@@ -132,7 +134,7 @@ impl Capabilities {
     /// The capabilities' state for one call.
     pub(crate) fn start_call(&self, call: CallContext<'_>) -> CallStates {
         CallStates {
-            wasi: CallWasi::new(),
+            wasi: CallWasi::new(call.environment),
             http: CallHttp::new(
                 call.identity.clone(),
                 Arc::clone(&self.http),

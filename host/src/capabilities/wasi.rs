@@ -4,8 +4,9 @@
 //! A Rust `std` guest imports `wasi:io`, `wasi:cli`, `wasi:clocks`,
 //! `wasi:random` and `wasi:filesystem` even when it uses none of them, so
 //! instantiation needs them linked. Each plugin's context is empty: no
-//! environment variables, no arguments, no preopened directories (so no
-//! file can be opened), stdin closed; stdout and stderr are captured
+//! environment variables (but the operator's settings for a built-in
+//! notifier), no arguments, no preopened directories (so no file can be
+//! opened), stdin closed; stdout and stderr are captured
 //! ([`CapturedOutput`], excess dropped) and forwarded to the plugin's log.
 //! `wasi:sockets` is never linked (a component importing it is refused at
 //! load, see [`crate::sandbox::validate`]), nor is `wasi:http`.
@@ -88,14 +89,15 @@ impl std::fmt::Debug for CallWasi {
 }
 
 impl CallWasi {
-    /// An empty context for one call.
-    pub fn new() -> Self {
+    /// An empty context for one call, but for `environment`.
+    pub fn new(environment: &[(String, String)]) -> Self {
         let stdout = CapturedOutput::new(MAX_OUTPUT_BYTES);
         let stderr = CapturedOutput::new(MAX_OUTPUT_BYTES);
         let ctx = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .max_random_size(MAX_RANDOM_BYTES)
+            .envs(environment)
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
@@ -126,12 +128,6 @@ impl CallWasi {
                 );
             }
         }
-    }
-}
-
-impl Default for CallWasi {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

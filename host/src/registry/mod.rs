@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use tocsin_contract::action;
 use tocsin_core::hosts::host_key;
 use tocsin_core::limits::{LimitBounds, LimitOverrides, Limits};
 use tocsin_core::tenancy::Owner;
@@ -73,6 +74,8 @@ pub enum Origin {
 pub struct PlatformGrants {
     /// Default per-call limits (`[limits]`).
     pub limits: Limits,
+    /// What the built-in notifiers are told (`[notifiers]`).
+    pub notifiers: NotifiersConfig,
     /// Per-plugin settings (`[plugins.<name>]`).
     pub plugins: BTreeMap<String, PluginConfig>,
     /// What the engine and HTTP settings allow limits to be.
@@ -83,6 +86,27 @@ impl PlatformGrants {
     /// The limits of plugin `name`: the defaults with its overrides.
     pub(crate) fn limits_for(&self, name: &str) -> Limits {
         self.plugins.get(name).map_or(self.limits, |plugin| self.limits.with(&plugin.limits))
+    }
+}
+
+/// Settings of the built-in notifiers beyond Aodh's options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifiersConfig {
+    /// Show action URLs whole in the built-in notifiers' Aodh log lines,
+    /// as Aodh prints them, with only user info and secret-named
+    /// parameters hidden; a webhook token in the path is then printed.
+    /// Off by default: a line shows the scheme, host and port, and the
+    /// rest as `/***`.
+    pub whole_action_urls: bool,
+}
+
+impl NotifiersConfig {
+    /// The WASI environment the built-in notifiers get: these settings,
+    /// as [`tocsin_contract::action`] names them.
+    fn environment(&self) -> Vec<(String, String)> {
+        let whole = self.whole_action_urls.then(|| (action::WHOLE_URLS_ENV.to_owned(), "1".to_owned()));
+        whole.into_iter().collect()
     }
 }
 
@@ -114,6 +138,7 @@ pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, grants: &Pla
         name: name.to_owned(),
         tenant,
         limits: grants.limits_for(name),
+        environment: if origin == Origin::Builtin { grants.notifiers.environment() } else { Vec::new() },
         grants: HttpGrants {
             allowed_hosts,
             requested_hosts: Vec::new(),

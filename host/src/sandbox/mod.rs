@@ -153,6 +153,9 @@ pub struct PluginSpec {
     pub limits: Limits,
     /// HTTP grants beyond the action URL's host.
     pub grants: HttpGrants,
+    /// Its WASI environment: the operator's settings for a built-in
+    /// notifier; empty for every other plugin.
+    pub environment: Vec<(String, String)>,
 }
 
 /// A loaded plugin: compiled, checked and pre-instantiated.
@@ -161,6 +164,7 @@ pub struct Plugin {
     tenant: Option<Arc<str>>,
     limits: Limits,
     grants: Arc<HttpGrants>,
+    environment: Arc<[(String, String)]>,
     pre: NotifierPre<StoreState>,
     log: Arc<LogBuffer>,
     info: ComponentInfo,
@@ -371,6 +375,7 @@ impl Sandbox {
             tenant: spec.tenant.map(Into::into),
             limits: spec.limits,
             grants: Arc::new(spec.grants),
+            environment: spec.environment.into(),
             pre,
             log: Arc::new(LogBuffer::new(self.log_buffer_lines)),
             info,
@@ -425,6 +430,7 @@ impl Sandbox {
             },
             log_buffer: &plugin.log,
             grants: &plugin.grants,
+            environment: &plugin.environment,
             action,
             delivery_id: &delivery.id,
             limits: &limits,

@@ -29,12 +29,12 @@ impl Notifier for HttpNotifier {
         let split = action::split(&action).map_err(|error| {
             NotifyError::permanent(format!(
                 "Unable to parse action {} for alarm {}: {error}",
-                action::display(&action),
+                log::shown_action(&action),
                 alarm.alarm_id
             ))
         })?;
         let request = build_request(&split, &alarm, &delivery)?;
-        log::log_with(Level::Info, sending_line(&split, &alarm, &delivery.request_id), &[]);
+        log::log_with(Level::Info, sending_line(&action, &alarm, &delivery.request_id), &[]);
         let response = request.send()?;
         log::log_with(Level::Info, response_line(&alarm.alarm_id, response.status), &[]);
         if response.status == 410 {
@@ -52,8 +52,9 @@ export_notifier!(HttpNotifier);
 
 /// Aodh's line before the request: `Notifying alarm <name> <id> with
 /// severity <severity> from <previous> to <current> with action <action>
-/// because <reason>. request-id: <id>`, credentials redacted.
-pub fn sending_line(split: &SplitAction<'_>, alarm: &Alarm, request_id: &str) -> String {
+/// because <reason>. request-id: <id>`, the action shown as
+/// [`log::shown_action`] shows it.
+pub fn sending_line(action: &str, alarm: &Alarm, request_id: &str) -> String {
     format!(
         "Notifying alarm {} {} with severity {} from {} to {} with action {} because {}. request-id: {}",
         alarm.alarm_name.as_deref().unwrap_or("None"),
@@ -61,7 +62,7 @@ pub fn sending_line(split: &SplitAction<'_>, alarm: &Alarm, request_id: &str) ->
         alarm.severity.as_deref().unwrap_or("None"),
         alarm.previous,
         alarm.current,
-        split.redacted(),
+        log::shown_action(action),
         alarm.reason,
         request_id,
     )

@@ -1,10 +1,10 @@
 //! The built-in `log` notifier: Aodh's `log://` action.
 //!
 //! Writes one INFO line per alarm, in exactly the words Aodh's log notifier
-//! uses, with the action's credentials redacted.
+//! uses, with the action shown as [`log::shown_action`] shows it.
 
 use tocsin_guest_sdk::log::{self, Level};
-use tocsin_guest_sdk::{Alarm, Delivery, Notifier, NotifyError, action, export_notifier};
+use tocsin_guest_sdk::{Alarm, Delivery, Notifier, NotifyError, export_notifier};
 
 /// The `log` notifier.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ pub fn aodh_line(action: &str, alarm: &Alarm) -> String {
         alarm.severity.as_deref().unwrap_or("None"),
         alarm.previous,
         alarm.current,
-        action::display(action),
+        log::shown_action(action),
         alarm.reason,
     )
 }
@@ -70,9 +70,9 @@ mod tests {
     }
 
     #[test]
-    fn credentials_never_reach_the_line() {
-        let line = aodh_line("log://admin:hunter2@collector/x", &alarm(Some("n"), Some("low")));
-        assert!(line.contains("with action log://***@collector/x because"), "{line}");
-        assert!(!line.contains("hunter2"));
+    fn credentials_and_paths_never_reach_the_line() {
+        let line = aodh_line("log://admin:hunter2@collector/x?token=t0k", &alarm(Some("n"), Some("low")));
+        assert!(line.contains("with action log://collector/*** because"), "{line}");
+        assert!(!line.contains("hunter2") && !line.contains("t0k"));
     }
 }

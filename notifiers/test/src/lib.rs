@@ -5,7 +5,7 @@
 //! the plugin's log buffer.
 
 use tocsin_guest_sdk::log::{self, Level};
-use tocsin_guest_sdk::{Alarm, Delivery, Notifier, NotifyError, action, export_notifier};
+use tocsin_guest_sdk::{Alarm, Delivery, Notifier, NotifyError, export_notifier};
 
 /// The `test` notifier.
 #[derive(Debug)]
@@ -21,7 +21,7 @@ impl Notifier for TestNotifier {
 export_notifier!(TestNotifier);
 
 /// The recorded notification: Aodh's test notifier keeps the same fields.
-/// The action is recorded as log lines show it, credentials redacted;
+/// The action is recorded as log lines show it ([`log::shown_action`]);
 /// `reason_data` as a tree, its `NaN` and infinities as `null`.
 pub fn record(action: &str, alarm: &Alarm, delivery: &Delivery) -> String {
     // The host hands over what Python's `json` reads; anything else (never
@@ -30,7 +30,7 @@ pub fn record(action: &str, alarm: &Alarm, delivery: &Delivery) -> String {
         value.unwrap_or_else(|_| serde_json::Value::String(alarm.reason_data.clone().unwrap_or_default()))
     });
     serde_json::json!({
-        "action": action::display(action),
+        "action": log::shown_action(action),
         "alarm_id": alarm.alarm_id,
         "alarm_name": alarm.alarm_name,
         "severity": alarm.severity,

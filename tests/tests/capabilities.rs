@@ -4,10 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tocsin::capabilities::http::EGRESS_DENIAL;
+use tocsin::capabilities::secrets::{BoundSecret, SecretPrefix, SecretValue};
 use tocsin::config::Config;
+use tocsin::registry::{self, Origin};
 use tocsin::sandbox::{CallError, Invocation};
 use tocsin_core::limits::Limit;
 use tocsin_tests::logs::CapturedLogs;
@@ -307,5 +311,54 @@ async fn followed_redirects_are_checked_at_every_hop() {
         arrived.header("authorization"),
         None,
         "credentials never follow a redirect to another origin"
+    );
+}
+
+/// Issue 23, finding 4: at e8aba4b a same-origin redirect kept the header
+/// a secret was filled into, wherever on that origin it led: out of the
+/// path the secret is for, to whatever the receiver chose.
+#[tokio::test]
+async fn a_redirect_takes_a_secret_only_where_its_url_prefix_still_covers() {
+    let redirect = |to: &str| Reply::Status(307, vec![("location".into(), to.into())], Vec::new());
+    let hook = Webhook::start(Reply::Script(vec![
+        redirect("/hook/moved"),
+        Reply::status(200),
+        redirect("/elsewhere"),
+        Reply::status(200),
+    ]))
+    .await
+    .unwrap();
+    let host = host_granting(&["127.0.0.1"], |config| {
+        allow_loopback(config);
+        config.http.max_redirects = 3;
+    });
+    let mut spec = registry::spec_for("fetch", Origin::External, None, &host.config.grants());
+    let secret = BoundSecret {
+        value: SecretValue::new("k3y-s3cr3t".into()).unwrap(),
+        prefix: SecretPrefix::parse(&hook.url("/hook/")).unwrap(),
+    };
+    spec.grants.secrets = Arc::new(ArcSwap::from_pointee(BTreeMap::from([("pager".to_owned(), secret)])));
+    let plugin = host.sandbox.load(spec, &std::fs::read(plugins::FETCH).unwrap()).unwrap();
+    let with_secret = "header=x-api-key&value=%7B%7Bsecret:pager%7D%7D";
+    for _ in 0..2 {
+        let run =
+            host.notify(&plugin, &format!("fetch://p/?target={}&{with_secret}", hook.url("/hook/a"))).await;
+        assert_eq!(messages(&run), ["fetch: status=200 bytes=0"]);
+    }
+    let sent: Vec<(String, Option<String>)> = hook
+        .received()
+        .iter()
+        .map(|request| (request.target.clone(), request.header("x-api-key").map(str::to_owned)))
+        .collect();
+    let secret = Some("k3y-s3cr3t".to_owned());
+    assert_eq!(
+        sent,
+        [
+            ("/hook/a".to_owned(), secret.clone()),
+            ("/hook/moved".to_owned(), secret.clone()),
+            ("/hook/a".to_owned(), secret),
+            ("/elsewhere".to_owned(), None),
+        ],
+        "under the prefix the secret goes on; out of it, not"
     );
 }

@@ -36,7 +36,7 @@ use wasmtime::component::{HasData, Linker};
 use crate::capabilities::CallReport;
 use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, NameLookup};
 use crate::capabilities::log::CallIdentity;
-use crate::capabilities::secrets::{SharedSecrets, substitute};
+use crate::capabilities::secrets::{FilledHeader, SharedSecrets, substitute};
 use crate::capabilities::signing::{SIGNATURE_HEADERS, WebhookSecret, signature_headers};
 
 /// What a plugin is told when the egress policy refuses an address: not
@@ -534,12 +534,12 @@ impl CallHttp {
             let key = url_host_key(&host);
             self.grants.allowed_hosts.contains(&key) || self.grants.requested_hosts.contains(&key)
         });
-        substitute(&mut headers, &self.grants.secrets.load(), &url, granted, MAX_HEADER_BYTES)?;
+        let filled = substitute(&mut headers, &self.grants.secrets.load(), &url, granted, MAX_HEADER_BYTES)?;
         let body = Bytes::from(request.body);
         if self.grants.sign_deliveries {
             self.sign(&url, &mut headers, &body);
         }
-        let exchange = Exchange { method, url, headers, body, operator_tls, verify };
+        let exchange = Exchange { method, url, headers, filled, body, operator_tls, verify };
         tokio::time::timeout(timeout, self.follow(exchange)).await.map_err(|_| HttpError::Timeout)?
     }
 
@@ -636,6 +636,8 @@ struct Exchange {
     method: Method,
     url: Url,
     headers: HeaderMap,
+    /// The headers a secret was filled into, checked again at every hop.
+    filled: Vec<FilledHeader>,
     /// Shared, so sending it again after a redirect does not copy it.
     body: Bytes,
     operator_tls: bool,
@@ -644,10 +646,12 @@ struct Exchange {
 
 impl Exchange {
     /// Moves the request to `location` as a client following a redirect
-    /// with `status` does, but stricter: never from https to http; to
-    /// another origin only the headers of [`CROSS_ORIGIN_HEADERS`] that
-    /// carry no filled-in secret, without the operator's client certificate
-    /// and with verification back on.
+    /// with `status` does, but stricter: never from https to http; a
+    /// header with a filled-in secret only where the secret's URL prefix
+    /// still covers the new URL (the same origin, another path: checked
+    /// again); to another origin only the headers of
+    /// [`CROSS_ORIGIN_HEADERS`] that carry no secret, without the
+    /// operator's client certificate and with verification back on.
     fn redirect(&mut self, status: StatusCode, location: &str) -> Result<(), HttpError> {
         let next = self
             .url
@@ -656,6 +660,16 @@ impl Exchange {
         if self.url.scheme() == "https" && next.scheme() != "https" {
             return Err(HttpError::Denied(format!("redirect from https to {} refused", next.scheme())));
         }
+        let (kept, leaving): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.filled).into_iter().partition(|header| header.may_go_to(&next));
+        for header in leaving {
+            self.headers.remove(&header.name);
+            tracing::debug!(
+                header = %header.name,
+                "capability.http: A redirect leaves the URLs a secret is for; its header is not sent on."
+            );
+        }
+        self.filled = kept;
         if next.origin() != self.url.origin() {
             let kept: HeaderMap = std::mem::take(&mut self.headers)
                 .into_iter()

@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use reqwest::Url;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tocsin_core::bindings::tocsin::notifier::http::HttpError;
 use tocsin_core::caps::{MAX_PLACEHOLDERS_PER_VALUE, MAX_SECRET_BYTES};
 use tocsin_core::hosts::url_host_key;
@@ -112,6 +112,23 @@ impl SecretPrefix {
     }
 }
 
+/// A header a secret was filled into, and the prefixes of its secrets: a
+/// redirect may take it only where every one of them still covers the URL.
+#[derive(Debug, Clone)]
+pub(crate) struct FilledHeader {
+    /// The header's name.
+    pub name: HeaderName,
+    /// The prefixes of the secrets in its value.
+    pub prefixes: Vec<SecretPrefix>,
+}
+
+impl FilledHeader {
+    /// Whether the header may go with a request to `url`.
+    pub(crate) fn may_go_to(&self, url: &Url) -> bool {
+        self.prefixes.iter().all(|prefix| prefix.covers(url))
+    }
+}
+
 /// The secrets of one notifier, by name, swapped whole when they change so
 /// that the next request sees the new ones.
 pub(crate) type SharedSecrets = Arc<ArcSwap<BTreeMap<String, BoundSecret>>>;
@@ -125,7 +142,8 @@ pub(crate) fn is_secret_name(name: &str) -> bool {
 /// Puts the secrets in place of the placeholders of `headers`, for a
 /// request to `url`, as long as the headers stay within `max_bytes`
 /// (names and values) once they are in: the caller's cap checked the
-/// placeholders, and a secret is longer than its placeholder.
+/// placeholders, and a secret is longer than its placeholder. Returns the
+/// headers it filled, for redirects to check again.
 ///
 /// # Errors
 /// [`HttpError::TooLarge`] for headers past `max_bytes` once filled in,
@@ -141,9 +159,10 @@ pub(crate) fn substitute(
     url: &Url,
     granted: bool,
     max_bytes: usize,
-) -> Result<(), HttpError> {
+) -> Result<Vec<FilledHeader>, HttpError> {
     let mut total: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-    for value in headers.values_mut() {
+    let mut filled_headers = Vec::new();
+    for (header, value) in headers.iter_mut() {
         let Ok(text) = value.to_str() else { continue };
         if !text.contains(OPEN) {
             continue;
@@ -160,6 +179,7 @@ pub(crate) fn substitute(
             ));
         }
         let mut filled = String::with_capacity(text.len());
+        let mut prefixes = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find(OPEN) {
             filled.push_str(&rest[..start]);
@@ -179,6 +199,7 @@ pub(crate) fn substitute(
                 )));
             }
             filled.push_str(&secret.value.0);
+            prefixes.push(secret.prefix.clone());
             rest = &after[end + CLOSE.len()..];
         }
         filled.push_str(rest);
@@ -187,8 +208,9 @@ pub(crate) fn substitute(
         })?;
         replaced.set_sensitive(true);
         *value = replaced;
+        filled_headers.push(FilledHeader { name: header.clone(), prefixes });
     }
-    Ok(())
+    Ok(filled_headers)
 }
 
 /// Encrypts and decrypts secrets at rest.

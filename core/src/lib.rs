@@ -7,6 +7,7 @@
 //! - [`alarm`]: the [`alarm::Alarm`] and the [`alarm::Delivery`] being
 //!   handled.
 //! - [`tenancy`]: tokens, callers, owners, and who may claim which scheme.
+//! - [`grants`]: what the operator grants one plugin, by owner.
 //! - [`schemes`]: the platform's schemes.
 //! - [`limits`]: the per-call limits operators and tenants set.
 //! - [`caps`]: every hard cap beneath them, in one list.
@@ -21,6 +22,7 @@
 pub mod alarm;
 pub mod bindings;
 pub mod caps;
+pub mod grants;
 pub mod hosts;
 pub mod keys;
 pub mod limits;

@@ -22,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::caps::MAX_SCHEME_LEN;
+use crate::grants::PluginConfig;
 use crate::schemes;
 
 /// The SHA-256 of a bearer token, written as 64 hex digits in the
@@ -150,6 +151,11 @@ pub struct TenantConfig {
     /// (`dispatch.slot_wait_ms`, then a retry tier).
     #[serde(default = "TenantConfig::default_max_concurrent_deliveries")]
     pub max_concurrent_deliveries: u32,
+    /// What the operator grants the tenant's notifiers, by scheme
+    /// (`[tenants.acme.plugins.acme-relay]`): only the tenant's own
+    /// notifiers ever get these.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
 }
 
 impl TenantConfig {
@@ -265,6 +271,7 @@ mod tests {
             max_notifiers: 1,
             max_total_bytes: 1,
             max_concurrent_deliveries: 1,
+            plugins: BTreeMap::new(),
         };
         BTreeMap::from([("acme".to_owned(), tenant)])
     }

@@ -32,6 +32,7 @@ use tocsin::message::{self, Properties};
 use tocsin::metrics::Metrics;
 use tocsin::registry::{self, Origin, builtin};
 use tocsin_core::alarm::{Alarm, Delivery, SAMPLE_ALARM};
+use tocsin_core::tenancy::Owner;
 
 use crate::common::{Native, allow_loopback, sdk_alarm, start_sink};
 
@@ -133,7 +134,8 @@ fn sandbox_call(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
         config.sandbox.instances = 16;
         let sandbox = tocsin::service::sandbox(&config).expect("sandbox");
         let origin = if tenant.is_some() { Origin::External } else { Origin::Builtin };
-        let spec = registry::spec_for("log", origin, tenant.map(Into::into), &config.grants());
+        let owner = Owner::from_tenant(tenant.map(Into::into));
+        let spec = registry::spec_for("log", origin, &owner, &config.grants());
         let plugin = sandbox.load(spec, builtin::component("log").expect("built-in log")).expect("load log");
         group.bench_function(name, |b| {
             b.to_async(runtime).iter(|| async {
@@ -157,7 +159,7 @@ fn http(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
         });
     });
     let sandbox = tocsin::service::sandbox(&config).expect("sandbox");
-    let spec = registry::spec_for("http", Origin::Builtin, None, &config.grants());
+    let spec = registry::spec_for("http", Origin::Builtin, &Owner::Operator, &config.grants());
     let plugin = sandbox.load(spec, builtin::component("http").expect("built-in http")).expect("load http");
     group.bench_function("sandbox", |b| {
         b.to_async(runtime).iter(|| async {

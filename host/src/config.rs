@@ -21,7 +21,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use tocsin_core::hosts::validate_host_entry;
 use tocsin_core::limits::{LimitBounds, LimitOverrides, Limits};
-use tocsin_core::tenancy::{TenantConfig, TokenHash};
+use tocsin_core::tenancy::{Caller, TenantConfig, TokenHash, claim};
 
 use crate::api::Callers;
 use crate::registry::PlatformGrants;
@@ -37,10 +37,11 @@ pub use crate::capabilities::http::{HttpConfig, SigningKeys};
 pub use crate::delivery::DeliveryConfig;
 pub use crate::dispatch::DispatchConfig;
 pub use crate::intake::config::{IntakeConfig, IntakeSettings, NotificationIntakeConfig, RpcIntakeConfig};
+pub use crate::registry::NotifiersConfig;
 pub use crate::registry::catalog::UploadsConfig;
-pub use crate::registry::{NotifiersConfig, PluginConfig};
 pub use crate::sandbox::SandboxConfig;
 pub use crate::store::DatabaseConfig;
+pub use tocsin_core::grants::PluginConfig;
 
 /// Environment variables with the `TOCSIN_` prefix that are not config
 /// keys: they choose the file and the log output (and how long its lines
@@ -134,7 +135,7 @@ impl Config {
         for section in sections {
             section.map_err(ConfigError::Inconsistent)?;
         }
-        for host in self.plugins.values().flat_map(|p| &p.allow_hosts) {
+        for host in self.all_plugins().flat_map(|(_, plugin)| &plugin.allow_hosts) {
             validate_host_entry(host).map_err(ConfigError::Inconsistent)?;
         }
         let (prefetch, dispatch) = (self.broker.rabbit_qos_prefetch_count, &self.dispatch);
@@ -152,17 +153,31 @@ impl Config {
         }
         let bounds = self.limit_bounds();
         let no_overrides = LimitOverrides::default();
-        let plugins = std::iter::once(("<defaults>", &no_overrides))
-            .chain(self.plugins.iter().map(|(name, plugin)| (name.as_str(), &plugin.limits)));
+        let plugins = std::iter::once(("<defaults>".to_owned(), &no_overrides))
+            .chain(self.all_plugins().map(|(name, plugin)| (name, &plugin.limits)));
         for (name, overrides) in plugins {
-            bounds.check(name, &self.limits.with(overrides)).map_err(ConfigError::Inconsistent)?;
+            bounds.check(&name, &self.limits.with(overrides)).map_err(ConfigError::Inconsistent)?;
         }
         bounds.check("<uploads.max_limits>", &self.uploads.max_limits).map_err(ConfigError::Inconsistent)?;
         self.validate_tenants()
     }
 
+    /// Every plugin's settings, named by where they are in the file
+    /// (`log`, `tenants.acme.plugins.acme-relay`).
+    fn all_plugins(&self) -> impl Iterator<Item = (String, &PluginConfig)> {
+        let operators = self.plugins.iter().map(|(name, plugin)| (name.clone(), plugin));
+        let tenants = self.tenants.iter().flat_map(|(tenant, config)| {
+            config
+                .plugins
+                .iter()
+                .map(move |(scheme, plugin)| (format!("tenants.{tenant}.plugins.{scheme}"), plugin))
+        });
+        operators.chain(tenants)
+    }
+
     /// Rules of the tenants: names that can prefix schemes, quotas above 0,
-    /// and a token of their own for every caller.
+    /// grants only for schemes the tenant may own, and a token of their own
+    /// for every caller.
     fn validate_tenants(&self) -> Result<(), ConfigError> {
         let fail = |message: String| Err(ConfigError::Inconsistent(message));
         if let Some(name) = self.tenants.keys().find(|name| !tocsin_core::tenancy::is_tenant_name(name)) {
@@ -174,6 +189,32 @@ impl Config {
         if let Some((name, _)) = self.tenants.iter().find(|(_, tenant)| tenant.max_concurrent_deliveries == 0)
         {
             return fail(format!("tenants.{name}.max_concurrent_deliveries must be at least 1"));
+        }
+        for (name, tenant) in &self.tenants {
+            let caller = Caller::Tenant(name.clone());
+            if let Some(scheme) =
+                tenant.plugins.keys().find(|scheme| claim(&caller, scheme, &self.tenants).is_err())
+            {
+                return fail(format!(
+                    "tenants.{name}.plugins.{scheme}: tenant {name} cannot own the scheme {scheme:?}; \
+                     its schemes start with \"{name}-\""
+                ));
+            }
+        }
+        // Grants used to be keyed by name alone: one written for a tenant's
+        // scheme in [plugins] would now go unused, and deliveries fail.
+        let owned = |plugin: &str| {
+            claim(&Caller::Operator, plugin, &self.tenants)
+                .ok()
+                .and_then(|owner| owner.tenant().map(str::to_owned))
+        };
+        if let Some((plugin, tenant)) =
+            self.plugins.keys().find_map(|plugin| owned(plugin).map(|tenant| (plugin, tenant)))
+        {
+            return fail(format!(
+                "plugins.{plugin}: {plugin} is tenant {tenant}'s scheme, and [plugins] grants only the \
+                 operator's plugins; move the section to [tenants.{tenant}.plugins.{plugin}]"
+            ));
         }
         let mut hashes: Vec<_> = self.tenants.values().map(|tenant| tenant.token_sha256).collect();
         hashes.extend(self.api.operator_token_sha256);
@@ -203,6 +244,11 @@ impl Config {
             limits: self.limits,
             notifiers: self.notifiers.clone(),
             plugins: self.plugins.clone(),
+            tenant_plugins: self
+                .tenants
+                .iter()
+                .map(|(name, tenant)| (name.clone(), tenant.plugins.clone()))
+                .collect(),
             bounds: self.limit_bounds(),
         }
     }
@@ -275,6 +321,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use tocsin_core::tenancy::Owner;
+
     use super::*;
 
     fn load_toml(text: &str) -> Result<Config, ConfigError> {
@@ -312,9 +360,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.limits.fuel, 5000);
-        assert_eq!(config.grants().limits_for("log").memory_bytes, 1 << 20);
-        assert_eq!(config.grants().limits_for("log").fuel, 5000);
-        assert_eq!(config.grants().limits_for("other").memory_bytes, 32 << 20);
+        assert_eq!(config.grants().limits_for(&Owner::Operator, "log").memory_bytes, 1 << 20);
+        assert_eq!(config.grants().limits_for(&Owner::Operator, "log").fuel, 5000);
+        assert_eq!(config.grants().limits_for(&Owner::Operator, "other").memory_bytes, 32 << 20);
         assert_eq!(config.egress.allow_networks.len(), 1);
     }
 
@@ -367,7 +415,10 @@ mod tests {
             "{error}"
         );
         let fits = "[plugins.big.limits]\nhttp_request_body_bytes = 2097152\nhost_call_bytes = 2359296\n";
-        assert_eq!(load_toml(fits).unwrap().grants().limits_for("big").host_call_bytes, 2_359_296);
+        assert_eq!(
+            load_toml(fits).unwrap().grants().limits_for(&Owner::Operator, "big").host_call_bytes,
+            2_359_296
+        );
     }
 
     #[test]
@@ -455,5 +506,27 @@ mod tests {
             let error = load_toml(&text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn grants_sit_with_their_owner_in_the_file() {
+        let tenant = "[tenants.ops]\ntoken_sha256 = \"".to_owned() + &TokenHash::of("t").to_hex() + "\"\n";
+        let misplaced = format!("{tenant}[plugins.ops-relay]\nallow_hosts = [\"relay.internal\"]\n");
+        let error = load_toml(&misplaced).unwrap_err().to_string();
+        assert!(error.contains("move the section to [tenants.ops.plugins.ops-relay]"), "{error}");
+        let foreign = format!("{tenant}[tenants.ops.plugins.acme-x]\nallow_hosts = []\n");
+        let error = load_toml(&foreign).unwrap_err().to_string();
+        assert!(error.contains("tenant ops cannot own the scheme \"acme-x\""), "{error}");
+        let bad_host = format!("{tenant}[tenants.ops.plugins.ops-relay]\nallow_hosts = [\"http://x/\"]\n");
+        assert!(load_toml(&bad_host).is_err(), "a tenant plugin's hosts are checked as the operator's are");
+        let placed = format!("{tenant}[tenants.ops.plugins.ops-relay]\nallow_hosts = [\"relay.internal\"]\n");
+        let grants = load_toml(&placed).unwrap().grants();
+        let spec = crate::registry::spec_for(
+            "ops-relay",
+            crate::registry::Origin::External,
+            &Owner::Tenant("ops".into()),
+            &grants,
+        );
+        assert_eq!(spec.grants.allowed_hosts, ["relay.internal"]);
     }
 }

@@ -29,7 +29,7 @@ fn tenants_config(vhost: &TestVhost, extra: &str) -> String {
         config.replacen("[api]\n", &format!("[api]\noperator_token_sha256 = \"{}\"\n", hash(OPERATOR)), 1);
     format!(
         "{config}\n[tenants.acme]\ntoken_sha256 = \"{}\"\n\n[tenants.globex]\ntoken_sha256 = \"{}\"\n\n\
-         [plugins.acme-chat]\nallow_hosts = [\"127.0.0.1\"]\n",
+         [tenants.acme.plugins.acme-chat]\nallow_hosts = [\"127.0.0.1\"]\n",
         hash(ACME),
         hash(GLOBEX)
     )

@@ -23,6 +23,7 @@ use tocsin::registry::{self, Origin, builtin};
 use tocsin::sandbox::validate::LoadError;
 use tocsin::sandbox::{Invocation, Plugin, Sandbox};
 use tocsin_core::alarm::{Alarm, Delivery};
+use tocsin_core::tenancy::Owner;
 
 /// Paths of the test plugins, built from `tests/plugins/` by `build.rs`.
 pub mod plugins {
@@ -123,14 +124,15 @@ impl TestHost {
     pub fn builtin(&self, name: &str) -> Plugin {
         let bytes = builtin::component(name).unwrap_or_else(|| panic!("no built-in {name}"));
         self.sandbox
-            .load(registry::spec_for(name, Origin::Builtin, None, &self.config.grants()), bytes)
+            .load(registry::spec_for(name, Origin::Builtin, &Owner::Operator, &self.config.grants()), bytes)
             .unwrap_or_else(|error| panic!("built-in {name}: {error}"))
     }
 
     /// Loads a component file as plugin `name`, with its configured settings.
     pub fn load(&self, name: &str, path: &str) -> Result<Plugin, LoadError> {
         let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("{path}: {error}"));
-        self.sandbox.load(registry::spec_for(name, Origin::External, None, &self.config.grants()), &bytes)
+        self.sandbox
+            .load(registry::spec_for(name, Origin::External, &Owner::Operator, &self.config.grants()), &bytes)
     }
 
     /// Runs `plugin` for `action` with the sample alarm and a fresh delivery.

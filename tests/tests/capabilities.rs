@@ -14,6 +14,7 @@ use tocsin::config::Config;
 use tocsin::registry::{self, Origin};
 use tocsin::sandbox::{CallError, Invocation};
 use tocsin_core::limits::Limit;
+use tocsin_core::tenancy::Owner;
 use tocsin_tests::logs::CapturedLogs;
 use tocsin_tests::names::StaticNames;
 use tocsin_tests::webhook::{Reply, Webhook};
@@ -332,7 +333,7 @@ async fn a_redirect_takes_a_secret_only_where_its_url_prefix_still_covers() {
         allow_loopback(config);
         config.http.max_redirects = 3;
     });
-    let mut spec = registry::spec_for("fetch", Origin::External, None, &host.config.grants());
+    let mut spec = registry::spec_for("fetch", Origin::External, &Owner::Operator, &host.config.grants());
     let secret = BoundSecret {
         value: SecretValue::new("k3y-s3cr3t".into()).unwrap(),
         prefix: SecretPrefix::parse(&hook.url("/hook/")).unwrap(),

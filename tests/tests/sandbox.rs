@@ -13,6 +13,7 @@ use tocsin::registry::{self, Origin};
 use tocsin::sandbox::CallError;
 use tocsin::sandbox::validate::LoadError;
 use tocsin_core::limits::{Limit, LimitOverrides};
+use tocsin_core::tenancy::Owner;
 use tocsin_tests::webhook::{Reply, Webhook};
 use tocsin_tests::{TestHost, messages, plugins};
 
@@ -312,7 +313,11 @@ async fn another_tenants_call_takes_the_only_running_slot_between_the_turns_of_t
         huge_line_flood(c, 3_000).fuel = Some(u64::MAX / 2);
     }));
     let bytes = std::fs::read(plugins::LOG_FLOOD).unwrap();
-    let spec = registry::spec_for("log-flood", Origin::External, Some("a".into()), &host.config.grants());
+    // The flood's limits, granted to tenant a's notifier, where its grants are.
+    let mut grants = host.config.grants();
+    let flood_grant = grants.plugins["log-flood"].clone();
+    grants.tenant_plugins.insert("a".into(), [("log-flood".to_owned(), flood_grant)].into());
+    let spec = registry::spec_for("log-flood", Origin::External, &Owner::Tenant("a".into()), &grants);
     let flood = Arc::new(host.sandbox.load(spec, &bytes).unwrap());
     let floods_done = Arc::new(AtomicUsize::new(0));
     let floods: Vec<_> = (0..2)
@@ -330,9 +335,10 @@ async fn another_tenants_call_takes_the_only_running_slot_between_the_turns_of_t
     // takes each a few ms).
     tokio::time::sleep(Duration::from_millis(200)).await;
     let test = registry::builtin::component("test").unwrap();
-    let probe = host
-        .sandbox
-        .load(registry::spec_for("b-test", Origin::External, Some("b".into()), &host.config.grants()), test);
+    let probe = host.sandbox.load(
+        registry::spec_for("b-test", Origin::External, &Owner::Tenant("b".into()), &host.config.grants()),
+        test,
+    );
     let probe = host.notify(&probe.unwrap(), "b-test://").await;
     let floods_done_when_delivered = floods_done.load(Ordering::SeqCst);
     assert_eq!(probe.result, Ok(()));

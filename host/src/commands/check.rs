@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use serde_json::json;
+use tocsin_core::tenancy::Owner;
 
 use super::Exit;
 use crate::config::Config;
@@ -21,7 +22,7 @@ pub async fn run(config: &Config, path: &Path) -> anyhow::Result<Exit> {
     let name = path.file_stem().map_or_else(String::new, |stem| stem.to_string_lossy().into_owned());
     let sandbox = crate::service::sandbox(config).context("cannot start the sandbox")?;
     let compiler = crate::service::compiler(config, None)?;
-    let spec = registry::spec_for(&name, Origin::External, None, &config.grants());
+    let spec = registry::spec_for(&name, Origin::External, &Owner::Operator, &config.grants());
     let (exit, report) = match compiler.load(&sandbox, spec, &bytes).await {
         Ok(plugin) => (
             Exit::Success,

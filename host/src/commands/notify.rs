@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use ipnet::IpNet;
 use tocsin_core::alarm::{Alarm, Delivery, SAMPLE_ALARM};
 use tocsin_core::hosts::{host_key, validate_host_entry};
+use tocsin_core::tenancy::Owner;
 
 use super::Exit;
 use crate::config::Config;
@@ -49,7 +50,7 @@ pub async fn run(mut config: Config, args: NotifyArgs) -> anyhow::Result<Exit> {
     }
     grant_hosts(&mut config, &name, &args.allow_hosts)?;
     let sandbox = crate::service::sandbox(&config).context("cannot start the sandbox")?;
-    let spec = registry::spec_for(&name, origin, None, &config.grants());
+    let spec = registry::spec_for(&name, origin, &Owner::Operator, &config.grants());
     // A file is compiled as an upload is: in the confined compiler child,
     // within the `[uploads]` limits.
     let plugin = match origin {

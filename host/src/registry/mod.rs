@@ -15,8 +15,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tocsin_contract::action;
+use tocsin_core::grants::PluginConfig;
 use tocsin_core::hosts::host_key;
-use tocsin_core::limits::{LimitBounds, LimitOverrides, Limits};
+use tocsin_core::limits::{LimitBounds, Limits};
 use tocsin_core::tenancy::Owner;
 
 use crate::capabilities::http::HttpGrants;
@@ -66,26 +67,41 @@ pub enum Origin {
     External,
 }
 
-/// What the operator grants plugins: the default limits, and by plugin
-/// name its overrides, extra hosts and TLS leniency. Uploads get the same
-/// by their scheme; the bounds every plugin's limits must keep come with
-/// them.
+/// What the operator grants plugins: the default limits, and by owner
+/// and plugin name their overrides, extra hosts and TLS leniency. Uploads
+/// get the same by their owner and scheme; the bounds every plugin's
+/// limits must keep come with them.
 #[derive(Debug, Clone)]
 pub struct PlatformGrants {
     /// Default per-call limits (`[limits]`).
     pub limits: Limits,
     /// What the built-in notifiers are told (`[notifiers]`).
     pub notifiers: NotifiersConfig,
-    /// Per-plugin settings (`[plugins.<name>]`).
+    /// The operator's own plugins' settings (`[plugins.<name>]`).
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// Tenants' notifiers' settings, by tenant, then scheme
+    /// (`[tenants.<tenant>.plugins.<scheme>]`).
+    pub tenant_plugins: BTreeMap<String, BTreeMap<String, PluginConfig>>,
     /// What the engine and HTTP settings allow limits to be.
     pub bounds: LimitBounds,
 }
 
 impl PlatformGrants {
-    /// The limits of plugin `name`: the defaults with its overrides.
-    pub(crate) fn limits_for(&self, name: &str) -> Limits {
-        self.plugins.get(name).map_or(self.limits, |plugin| self.limits.with(&plugin.limits))
+    /// The settings of `owner`'s plugin `name`: the operator's plugins'
+    /// from `[plugins]`, a tenant's from its own `plugins` only, so that no
+    /// name a tenant can claim reaches what the operator granted another
+    /// owner.
+    pub fn plugin(&self, owner: &Owner, name: &str) -> Option<&PluginConfig> {
+        match owner {
+            Owner::Operator => self.plugins.get(name),
+            Owner::Tenant(tenant) => self.tenant_plugins.get(tenant)?.get(name),
+        }
+    }
+
+    /// The limits of `owner`'s plugin `name`: the defaults with its
+    /// overrides.
+    pub(crate) fn limits_for(&self, owner: &Owner, name: &str) -> Limits {
+        self.plugin(owner, name).map_or(self.limits, |plugin| self.limits.with(&plugin.limits))
     }
 }
 
@@ -110,34 +126,22 @@ impl NotifiersConfig {
     }
 }
 
-/// Settings of one plugin.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PluginConfig {
-    /// Overrides of the default limits.
-    pub limits: LimitOverrides,
-    /// Hosts the plugin may call besides the action URL's host.
-    pub allow_hosts: Vec<String>,
-    /// May the plugin switch TLS verification off for a request? The
-    /// built-in `http` notifier may (Aodh's `aodh-alarm-ssl-verify=0`).
-    pub allow_insecure_tls: Option<bool>,
-}
-
-/// The settings a plugin named `name` is loaded with: its limits and the
-/// hosts granted to it in `grants`. Every plugin's grants are assembled
-/// here and in [`spec_for_upload`]. The embedded `http` notifier also gets
-/// the operator's REST-notifier TLS settings and may switch verification
-/// off (Aodh's `aodh-alarm-ssl-verify=0`), unless the operator says otherwise.
-pub fn spec_for(name: &str, origin: Origin, tenant: Option<String>, grants: &PlatformGrants) -> PluginSpec {
-    let plugin = grants.plugins.get(name);
+/// The settings `owner`'s plugin named `name` is loaded with: its limits
+/// and the hosts `grants` grants it, looked up by owner and name (see
+/// [`PlatformGrants::plugin`]). Every plugin's grants are assembled here
+/// and in [`spec_for_upload`]. The embedded `http` notifier also gets the
+/// operator's REST-notifier TLS settings and may switch verification off
+/// (Aodh's `aodh-alarm-ssl-verify=0`), unless the operator says otherwise.
+pub fn spec_for(name: &str, origin: Origin, owner: &Owner, grants: &PlatformGrants) -> PluginSpec {
+    let plugin = grants.plugin(owner, name);
     let allowed_hosts =
         plugin.map(|p| p.allow_hosts.iter().map(|h| host_key(h)).collect()).unwrap_or_default();
     let rest_notifier = origin == Origin::Builtin && name == "http";
     let allow_insecure_tls = plugin.and_then(|p| p.allow_insecure_tls).unwrap_or(rest_notifier);
     PluginSpec {
         name: name.to_owned(),
-        tenant,
-        limits: grants.limits_for(name),
+        tenant: owner.tenant().map(str::to_owned),
+        limits: grants.limits_for(owner, name),
         environment: if origin == Origin::Builtin { grants.notifiers.environment() } else { Vec::new() },
         grants: HttpGrants {
             allowed_hosts,
@@ -161,7 +165,7 @@ pub(crate) fn spec_for_upload(
     secrets: SharedSecrets,
     grants: &PlatformGrants,
 ) -> PluginSpec {
-    let mut spec = spec_for(scheme, Origin::External, owner.tenant().map(str::to_owned), grants);
+    let mut spec = spec_for(scheme, Origin::External, owner, grants);
     spec.limits = spec.limits.with(&upload.limits);
     spec.grants.requested_hosts = upload.allow_hosts.iter().map(|host| host_key(host)).collect();
     spec.grants.secrets = secrets;
@@ -186,7 +190,8 @@ impl Registry {
         let mut registry = Registry::default();
         for (name, schemes) in builtin::SCHEMES {
             let bytes = builtin::component(name).unwrap_or_default();
-            let plugin = Arc::new(sandbox.load(spec_for(name, Origin::Builtin, None, grants), bytes)?);
+            let plugin =
+                Arc::new(sandbox.load(spec_for(name, Origin::Builtin, &Owner::Operator, grants), bytes)?);
             for scheme in *schemes {
                 registry.by_scheme.insert((*scheme).to_owned(), Arc::clone(&plugin));
             }
@@ -286,5 +291,48 @@ mod tests {
         );
         assert_eq!(builtin_for_action("nosuch://x"), Err(ResolveError::Unknown("nosuch".into())));
         assert!(matches!(builtin_for_action("http://[::1/x"), Err(ResolveError::Unparsable(_))));
+    }
+
+    /// Issue 23, finding 5: at e8aba4b grants were keyed by plugin name, so
+    /// a tenant `ops` that claimed `ops-relay` got what the operator
+    /// granted its own `ops-relay`: internal hosts with the address
+    /// exceptions, insecure TLS, raised limits. Tenants here are given as
+    /// they could be at run time, with no check of the configuration file.
+    #[test]
+    fn operator_grants_reach_only_their_owner() {
+        let operators = PluginConfig {
+            limits: tocsin_core::limits::LimitOverrides { deadline_ms: Some(60_000), ..Default::default() },
+            allow_hosts: vec!["relay.internal".into()],
+            allow_insecure_tls: Some(true),
+        };
+        let acmes = PluginConfig { allow_hosts: vec!["pager.internal".into()], ..Default::default() };
+        let grants = PlatformGrants {
+            limits: Limits::default(),
+            notifiers: NotifiersConfig::default(),
+            plugins: BTreeMap::from([("ops-relay".to_owned(), operators)]),
+            tenant_plugins: BTreeMap::from([(
+                "acme".to_owned(),
+                BTreeMap::from([("acme-relay".to_owned(), acmes)]),
+            )]),
+            bounds: LimitBounds { max_memory_bytes: 1 << 30, max_http_timeout_ms: 60_000 },
+        };
+        let spec = |scheme: &str, owner: &Owner| spec_for(scheme, Origin::External, owner, &grants);
+
+        let ops = Owner::Tenant("ops".into());
+        for (scheme, owner) in
+            [("ops-relay", &ops), ("acme-relay", &ops), ("ops-relay", &Owner::Tenant("acme".into()))]
+        {
+            let claimed = spec(scheme, owner);
+            assert!(claimed.grants.allowed_hosts.is_empty(), "{scheme} of {owner:?}");
+            assert!(!claimed.grants.allow_insecure_tls, "{scheme} of {owner:?}");
+            assert_eq!(claimed.limits, Limits::default(), "{scheme} of {owner:?}");
+        }
+        let operators = spec("ops-relay", &Owner::Operator);
+        assert_eq!(operators.grants.allowed_hosts, ["relay.internal"]);
+        assert!(operators.grants.allow_insecure_tls);
+        assert_eq!(operators.limits.deadline_ms, 60_000);
+        let acmes = spec("acme-relay", &Owner::Tenant("acme".into()));
+        assert_eq!(acmes.grants.allowed_hosts, ["pager.internal"]);
+        assert_eq!(acmes.tenant.as_deref(), Some("acme"));
     }
 }

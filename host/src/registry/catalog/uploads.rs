@@ -221,7 +221,7 @@ impl Catalog {
         if u64::try_from(component.len()).unwrap_or(u64::MAX) > max {
             return Err(CatalogError::TooLarge { size: component.len(), max });
         }
-        self.check_request(scheme, &request)?;
+        self.check_request(scheme, &owner, &request)?;
         let meta = VersionRow {
             version: 0,
             sha256: sha256_hex(component),
@@ -261,7 +261,12 @@ impl Catalog {
         }
     }
 
-    fn check_request(&self, scheme: &str, request: &UploadRequest) -> Result<(), CatalogError> {
+    fn check_request(
+        &self,
+        scheme: &str,
+        owner: &Owner,
+        request: &UploadRequest,
+    ) -> Result<(), CatalogError> {
         for host in &request.allow_hosts {
             validate_host_entry(host).map_err(CatalogError::Invalid)?;
         }
@@ -278,7 +283,7 @@ impl Catalog {
                 }
             }
         }
-        let limits = self.settings.grants.limits_for(scheme).with(&request.limits);
+        let limits = self.settings.grants.limits_for(owner, scheme).with(&request.limits);
         self.settings.grants.bounds.check(scheme, &limits).map_err(CatalogError::Invalid)
     }
 }

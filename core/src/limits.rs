@@ -186,6 +186,19 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 9] = [
+        Limit::Memory,
+        Limit::Cpu,
+        Limit::Deadline,
+        Limit::Stack,
+        Limit::Log,
+        Limit::HttpRequests,
+        Limit::HttpRequestBody,
+        Limit::HttpResponseBody,
+        Limit::HostCall,
+    ];
+
     /// The limit's name, as in configuration and output.
     pub fn name(self) -> &'static str {
         match self {
@@ -218,6 +231,25 @@ impl std::fmt::Display for Limit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_limit_once() {
+        // A new variant fails this match until it has a place in `ALL`.
+        let place = |limit: Limit| match limit {
+            Limit::Memory => 0,
+            Limit::Cpu => 1,
+            Limit::Deadline => 2,
+            Limit::Stack => 3,
+            Limit::Log => 4,
+            Limit::HttpRequests => 5,
+            Limit::HttpRequestBody => 6,
+            Limit::HttpResponseBody => 7,
+            Limit::HostCall => 8,
+        };
+        for (index, limit) in Limit::ALL.into_iter().enumerate() {
+            assert_eq!(place(limit), index, "{}", limit.name());
+        }
+    }
 
     #[test]
     fn overrides_replace_only_what_they_set() {

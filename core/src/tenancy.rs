@@ -38,7 +38,7 @@ impl TokenHash {
 
     /// Whether `self` and `other` are equal, in time independent of where
     /// they differ.
-    fn matches(&self, other: &TokenHash) -> bool {
+    pub fn matches(&self, other: &TokenHash) -> bool {
         self.0.ct_eq(&other.0).into()
     }
 

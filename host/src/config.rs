@@ -218,12 +218,13 @@ impl Config {
         }
         let mut hashes: Vec<_> = self.tenants.values().map(|tenant| tenant.token_sha256).collect();
         hashes.extend(self.api.operator_token_sha256);
+        hashes.extend(self.api.metrics_token_sha256);
         let count = hashes.len();
         hashes.sort_by_key(TokenHash::to_hex);
         hashes.dedup();
         if hashes.len() != count {
             return fail(
-                "two callers (tenants or the operator) have the same token hash: give each its own token"
+                "two callers (tenants, the operator, the metrics scraper) have the same token hash: give each its own token"
                     .into(),
             );
         }
@@ -285,7 +286,11 @@ impl Config {
 
     /// Who may call the API.
     pub fn callers(&self) -> Arc<Callers> {
-        Arc::new(Callers { operator: self.api.operator_token_sha256, tenants: self.tenants.clone() })
+        Arc::new(Callers {
+            operator: self.api.operator_token_sha256,
+            metrics: self.api.metrics_token_sha256,
+            tenants: self.tenants.clone(),
+        })
     }
 
     /// What compiling one component may use.

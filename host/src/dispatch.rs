@@ -28,7 +28,7 @@ use tocsin_core::tenancy::TenantConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::delivery::DeliveryRecord;
-use crate::metrics::{Metrics, PluginLabels};
+use crate::metrics::Metrics;
 use crate::registry::{Registry, ResolveError};
 use crate::sandbox::{CallError, Plugin, Sandbox};
 
@@ -383,10 +383,7 @@ impl<N: Notifiers> Dispatcher<N> {
         let result = self.notifiers.invoke(&plugin, &record.action, &record.alarm, &delivery).await;
         let elapsed = started.elapsed();
         permits.learn(elapsed);
-        self.metrics
-            .delivery_seconds
-            .get_or_create(&PluginLabels { plugin: name.to_owned() })
-            .observe(elapsed.as_secs_f64());
+        self.metrics.delivery_time(name, tenant, elapsed.as_secs_f64());
         let elapsed_ms = elapsed.as_secs_f64() * 1e3;
         let attempt = record.attempt;
         match result {

@@ -1,6 +1,12 @@
 //! The Prometheus metrics `tocsin serve` exposes on `/metrics`, with a
 //! small label set (plugin, tenant, outcome), so their number stays
-//! bounded whatever the traffic.
+//! bounded whatever the traffic: a notifier's series go when it is
+//! deleted ([`Metrics::forget_plugin`]).
+//!
+//! Two views: the whole one, for holders of the metrics or the operator's
+//! token, and the [`View::Public`] one, which leaves out every series of a
+//! tenant's notifier (a tenant's scheme carries its name) and shows their
+//! deliveries only summed (`tocsin_tenant_deliveries_total`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -22,13 +28,6 @@ pub struct DeliveryLabels {
     pub outcome: &'static str,
 }
 
-/// Labels of the plugin a latency belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct PluginLabels {
-    /// The plugin's name.
-    pub plugin: String,
-}
-
 /// Labels of a limit a plugin hit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct LimitLabels {
@@ -47,6 +46,13 @@ pub struct OwnedPluginLabels {
     pub plugin: String,
     /// Its tenant (empty for the platform's).
     pub tenant: String,
+}
+
+/// Labels of the tenants' deliveries, summed over the tenants.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// As [`DeliveryLabels::outcome`].
+    pub outcome: &'static str,
 }
 
 /// Labels of a received message.
@@ -73,6 +79,18 @@ pub struct QueueLabels {
     pub queue: String,
 }
 
+/// The outcomes a plugin's deliveries are counted under.
+const PLUGIN_OUTCOMES: [&str; 4] = ["delivered", "retryable", "failed", "deferred"];
+
+/// Which series an encoding shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Every series.
+    Whole,
+    /// None that names a tenant: for callers without a token.
+    Public,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.5, 16))
 }
@@ -83,8 +101,11 @@ pub struct Metrics {
     registry: Registry,
     /// Deliveries by plugin and outcome.
     pub deliveries: Family<DeliveryLabels, Counter>,
+    /// Deliveries of all tenants' notifiers, by outcome: what the public
+    /// view shows of them.
+    pub tenant_deliveries: Family<OutcomeLabels, Counter>,
     /// Time of one attempt, by plugin, in seconds.
-    pub delivery_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    pub delivery_seconds: Family<OwnedPluginLabels, Histogram, fn() -> Histogram>,
     /// Calls that hit a limit, by plugin and limit (a call can hit several).
     pub limit_hits: Family<LimitLabels, Counter>,
     /// Log lines the log caps dropped, by plugin.
@@ -111,6 +132,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("tocsin");
         let metrics = Metrics {
             deliveries: Family::default(),
+            tenant_deliveries: Family::default(),
             delivery_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             limit_hits: Family::default(),
             log_lines_dropped: Family::default(),
@@ -124,6 +146,11 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         registry.register("deliveries", "Deliveries by plugin and outcome", metrics.deliveries.clone());
+        registry.register(
+            "tenant_deliveries",
+            "Deliveries of all tenants' notifiers, by outcome",
+            metrics.tenant_deliveries.clone(),
+        );
         registry.register(
             "delivery_duration_seconds",
             "Time of one delivery attempt in the sandbox",
@@ -171,6 +198,41 @@ impl Metrics {
             outcome,
         };
         self.deliveries.get_or_create(&labels).inc();
+        if tenant.is_some() {
+            self.tenant_deliveries.get_or_create(&OutcomeLabels { outcome }).inc();
+        }
+    }
+
+    /// Records how long one attempt of `plugin` took.
+    pub(crate) fn delivery_time(&self, plugin: &str, tenant: Option<&str>, seconds: f64) {
+        let labels =
+            OwnedPluginLabels { plugin: plugin.to_owned(), tenant: tenant.unwrap_or_default().to_owned() };
+        self.delivery_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Drops every series of `tenant`'s `plugin`: its notifier is gone,
+    /// and its series would otherwise stay, naming it, for the life of the
+    /// process.
+    pub fn forget_plugin(&self, plugin: &str, tenant: Option<&str>) {
+        let owned =
+            OwnedPluginLabels { plugin: plugin.to_owned(), tenant: tenant.unwrap_or_default().to_owned() };
+        for outcome in PLUGIN_OUTCOMES {
+            self.deliveries.remove(&DeliveryLabels {
+                plugin: owned.plugin.clone(),
+                tenant: owned.tenant.clone(),
+                outcome,
+            });
+        }
+        for limit in Limit::ALL {
+            let labels = LimitLabels {
+                plugin: owned.plugin.clone(),
+                tenant: owned.tenant.clone(),
+                limit: limit.name(),
+            };
+            self.limit_hits.remove(&labels);
+        }
+        self.log_lines_dropped.remove(&owned);
+        self.delivery_seconds.remove(&owned);
     }
 
     /// Records what one call of `plugin` ran into: the limits it hit and
@@ -201,11 +263,11 @@ impl Metrics {
         tenant: Option<&str>,
     ) -> std::collections::BTreeMap<&'static str, u64> {
         let tenant = tenant.unwrap_or_default();
-        ["delivered", "retryable", "failed", "deferred"]
+        PLUGIN_OUTCOMES
             .into_iter()
             .map(|outcome| {
                 let labels = DeliveryLabels { plugin: plugin.to_owned(), tenant: tenant.to_owned(), outcome };
-                (outcome, self.deliveries.get_or_create(&labels).get())
+                (outcome, self.deliveries.get(&labels).map_or(0, |counter| counter.get()))
             })
             .collect()
     }
@@ -220,11 +282,77 @@ impl Metrics {
         self.dead_letters.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 
-    /// The text exposition format.
-    pub fn encode(&self) -> String {
+    /// The text exposition format, of `view`'s series.
+    pub fn encode(&self, view: View) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        match view {
+            View::Whole => text,
+            View::Public => {
+                let mut public = String::with_capacity(text.len());
+                for line in text.lines().filter(|line| !names_a_tenant(line)) {
+                    public.push_str(line);
+                    public.push('\n');
+                }
+                public
+            }
+        }
+    }
+}
+
+/// Whether a line of the text format is a series of a tenant's notifier:
+/// its `tenant` label is set. (Label values here are tenant names and
+/// schemes, which hold no quote, so the text needs no unescaping.)
+fn names_a_tenant(line: &str) -> bool {
+    !line.starts_with('#')
+        && ["{tenant=\"", ",tenant=\""]
+            .iter()
+            .any(|label| line.split(label).skip(1).any(|value| !value.starts_with('"')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series_of(text: &str, plugin: &str) -> Vec<String> {
+        text.lines().filter(|line| line.contains(plugin)).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_public_view_names_no_tenant_and_sums_their_deliveries() {
+        let metrics = Metrics::default();
+        for (plugin, tenant) in [("http", None), ("acme-chat", Some("acme")), ("globex-x", Some("globex"))] {
+            metrics.delivery(plugin, tenant, "delivered");
+            metrics.delivery_time(plugin, tenant, 0.01);
+            metrics.call_costs(plugin, tenant, &[Limit::Log], 3);
+        }
+        let whole = metrics.encode(View::Whole);
+        let public = metrics.encode(View::Public);
+        assert_eq!(series_of(&whole, "acme").len(), series_of(&whole, "globex").len());
+        assert!(series_of(&whole, "acme").len() > 20, "deliveries, buckets, limits, dropped lines: {whole}");
+        for tenant in ["acme", "globex"] {
+            assert!(series_of(&public, tenant).is_empty(), "{public}");
+        }
+        assert_eq!(series_of(&public, "plugin=\"http\""), series_of(&whole, "plugin=\"http\""));
+        assert!(public.contains("tocsin_tenant_deliveries_total{outcome=\"delivered\"} 2"), "{public}");
+        assert!(public.contains("# TYPE tocsin_deliveries counter"), "families stay declared: {public}");
+    }
+
+    #[test]
+    fn a_forgotten_plugin_leaves_no_series() {
+        let metrics = Metrics::default();
+        for outcome in PLUGIN_OUTCOMES {
+            metrics.delivery("acme-chat", Some("acme"), outcome);
+        }
+        metrics.delivery_time("acme-chat", Some("acme"), 0.01);
+        metrics.call_costs("acme-chat", Some("acme"), &Limit::ALL, 1);
+        metrics.delivery("acme-other", Some("acme"), "delivered");
+        metrics.forget_plugin("acme-chat", Some("acme"));
+        let whole = metrics.encode(View::Whole);
+        assert!(series_of(&whole, "acme-chat").is_empty(), "{whole}");
+        assert_eq!(series_of(&whole, "acme-other").len(), 1, "{whole}");
+        assert_eq!(metrics.delivery_counts("acme-chat", Some("acme"))["delivered"], 0);
+        assert!(series_of(&metrics.encode(View::Whole), "acme-chat").is_empty(), "reading counts adds none");
     }
 }

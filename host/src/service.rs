@@ -22,7 +22,7 @@ use crate::dispatch::{Dispatcher, Sandboxed};
 use crate::intake::{Intake, Status};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::registry::catalog::Catalog;
+use crate::registry::catalog::{Catalog, Serving};
 use crate::registry::changes;
 use crate::sandbox::compiler::Compiler;
 use crate::sandbox::compiler::cache::ArtifactCache;
@@ -89,7 +89,12 @@ pub async fn run(
         Registry::with_builtins(&sandbox, &config.grants()).context("cannot load the built-in notifiers")?,
     );
     let (outbox, changes) = mpsc::unbounded_channel();
-    let catalog = Arc::new(open_catalog(&config, &sandbox, &registry, outbox).await?);
+    let serving = Serving {
+        sandbox: Arc::clone(&sandbox),
+        registry: Arc::clone(&registry),
+        metrics: Arc::clone(&metrics),
+    };
+    let catalog = Arc::new(open_catalog(&config, serving, outbox).await?);
     let (live, disabled) = catalog.sync_all().await.context("cannot read the uploaded notifiers")?;
     tracing::info!(live, disabled, "registry: Loaded the uploaded notifiers.");
     let notifiers = Sandboxed { sandbox, registry, metrics: Arc::clone(&metrics) };
@@ -190,12 +195,11 @@ async fn report_confinement(config: &Config, compiler: &Compiler) {
 /// The store and the compiler of uploaded notifiers.
 async fn open_catalog(
     config: &Config,
-    sandbox: &Arc<Sandbox>,
-    registry: &Arc<Registry>,
+    serving: Serving,
     outbox: mpsc::UnboundedSender<String>,
 ) -> anyhow::Result<Catalog> {
     let state_path = &config.uploads.state_path;
-    let cache = ArtifactCache::open(state_path, sandbox.engine())
+    let cache = ArtifactCache::open(state_path, serving.sandbox.engine())
         .with_context(|| format!("cannot use uploads.state_path {}", state_path.display()))?;
     let compiler = compiler(config, Some(cache))?;
     report_confinement(config, &compiler).await;
@@ -205,13 +209,5 @@ async fn open_catalog(
     let key_file = config.uploads.secrets_key_file.clone().unwrap_or_else(|| state_path.join("secrets.key"));
     let secret_box = SecretBox::open(&key_file)
         .with_context(|| format!("cannot use the secrets key {}", key_file.display()))?;
-    Ok(Catalog::new(
-        config.catalog_settings(),
-        store,
-        compiler,
-        secret_box,
-        Arc::clone(sandbox),
-        Arc::clone(registry),
-        outbox,
-    ))
+    Ok(Catalog::new(config.catalog_settings(), store, compiler, secret_box, serving, outbox))
 }

@@ -282,7 +282,10 @@ async fn uploads_that_could_never_run_are_refused_with_what_to_change() {
     assert_eq!(status, 201, "{answer}");
     publish(&vhost, "acme-forged://", 1).await;
     let delivered = r#"tocsin_deliveries_total{plugin="acme-forged",tenant="acme",outcome="delivered"}"#;
-    let counted = eventually(Duration::from_secs(10), async || service.metric(delivered).await == 1.0).await;
+    let counted = eventually(Duration::from_secs(10), async || {
+        service.metric_as(Some(OPERATOR), delivered).await == 1.0
+    })
+    .await;
     assert!(counted, "{}", service.log_text());
 }
 
@@ -514,14 +517,15 @@ async fn a_new_version_goes_live_under_load_without_a_failed_delivery() {
     assert_eq!((status, &answer["version"]["version"]), (201, &2.into()), "{answer}");
 
     let delivered = r#"tocsin_deliveries_total{plugin="acme-chat",tenant="acme",outcome="delivered"}"#;
-    let all =
-        eventually(Duration::from_secs(60), async || service.metric(delivered).await == f64::from(ALARMS))
-            .await;
-    assert!(all, "delivered {} of {ALARMS}", service.metric(delivered).await);
+    let all = eventually(Duration::from_secs(60), async || {
+        service.metric_as(Some(OPERATOR), delivered).await == f64::from(ALARMS)
+    })
+    .await;
+    assert!(all, "delivered {} of {ALARMS}", service.metric_as(Some(OPERATOR), delivered).await);
     for outcome in ["retryable", "failed", "dead_lettered"] {
         let sample =
             format!(r#"tocsin_deliveries_total{{plugin="acme-chat",tenant="acme",outcome="{outcome}"}}"#);
-        assert_eq!(service.metric(&sample).await, 0.0, "{outcome}");
+        assert_eq!(service.metric_as(Some(OPERATOR), &sample).await, 0.0, "{outcome}");
     }
     let by_v1 = sink.received().len();
     let by_v2 = service.logs().iter().filter(|line| line["message"] == "calls=1").count();
@@ -770,14 +774,22 @@ async fn tenant_quotas_hold_and_each_notifier_is_measured() {
     assert_eq!(deferred[0]["reason"], "tenant acme is at its concurrent-delivery quota");
     let metric = |name: &str, labels: &str| format!("tocsin_{name}{{plugin=\"{labels}");
     let delivered = metric("deliveries_total", r#"acme-chat",tenant="acme",outcome="delivered"}"#);
-    let counted = eventually(Duration::from_secs(10), async || service.metric(&delivered).await == 4.0).await;
-    assert!(counted, "{}", service.get("/metrics").await.1);
+    let counted = eventually(Duration::from_secs(10), async || {
+        service.metric_as(Some(OPERATOR), &delivered).await == 4.0
+    })
+    .await;
+    assert!(counted, "{}", service.get_as(Some(OPERATOR), "/metrics").await.1);
 
     publish(&vhost, "acme-flood://x/?lines=300", 1).await;
     let log_hit = metric("limit_hits_total", r#"acme-flood",tenant="acme",limit="log"}"#);
-    let hit = eventually(Duration::from_secs(30), async || service.metric(&log_hit).await == 1.0).await;
-    assert!(hit, "{}", service.get("/metrics").await.1);
-    let dropped = service.metric(&metric("log_lines_dropped_total", r#"acme-flood",tenant="acme"}"#)).await;
+    let hit = eventually(Duration::from_secs(30), async || {
+        service.metric_as(Some(OPERATOR), &log_hit).await == 1.0
+    })
+    .await;
+    assert!(hit, "{}", service.get_as(Some(OPERATOR), "/metrics").await.1);
+    let dropped = service
+        .metric_as(Some(OPERATOR), &metric("log_lines_dropped_total", r#"acme-flood",tenant="acme"}"#))
+        .await;
     assert_eq!(dropped, 240.0, "all but the 60 lines (1 KiB and the identity fields) that fit in 64 KiB");
     let (_, shown) = service.call("GET", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await;
     assert_eq!(shown["deliveries"]["delivered"], 4, "{shown}");
@@ -861,7 +873,7 @@ async fn a_stored_secret_fills_placeholders_for_granted_hosts_only_and_is_never_
     let (_, logs) = service.call("GET", "/v1/notifiers/acme-chat/logs", Some(ACME), vec![]).await;
     let everything = [
         service.log_text(),
-        service.get("/metrics").await.1,
+        service.get_as(Some(OPERATOR), "/metrics").await.1,
         listed.to_string(),
         shown.to_string(),
         logs.to_string(),
@@ -892,6 +904,72 @@ async fn a_stored_secret_fills_placeholders_for_granted_hosts_only_and_is_never_
 /// The OpenAPI document is served, and every operation it lists is a route
 /// of the service (axum's own 404 and 405, without a JSON error, would mean
 /// it is not).
+/// Issue 23, finding 6: `/metrics` named every tenant to anyone. Without
+/// a metrics token it names none; with one it answers only that token and
+/// the operator's; a deleted notifier's series go with it.
+#[tokio::test]
+async fn metrics_name_tenants_only_to_the_token_holders_and_forget_deleted_notifiers() {
+    const METRICS: &str = "metrics-token";
+    let vhost = TestVhost::create();
+    let sink = Webhook::start(Reply::status(200)).await.unwrap();
+    let service = Service::start(TOCSIN, &tenants_config(&vhost, "")).await;
+    assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::FETCH)).await.0, 201);
+    publish(&vhost, &format!("acme-chat://x/?target={}", sink.url("/m")), 1).await;
+    let delivered = r#"tocsin_deliveries_total{plugin="acme-chat",tenant="acme",outcome="delivered"}"#;
+    let counted = eventually(Duration::from_secs(10), async || {
+        service.metric_as(Some(OPERATOR), delivered).await == 1.0
+    })
+    .await;
+    assert!(counted, "{}", service.log_text());
+
+    // No metrics token: everyone gets the metrics, none naming a tenant.
+    let (status, public) = service.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(!public.contains("acme"), "the anonymous view names a tenant: {public}");
+    assert!(public.contains("tocsin_tenant_deliveries_total{outcome=\"delivered\"} 1"), "{public}");
+    assert!(public.contains("tocsin_broker_connected 1"), "the service's own series are there: {public}");
+    let (_, as_tenant) = service.get_as(Some(GLOBEX), "/metrics").await;
+    assert!(!as_tenant.contains("acme"), "a tenant's token is no metrics token: {as_tenant}");
+    let (_, whole) = service.get_as(Some(OPERATOR), "/metrics").await;
+    for series in [
+        "tocsin_deliveries_total{plugin=\"acme-chat\",tenant=\"acme\"",
+        "tocsin_delivery_duration_seconds_count{plugin=\"acme-chat\",tenant=\"acme\"}",
+    ] {
+        assert!(whole.contains(series), "{series} in the operator's view: {whole}");
+    }
+
+    // Deleted: its series go, on this host.
+    assert_eq!(service.call("DELETE", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await.0, 204);
+    let (_, after) = service.get_as(Some(OPERATOR), "/metrics").await;
+    assert!(!after.contains("acme-chat"), "a deleted notifier's series stay: {after}");
+    drop(service);
+
+    // A metrics token: only it and the operator's are answered.
+    let hash = TokenHash::of(METRICS).to_hex();
+    let config = tenants_config(&vhost, "").replacen(
+        "[api]\n",
+        &format!("[api]\nmetrics_token_sha256 = \"{hash}\"\n"),
+        1,
+    );
+    let service = Service::start(TOCSIN, &config).await;
+    assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::FETCH)).await.0, 201);
+    publish(&vhost, &format!("acme-chat://x/?target={}", sink.url("/m")), 1).await;
+    let counted = eventually(Duration::from_secs(10), async || {
+        service.metric_as(Some(METRICS), delivered).await == 1.0
+    })
+    .await;
+    assert!(counted, "{}", service.log_text());
+    for (token, expected) in
+        [(None, 401), (Some(ACME), 401), (Some("wrong"), 401), (Some(METRICS), 200), (Some(OPERATOR), 200)]
+    {
+        let (status, text) = service.get_as(token, "/metrics").await;
+        assert_eq!(status, expected, "{token:?}: {text}");
+        assert_eq!(text.contains("acme-chat"), expected == 200, "{token:?}: {text}");
+    }
+    let (_, refused) = service.call("GET", "/metrics", None, vec![]).await;
+    assert_eq!(refused["error"]["code"], "unauthenticated", "{refused}");
+}
+
 #[tokio::test]
 async fn the_openapi_document_lists_routes_the_service_has() {
     let vhost = TestVhost::create();

@@ -139,8 +139,18 @@ impl Service {
 
     /// `GET path` on the API: status and body (0 when unreachable).
     pub async fn get(&self, path: &str) -> (u16, String) {
+        self.get_as(None, path).await
+    }
+
+    /// `GET path` on the API with bearer `token` (none: anonymously):
+    /// status and body (0 when unreachable).
+    pub async fn get_as(&self, token: Option<&str>, path: &str) -> (u16, String) {
         let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("client: {e}"));
-        match client.get(format!("{}{path}", self.api)).timeout(Duration::from_secs(5)).send().await {
+        let mut request = client.get(format!("{}{path}", self.api)).timeout(Duration::from_secs(5));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
             Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
             Err(_) => (0, String::new()),
         }
@@ -169,7 +179,13 @@ impl Service {
 
     /// The value of a metric sample line `name{labels}` (0 when absent).
     pub async fn metric(&self, sample: &str) -> f64 {
-        let (_, text) = self.get("/metrics").await;
+        self.metric_as(None, sample).await
+    }
+
+    /// The value of a metric sample line `name{labels}` as the holder of
+    /// `token` reads `/metrics` (0 when absent).
+    pub async fn metric_as(&self, token: Option<&str>, sample: &str) -> f64 {
+        let (_, text) = self.get_as(token, "/metrics").await;
         text.lines()
             .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
             .unwrap_or(0.0)

@@ -7,6 +7,7 @@
 //! constant time.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use tocsin_core::tenancy::Caller;
@@ -18,17 +19,21 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or(ApiError::Unauthenticated)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or(ApiError::Unauthenticated)?;
+        let token = bearer(&parts.headers).ok_or(ApiError::Unauthenticated)?;
         Caller::identify(token, state.callers.operator.as_ref(), &state.callers.tenants)
             .ok_or(ApiError::Unauthenticated)
     }
+}
+
+/// The bearer token of a request's `Authorization` header, if it has one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
 }
 
 /// A new random token (256 bits, URL-safe base64) for `tocsin token`.

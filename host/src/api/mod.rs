@@ -1,6 +1,8 @@
-//! The HTTP API of `tocsin serve` (`api.listen`): liveness, readiness and
-//! Prometheus metrics for everyone; the notifier API under `/v1` for
-//! holders of a token ([`auth`]), with errors as JSON ([`error`]).
+//! The HTTP API of `tocsin serve` (`api.listen`): liveness and readiness
+//! for everyone; Prometheus metrics for holders of the metrics token, or
+//! without the series that name tenants for everyone when there is none;
+//! the notifier API under `/v1` for holders of a token ([`auth`]), with
+//! errors as JSON ([`error`]).
 
 pub mod auth;
 pub mod error;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -21,8 +23,9 @@ use tocsin_core::tenancy::{TenantConfig, TokenHash};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use self::error::ApiError;
 use crate::intake::Status;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, View};
 use crate::registry::catalog::Catalog;
 
 /// The OpenAPI document of these routes, served at `/v1/openapi.json`.
@@ -40,11 +43,20 @@ pub struct ApiConfig {
     /// SHA-256 (hex) of the operator's bearer token: it may manage every
     /// notifier. None: no operator access through the API.
     pub operator_token_sha256: Option<TokenHash>,
+    /// SHA-256 (hex) of the token `/metrics` asks for (Prometheus's
+    /// `authorization` credentials); the operator's token serves too. None:
+    /// `/metrics` answers everyone, without the series that name tenants,
+    /// and the operator's token gets them all.
+    pub metrics_token_sha256: Option<TokenHash>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), operator_token_sha256: None }
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            operator_token_sha256: None,
+            metrics_token_sha256: None,
+        }
     }
 }
 
@@ -55,6 +67,9 @@ pub struct Callers {
     /// The operator's (`api.operator_token_sha256`); none: no operator
     /// access through the API.
     pub operator: Option<TokenHash>,
+    /// The metrics scraper's (`api.metrics_token_sha256`); none:
+    /// `/metrics` is public, without tenants' series.
+    pub metrics: Option<TokenHash>,
     /// The tenants, by name.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -124,6 +139,23 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, OPENMETRICS)], state.metrics.encode())
+/// The metrics: all of them for the metrics or the operator's token; for
+/// anyone else, none that name a tenant, or nothing when a metrics token is
+/// configured.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let presented = auth::bearer(&headers).map(TokenHash::of);
+    let callers = &state.callers;
+    let holds = |hash: Option<&TokenHash>| {
+        presented.zip(hash).is_some_and(|(presented, hash)| hash.matches(&presented))
+    };
+    // Both compared, whatever the first says: the time taken tells nothing.
+    let (scraper, operator) = (holds(callers.metrics.as_ref()), holds(callers.operator.as_ref()));
+    let view = if scraper | operator {
+        View::Whole
+    } else if callers.metrics.is_some() {
+        return Err(ApiError::Unauthenticated);
+    } else {
+        View::Public
+    };
+    Ok(([(header::CONTENT_TYPE, OPENMETRICS)], state.metrics.encode(view)))
 }

@@ -31,6 +31,7 @@ use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 
 use super::{PlatformGrants, Registry, spec_for_upload};
 use crate::capabilities::secrets::{SecretBox, SharedSecrets};
+use crate::metrics::Metrics;
 use crate::sandbox::compiler::Compiler;
 use crate::sandbox::validate::LoadError;
 use crate::sandbox::{Plugin, Sandbox};
@@ -189,6 +190,7 @@ pub struct Catalog {
     compiler: Compiler,
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     live: Mutex<HashMap<String, (i64, LiveState)>>,
     secrets: Mutex<HashMap<String, SharedSecrets>>,
     secret_box: SecretBox,
@@ -198,19 +200,30 @@ pub struct Catalog {
     outbox: mpsc::UnboundedSender<String>,
 }
 
+/// Where the catalog puts the notifiers it loads.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// Loads and runs them.
+    pub sandbox: Arc<Sandbox>,
+    /// Serves their schemes.
+    pub registry: Arc<Registry>,
+    /// Counts their deliveries; their series go with them.
+    pub metrics: Arc<Metrics>,
+}
+
 impl Catalog {
-    /// A catalog over `store`, loading into `sandbox` and `registry`; the
-    /// scheme of every change made here is sent to `outbox` (for the other
-    /// hosts, see [`super::changes`]).
+    /// A catalog over `store`, loading into `serving`; the scheme of every
+    /// change made here is sent to `outbox` (for the other hosts, see
+    /// [`super::changes`]).
     pub fn new(
         settings: CatalogSettings,
         store: Store,
         compiler: Compiler,
         secret_box: SecretBox,
-        sandbox: Arc<Sandbox>,
-        registry: Arc<Registry>,
+        serving: Serving,
         outbox: mpsc::UnboundedSender<String>,
     ) -> Self {
+        let Serving { sandbox, registry, metrics } = serving;
         Catalog {
             admission: Admission::new(&settings.uploads),
             settings,
@@ -218,6 +231,7 @@ impl Catalog {
             compiler,
             sandbox,
             registry,
+            metrics,
             live: Mutex::default(),
             secrets: Mutex::default(),
             secret_box,
@@ -250,9 +264,15 @@ impl Catalog {
         Ok(self.sandbox.load_artifact(spec, &artifact)?)
     }
 
-    /// Takes `scheme` out of service on this host.
+    /// Takes `scheme` out of service on this host, its metrics with it.
     fn forget(&self, scheme: &str) {
         self.registry.remove(scheme);
+        // Its series carry its owner's name: the operator's (none), or the
+        // tenant's, which prefixes the scheme.
+        self.metrics.forget_plugin(scheme, None);
+        if let Some((tenant, _)) = scheme.split_once('-') {
+            self.metrics.forget_plugin(scheme, Some(tenant));
+        }
         self.live_states().remove(scheme);
         self.secrets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(scheme);
     }

@@ -123,6 +123,7 @@ impl Config {
         let fail = |message: String| Err(ConfigError::Inconsistent(message));
         let sections = [
             self.sandbox.validate(),
+            self.api.validate(),
             self.http.validate(),
             self.egress.validate(),
             self.broker.validate(),
@@ -510,6 +511,14 @@ mod tests {
         for (text, expected) in refused {
             let error = load_toml(&text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_apis_certificate_and_key_come_together() {
+        for half in ["tls_cert_file = \"/c.pem\"", "tls_key_file = \"/k.pem\""] {
+            let error = load_toml(&format!("[api]\n{half}\n")).unwrap_err().to_string();
+            assert!(error.contains("is set without api.tls_"), "{half}: {error}");
         }
     }
 

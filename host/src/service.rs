@@ -77,6 +77,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let tls = config.api.tls().context("cannot serve the API over TLS")?;
     let metrics = Arc::new(Metrics::default());
     let status = Arc::new(Status::default());
     let sandbox = Arc::new(sandbox(&config).context("cannot start the sandbox")?);
@@ -107,7 +108,14 @@ pub async fn run(
         Arc::clone(&status),
     )?);
     let listen = listener.local_addr().context("cannot read the API address")?;
-    tracing::info!(%listen, host = %config.intake.host, "serve: Starting.");
+    tracing::info!(%listen, host = %config.intake.host, tls = tls.is_some(), "serve: Starting.");
+    if tls.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "serve: The API speaks plain HTTP on a non-loopback address: bearer tokens and secret values cross \
+             the network in clear text. Set api.tls_cert_file and api.tls_key_file."
+        );
+    }
     let stop = CancellationToken::new();
     tokio::spawn({
         let stop = stop.clone();
@@ -123,7 +131,7 @@ pub async fn run(
         status,
         catalog: Arc::clone(&catalog),
     };
-    let api = tokio::spawn(api::serve(listener, state, stop.clone()));
+    let api = tokio::spawn(api::serve(listener, state, tls, stop.clone()));
     let feed = tokio::spawn(changes::run(
         config.feed_settings(),
         intake.broker().clone(),

@@ -13,6 +13,7 @@ use tocsin_tests::forge::Forge;
 use tocsin_tests::plugins;
 use tocsin_tests::postgres::TestDatabase;
 use tocsin_tests::service::{Service, cli, test_config};
+use tocsin_tests::tls::TestCa;
 use tocsin_tests::webhook::{Reply, Webhook};
 
 const TOCSIN: &str = env!("CARGO_BIN_EXE_tocsin");
@@ -968,6 +969,50 @@ async fn metrics_name_tenants_only_to_the_token_holders_and_forget_deleted_notif
     }
     let (_, refused) = service.call("GET", "/metrics", None, vec![]).await;
     assert_eq!(refused["error"]["code"], "unauthenticated", "{refused}");
+}
+
+/// Issue 23, finding 6: the API spoke plain HTTP only, so tokens and
+/// secret values crossed the network in clear text. Given a certificate
+/// and key it speaks TLS: a client trusting the CA uploads and reads
+/// through it, the `tocsin plugin` CLI too (`SSL_CERT_FILE`), and neither
+/// plain HTTP nor a client that does not trust the certificate gets an
+/// answer.
+#[tokio::test]
+async fn the_api_speaks_tls_when_given_a_certificate() {
+    let vhost = TestVhost::create();
+    let ca = TestCa::new();
+    let server = ca.server("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (cert, key, ca_file) =
+        (file("cert.pem", &server.cert_pem), file("key.pem", &server.key_pem), file("ca.pem", ca.pem()));
+    let extra = format!("tls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\n");
+    let service = Service::start_tls(TOCSIN, &tenants_config(&vhost, &extra), ca.pem()).await;
+    assert!(service.api.starts_with("https://127.0.0.1:"), "{}", service.api);
+
+    assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::COUNTER)).await.0, 201);
+    let (status, shown) = service.call("GET", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await;
+    assert_eq!((status, &shown["notifier"]["scheme"]), (200, &"acme-chat".into()), "{shown}");
+
+    let mut cli = tokio::process::Command::new(TOCSIN);
+    cli.args(["plugin", "list"]).env("TOCSIN_API", &service.api).env("TOCSIN_TOKEN", ACME);
+    let output = cli.env("SSL_CERT_FILE", &ca_file).output().await.unwrap();
+    let listed: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    assert_eq!(listed["notifiers"][0]["scheme"], "acme-chat", "{}", String::from_utf8_lossy(&output.stderr));
+
+    let plain = service.api.replace("https://", "http://") + "/healthz";
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let answered = client.get(&plain).timeout(Duration::from_secs(5)).send().await;
+    assert!(answered.is_err(), "plain HTTP got an answer: {answered:?}");
+    let untrusting = reqwest::Client::builder().no_proxy().tls_certs_only([]).build().unwrap();
+    let refused = untrusting.get(format!("{}/healthz", service.api)).send().await.unwrap_err();
+    assert!(format!("{refused:?}").contains("UnknownIssuer"), "{refused:?}");
+    let (status, _) = service.get("/healthz").await;
+    assert_eq!(status, 200, "a client trusting the CA still gets through");
 }
 
 #[tokio::test]

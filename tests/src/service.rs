@@ -72,7 +72,9 @@ pub struct Service {
     child: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
-    /// `http://127.0.0.1:port` of its API.
+    /// The CA its API's certificate is from, when it speaks TLS.
+    ca_pem: Option<String>,
+    /// `http://127.0.0.1:port` of its API (`https://` over TLS).
     pub api: String,
 }
 
@@ -85,7 +87,19 @@ impl Service {
 
     /// [`Service::start`] with the log filter `level` (`TOCSIN_LOG`).
     pub async fn start_logging(binary: &str, config: &str, level: &str) -> Service {
-        let service = Service::launch_logging(binary, config, level).await;
+        let service = Service::launch_logging(binary, config, level, None).await;
+        service.wait_ready().await
+    }
+
+    /// [`Service::start`] for a service whose API speaks TLS with a
+    /// certificate from the CA `ca_pem`, which its clients here trust.
+    pub async fn start_tls(binary: &str, config: &str, ca_pem: &str) -> Service {
+        let service = Service::launch_logging(binary, config, "info", Some(ca_pem.to_owned())).await;
+        service.wait_ready().await
+    }
+
+    async fn wait_ready(self) -> Service {
+        let service = self;
         let ready = eventually(Duration::from_secs(30), async || service.get("/readyz").await.0 == 200).await;
         assert!(ready, "tocsin serve did not get ready: {}", service.log_text());
         service
@@ -95,10 +109,10 @@ impl Service {
     /// API address (at most 30 s), ready or not: for a service that cannot
     /// reach its broker.
     pub async fn launch(binary: &str, config: &str) -> Service {
-        Service::launch_logging(binary, config, "info").await
+        Service::launch_logging(binary, config, "info", None).await
     }
 
-    async fn launch_logging(binary: &str, config: &str, level: &str) -> Service {
+    async fn launch_logging(binary: &str, config: &str, level: &str, ca_pem: Option<String>) -> Service {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let config_path = dir.path().join("tocsin.toml");
         std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("write config: {e}"));
@@ -121,20 +135,31 @@ impl Service {
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
-        let mut service = Service { child, log, _dir: dir, api: String::new() };
+        let mut service = Service { child, log, _dir: dir, ca_pem, api: String::new() };
         let mut api = None;
         let started = eventually(Duration::from_secs(30), async || {
             api = service.logs().iter().find_map(|line| {
                 (line["message"] == "serve: Starting.")
-                    .then(|| line["listen"].as_str().map(str::to_owned))
+                    .then(|| line["listen"].as_str().map(|listen| (listen.to_owned(), line["tls"] == true)))
                     .flatten()
             });
             api.is_some()
         })
         .await;
         assert!(started, "tocsin serve did not start: {}", service.log_text());
-        service.api = format!("http://{}", api.unwrap_or_default());
+        let (listen, tls) = api.unwrap_or_default();
+        service.api = format!("{}://{listen}", if tls { "https" } else { "http" });
         service
+    }
+
+    /// A client of its API: trusting only its CA when it speaks TLS.
+    pub fn client(&self) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if let Some(pem) = &self.ca_pem {
+            let ca = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap_or_else(|e| panic!("CA: {e}"));
+            builder = builder.tls_certs_only([ca]);
+        }
+        builder.build().unwrap_or_else(|e| panic!("client: {e}"))
     }
 
     /// `GET path` on the API: status and body (0 when unreachable).
@@ -145,8 +170,7 @@ impl Service {
     /// `GET path` on the API with bearer `token` (none: anonymously):
     /// status and body (0 when unreachable).
     pub async fn get_as(&self, token: Option<&str>, path: &str) -> (u16, String) {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("client: {e}"));
-        let mut request = client.get(format!("{}{path}", self.api)).timeout(Duration::from_secs(5));
+        let mut request = self.client().get(format!("{}{path}", self.api)).timeout(Duration::from_secs(5));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -160,10 +184,9 @@ impl Service {
     /// `Authorization` header) and `body`: status and JSON answer (`null`
     /// when the answer is empty or not JSON; status 0 when unreachable).
     pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("client: {e}"));
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("method: {e}"));
         let mut request =
-            client.request(method, format!("{}{path}", self.api)).timeout(Duration::from_secs(120));
+            self.client().request(method, format!("{}{path}", self.api)).timeout(Duration::from_secs(120));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

@@ -7,9 +7,11 @@
 pub mod auth;
 pub mod error;
 pub mod notifiers;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -17,6 +19,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use axum_server::tls_rustls::RustlsConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tocsin_core::tenancy::{TenantConfig, TokenHash};
@@ -48,6 +51,12 @@ pub struct ApiConfig {
     /// `/metrics` answers everyone, without the series that name tenants,
     /// and the operator's token gets them all.
     pub metrics_token_sha256: Option<TokenHash>,
+    /// PEM certificate chain (leaf first) of the API over TLS; with
+    /// `tls_key_file`. None: plain HTTP, which tokens and secrets cross in
+    /// clear text (logged as a warning unless `listen` is loopback).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +65,33 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             operator_token_sha256: None,
             metrics_token_sha256: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Checks the section's own rules.
+    ///
+    /// # Errors
+    /// What is wrong, naming the option.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => Err("api.tls_cert_file is set without api.tls_key_file".into()),
+            (None, Some(_)) => Err("api.tls_key_file is set without api.tls_cert_file".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The TLS server configuration, when the API speaks TLS.
+    ///
+    /// # Errors
+    /// [`tls::TlsSetupError`] when the files are unusable.
+    pub fn tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>, tls::TlsSetupError> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => tls::server_config(cert, key).map(Some),
+            _ => Ok(None),
         }
     }
 }
@@ -114,16 +150,32 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` is cancelled.
+/// Serves on `listener`, over TLS with `tls`, until `shutdown` is
+/// cancelled; then lets the requests in flight finish.
 ///
 /// # Errors
 /// The listener failed.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let Some(tls) = tls else {
+        return axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    };
+    let handle = axum_server::Handle::new();
+    tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            shutdown.cancelled().await;
+            handle.graceful_shutdown(None);
+        }
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, RustlsConfig::from_config(tls))?
+        .handle(handle)
+        .serve(router(state).into_make_service())
+        .await
 }
 
 /// Ready when connected to the broker with the consumers running (the

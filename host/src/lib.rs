@@ -30,6 +30,7 @@
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`telemetry`]: the log's setup.
 //! - [`process`]: process-wide settings made at start.
+//! - [`throttle`]: a rate and bounded places per caller.
 //!
 //! The service:
 //! - [`registry`]: which plugin serves which scheme; the built-ins, the
@@ -66,3 +67,4 @@ pub mod sandbox;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;

@@ -55,6 +55,15 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a request the API refused before answering it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The caller's tenant (empty for the operator).
+    pub tenant: String,
+    /// `rate` or `at_once`.
+    pub reason: &'static str,
+}
+
 /// Labels of a received message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct MessageLabels {
@@ -110,6 +119,8 @@ pub struct Metrics {
     pub limit_hits: Family<LimitLabels, Counter>,
     /// Log lines the log caps dropped, by plugin.
     pub log_lines_dropped: Family<OwnedPluginLabels, Counter>,
+    /// API requests refused by the callers' limits, by caller and reason.
+    pub api_refusals: Family<RefusalLabels, Counter>,
     /// Messages received, by kind and outcome.
     pub messages: Family<MessageLabels, Counter>,
     /// Retries scheduled, by tier.
@@ -136,6 +147,7 @@ impl Default for Metrics {
             delivery_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             limit_hits: Family::default(),
             log_lines_dropped: Family::default(),
+            api_refusals: Family::default(),
             messages: Family::default(),
             retries: Family::default(),
             dead_letters: Family::default(),
@@ -161,6 +173,11 @@ impl Default for Metrics {
             "log_lines_dropped",
             "Plugin log lines dropped by the log caps",
             metrics.log_lines_dropped.clone(),
+        );
+        registry.register(
+            "api_refusals",
+            "API requests refused by the caller's request limits",
+            metrics.api_refusals.clone(),
         );
         registry.register("messages", "OpenStack and retry messages received", metrics.messages.clone());
         registry.register("retries", "Retries scheduled, by tier", metrics.retries.clone());
@@ -270,6 +287,13 @@ impl Metrics {
                 (outcome, self.deliveries.get(&labels).map_or(0, |counter| counter.get()))
             })
             .collect()
+    }
+
+    /// Counts an API request refused by `tenant`'s limits (none: the
+    /// operator's) for `reason`.
+    pub(crate) fn api_refusal(&self, tenant: Option<&str>, reason: &'static str) {
+        let labels = RefusalLabels { tenant: tenant.unwrap_or_default().to_owned(), reason };
+        self.api_refusals.get_or_create(&labels).inc();
     }
 
     /// Counts a received message.

@@ -29,6 +29,7 @@ use crate::sandbox::compiler::cache::ArtifactCache;
 use crate::sandbox::compiler::confine::Confinement;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::Store;
+use crate::throttle::Throttle;
 
 /// How long open API connections get to finish at shutdown.
 pub(crate) const API_DRAIN: Duration = Duration::from_secs(5);
@@ -130,6 +131,7 @@ pub async fn run(
         metrics,
         status,
         catalog: Arc::clone(&catalog),
+        requests: Arc::new(Throttle::new(config.api.request_limits())),
     };
     let api = tokio::spawn(api::serve(listener, state, tls, stop.clone()));
     let feed = tokio::spawn(changes::run(

@@ -1015,6 +1015,61 @@ async fn the_api_speaks_tls_when_given_a_certificate() {
     assert_eq!(status, 200, "a client trusting the CA still gets through");
 }
 
+/// Issue 23, finding 6: the API had no request limits. Each caller has a
+/// rate and a number of requests being answered at once; past either it
+/// gets 429 with `Retry-After`, and other callers are answered as before.
+#[tokio::test]
+async fn each_caller_has_a_request_rate_and_requests_at_once_and_others_are_still_answered() {
+    let vhost = TestVhost::create();
+    let hang = Webhook::start(Reply::Hang).await.unwrap();
+    let limits = "requests_per_minute = 1\nrequest_burst = 5\nrequests_at_once = 1\n";
+    let service = Service::start(TOCSIN, &tenants_config(&vhost, limits)).await;
+    let list = async |token: &str| service.call("GET", "/v1/notifiers", Some(token), vec![]).await;
+
+    // acme's one place is held by a dry run waiting on an endpoint that
+    // never answers: acme is told busy, globex and the operator are served.
+    assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::FETCH)).await.0, 201);
+    let body = serde_json::json!({ "action": format!("acme-chat://x/?target={}", hang.url("/")) });
+    let dry_run = tokio::spawn({
+        let (api, body) = (service.api.clone(), body.to_string());
+        async move {
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            client
+                .post(format!("{api}/v1/notifiers/acme-chat/dry-run"))
+                .bearer_auth(ACME)
+                .body(body)
+                .send()
+                .await
+        }
+    });
+    let waiting = eventually(Duration::from_secs(10), async || !hang.received().is_empty()).await;
+    assert!(waiting, "{}", service.log_text());
+    let (status, busy) = list(ACME).await;
+    assert_eq!((status, &busy["error"]["code"]), (429, &"busy".into()), "{busy}");
+    assert_eq!(busy["error"]["retry_after_ms"], 1000, "{busy}");
+    assert_eq!(list(GLOBEX).await.0, 200);
+    assert_eq!(list(OPERATOR).await.0, 200);
+    assert!(!dry_run.is_finished(), "acme's request was still being answered");
+    dry_run.abort();
+
+    // globex's rate: five at once (one is spent above), then one a minute.
+    let answers = futures_util::future::join_all((0..5).map(|_| list(GLOBEX))).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    statuses.sort_unstable();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let refused =
+        client.get(format!("{}/v1/notifiers", service.api)).bearer_auth(GLOBEX).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let refused: Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert_eq!(refused["error"]["code"], "rate_limited", "{refused}");
+    assert!((1..=60).contains(&retry_after), "Retry-After: {retry_after}");
+    assert_eq!(statuses, [200, 200, 200, 200, 429], "{answers:?}");
+    assert_eq!(list(OPERATOR).await.0, 200, "the operator's rate is its own");
+    let refusals = r#"tocsin_api_refusals_total{tenant="globex",reason="rate"}"#;
+    assert_eq!(service.metric_as(Some(OPERATOR), refusals).await, 2.0);
+}
+
 #[tokio::test]
 async fn the_openapi_document_lists_routes_the_service_has() {
     let vhost = TestVhost::create();

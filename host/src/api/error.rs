@@ -1,6 +1,8 @@
 //! Errors of the API, as JSON with a stable code and a message for people:
 //! `{"error": {"code": "scheme_unavailable", "message": "…"}}`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,10 +21,24 @@ pub enum ApiError {
     /// The request itself is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The caller made more requests than `api.requests_per_minute`
+    /// allows.
+    #[error("too many requests (api.requests_per_minute); try again in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// When the next request would be admitted.
+        retry_after: Duration,
+    },
+    /// The caller has `api.requests_at_once` requests being answered.
+    #[error("{0} of your requests are being answered (api.requests_at_once); try again when one is")]
+    Busy(usize),
     /// The notifier catalog refused or failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
+
+/// When a caller told "busy" may try again: a place frees as soon as a
+/// request in flight is answered.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl ApiError {
     /// The HTTP status and the stable code.
@@ -30,6 +46,8 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             ApiError::Catalog(error) => match error {
                 CatalogError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
                 CatalogError::NoSuchVersion { .. } => (StatusCode::NOT_FOUND, "no_such_version"),
@@ -55,6 +73,18 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// When a refused caller may try again: every 429 says.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::RateLimited { retry_after }
+            | ApiError::Catalog(CatalogError::RateLimited { retry_after }) => Some(*retry_after),
+            ApiError::Busy(_) | ApiError::Catalog(CatalogError::Busy(_)) => Some(BUSY_RETRY_AFTER),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -71,7 +101,8 @@ impl IntoResponse for ApiError {
             // The kind of refusal (`forbidden_import`, `not_a_component`, …).
             body["error"]["reason"] = json!(refused.kind());
         }
-        if let ApiError::Catalog(CatalogError::RateLimited { retry_after }) = &self {
+        let retry_after = self.retry_after();
+        if let Some(retry_after) = retry_after {
             body["error"]["retry_after_ms"] =
                 json!(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
         }
@@ -79,7 +110,7 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::Catalog(CatalogError::RateLimited { retry_after }) = &self {
+        if let Some(retry_after) = retry_after {
             // Whole seconds, rounded up: never sooner than the next token.
             let seconds = retry_after.as_millis().div_ceil(1000).max(1);
             response
@@ -92,8 +123,6 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     /// Issue 23, finding 6: at e8aba4b the database's own error text (here
@@ -118,8 +147,10 @@ mod tests {
                 .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "10");
-        let busy = ApiError::Catalog(CatalogError::Busy("full".into())).into_response();
-        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert!(busy.headers().get(header::RETRY_AFTER).is_none());
+        for busy in [ApiError::Catalog(CatalogError::Busy("full".into())), ApiError::Busy(8)] {
+            let busy = busy.into_response();
+            assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        }
     }
 }

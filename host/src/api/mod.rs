@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod error;
+mod limits;
 pub mod notifiers;
 pub mod tls;
 
@@ -30,6 +31,7 @@ use self::error::ApiError;
 use crate::intake::Status;
 use crate::metrics::{Metrics, View};
 use crate::registry::catalog::Catalog;
+use crate::throttle::{Throttle, ThrottleLimits};
 
 /// The OpenAPI document of these routes, served at `/v1/openapi.json`.
 pub(crate) const OPENAPI: &str = include_str!("openapi.json");
@@ -57,6 +59,13 @@ pub struct ApiConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file`.
     pub tls_key_file: Option<PathBuf>,
+    /// Requests to `/v1` a minute, per caller (a tenant, the operator);
+    /// past it and the burst, 429 `rate_limited` with `Retry-After`.
+    pub requests_per_minute: u32,
+    /// Requests per caller before the rate applies.
+    pub request_burst: u32,
+    /// Requests per caller being answered at once; past it, 429 `busy`.
+    pub requests_at_once: u32,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +76,9 @@ impl Default for ApiConfig {
             metrics_token_sha256: None,
             tls_cert_file: None,
             tls_key_file: None,
+            requests_per_minute: 600,
+            request_burst: 100,
+            requests_at_once: 8,
         }
     }
 }
@@ -77,10 +89,27 @@ impl ApiConfig {
     /// # Errors
     /// What is wrong, naming the option.
     pub fn validate(&self) -> Result<(), String> {
+        if self.requests_per_minute == 0 || self.request_burst == 0 || self.requests_at_once == 0 {
+            return Err(
+                "api.requests_per_minute, api.request_burst and api.requests_at_once must be at least 1"
+                    .into(),
+            );
+        }
         match (&self.tls_cert_file, &self.tls_key_file) {
             (Some(_), None) => Err("api.tls_cert_file is set without api.tls_key_file".into()),
             (None, Some(_)) => Err("api.tls_key_file is set without api.tls_cert_file".into()),
             _ => Ok(()),
+        }
+    }
+
+    /// The limits of each caller's requests.
+    pub fn request_limits(&self) -> ThrottleLimits {
+        ThrottleLimits {
+            per_minute: self.requests_per_minute,
+            burst: self.request_burst,
+            // Callers are bounded by the configuration; each holds its own.
+            places: usize::MAX,
+            places_per_key: usize::try_from(self.requests_at_once).unwrap_or(usize::MAX),
         }
     }
 
@@ -123,17 +152,15 @@ pub struct AppState {
     pub status: Arc<Status>,
     /// The uploaded notifiers.
     pub catalog: Arc<Catalog>,
+    /// Each caller's request rate and requests at once.
+    pub requests: Arc<Throttle>,
 }
 
 /// The routes.
 pub fn router(state: AppState) -> Router {
     // Uploads are read and capped by the handler itself.
     let uploads = DefaultBodyLimit::disable();
-    Router::new()
-        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+    let notifiers = Router::new()
         .route("/v1/notifiers", get(notifiers::list))
         .route(
             "/v1/notifiers/{scheme}",
@@ -147,6 +174,13 @@ pub fn router(state: AppState) -> Router {
             "/v1/notifiers/{scheme}/secrets/{name}",
             axum::routing::put(notifiers::put_secret).delete(notifiers::delete_secret),
         )
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit));
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .merge(notifiers)
         .with_state(state)
 }
 

@@ -131,18 +131,24 @@ impl SplitAction<'_> {
 
     /// The URL as tocsin's log lines show it: scheme, host and port, and
     /// `/***` in place of the path, query and fragment when it has any.
+    /// The host ends at a backslash too: Python keeps one in the netloc,
+    /// but URL parsers that send the request (WHATWG's, reqwest's) read it
+    /// as the path's first `/`, so what follows may be a webhook's token.
     pub fn redacted(&self) -> String {
         let mut url = String::with_capacity(self.scheme.len() + self.netloc.len() + 8);
         if !self.scheme.is_empty() {
             url.push_str(&self.scheme);
             url.push(':');
         }
-        let host = self.host_port();
+        let (host, after_backslash) = match self.host_port().split_once('\\') {
+            Some((host, _)) => (host, true),
+            None => (self.host_port(), false),
+        };
         if !host.is_empty() {
             url.push_str("//");
             url.push_str(host);
         }
-        if !(self.path.is_empty() && self.query.is_empty() && self.fragment.is_empty()) {
+        if after_backslash || !(self.path.is_empty() && self.query.is_empty() && self.fragment.is_empty()) {
             url.push('/');
             url.push_str(HIDDEN);
         }
@@ -362,6 +368,12 @@ mod tests {
                 "https://h.example/hook#access_token=FRAGsecret",
                 "https://h.example/***",
                 "https://h.example/hook#access_token=***",
+            ),
+            (
+                "a backslash, which the sender reads as /",
+                "https://hooks.slack.com\\services\\T0A1B2C3D\\B0A1B2C3D\\BACKSLASHsecret",
+                "https://hooks.slack.com/***",
+                "https://hooks.slack.com\\services\\T0A1B2C3D\\B0A1B2C3D\\BACKSLASHsecret",
             ),
             (
                 "Aodh's TLS option",

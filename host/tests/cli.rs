@@ -138,7 +138,7 @@ async fn notify_http_without_allow_host_is_denied_and_exits_1() {
     assert_eq!(report["error"]["kind"], "permanent");
     assert!(report["error"]["message"].as_str().unwrap().contains("egress policy refused"), "{report}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let why = stderr.lines().find(|line| line.contains("The egress policy refused a plugin's request."));
+    let why = stderr.lines().find(|line| line.contains("The egress policy refused a plugin's request"));
     assert!(why.is_some_and(|line| line.contains("class=\"loopback\"")), "the log says why: {stderr}");
     assert!(hook.received().is_empty());
 }

@@ -11,14 +11,16 @@
 //!
 //! An IPv6 form that embeds an IPv4 address (mapped, compatible, NAT64,
 //! 6to4, Teredo) is classified by the address it embeds when that one is
-//! internal: `::ffff:127.0.0.1` is loopback. An embedded public address is
-//! refused too, as "IPv6 with embedded IPv4", unless allowed.
+//! internal: `::ffff:127.0.0.1` is loopback, and only a network holding
+//! 127.0.0.1 allows it. An embedded public address is refused too, as
+//! "IPv6 with embedded IPv4", unless allowed.
 //!
 //! In report-only mode (`egress.report_only`, for rolling out an allowlist)
-//! a refusal of a host the operator granted by name is logged as one that
-//! would have happened, and the request goes on. Loopback, link-local
-//! (metadata) and unspecified addresses are refused all the same, in every
-//! form, and hosts that only appear in an action URL get no such leniency.
+//! a refusal of a private or CGNAT address of a host the operator granted
+//! by name is logged as one that would have happened, and the request goes
+//! on. Every other class (loopback, link-local and metadata, unspecified,
+//! reserved, IPv6 forms hiding their IPv4) is refused all the same, and
+//! hosts that only appear in an action URL get no such leniency.
 //!
 //! Which *hosts* a plugin may name is decided per plugin in
 //! [`super::http`]; this module judges addresses. The operator's
@@ -51,9 +53,9 @@ pub struct EgressConfig {
     /// Log what the address policy would refuse for a host the operator
     /// granted to a plugin by name (`egress: The policy would refuse this
     /// address…`, with host, address and class) and let it through: for
-    /// rolling out `allow_networks`. Loopback, link-local (metadata) and
-    /// unspecified addresses, and hosts that only appear in action URLs,
-    /// are refused all the same. Off by default.
+    /// rolling out `allow_networks`. Only private and CGNAT addresses are
+    /// let through so; every other class, and hosts that only appear in
+    /// action URLs, are refused all the same. Off by default.
     pub report_only: bool,
 }
 
@@ -200,10 +202,12 @@ pub(crate) fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
-/// Whether report-only mode may let `class` through: never the host itself
-/// or the cloud metadata service.
+/// Whether report-only mode may let `class` through: the internal
+/// networks an allowlist is rolled out for (private, CGNAT), never the
+/// host itself, the metadata service, or an address whose form hides
+/// what it routes to.
 fn reportable(class: AddressClass) -> bool {
-    !matches!(class, AddressClass::Loopback | AddressClass::LinkLocal | AddressClass::Unspecified)
+    matches!(class, AddressClass::Private | AddressClass::SharedCgnat)
 }
 
 /// A destination the policy refused.
@@ -216,6 +220,17 @@ pub struct EgressDenied {
     pub ip: IpAddr,
     /// Why it is refused.
     pub class: AddressClass,
+}
+
+/// A name plugins' traffic could not be sent to because it does not
+/// resolve: told to the plugin as a refusal is (see [`super::http`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{host} does not resolve: {source}")]
+pub struct LookupFailed {
+    /// The name.
+    pub host: String,
+    /// The resolver's error.
+    pub source: std::io::Error,
 }
 
 /// The operator's address policy.
@@ -257,11 +272,14 @@ impl EgressPolicy {
             IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
             IpAddr::V4(_) => None,
         };
+        // An internal address in an IPv6 form is allowed only by a network
+        // holding the IPv4 address itself: allowing a translation prefix
+        // (`64:ff9b::/96` for DNS64) does not open loopback or metadata.
         let allowed = exceptions
-            && self
-                .allow_networks
-                .iter()
-                .any(|net| net.contains(&ip) || embedded.is_some_and(|e| net.contains(&e)));
+            && self.allow_networks.iter().any(|net| match embedded {
+                Some(inner) if classify(inner) != AddressClass::Public => net.contains(&inner),
+                _ => net.contains(&ip) || embedded.is_some_and(|inner| net.contains(&inner)),
+            });
         match classify(ip) {
             _ if allowed => Ok(()),
             AddressClass::Public => Ok(()),
@@ -345,7 +363,8 @@ impl Resolve for EgressResolver {
         let host = name.as_str().to_owned();
         let lookup = self.lookup.lookup(&host);
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = lookup.await?.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+            let found = lookup.await.map_err(|source| LookupFailed { host: host.clone(), source })?;
+            let addrs: Vec<SocketAddr> = found.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
             policy.check_resolved(&host, &addrs, exceptions)?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
@@ -413,7 +432,7 @@ mod tests {
             let denied = policy.check_ip("granted.example", ip(text), true).unwrap_err();
             assert!(!reportable(denied.class), "{text}: {}", denied.class.name());
         }
-        for text in ["::ffff:10.0.0.1", "::ffff:8.8.8.8", "10.0.0.1"] {
+        for text in ["::ffff:10.0.0.1", "64:ff9b::a00:1", "10.0.0.1", "100.64.0.1", "fd00::1"] {
             assert!(
                 policy.check_ip("granted.example", ip(text), true).is_ok(),
                 "{text}: reported, let through"
@@ -429,6 +448,24 @@ mod tests {
         assert_eq!(v4("2002:a9fe:a9fe::1"), Some(Ipv4Addr::new(169, 254, 169, 254)));
         assert_eq!(v4("2001:0:4136:e378:8000:63bf:80ff:fffe"), Some(Ipv4Addr::new(127, 0, 0, 1)));
         assert_eq!(v4("2606:4700::1111"), None);
+    }
+
+    /// From the review of issue 23: allowing NAT64's prefix, which an
+    /// IPv6-only cloud needs for DNS64, opened loopback and metadata in
+    /// their NAT64 form; and report-only let through what an address's
+    /// form hides (`64:ff9b:1::/48` read as a /96, SIIT).
+    #[test]
+    fn a_translation_prefix_allowed_or_reported_opens_nothing_internal() {
+        let dns64 = EgressPolicy::new(vec!["64:ff9b::/96".parse().unwrap()], []);
+        assert!(dns64.check_ip("h", ip("64:ff9b::808:808"), true).is_ok(), "a public IPv4 through NAT64");
+        for internal in ["64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b::a00:1"] {
+            assert!(dns64.check_ip("h", ip(internal), true).is_err(), "{internal}");
+        }
+        let reporting = EgressPolicy::default().report_only(true);
+        for hidden in ["64:ff9b:1:a9fe:a9:fe00:808:808", "::ffff:0:a9fe:a9fe", "::ffff:8.8.8.8", "198.18.0.1"]
+        {
+            assert!(reporting.check_ip("h", ip(hidden), true).is_err(), "{hidden}");
+        }
     }
 
     #[test]

@@ -7,9 +7,12 @@
 //! the host grant (the action URL's host or one granted to the plugin),
 //! the address policy, and the TLS option. Each redirect hop (only when
 //! the operator sets `http.max_redirects`) is checked again, never
-//! downgrades https to http, and drops credentials when it changes origin.
-//! A refusal is an `http-error` value the plugin receives, never a trap.
-//! Environment proxies are ignored.
+//! downgrades https to http, drops credentials when it changes origin, and
+//! a header with a secret where the secret's URL prefix stops covering it.
+//! A refusal is an `http-error` value the plugin receives, never a trap;
+//! an egress refusal says nothing of the address ([`EGRESS_DENIAL`],
+//! [`NAME_UNREACHABLE`]), which goes to the operator's log. Environment
+//! proxies are ignored.
 //!
 //! The operator's exceptions to the address policy apply only to hosts the
 //! operator granted the plugin by name, and the operator's REST-notifier TLS
@@ -34,16 +37,24 @@ use tocsin_core::limits::{Limit, Limits};
 use wasmtime::component::{HasData, Linker};
 
 use crate::capabilities::CallReport;
-use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, NameLookup};
+use crate::capabilities::egress::{EgressDenied, EgressPolicy, EgressResolver, LookupFailed, NameLookup};
 use crate::capabilities::log::CallIdentity;
+use crate::capabilities::refusals::RefusalLog;
 use crate::capabilities::secrets::{FilledHeader, SharedSecrets, substitute};
 use crate::capabilities::signing::{SIGNATURE_HEADERS, WebhookSecret, signature_headers};
 
-/// What a plugin is told when the egress policy refuses an address: not
-/// the address, its class or the name that resolved to it, which would
-/// let a tenant map the internal network from the cloud's egress address.
-/// The operator's log has the detail.
+/// What a plugin is told when the egress policy refuses an address it
+/// named (an IP literal): not the address's class. The operator's log has
+/// the detail.
 pub const EGRESS_DENIAL: &str = "the egress policy refused this destination; the operator's log says why";
+
+/// What a plugin is told when a name it asked for does not resolve, or
+/// resolves to an address the egress policy refuses: the same words for
+/// both, and a retryable `connect`, so that a tenant can neither learn the
+/// internal address of a name nor whether an internal name exists. The
+/// operator's log tells them apart.
+pub const NAME_UNREACHABLE: &str =
+    "the name does not resolve to an address this plugin may reach; the operator's log says why";
 
 /// Headers kept when a redirect leads to another origin: nothing that
 /// could carry a credential for the first one.
@@ -210,6 +221,8 @@ pub(crate) struct HttpCapability {
     lookup: Arc<dyn NameLookup>,
     /// Webhook signing secrets by receiving host (see [`host_key`]).
     signing: HashMap<String, Vec<WebhookSecret>>,
+    /// Which refusals get a WARN line.
+    refusals: RefusalLog,
     config: HttpConfig,
 }
 
@@ -249,6 +262,7 @@ impl HttpCapability {
             policy,
             lookup,
             signing,
+            refusals: RefusalLog::default(),
             config: config.clone(),
         };
         if !capability.operator_tls.roots.is_empty() || capability.operator_tls.identity.is_some() {
@@ -453,36 +467,49 @@ impl CallHttp {
             url::Host::Domain(_) => None,
         };
         if let Some(ip) = ip {
-            self.capability
-                .policy
-                .check_ip(&key, ip, explicitly_granted)
-                .map_err(|denied| self.egress_denied(&denied))?;
+            self.capability.policy.check_ip(&key, ip, explicitly_granted).map_err(|denied| {
+                self.log_refusal(&denied);
+                HttpError::Denied(EGRESS_DENIAL.into())
+            })?;
         }
         Ok(explicitly_granted)
     }
 
     /// Logs a refusal by the egress policy for the operator, with what
-    /// was refused and why, and returns what the plugin is told: nothing
-    /// of it ([`EGRESS_DENIAL`]).
-    fn egress_denied(&self, denied: &EgressDenied) -> HttpError {
-        tracing::warn!(
-            plugin = &*self.identity.plugin,
-            tenant = self.identity.tenant.as_deref().unwrap_or(""),
-            alarm_id = self.identity.alarm_id,
-            host = denied.host,
-            ip = %denied.ip,
-            class = denied.class.name(),
-            outcome = "denied",
-            "capability.http: The egress policy refused a plugin's request."
-        );
-        HttpError::Denied(EGRESS_DENIAL.into())
+    /// was refused and why (at WARN, once a minute per plugin: see
+    /// [`RefusalLog`]).
+    fn log_refusal(&self, denied: &EgressDenied) {
+        let (plugin, tenant) = (&*self.identity.plugin, self.identity.tenant.as_deref().unwrap_or(""));
+        let (host, ip, class) = (denied.host.as_str(), denied.ip, denied.class.name());
+        match self.capability.refusals.admit(&self.identity.plugin, Instant::now()) {
+            Some(unwritten) => tracing::warn!(
+                plugin, tenant, alarm_id = self.identity.alarm_id, host, %ip, class, outcome = "denied",
+                unwritten,
+                "capability.http: The egress policy refused a plugin's request (unwritten: this plugin's \
+                 refusals since its last such line)."
+            ),
+            None => tracing::debug!(
+                plugin, tenant, alarm_id = self.identity.alarm_id, host, %ip, class, outcome = "denied",
+                "capability.http: The egress policy refused a plugin's request."
+            ),
+        }
     }
 
     /// Maps a reqwest failure to what the plugin is told, looking through
-    /// the error's causes for a policy refusal (logged, and told as
-    /// [`EGRESS_DENIAL`]) or a TLS failure.
+    /// the error's causes for a name that did not resolve or resolved to a
+    /// refused address (logged, and told alike as [`NAME_UNREACHABLE`]),
+    /// or a TLS failure.
     fn map_error(&self, error: reqwest::Error) -> HttpError {
-        describe_failure(error, |denied| self.egress_denied(denied))
+        describe_failure(error, |unreachable| {
+            match unreachable {
+                Unreachable::Refused(denied) => self.log_refusal(denied),
+                Unreachable::Unresolved(failed) => tracing::debug!(
+                    plugin = &*self.identity.plugin, host = failed.host, error = %failed.source,
+                    outcome = "unresolved", "capability.http: A plugin's host name does not resolve."
+                ),
+            }
+            HttpError::Connect(NAME_UNREACHABLE.into())
+        })
     }
 
     /// Counts one request (a redirect hop is one) against the per-call cap.
@@ -756,10 +783,21 @@ fn parse_headers(headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
     Ok(map)
 }
 
+/// Why a name could not be reached.
+enum Unreachable<'a> {
+    /// It resolved to an address the policy refuses.
+    Refused(&'a EgressDenied),
+    /// It did not resolve.
+    Unresolved(&'a LookupFailed),
+}
+
 /// Maps a reqwest failure to what the plugin is told, looking through the
-/// error's causes for a TLS failure or a policy refusal, which `denied`
-/// answers.
-fn describe_failure(error: reqwest::Error, denied: impl FnOnce(&EgressDenied) -> HttpError) -> HttpError {
+/// error's causes for a TLS failure or a name that could not be reached,
+/// which `unreachable` answers.
+fn describe_failure(
+    error: reqwest::Error,
+    unreachable: impl FnOnce(Unreachable<'_>) -> HttpError,
+) -> HttpError {
     // The URL may hold secrets (a token in the query): never repeat it.
     let error = error.without_url();
     let mut detail = error.to_string();
@@ -767,7 +805,10 @@ fn describe_failure(error: reqwest::Error, denied: impl FnOnce(&EgressDenied) ->
     let mut tls = false;
     while let Some(cause) = source {
         if let Some(refusal) = cause.downcast_ref::<EgressDenied>() {
-            return denied(refusal);
+            return unreachable(Unreachable::Refused(refusal));
+        }
+        if let Some(failed) = cause.downcast_ref::<LookupFailed>() {
+            return unreachable(Unreachable::Unresolved(failed));
         }
         tls |= is_tls_failure(cause);
         detail.push_str(": ");

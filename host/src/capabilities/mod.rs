@@ -13,6 +13,7 @@
 pub mod egress;
 pub mod http;
 pub mod log;
+mod refusals;
 pub mod secrets;
 pub mod signing;
 pub mod wasi;

@@ -116,6 +116,11 @@ pub const MAX_COMPILER_STDERR_BYTES: u64 = 64 << 10;
 /// deadline, outside dispatch's concurrency bounds).
 pub const MAX_DRY_RUNS: usize = 4;
 
+/// Of [`MAX_DRY_RUNS`], how many one caller may run at once: one tenant's
+/// dry runs waiting on an endpoint that never answers leave the others
+/// theirs.
+pub const MAX_DRY_RUNS_PER_CALLER: usize = 1;
+
 /// The largest body of a dry run: an alarm is a few hundred bytes, and its
 /// reading costs time in proportion to its size and depth.
 pub const MAX_DRY_RUN_BYTES: usize = 64 << 10;

@@ -17,13 +17,20 @@ use std::time::Duration;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+/// How often one key is admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Admissions a minute (at least 1).
+    pub per_minute: u32,
+    /// Admissions at once before the rate applies (at least 1).
+    pub burst: u32,
+}
+
 /// How much a [`Throttle`] admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleLimits {
-    /// Admissions a minute, per key (at least 1).
-    pub per_minute: u32,
-    /// Admissions at once before the rate applies, per key (at least 1).
-    pub burst: u32,
+    /// Each key's rate; none: as often as places free.
+    pub rate: Option<Rate>,
     /// Places held at once, all keys together (at least 1).
     pub places: usize,
     /// Places one key may hold at once (at least 1).
@@ -53,7 +60,7 @@ pub enum Refusal {
 /// The rates and places of one host.
 #[derive(Debug)]
 pub struct Throttle {
-    rate: DefaultKeyedRateLimiter<String>,
+    rate: Option<DefaultKeyedRateLimiter<String>>,
     clock: DefaultClock,
     held: Mutex<HashMap<String, usize>>,
     places: usize,
@@ -83,13 +90,14 @@ impl Throttle {
     /// A throttle admitting `limits`.
     pub fn new(limits: ThrottleLimits) -> Self {
         let nonzero = |value: u32| NonZeroU32::new(value).unwrap_or(NonZeroU32::MIN);
-        let per_minute = u64::from(nonzero(limits.per_minute).get());
-        let quota =
+        let quota = |rate: Rate| {
+            let per_minute = u64::from(nonzero(rate.per_minute).get());
             Quota::with_period(Duration::from_millis(60_000 / per_minute).max(Duration::from_millis(1)))
                 .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
-                .allow_burst(nonzero(limits.burst));
+                .allow_burst(nonzero(rate.burst))
+        };
         Throttle {
-            rate: DefaultKeyedRateLimiter::hashmap(quota),
+            rate: limits.rate.map(|rate| DefaultKeyedRateLimiter::hashmap(quota(rate))),
             clock: DefaultClock::default(),
             held: Mutex::default(),
             places: limits.places.max(1),
@@ -103,9 +111,11 @@ impl Throttle {
     /// [`Refusal`]: the rate is spent, or no place is free.
     pub fn admit(&self, key: &str) -> Result<Permit<'_>, Refusal> {
         let key = key.to_owned();
-        self.rate
-            .check_key(&key)
-            .map_err(|not_until| Refusal::Rate { retry_after: not_until.wait_time_from(self.clock.now()) })?;
+        if let Some(rate) = &self.rate {
+            rate.check_key(&key).map_err(|not_until| Refusal::Rate {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })?;
+        }
         let mut held = self.held();
         let total: usize = held.values().sum();
         if total >= self.places {
@@ -130,8 +140,8 @@ mod tests {
 
     #[test]
     fn a_key_gets_its_burst_then_waits_and_holds_at_most_its_places() {
-        let throttle =
-            Throttle::new(ThrottleLimits { per_minute: 1, burst: 3, places: 3, places_per_key: 2 });
+        let rate = Some(Rate { per_minute: 1, burst: 3 });
+        let throttle = Throttle::new(ThrottleLimits { rate, places: 3, places_per_key: 2 });
         let first = throttle.admit("a").unwrap();
         let second = throttle.admit("a").unwrap();
         assert_eq!(throttle.admit("a").unwrap_err(), Refusal::KeyFull { held: 2 });

@@ -1152,37 +1152,43 @@ async fn aodh_accepts_a_tenant_scheme_once_tocsin_serves_it_in_the_tenants_proje
 }
 
 /// Dry runs take instance slots outside dispatch's bounds: a host runs at
-/// most a few at once and answers 429 `busy` beyond.
+/// most a few at once, one caller at most one of them, and answers 429
+/// `busy` beyond. From the review of issue 23: one tenant's dry runs held
+/// every slot, and other tenants' were answered busy.
 #[tokio::test]
-async fn dry_runs_beyond_the_cap_are_answered_busy() {
+async fn dry_runs_beyond_the_callers_share_are_answered_busy_and_others_still_run() {
     let vhost = TestVhost::create();
     let hang = Webhook::start(Reply::Hang).await.unwrap();
-    let extra = "[http]\ntimeout_ms = 3000\nmax_timeout_ms = 3000\n";
+    let extra = "[http]\ntimeout_ms = 3000\nmax_timeout_ms = 3000\n\n\
+                 [tenants.globex.plugins.globex-chat]\nallow_hosts = [\"127.0.0.1\"]\n";
     let service = Service::start(TOCSIN, &tenants_config(&vhost, extra)).await;
     assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::FETCH)).await.0, 201);
-    let body =
-        serde_json::json!({ "action": format!("acme-chat://x/?target={}", hang.url("/")) }).to_string();
-    let dry_run =
-        || service.call("POST", "/v1/notifiers/acme-chat/dry-run", Some(ACME), body.clone().into_bytes());
-    let running = futures_util::future::join_all((0..tocsin_core::caps::MAX_DRY_RUNS).map(|_| dry_run()));
-    let extra_one = async {
-        let all_in = eventually(Duration::from_secs(10), async || {
-            hang.connections() == tocsin_core::caps::MAX_DRY_RUNS
-        })
-        .await;
-        assert!(all_in, "{} dry runs reached the sink", hang.connections());
-        dry_run().await
+    assert_eq!(upload(&service, "globex-chat", GLOBEX, component(plugins::FETCH)).await.0, 201);
+    let dry_run = async |scheme: &str, token: &str| {
+        let body = serde_json::json!({ "action": format!("{scheme}://x/?target={}", hang.url("/")) });
+        let path = format!("/v1/notifiers/{scheme}/dry-run");
+        service.call("POST", &path, Some(token), body.to_string().into_bytes()).await
     };
-    let (finished, (status, answer)) = tokio::join!(running, extra_one);
-    assert_eq!((status, answer["error"]["code"].as_str()), (429, Some("busy")), "{answer}");
-    for (status, answer) in finished {
+    let acmes = dry_run("acme-chat", ACME);
+    let then = async {
+        let waiting = eventually(Duration::from_secs(10), async || hang.connections() == 1).await;
+        assert!(waiting, "acme's dry run reached the sink");
+        let again = dry_run("acme-chat", ACME).await;
+        let globex = dry_run("globex-chat", GLOBEX).await;
+        (again, globex)
+    };
+    let (first, ((status, again), globex)) = tokio::join!(acmes, then);
+    assert_eq!((status, again["error"]["code"].as_str()), (429, Some("busy")), "{again}");
+    assert!(again["error"]["message"].as_str().unwrap().contains("1 of your dry runs"), "{again}");
+    for (status, answer) in [first, globex] {
         assert_eq!(
             (status, answer["report"]["outcome"].as_str()),
             (200, Some("failed")),
             "timed out: {answer}"
         );
     }
-    assert_eq!(dry_run().await.0, 200, "slots free again");
+    assert_eq!(hang.connections(), 2, "acme's first and globex's dry runs ran, acme's second did not");
+    assert_eq!(dry_run("acme-chat", ACME).await.0, 200, "acme's place is free again");
 }
 
 /// The artifact cache keeps what stored versions need: a deleted

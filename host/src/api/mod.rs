@@ -31,7 +31,7 @@ use self::error::ApiError;
 use crate::intake::Status;
 use crate::metrics::{Metrics, View};
 use crate::registry::catalog::Catalog;
-use crate::throttle::{Throttle, ThrottleLimits};
+use crate::throttle::{Rate, Throttle, ThrottleLimits};
 
 /// The OpenAPI document of these routes, served at `/v1/openapi.json`.
 pub(crate) const OPENAPI: &str = include_str!("openapi.json");
@@ -105,8 +105,7 @@ impl ApiConfig {
     /// The limits of each caller's requests.
     pub fn request_limits(&self) -> ThrottleLimits {
         ThrottleLimits {
-            per_minute: self.requests_per_minute,
-            burst: self.request_burst,
+            rate: Some(Rate { per_minute: self.requests_per_minute, burst: self.request_burst }),
             // Callers are bounded by the configuration; each holds its own.
             places: usize::MAX,
             places_per_key: usize::try_from(self.requests_at_once).unwrap_or(usize::MAX),

@@ -17,7 +17,7 @@
 use tocsin_core::tenancy::Caller;
 
 use super::{CatalogError, UploadsConfig};
-use crate::throttle::{Permit, Refusal, Throttle, ThrottleLimits};
+use crate::throttle::{Permit, Rate, Refusal, Throttle, ThrottleLimits};
 
 /// The rate and the queue of uploads of one host.
 #[derive(Debug)]
@@ -34,8 +34,7 @@ impl Admission {
     pub(super) fn new(uploads: &UploadsConfig) -> Self {
         Admission {
             throttle: Throttle::new(ThrottleLimits {
-                per_minute: uploads.uploads_per_minute,
-                burst: uploads.upload_burst,
+                rate: Some(Rate { per_minute: uploads.uploads_per_minute, burst: uploads.upload_burst }),
                 places: uploads.compile_queue,
                 places_per_key: uploads.tenant_compile_queue,
             }),

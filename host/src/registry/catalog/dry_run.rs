@@ -6,11 +6,12 @@ use std::sync::Arc;
 use tocsin_core::alarm::{Alarm, Delivery, check_field_size};
 use tocsin_core::tenancy::Caller;
 
-use tocsin_core::caps::MAX_DRY_RUNS;
+use tocsin_core::caps::{MAX_DRY_RUNS, MAX_DRY_RUNS_PER_CALLER};
 
 use super::{Catalog, CatalogError};
 use crate::registry::scheme_of;
 use crate::sandbox::Plugin;
+use crate::throttle::Refusal;
 
 impl Catalog {
     /// The live plugin of `scheme` on this host, if the caller may see it.
@@ -50,9 +51,13 @@ impl Catalog {
                 "the action of a dry run of {scheme} is a {scheme}:// URL"
             )));
         }
-        // Dry runs take instance slots outside dispatch's bounds: few at once.
-        let _slot = self.dry_runs.try_acquire().map_err(|_| {
-            CatalogError::Busy(format!("{MAX_DRY_RUNS} dry runs are running; try again shortly"))
+        // Dry runs take instance slots outside dispatch's bounds: few at
+        // once, and one caller never all of them.
+        let _slot = self.dry_runs.admit(caller.tenant().unwrap_or_default()).map_err(|refusal| match refusal {
+            Refusal::KeyFull { held } => CatalogError::Busy(format!(
+                "{held} of your dry runs are running (at most {MAX_DRY_RUNS_PER_CALLER}); try again when it ends"
+            )),
+            _ => CatalogError::Busy(format!("{MAX_DRY_RUNS} dry runs are running; try again shortly")),
         })?;
         let delivery = Delivery { tenant: row.tenant, ..Delivery::one_off() };
         let invocation = self.sandbox.invoke(&plugin, &action, alarm, &delivery).await;

@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use tocsin_core::caps::MAX_DRY_RUNS;
+use tocsin_core::caps::{MAX_DRY_RUNS, MAX_DRY_RUNS_PER_CALLER};
 use tocsin_core::tenancy::{Caller, ClaimError, Owner, TenantConfig};
-use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use super::{PlatformGrants, Registry, spec_for_upload};
 use crate::capabilities::secrets::{SecretBox, SharedSecrets};
@@ -36,6 +36,7 @@ use crate::sandbox::compiler::Compiler;
 use crate::sandbox::validate::LoadError;
 use crate::sandbox::{Plugin, Sandbox};
 use crate::store::{NotifierRow, Store, StoreError, VersionRow};
+use crate::throttle::{Throttle, ThrottleLimits};
 use admission::Admission;
 
 pub use uploads::{UploadRequest, UploadsConfig};
@@ -195,7 +196,7 @@ pub struct Catalog {
     secrets: Mutex<HashMap<String, SharedSecrets>>,
     secret_box: SecretBox,
     one_at_a_time: AsyncMutex<()>,
-    dry_runs: Semaphore,
+    dry_runs: Throttle,
     admission: Admission,
     outbox: mpsc::UnboundedSender<String>,
 }
@@ -236,7 +237,11 @@ impl Catalog {
             secrets: Mutex::default(),
             secret_box,
             one_at_a_time: AsyncMutex::new(()),
-            dry_runs: Semaphore::new(MAX_DRY_RUNS),
+            dry_runs: Throttle::new(ThrottleLimits {
+                rate: None,
+                places: MAX_DRY_RUNS,
+                places_per_key: MAX_DRY_RUNS_PER_CALLER,
+            }),
             outbox,
         }
     }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tocsin_contract::action;
+use tocsin_contract::action::{self, SplitAction};
 use tocsin_core::alarm::{Alarm, Delivery};
 use tocsin_core::caps::MAX_IDLE_KEYS;
 use tocsin_core::tenancy::TenantConfig;
@@ -75,6 +75,12 @@ pub trait Notifiers: Send + Sync + 'static {
     /// The plugin's name and tenant, for limits, logs and metrics.
     fn identity(plugin: &Self::Plugin) -> (&str, Option<&str>);
 
+    /// Whether the plugin was taken out of service (its notifier deleted),
+    /// so that what a delivery in flight counted is dropped.
+    fn retired(_plugin: &Self::Plugin) -> bool {
+        false
+    }
+
     /// Runs the plugin for one attempt.
     fn invoke(
         &self,
@@ -105,6 +111,10 @@ impl Notifiers for Sandboxed {
 
     fn identity(plugin: &Plugin) -> (&str, Option<&str>) {
         (plugin.name(), plugin.tenant())
+    }
+
+    fn retired(plugin: &Plugin) -> bool {
+        plugin.is_retired()
     }
 
     async fn invoke(
@@ -343,14 +353,33 @@ impl<N: Notifiers> Dispatcher<N> {
     /// Runs one attempt of `record`, logging the outcome with Aodh's words
     /// where Aodh has some.
     pub async fn deliver(&self, record: &DeliveryRecord) -> Outcome {
-        let alarm_id = record.alarm.alarm_id.as_str();
         let split = action::split(&record.action).ok();
         let shown = split.as_ref().map_or_else(|| action::display(&record.action), |split| split.redacted());
         let plugin = match self.notifiers.resolve(&record.action) {
             Ok(plugin) => plugin,
             Err(error) => return self.unresolved(record, &shown, &error),
         };
-        let (name, tenant) = N::identity(&plugin);
+        let outcome = self.attempt(record, &plugin, split.as_ref(), &shown).await;
+        if N::retired(&plugin) {
+            // Its notifier was deleted meanwhile, and its series with it:
+            // what this delivery counted must not bring them back.
+            let (name, tenant) = N::identity(&plugin);
+            self.metrics.forget_plugin(name, tenant);
+        }
+        outcome
+    }
+
+    /// Runs one attempt of `record` in `plugin`, within the slots, and
+    /// logs and counts its outcome.
+    async fn attempt(
+        &self,
+        record: &DeliveryRecord,
+        plugin: &N::Plugin,
+        split: Option<&SplitAction<'_>>,
+        shown: &str,
+    ) -> Outcome {
+        let alarm_id = record.alarm.alarm_id.as_str();
+        let (name, tenant) = N::identity(plugin);
         // Actions without a host (`log://`) are their plugin's destination.
         // A tenant's plugin reaches what it was granted, whatever the
         // action's host, which the alarm's author chose: its deliveries
@@ -358,7 +387,6 @@ impl<N: Notifiers> Dispatcher<N> {
         // cannot take the slots of another tenant's or the platform's
         // deliveries to that host.
         let host = split
-            .as_ref()
             .map(|s| s.host_port().to_ascii_lowercase())
             .filter(|host| !host.is_empty())
             .unwrap_or_else(|| format!("{name}:"));
@@ -380,7 +408,7 @@ impl<N: Notifiers> Dispatcher<N> {
         };
         let started = Instant::now();
         let delivery = record.delivery(tenant.map(str::to_owned));
-        let result = self.notifiers.invoke(&plugin, &record.action, &record.alarm, &delivery).await;
+        let result = self.notifiers.invoke(plugin, &record.action, &record.alarm, &delivery).await;
         let elapsed = started.elapsed();
         permits.learn(elapsed);
         self.metrics.delivery_time(name, tenant, elapsed.as_secs_f64());

@@ -912,8 +912,11 @@ async fn a_stored_secret_fills_placeholders_for_granted_hosts_only_and_is_never_
 async fn metrics_name_tenants_only_to_the_token_holders_and_forget_deleted_notifiers() {
     const METRICS: &str = "metrics-token";
     let vhost = TestVhost::create();
-    let sink = Webhook::start(Reply::status(200)).await.unwrap();
-    let service = Service::start(TOCSIN, &tenants_config(&vhost, "")).await;
+    // The second request is answered a while after it arrives.
+    let slow_second = Reply::Delayed(Duration::from_millis(1500), Box::new(Reply::status(200)));
+    let sink = Webhook::start(Reply::Script(vec![Reply::status(200), slow_second])).await.unwrap();
+    let service =
+        Service::start_logging(TOCSIN, &tenants_config(&vhost, ""), "info,tocsin::dispatch=debug").await;
     assert_eq!(upload(&service, "acme-chat", ACME, component(plugins::FETCH)).await.0, 201);
     publish(&vhost, &format!("acme-chat://x/?target={}", sink.url("/m")), 1).await;
     let delivered = r#"tocsin_deliveries_total{plugin="acme-chat",tenant="acme",outcome="delivered"}"#;
@@ -939,10 +942,22 @@ async fn metrics_name_tenants_only_to_the_token_holders_and_forget_deleted_notif
         assert!(whole.contains(series), "{series} in the operator's view: {whole}");
     }
 
-    // Deleted: its series go, on this host.
+    // Deleted while a delivery is in flight: its series go, on this host,
+    // and that delivery's end does not bring them back.
+    publish(&vhost, &format!("acme-chat://x/?target={}", sink.url("/slow")), 1).await;
+    let in_flight = eventually(Duration::from_secs(10), async || sink.received().len() == 2).await;
+    assert!(in_flight, "{}", service.log_text());
     assert_eq!(service.call("DELETE", "/v1/notifiers/acme-chat", Some(ACME), vec![]).await.0, 204);
     let (_, after) = service.get_as(Some(OPERATOR), "/metrics").await;
     assert!(!after.contains("acme-chat"), "a deleted notifier's series stay: {after}");
+    let ended = eventually(Duration::from_secs(10), async || {
+        service.lines_with("dispatch: Delivered.").iter().filter(|line| line["plugin"] == "acme-chat").count()
+            == 2
+    })
+    .await;
+    assert!(ended, "the delivery in flight ended: {}", service.log_text());
+    let (_, after) = service.get_as(Some(OPERATOR), "/metrics").await;
+    assert!(!after.contains("acme-chat"), "the delivery in flight brought its series back: {after}");
     drop(service);
 
     // A metrics token: only it and the operator's are answered.

@@ -236,11 +236,15 @@ impl Registry {
 
     /// Takes the uploaded notifier of `scheme` out of service.
     pub fn remove(&self, scheme: &str) {
+        let removed = self.uploaded.load().get(scheme).cloned();
         self.uploaded.rcu(|current| {
             let mut next = HashMap::clone(current);
             next.remove(scheme);
             next
         });
+        if let Some(plugin) = removed {
+            plugin.retire();
+        }
     }
 }
 

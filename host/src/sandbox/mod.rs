@@ -33,6 +33,7 @@ pub mod threads;
 pub mod validate;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tocsin_core::alarm::{Alarm, Delivery, ReasonData};
@@ -165,6 +166,8 @@ pub struct Plugin {
     limits: Limits,
     grants: Arc<HttpGrants>,
     environment: Arc<[(String, String)]>,
+    /// Set when its notifier is taken out of service.
+    retired: AtomicBool,
     pre: NotifierPre<StoreState>,
     log: Arc<LogBuffer>,
     info: ComponentInfo,
@@ -188,6 +191,17 @@ impl Plugin {
     /// The tenant that owns it; none for the platform's.
     pub fn tenant(&self) -> Option<&str> {
         self.tenant.as_deref()
+    }
+
+    /// Marks it out of service: its notifier is gone, and calls still
+    /// running should leave no trace in the metrics.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Plugin::retire`] was called.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// What the component imports and exports.
@@ -376,6 +390,7 @@ impl Sandbox {
             limits: spec.limits,
             grants: Arc::new(spec.grants),
             environment: spec.environment.into(),
+            retired: AtomicBool::new(false),
             pre,
             log: Arc::new(LogBuffer::new(self.log_buffer_lines)),
             info,

@@ -213,8 +213,10 @@ impl Config {
             self.plugins.keys().find_map(|plugin| owned(plugin).map(|tenant| (plugin, tenant)))
         {
             return fail(format!(
-                "plugins.{plugin}: {plugin} is tenant {tenant}'s scheme, and [plugins] grants only the \
-                 operator's plugins; move the section to [tenants.{tenant}.plugins.{plugin}]"
+                "plugins.{plugin}: the scheme {plugin} is in tenant {tenant}'s prefix, so a notifier of that \
+                 name is {tenant}'s, and [plugins] grants only the operator's own plugins. To grant \
+                 {tenant}'s notifier, use [tenants.{tenant}.plugins.{plugin}]; a notifier of the operator's \
+                 needs a name outside every tenant's prefix"
             ));
         }
         let mut hashes: Vec<_> = self.tenants.values().map(|tenant| tenant.token_sha256).collect();
@@ -527,7 +529,7 @@ mod tests {
         let tenant = "[tenants.ops]\ntoken_sha256 = \"".to_owned() + &TokenHash::of("t").to_hex() + "\"\n";
         let misplaced = format!("{tenant}[plugins.ops-relay]\nallow_hosts = [\"relay.internal\"]\n");
         let error = load_toml(&misplaced).unwrap_err().to_string();
-        assert!(error.contains("move the section to [tenants.ops.plugins.ops-relay]"), "{error}");
+        assert!(error.contains("use [tenants.ops.plugins.ops-relay]"), "{error}");
         let foreign = format!("{tenant}[tenants.ops.plugins.acme-x]\nallow_hosts = []\n");
         let error = load_toml(&foreign).unwrap_err().to_string();
         assert!(error.contains("tenant ops cannot own the scheme \"acme-x\""), "{error}");

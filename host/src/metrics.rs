@@ -370,7 +370,7 @@ mod tests {
             metrics.delivery("acme-chat", Some("acme"), outcome);
         }
         metrics.delivery_time("acme-chat", Some("acme"), 0.01);
-        metrics.call_costs("acme-chat", Some("acme"), &Limit::ALL, 1);
+        metrics.call_costs("acme-chat", Some("acme"), Limit::ALL, 1);
         metrics.delivery("acme-other", Some("acme"), "delivered");
         metrics.forget_plugin("acme-chat", Some("acme"));
         let whole = metrics.encode(View::Whole);

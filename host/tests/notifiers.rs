@@ -902,9 +902,6 @@ async fn a_stored_secret_fills_placeholders_for_granted_hosts_only_and_is_never_
     assert!(ran["report"]["logs"].to_string().contains("pager_key"), "deleted: {ran}");
 }
 
-/// The OpenAPI document is served, and every operation it lists is a route
-/// of the service (axum's own 404 and 405, without a JSON error, would mean
-/// it is not).
 /// Issue 23, finding 6: `/metrics` named every tenant to anyone. Without
 /// a metrics token it names none; with one it answers only that token and
 /// the operator's; a deleted notifier's series go with it.
@@ -1088,6 +1085,9 @@ async fn each_caller_has_a_request_rate_and_requests_at_once_and_others_are_stil
     assert_eq!(service.metric_as(Some(OPERATOR), refusals).await, 2.0);
 }
 
+/// The OpenAPI document is served, and every operation it lists is a route
+/// of the service (axum's own 404 and 405, without a JSON error, would mean
+/// it is not).
 #[tokio::test]
 async fn the_openapi_document_lists_routes_the_service_has() {
     let vhost = TestVhost::create();

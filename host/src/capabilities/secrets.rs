@@ -98,17 +98,25 @@ impl SecretPrefix {
     }
 
     /// Whether `url` is under this prefix: same scheme, host and port, and
-    /// a path that continues the prefix's at a segment boundary.
+    /// a path that continues the prefix's at a segment boundary, with no
+    /// encoded dot, slash or backslash after it (`/v2/..%2fadmin`), which a
+    /// server that decodes before it normalises would read as outside.
     pub(crate) fn covers(&self, url: &Url) -> bool {
         let same_origin = url.scheme() == self.0.scheme()
             && url.host().map(|h| url_host_key(&h)) == self.0.host().map(|h| url_host_key(&h))
             && url.port_or_known_default() == self.0.port_or_known_default();
         let prefix = self.0.path();
         let path = url.path();
-        same_origin
-            && (prefix.ends_with('/') && path.starts_with(prefix)
-                || path == prefix
-                || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')))
+        let rest = if prefix.ends_with('/') {
+            path.strip_prefix(prefix)
+        } else {
+            path.strip_prefix(prefix).filter(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        let encoded_separator = |rest: &str| {
+            let rest = rest.to_ascii_lowercase();
+            ["%2e", "%2f", "%5c"].iter().any(|escape| rest.contains(escape))
+        };
+        same_origin && rest.is_some_and(|rest| !encoded_separator(rest))
     }
 }
 
@@ -324,6 +332,9 @@ mod tests {
             "https://pager.example/v1/x",
             "https://pager.example/v2",
             "https://other.example/v2/x",
+            "https://pager.example/v2/..%2fadmin",
+            "https://pager.example/v2/%2E%2E/admin",
+            "https://pager.example/v2/x%5c..%5cadmin",
         ];
         for to in elsewhere {
             let refused =

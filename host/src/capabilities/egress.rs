@@ -272,15 +272,17 @@ impl EgressPolicy {
             IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
             IpAddr::V4(_) => None,
         };
-        // An internal address in an IPv6 form is allowed only by a network
+        let class = classify(ip);
+        // An internal address in an IPv6 form (classified as what it
+        // embeds, not as `EmbeddedIpv4`) is allowed only by a network
         // holding the IPv4 address itself: allowing a translation prefix
         // (`64:ff9b::/96` for DNS64) does not open loopback or metadata.
         let allowed = exceptions
             && self.allow_networks.iter().any(|net| match embedded {
-                Some(inner) if classify(inner) != AddressClass::Public => net.contains(&inner),
+                Some(inner) if class != AddressClass::EmbeddedIpv4 => net.contains(&inner),
                 _ => net.contains(&ip) || embedded.is_some_and(|inner| net.contains(&inner)),
             });
-        match classify(ip) {
+        match class {
             _ if allowed => Ok(()),
             AddressClass::Public => Ok(()),
             class if self.report_only && exceptions && reportable(class) => {

@@ -12,16 +12,34 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use tocsin_core::tenancy::Caller;
 
-use super::AppState;
 use super::error::ApiError;
+use super::{AppState, Callers};
+
+/// Who a request's token identified, if anyone, kept in its extensions by
+/// whatever identified it first (the request limits), so that the token
+/// is hashed and compared once per request.
+#[derive(Debug, Clone)]
+pub(crate) struct Identified(pub Option<Caller>);
+
+impl Identified {
+    /// Identifies the caller of a request with `headers` among `callers`.
+    pub(crate) fn of(headers: &HeaderMap, callers: &Callers) -> Identified {
+        Identified(
+            bearer(headers)
+                .and_then(|token| Caller::identify(token, callers.operator.as_ref(), &callers.tenants)),
+        )
+    }
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers).ok_or(ApiError::Unauthenticated)?;
-        Caller::identify(token, state.callers.operator.as_ref(), &state.callers.tenants)
-            .ok_or(ApiError::Unauthenticated)
+        let identified = match parts.extensions.remove::<Identified>() {
+            Some(identified) => identified,
+            None => Identified::of(&parts.headers, &state.callers),
+        };
+        identified.0.ok_or(ApiError::Unauthenticated)
     }
 }
 

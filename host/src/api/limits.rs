@@ -6,7 +6,8 @@
 //!
 //! Past either, the answer is 429 at once, with `Retry-After`, before the
 //! handler runs: one tenant's storm costs the host a token's hash and a
-//! counter per request, and never a place another tenant needs. Requests
+//! counter per request, and never a place another tenant needs. Who was
+//! identified goes on with the request ([`auth::Identified`]); requests
 //! without a valid token are left to the handlers, which refuse them.
 //! Refusals are counted (`tocsin_api_refusals_total`), not logged one by
 //! one, so a storm does not flood the operator's log either.
@@ -14,17 +15,16 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tocsin_core::tenancy::Caller;
 
 use super::error::ApiError;
 use super::{AppState, auth};
 use crate::throttle::Refusal;
 
 /// Admits `request` within its caller's limits, or answers 429.
-pub(crate) async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let callers = &state.callers;
-    let caller = auth::bearer(request.headers())
-        .and_then(|token| Caller::identify(token, callers.operator.as_ref(), &callers.tenants));
+pub(crate) async fn admit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let identified = auth::Identified::of(request.headers(), &state.callers);
+    let caller = identified.0.clone();
+    request.extensions_mut().insert(identified);
     let Some(caller) = caller else {
         return next.run(request).await;
     };

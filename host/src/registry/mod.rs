@@ -234,17 +234,15 @@ impl Registry {
         });
     }
 
-    /// Takes the uploaded notifier of `scheme` out of service.
-    pub fn remove(&self, scheme: &str) {
-        let removed = self.uploaded.load().get(scheme).cloned();
-        self.uploaded.rcu(|current| {
+    /// Takes the uploaded notifier of `scheme` out of service; returns the
+    /// plugin that served it, which calls in flight still use.
+    pub fn remove(&self, scheme: &str) -> Option<Arc<Plugin>> {
+        let previous = self.uploaded.rcu(|current| {
             let mut next = HashMap::clone(current);
             next.remove(scheme);
             next
         });
-        if let Some(plugin) = removed {
-            plugin.retire();
-        }
+        previous.get(scheme).cloned()
     }
 }
 

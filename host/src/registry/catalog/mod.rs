@@ -271,7 +271,12 @@ impl Catalog {
 
     /// Takes `scheme` out of service on this host, its metrics with it.
     fn forget(&self, scheme: &str) {
-        self.registry.remove(scheme);
+        // Its calls in flight drop what they count, as its series go here.
+        // (A notifier disabled on this host, which the registry drops too,
+        // keeps its series: it is not forgotten, nor its plugin retired.)
+        if let Some(plugin) = self.registry.remove(scheme) {
+            plugin.retire();
+        }
         // Its series carry its owner's name: the operator's (none), or the
         // tenant's, which prefixes the scheme.
         self.metrics.forget_plugin(scheme, None);

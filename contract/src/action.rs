@@ -126,7 +126,7 @@ impl SplitAction<'_> {
 
     /// The URL without its user info, as it is sent on the wire.
     pub fn without_credentials(&self) -> String {
-        self.unsplit(self.host_port(), self.query.to_owned())
+        self.unsplit(self.host_port(), self.query, self.fragment)
     }
 
     /// The URL as tocsin's log lines show it: scheme, host and port, and
@@ -163,10 +163,7 @@ impl SplitAction<'_> {
             Some((_, host)) => format!("{HIDDEN}@{host}"),
             None => self.netloc.to_owned(),
         };
-        let mut shown = self.clone();
-        let fragment = hide_secret_values(self.fragment);
-        shown.fragment = &fragment;
-        shown.unsplit(&netloc, hide_secret_values(self.query))
+        self.unsplit(&netloc, &hide_secret_values(self.query), &hide_secret_values(self.fragment))
     }
 
     /// The last value of query parameter `name`, as Python's `parse_qs`
@@ -177,13 +174,13 @@ impl SplitAction<'_> {
             .split(['&', ';'])
             .filter_map(|pair| pair.split_once('='))
             .filter(|(_, value)| !value.is_empty())
-            .filter(|(key, _)| percent_decode(&key.replace('+', " ")) == name)
-            .map(|(_, value)| percent_decode(&value.replace('+', " ")))
+            .filter(|(key, _)| form_decode(key) == name)
+            .map(|(_, value)| form_decode(value))
             .next_back()
     }
 
-    /// Python's `urlunsplit` with the given netloc and query.
-    fn unsplit(&self, netloc: &str, query: String) -> String {
+    /// Python's `urlunsplit` with the given netloc, query and fragment.
+    fn unsplit(&self, netloc: &str, query: &str, fragment: &str) -> String {
         let mut url = String::new();
         if !self.scheme.is_empty() {
             url.push_str(&self.scheme);
@@ -203,11 +200,11 @@ impl SplitAction<'_> {
         url.push_str(self.path);
         if !query.is_empty() {
             url.push('?');
-            url.push_str(&query);
+            url.push_str(query);
         }
-        if !self.fragment.is_empty() {
+        if !fragment.is_empty() {
             url.push('#');
-            url.push_str(self.fragment);
+            url.push_str(fragment);
         }
         url
     }
@@ -268,8 +265,14 @@ fn hide_secret_values(parameters: &str) -> String {
 /// Whether a parameter named `name` (as written in the URL) holds a
 /// secret.
 fn is_secret_name(name: &str) -> bool {
-    let name = percent_decode(&name.replace('+', " ")).to_lowercase();
+    let name = form_decode(name).to_lowercase();
     SECRET_NAMES.iter().any(|secret| name.contains(secret))
+}
+
+/// A query parameter's name or value as Python's `parse_qs` reads it:
+/// `+` is a space, then `%XX` escapes are decoded.
+fn form_decode(input: &str) -> String {
+    percent_decode(&input.replace('+', " "))
 }
 
 /// Decodes `%XX` escapes; invalid escapes and invalid UTF-8 are kept as
